@@ -1,0 +1,3 @@
+from ibkd.cli import main
+
+raise SystemExit(main())
