@@ -1,0 +1,79 @@
+import json
+
+import numpy as np
+import pytest
+from conftest import make_row
+
+from ibkd.data.linzen import write_linzen
+from ibkd.data.splits import default_dir, load_splits, split_rows, write_splits
+from ibkd.data.vocab import SPECIALS, UNK, Vocab, build_vocab
+from ibkd.errors import IbkdError
+
+
+def numbered_rows(n):
+    return [make_row(f"the key{i} is here", 2, 3) for i in range(n)]
+
+
+def test_reflect_split_matches_numpy_seed_42_shuffle():
+    rows = numbered_rows(1000)
+    splits = split_rows(rows)  # Reflect preset: seed 42, 10% / 1% / 89%
+    reference = list(rows)
+    np.random.seed(42)
+    np.random.shuffle(reference)  # what Reflect's make_splits did
+    assert splits.train == reference[:100]
+    assert splits.valid == reference[100:110]
+    assert splits.test == reference[110:]
+    assert split_rows(rows).train == splits.train  # deterministic
+    assert split_rows(rows, seed=1).train != splits.train
+
+
+def test_split_fractions_are_checked():
+    with pytest.raises(IbkdError, match="split fractions"):
+        split_rows(numbered_rows(10), fractions=(0.6, 0.5))
+
+
+def test_load_file_folder_and_default(tmp_path):
+    rows = numbered_rows(300)
+    write_linzen(tmp_path / "all.tsv.gz", rows)
+    from_file = load_splits(tmp_path / "all.tsv.gz", fractions=(0.5, 0.1))
+    assert [len(x) for _, x in from_file.items()] == [150, 30, 120]
+    write_splits(from_file, tmp_path / "folder")
+    from_folder = load_splits(tmp_path / "folder")
+    assert from_folder.train == from_file.train and from_folder.test == from_file.test
+    default = load_splits("default")
+    assert len(default.train) > 10_000 and len(default.valid) > 500 and len(default.test) > 500
+    assert (default_dir() / "BUILD.md").exists()
+
+
+def test_load_errors(tmp_path):
+    with pytest.raises(IbkdError, match="no such file or folder"):
+        load_splits(tmp_path / "missing")
+    (tmp_path / "train.tsv").write_text("x")
+    with pytest.raises(IbkdError, match="has train but no valid, test file"):
+        load_splits(tmp_path)
+
+
+def test_vocab_from_training_rows(tmp_path):
+    rows = [
+        make_row("the key is here", 2, 3),
+        make_row("the keys are here", 2, 3, "VBP"),
+        make_row("a <unk> is here", 2, 3),
+    ]
+    vocab = build_vocab(rows)
+    assert vocab.itos[:4] == list(SPECIALS)
+    assert vocab.itos[4:7] == ["here", "is", "the"]  # by count (3, 2, 2), ties alphabetical
+    assert vocab.encode(["the", "zebra", "<unk>"]) == [vocab.stoi["the"], UNK, UNK]
+    assert vocab.itos.count("<unk>") == 1  # PTB's <unk> is the special
+    assert len(build_vocab(rows, min_count=2)) == 4 + 3
+    assert len(build_vocab(rows, max_size=6)) == 6
+    path = tmp_path / "vocab.json"
+    vocab.save(path)
+    assert Vocab.load(path) == vocab and Vocab.load(path).fingerprint == vocab.fingerprint
+    data = json.loads(path.read_text())
+    data["tokens"].append("extra")
+    path.write_text(json.dumps(data))
+    with pytest.raises(IbkdError, match="fingerprint does not match"):
+        Vocab.load(path)
+    path.write_text("{}")
+    with pytest.raises(IbkdError, match="not a vocabulary file"):
+        Vocab.load(path)
