@@ -1,0 +1,95 @@
+import json
+import subprocess
+import sys
+
+from ibkd.cli import main
+
+CONLLU = (
+    "1\tThe\tthe\tDET\tDT\t_\t2\tdet\t_\t_\n2\tkey\tkey\tNOUN\tNN\t_\t3\tnsubj\t_\t_\n"
+    "3\tis\tbe\tAUX\tVBZ\t_\t0\troot\t_\t_\n"
+)
+
+
+def test_stats_default_json(capsys):
+    assert main(["data", "stats", "default", "--json"]) == 0
+    stats = json.loads(capsys.readouterr().out)
+    assert stats["rows"] >= 12_000
+    assert set(stats["splits"]) == {"train", "valid", "test"}
+    train = stats["splits"]["train"]
+    assert sum(train["by_distance"].values()) == train["rows"]
+    assert sum(train["by_attractors"].values()) == train["rows"]
+    assert stats["vocabulary_size"] > 5_000
+
+
+def test_stats_text(capsys):
+    assert main(["data", "stats"]) == 0
+    out = capsys.readouterr().out
+    assert "distance" in out and "attractors" in out and "total rows" in out
+
+
+def test_build_then_split(tmp_path, capsys):
+    corpus = tmp_path / "c.conllu"
+    corpus.write_text((CONLLU + "\n") * 50)
+    out = tmp_path / "rows.tsv.gz"
+    assert (
+        main(["data", "build", "--corpus", str(corpus), "--format", "conllu", "--out", str(out)])
+        == 0
+    )
+    assert "50 rows" in capsys.readouterr().out
+    assert (
+        main(["data", "build", "--corpus", str(corpus), "--format", "conllu", "--out", str(out)])
+        == 2
+    )
+    assert "exists already" in capsys.readouterr().err
+    assert (
+        main(
+            [
+                "data",
+                "split",
+                str(out),
+                "--out",
+                str(tmp_path / "s"),
+                "--train",
+                "0.5",
+                "--valid",
+                "0.2",
+            ]
+        )
+        == 0
+    )
+    capsys.readouterr()
+    assert {p.name for p in (tmp_path / "s").iterdir()} == {
+        "train.tsv.gz",
+        "valid.tsv.gz",
+        "test.tsv.gz",
+        "vocab.json",
+    }
+    assert main(["data", "stats", str(tmp_path / "s"), "--json"]) == 0
+    stats = json.loads(capsys.readouterr().out)
+    assert [stats["splits"][s]["rows"] for s in ("train", "valid", "test")] == [25, 10, 15]
+
+
+def test_bad_input_is_one_line_without_traceback(tmp_path):
+    bad = tmp_path / "bad.tsv"
+    bad.write_bytes(b"\x00\x01binary")
+    proc = subprocess.run(
+        [sys.executable, "-m", "ibkd", "data", "stats", str(bad)], capture_output=True, text=True
+    )
+    assert proc.returncode == 2
+    assert proc.stderr.startswith(f"ibkd: error: {bad}: looks like a binary file")
+    assert "Traceback" not in proc.stderr and proc.stderr.count("\n") == 1
+
+
+def test_skip_bad_rows_reports(tmp_path, capsys):
+    from ibkd.data.linzen import COLUMNS
+
+    good = (
+        "the key is here\tthe key is here\tDT NN VBZ RB\tkey\tis\tNN\tFalse\tFalse\tVBZ\t2\t3"
+        "\t0\tna\t0\t1\t0\tkey\tkey"
+    )
+    path = tmp_path / "f.tsv"
+    path.write_text("\t".join(COLUMNS) + "\n" + (good + "\n") * 40 + "oops\n")
+    assert main(["data", "stats", str(path)]) == 2
+    assert f"{path}:42: has 1 tab-separated columns" in capsys.readouterr().err
+    assert main(["data", "stats", str(path), "--skip-bad-rows", "--train", "0.5"]) == 0
+    assert "skipped 1 bad rows; first: line 42" in capsys.readouterr().err
