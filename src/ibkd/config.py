@@ -1,0 +1,264 @@
+"""Typed run configuration: data, model, training, distillation; YAML load/save; presets.
+
+Presets follow the paper (PAPER.md's table of Reflect's configs) under `paper`; `quick` is small
+enough for `ibkd reproduce --budget quick` on a laptop CPU.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from ibkd.errors import IbkdError
+from ibkd.files import atomic_write
+
+SETUPS = ("cls", "lm")
+PRESETS = ("paper", "quick")
+KD_SCALES = ("t2", "inv-t2", "none")
+
+
+@dataclass
+class DataConfig:
+    data: str = "default"  # `default`, a folder with train/valid/test, or one Linzen file
+    split_seed: int = 42  # for one Linzen file: Reflect's split
+    train_fraction: float = 0.10
+    valid_fraction: float = 0.01
+    max_train_rows: int | None = None  # use only the first N training rows (tiny tests)
+
+
+@dataclass
+class ModelConfig:
+    """`name` is what the user asked for (and what reports show); `arch` picks the builder."""
+
+    name: str
+    arch: str  # lstm | transformer
+    dim: int  # embedding size (LSTM) / model width (Transformer)
+    layers: int
+    hidden: int = 0  # LSTM hidden size (0: = dim)
+    heads: int = 8
+    ff_mult: int = 4
+    causal: bool = False  # Transformer: causal mask (sequentiality); LMs are always causal
+    shared_layers: bool = False  # Transformer: one block's weights for every layer (recursion)
+    pool: str = "last"  # classification readout: `cls` (position 0) or `last` non-pad token
+    embed_dropout: float = 0.0  # LSTM input dropout / Transformer embedding dropout
+    dropout: float = 0.0  # LSTM hidden (layer inputs and output) / Transformer residual
+    recurrent_dropout: float = 0.0  # LSTM only: on the recurrent state
+    attn_dropout: float = 0.0  # Transformer only
+    max_len: int = 512  # learned positions (Transformer)
+
+
+@dataclass
+class TrainConfig:
+    epochs: int = 60
+    batch_size: int = 64
+    lr: float = 1e-3
+    weight_decay: float = 1e-4
+    warmup_steps: int = 500
+    schedule: str = "cosine"  # cosine (to 0 after warm-up) | constant
+    clip: float = 1.0
+    patience: int = 10  # early stopping: epochs without a better validation loss
+    checkpoint_every: int = 500  # steps; also at each epoch's end
+    device: str = "auto"  # auto | cpu | cuda | mps
+    bucket: bool = True  # length-bucketed batches
+
+
+@dataclass
+class DistillConfig:
+    teacher: str  # the teacher's run folder
+    temperature: float = 1.0
+    alpha: float = 1.0  # weight of the KD term; 1 - alpha goes to the gold CE
+    kd_scale: str = "t2"  # t2 (Hinton) | inv-t2 (Reflect) | none
+    teacher_dropout: bool = False  # Reflect computed the teacher's targets with dropout on
+    cache_teacher: bool = True  # compute the (deterministic) teacher outputs once, when possible
+
+
+@dataclass
+class RunConfig:
+    setup: str  # cls | lm
+    model: ModelConfig
+    seed: int = 0
+    data: DataConfig = field(default_factory=DataConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    distill: DistillConfig | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any], where: str = "config") -> RunConfig:
+        def build(kind, values, path):
+            if not isinstance(values, dict):
+                raise IbkdError(f"{where}: `{path}` should be a mapping, got {values!r}")
+            known = {f.name for f in fields(kind)}
+            unknown = sorted(set(values) - known)
+            if unknown:
+                raise IbkdError(
+                    f"{where}: unknown key(s) {unknown} in `{path}`; known: {sorted(known)}"
+                )
+            try:
+                return kind(**values)
+            except TypeError as e:
+                raise IbkdError(f"{where}: `{path}`: {e}") from None
+
+        d = dict(d)
+        sub = {
+            "model": ModelConfig,
+            "data": DataConfig,
+            "train": TrainConfig,
+            "distill": DistillConfig,
+        }
+        for key, kind in sub.items():
+            if d.get(key) is not None:
+                d[key] = build(kind, d[key], key)
+        cfg = build(RunConfig, d, "run")
+        cfg.validate(where)
+        return cfg
+
+    def validate(self, where: str = "config") -> None:
+        if self.setup not in SETUPS:
+            raise IbkdError(f"{where}: setup {self.setup!r}, expected one of {SETUPS}")
+        if self.distill is not None:
+            if self.distill.kd_scale not in KD_SCALES:
+                raise IbkdError(
+                    f"--kd-scale {self.distill.kd_scale!r}: expected one of {', '.join(KD_SCALES)}"
+                )
+            if not 0 <= self.distill.alpha <= 1:
+                raise IbkdError(f"--alpha {self.distill.alpha}: expected a value in [0, 1]")
+            if self.distill.temperature <= 0:
+                raise IbkdError(f"--temperature {self.distill.temperature}: expected > 0")
+        if self.train.schedule not in ("cosine", "constant"):
+            raise IbkdError(
+                f"{where}: schedule {self.train.schedule!r}, expected cosine or constant"
+            )
+
+    def save(self, path: str | os.PathLike) -> None:
+        with atomic_write(path) as f:
+            yaml.safe_dump(self.to_dict(), f, sort_keys=False)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> RunConfig:
+        path = Path(path)
+        try:
+            data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise IbkdError(f"{path}: no such run config") from None
+        except yaml.YAMLError as e:
+            raise IbkdError(f"{path}: not valid YAML ({e})") from None
+        if not isinstance(data, dict):
+            raise IbkdError(f"{path}: expected a mapping of run settings")
+        return cls.from_dict(data, where=str(path))
+
+
+# ---------------------------------------------------------------------------------------------
+# Presets. Reflect's classification configs (PAPER.md): LSTM 256/256, hidden dropout 0.8
+# (Keras `dropout` and `recurrent_dropout`), input dropout 0.2; Transformers d=128 (UT-seq
+# d=256), 6 layers, 8 heads, residual dropout 0.4, embedding 0.2, attention 0.6. The LM sizes
+# ("LSTM" 1024 / "Small LSTM" 512, "Transformer" d=512 / "Small Transformer" d=256) are inferred
+# in PAPER.md; their dropouts follow Reflect's `big_lstm_drop5` / `lstm_drop30` and GPT2Config.
+
+
+def _lstm(name, dim, hidden, embed_dropout, dropout, layers=2):
+    return ModelConfig(
+        name,
+        "lstm",
+        dim=dim,
+        hidden=hidden,
+        layers=layers,
+        embed_dropout=embed_dropout,
+        dropout=dropout,
+        recurrent_dropout=dropout,
+    )
+
+
+def _transformer(name, dim, layers, causal, shared, pool, resid, embd, attn, heads=8):
+    return ModelConfig(
+        name,
+        "transformer",
+        dim=dim,
+        layers=layers,
+        heads=heads,
+        causal=causal,
+        shared_layers=shared,
+        pool=pool,
+        embed_dropout=embd,
+        dropout=resid,
+        attn_dropout=attn,
+    )
+
+
+MODEL_PRESETS: dict[tuple[str, str], dict[str, ModelConfig]] = {
+    ("cls", "paper"): {
+        "lstm": _lstm("lstm", 256, 256, 0.2, 0.8),
+        "transformer": _transformer("transformer", 128, 6, False, False, "cls", 0.4, 0.2, 0.6),
+        "transformer-seq": _transformer(
+            "transformer-seq", 128, 6, True, False, "last", 0.4, 0.2, 0.6
+        ),
+        "utransformer-seq": _transformer(
+            "utransformer-seq", 256, 6, True, True, "last", 0.4, 0.2, 0.6
+        ),
+    },
+    ("lm", "paper"): {
+        "lstm": _lstm("lstm", 512, 1024, 0.2, 0.5),
+        "small-lstm": _lstm("small-lstm", 256, 512, 0.0, 0.3),
+        "transformer": _transformer("transformer", 512, 6, True, False, "last", 0.1, 0.2, 0.2),
+        "small-transformer": _transformer(
+            "small-transformer", 256, 6, True, False, "last", 0.1, 0.2, 0.2
+        ),
+    },
+    # quick: sized by measurement for a 2-core CPU (see README, "Speed")
+    ("cls", "quick"): {
+        "lstm": _lstm("lstm", 128, 128, 0.2, 0.3),
+        "transformer": _transformer(
+            "transformer", 64, 2, False, False, "cls", 0.2, 0.1, 0.1, heads=4
+        ),
+        "transformer-seq": _transformer(
+            "transformer-seq", 64, 2, True, False, "last", 0.2, 0.1, 0.1, heads=4
+        ),
+        "utransformer-seq": _transformer(
+            "utransformer-seq", 64, 2, True, True, "last", 0.2, 0.1, 0.1, heads=4
+        ),
+    },
+    ("lm", "quick"): {
+        "lstm": _lstm("lstm", 128, 256, 0.1, 0.2),
+        "small-lstm": _lstm("small-lstm", 64, 128, 0.1, 0.2),
+        "transformer": _transformer(
+            "transformer", 128, 2, True, False, "last", 0.1, 0.1, 0.1, heads=4
+        ),
+        "small-transformer": _transformer(
+            "small-transformer", 64, 2, True, False, "last", 0.1, 0.1, 0.1, heads=4
+        ),
+    },
+}
+
+TRAIN_PRESETS: dict[str, TrainConfig] = {
+    "paper": TrainConfig(epochs=60, batch_size=64, lr=1e-3, warmup_steps=1000, patience=10),
+    "quick": TrainConfig(epochs=10, batch_size=64, lr=2e-3, warmup_steps=100, patience=3),
+}
+
+DISTILL_PRESETS: dict[str, dict[str, float]] = {  # Reflect: cls T=1 alpha=1; LM T=1 alpha=0.9
+    "cls": {"temperature": 1.0, "alpha": 1.0},
+    "lm": {"temperature": 1.0, "alpha": 0.9},
+}
+
+
+def model_names(setup: str) -> list[str]:
+    return list(MODEL_PRESETS[(setup, "paper")])
+
+
+def preset(setup: str, model: str, name: str = "paper") -> tuple[ModelConfig, TrainConfig]:
+    """The model and training settings of a preset (copies: safe to change)."""
+    if setup not in SETUPS:
+        raise IbkdError(f"--setup {setup!r}: expected one of {', '.join(SETUPS)}")
+    if name not in PRESETS:
+        raise IbkdError(f"--preset {name!r}: expected one of {', '.join(PRESETS)}")
+    models = MODEL_PRESETS[(setup, name)]
+    if model not in models:
+        raise IbkdError(
+            f"--model {model!r}: unknown for --setup {setup}; expected one of {', '.join(models)}"
+        )
+    return dataclasses.replace(models[model]), dataclasses.replace(TRAIN_PRESETS[name])

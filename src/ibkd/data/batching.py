@@ -1,0 +1,90 @@
+"""Agreement rows -> tensors for the two setups, and length-bucketed batches.
+
+- classification: `<bos>` + the sentence up to (not including) the verb; label VBZ=0, VBP=1.
+  The `<bos>` is the CLS token that a bidirectional Transformer reads at position 0.
+- LM: input `<bos>` + sentence, target sentence + `<eos>`; the loss covers non-pad positions.
+  The verb is predicted at input position verb_index - 1.
+
+A split is stored as one right-padded int32 matrix plus lengths, so a batch is a slice.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from ibkd.data.linzen import AgreementRow
+from ibkd.data.vocab import BOS, EOS, PAD, Vocab
+
+
+@dataclass
+class Encoded:
+    """One split, encoded. `tokens[i, :lengths[i]]` is example i's input; for the LM,
+    `tokens[i, 1:lengths[i] + 1]` is its target (the matrix holds `<bos>` ... `<eos>`)."""
+
+    setup: str
+    tokens: torch.Tensor  # [N, L] int32, right-padded with <pad> (0)
+    lengths: torch.Tensor  # [N] int64: input lengths
+    labels: torch.Tensor  # [N] int64: verb number (VBZ 0, VBP 1)
+    verb_pos: torch.Tensor  # [N] int64: input position that predicts / precedes the verb
+    rows: list[AgreementRow]
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def batch(self, index: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(inputs [B, Lb], lengths [B], targets): targets are labels [B] (classification) or
+        next tokens [B, Lb] with <pad> beyond each sentence (LM)."""
+        lengths = self.lengths[index]
+        width = int(lengths.max())
+        rows = self.tokens[index]
+        inputs = rows[:, :width].long()
+        if self.setup == "cls":
+            return inputs, lengths, self.labels[index]
+        # the matrix holds <eos> right after each input: blank it out of the inputs
+        inputs[torch.arange(width)[None, :] >= lengths[:, None]] = PAD
+        return inputs, lengths, rows[:, 1 : width + 1].long()
+
+
+def encode(rows: list[AgreementRow], vocab: Vocab, setup: str) -> Encoded:
+    if setup == "cls":
+        seqs = [[BOS] + vocab.encode(r.tokens[: r.verb_index - 1]) for r in rows]
+        lengths = [len(s) for s in seqs]
+        verb_pos = [n - 1 for n in lengths]  # the last input token precedes the verb
+    else:
+        seqs = [[BOS] + vocab.encode(r.tokens) + [EOS] for r in rows]
+        lengths = [len(s) - 1 for s in seqs]
+        verb_pos = [r.verb_index - 1 for r in rows]  # <bos> shifts the sentence by one
+    width = max((len(s) for s in seqs), default=1)
+    tokens = torch.full((len(seqs), width), PAD, dtype=torch.int32)
+    for i, s in enumerate(seqs):
+        tokens[i, : len(s)] = torch.tensor(s, dtype=torch.int32)
+    return Encoded(
+        setup, tokens, torch.tensor(lengths, dtype=torch.long),
+        torch.tensor([r.label for r in rows], dtype=torch.long),
+        torch.tensor(verb_pos, dtype=torch.long), rows,
+    )  # fmt: skip
+
+
+def batches(
+    lengths: torch.Tensor, batch_size: int, *, shuffle: bool, generator: torch.Generator | None,
+    bucket: bool = True, pool: int = 50,
+) -> list[torch.Tensor]:  # fmt: skip
+    """Index batches. Training (`shuffle`): a seeded permutation, cut into pools of `pool`
+    batches; within a pool examples are sorted by length (bucketing) before being cut into
+    batches, and the batch order is shuffled. Evaluation: sorted by length, in order."""
+    n = len(lengths)
+    if not shuffle:
+        order = torch.argsort(lengths, stable=True) if bucket else torch.arange(n)
+        return list(order.split(batch_size))
+    order = torch.randperm(n, generator=generator)
+    if bucket:
+        chunks = []
+        for start in range(0, n, batch_size * pool):
+            part = order[start : start + batch_size * pool]
+            chunks.append(part[torch.argsort(lengths[part], stable=True)])
+        order = torch.cat(chunks) if chunks else order
+    out = list(order.split(batch_size))
+    perm = torch.randperm(len(out), generator=generator)
+    return [out[i] for i in perm]

@@ -1,0 +1,15 @@
+"""Small pieces the models share."""
+
+from __future__ import annotations
+
+import torch
+
+
+def last_index(lengths: torch.Tensor) -> torch.Tensor:
+    """The position of each sequence's last non-pad token (right padding)."""
+    return lengths - 1
+
+
+def padding_mask(lengths: torch.Tensor, max_len: int) -> torch.Tensor:
+    """[B, L] True at real tokens, False at padding."""
+    return torch.arange(max_len, device=lengths.device)[None, :] < lengths[:, None]

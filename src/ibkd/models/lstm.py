@@ -1,0 +1,86 @@
+"""The LSTM: the paper's model with every inductive bias (sequentiality, memory bottleneck,
+recursion).
+
+Reflect's Keras LSTM applies dropout to each layer's input (`dropout`) and to the recurrent
+state (`recurrent_dropout`), with one mask per sequence. Here the input masks are per sequence
+too (locked dropout), and the recurrent dropout is a mask on the columns of W_hh, which equals a
+mask on h_{t-1} shared by the batch: it keeps PyTorch's fused LSTM kernel.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from ibkd.config import ModelConfig
+from ibkd.models.common import last_index
+
+
+def locked_dropout(x: torch.Tensor, p: float, training: bool) -> torch.Tensor:
+    """Dropout with one mask per sequence, the same at every time step ([B, L, D])."""
+    if not training or p == 0:
+        return x
+    mask = x.new_empty(x.shape[0], 1, x.shape[2]).bernoulli_(1 - p) / (1 - p)
+    return x * mask
+
+
+class LSTMLayer(nn.Module):
+    def __init__(self, d_in: int, d_hidden: int, recurrent_dropout: float):
+        super().__init__()
+        self.rnn = nn.LSTM(d_in, d_hidden, batch_first=True)
+        self.recurrent_dropout = recurrent_dropout
+        # Keras defaults: Glorot-uniform input weights, orthogonal recurrent weights, zero
+        # biases with the forget gate's at 1
+        nn.init.xavier_uniform_(self.rnn.weight_ih_l0)
+        nn.init.orthogonal_(self.rnn.weight_hh_l0)
+        nn.init.zeros_(self.rnn.bias_ih_l0)
+        nn.init.zeros_(self.rnn.bias_hh_l0)
+        with torch.no_grad():
+            self.rnn.bias_ih_l0[d_hidden : 2 * d_hidden] = 1.0
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        r = self.rnn
+        if not (self.training and self.recurrent_dropout > 0):
+            return r(x)[0]
+        p = self.recurrent_dropout
+        keep = r.weight_hh_l0.new_empty(1, r.hidden_size).bernoulli_(1 - p) / (1 - p)
+        weights = [r.weight_ih_l0, r.weight_hh_l0 * keep, r.bias_ih_l0, r.bias_hh_l0]
+        h0 = x.new_zeros(1, x.shape[0], r.hidden_size)
+        return torch.lstm(x, (h0, h0), weights, True, 1, 0.0, True, False, True)[0]
+
+
+class LSTM(nn.Module):
+    """2-layer LSTM. Classification reads the state at the last non-pad token; the LM projects
+    to the embedding size and ties its output to the input embedding."""
+
+    def __init__(self, cfg: ModelConfig, vocab_size: int, setup: str, n_classes: int = 2):
+        super().__init__()
+        self.cfg, self.setup = cfg, setup
+        hidden = cfg.hidden or cfg.dim
+        self.embed = nn.Embedding(vocab_size, cfg.dim, padding_idx=0)
+        nn.init.uniform_(self.embed.weight, -0.05, 0.05)  # Keras' Embedding default
+        with torch.no_grad():
+            self.embed.weight[0].zero_()
+        self.layers = nn.ModuleList(
+            LSTMLayer(cfg.dim if i == 0 else hidden, hidden, cfg.recurrent_dropout)
+            for i in range(cfg.layers)
+        )
+        if setup == "lm":
+            self.proj = nn.Linear(hidden, cfg.dim) if hidden != cfg.dim else nn.Identity()
+            self.head = nn.Linear(cfg.dim, vocab_size)
+            self.head.weight = self.embed.weight  # tied input/output embeddings
+        else:
+            self.head = nn.Linear(hidden, n_classes)
+
+    def features(self, tokens: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        """The penultimate representation: [B, H] (classification) or [B, L, D] (LM)."""
+        x = nn.functional.dropout(self.embed(tokens), self.cfg.embed_dropout, self.training)
+        for layer in self.layers:  # Keras' `dropout`: on every layer's input
+            x = layer(locked_dropout(x, self.cfg.dropout, self.training))
+        x = nn.functional.dropout(x, self.cfg.dropout, self.training)
+        if self.setup == "lm":
+            return self.proj(x)
+        return x[torch.arange(x.shape[0], device=x.device), last_index(lengths)]
+
+    def forward(self, tokens: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        return self.head(self.features(tokens, lengths))
