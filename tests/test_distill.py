@@ -1,0 +1,75 @@
+import math
+
+import pytest
+import torch
+
+from ibkd.config import DistillConfig
+from ibkd.distill import distillation_loss, kd_loss
+
+
+def softmax(z):
+    e = [math.exp(v) for v in z]
+    return [v / sum(e) for v in e]
+
+
+def kl_by_hand(student, teacher, t):
+    p = softmax([v / t for v in teacher])
+    q = softmax([v / t for v in student])
+    return sum(pi * (math.log(pi) - math.log(qi)) for pi, qi in zip(p, q))
+
+
+STUDENT = [[2.0, 0.0], [0.5, -1.0]]
+TEACHER = [[0.0, 1.0], [1.5, 1.5]]
+
+
+@pytest.mark.parametrize("t", [1.0, 5.0])
+@pytest.mark.parametrize(
+    "scale, factor",
+    [("t2", lambda t: t * t), ("inv-t2", lambda t: 1 / t**2), ("none", lambda t: 1.0)],
+)
+def test_kd_loss_against_hand_computed_values(t, scale, factor):
+    expected = sum(kl_by_hand(s, te, t) for s, te in zip(STUDENT, TEACHER)) / 2 * factor(t)
+    got = kd_loss(torch.tensor(STUDENT), torch.tensor(TEACHER), t, scale)
+    assert got.item() == pytest.approx(expected, rel=1e-5)
+
+
+def test_known_numbers():
+    # T=1, one example: student [2, 0], teacher [0, 1]
+    got = kd_loss(torch.tensor([STUDENT[0]]), torch.tensor([TEACHER[0]]), 1.0, "none")
+    assert got.item() == pytest.approx(1.00685, abs=1e-4)
+    # identical distributions: zero
+    z = torch.tensor([[0.3, -0.2, 1.0]])
+    assert kd_loss(z, z, 5.0).item() == pytest.approx(0.0, abs=1e-7)
+
+
+def test_lm_masking_ignores_pad_positions():
+    torch.manual_seed(0)
+    s, te = torch.randn(2, 4, 7), torch.randn(2, 4, 7)
+    mask = torch.tensor([[True, True, True, False], [True, True, False, False]])
+    garbage = te.clone()
+    garbage[~mask] = 1e3  # whatever the teacher says at pads must not count
+    expected = (
+        sum(
+            kl_by_hand(s[i, j].tolist(), te[i, j].tolist(), 2.0)
+            for i in range(2)
+            for j in range(4)
+            if mask[i, j]
+        )
+        / 5
+        * 4.0
+    )
+    assert kd_loss(s, garbage, 2.0, "t2", mask).item() == pytest.approx(expected, rel=1e-5)
+
+
+def test_alpha_mixes_kd_and_gold_ce():
+    s, te = torch.tensor(STUDENT), torch.tensor(TEACHER)
+    gold = torch.tensor([0, 1])
+    cfg = DistillConfig(teacher="x", temperature=2.0, alpha=0.3, kd_scale="t2")
+    total, kd, ce = distillation_loss(s, te, gold, cfg)
+    assert ce.item() == pytest.approx(torch.nn.functional.cross_entropy(s, gold).item())
+    assert kd.item() == pytest.approx(kd_loss(s, te, 2.0, "t2").item())
+    assert total.item() == pytest.approx(0.3 * kd.item() + 0.7 * ce.item())
+    pure = DistillConfig(teacher="x", alpha=1.0)
+    assert distillation_loss(s, te, gold, pure)[0].item() == pytest.approx(
+        kd_loss(s, te, 1.0).item()
+    )
