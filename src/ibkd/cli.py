@@ -114,6 +114,151 @@ def cmd_data_split(args: argparse.Namespace) -> int:
     return 0
 
 
+RUN_OPTIONS = (
+    "setup",
+    "model",
+    "preset",
+    "data",
+    "seed",
+    "epochs",
+    "batch_size",
+    "lr",
+    "temperature",
+    "alpha",
+    "kd_scale",
+    "teacher_dropout",
+)
+
+
+def _run_config(args: argparse.Namespace):
+    """The run's configuration: from the options, or (for --resume) from the run folder."""
+    from ibkd.config import DISTILL_PRESETS, DataConfig, DistillConfig, RunConfig, preset
+
+    saved = Path(args.out) / "config.yaml"
+    given = [o for o in RUN_OPTIONS if getattr(args, o, None) is not None]
+    if args.resume and saved.exists() and not given:
+        cfg = RunConfig.load(saved)
+        cfg.train.device = args.device
+        return cfg
+    teacher_cfg = None
+    if getattr(args, "teacher", None):
+        teacher_cfg = (
+            RunConfig.load(Path(args.teacher) / "config.yaml")
+            if (Path(args.teacher) / "config.yaml").exists()
+            else None
+        )
+        if teacher_cfg is None:
+            raise IbkdError(f"--teacher {args.teacher}: not a run folder (no config.yaml)")
+    setup = args.setup or (teacher_cfg.setup if teacher_cfg else None)
+    if setup is None or args.model is None:
+        raise IbkdError(
+            "--setup and --model are required (except with --resume of an existing run)"
+        )
+    model, train = preset(setup, args.model, args.preset or "paper")
+    for option in ("epochs", "batch_size", "lr"):
+        if getattr(args, option) is not None:
+            setattr(train, option, getattr(args, option))
+    train.device = args.device
+    data = (
+        teacher_cfg.data
+        if teacher_cfg and args.data is None
+        else DataConfig(data=args.data or "default")
+    )
+    distill = None
+    if teacher_cfg is not None:
+        defaults = DISTILL_PRESETS[setup]
+        distill = DistillConfig(
+            teacher=str(Path(args.teacher)),
+            temperature=args.temperature
+            if args.temperature is not None
+            else defaults["temperature"],
+            alpha=args.alpha if args.alpha is not None else defaults["alpha"],
+            kd_scale=args.kd_scale or "t2",
+            teacher_dropout=bool(args.teacher_dropout),
+            cache_teacher=not args.no_teacher_cache,
+        )
+    cfg = RunConfig(
+        setup=setup, model=model, seed=args.seed or 0, data=data, train=train, distill=distill
+    )
+    cfg.validate()
+    return cfg
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from ibkd.train import train_run
+
+    cfg = _run_config(args)
+    metrics = train_run(cfg, args.out, resume=args.resume, progress=not args.no_progress)
+    print(
+        json.dumps(
+            {k: metrics[k] for k in ("run", "model", "teacher", "training", "valid", "test")},
+            indent=2,
+        )
+    )
+    return 0
+
+
+def _add_run_options(p: argparse.ArgumentParser, distill: bool) -> None:
+    from ibkd.config import KD_SCALES, PRESETS, SETUPS
+
+    p.add_argument(
+        "--setup",
+        choices=SETUPS,
+        help="cls (verb number from the prefix) or lm (language model)"
+        + ("; default: the teacher's" if distill else ""),
+    )
+    p.add_argument(
+        "--model",
+        help="lstm, transformer, transformer-seq, utransformer-seq "
+        "(cls); lstm, small-lstm, transformer, small-transformer (lm)",
+    )
+    p.add_argument("--preset", choices=PRESETS, help="model and training sizes (default paper)")
+    p.add_argument(
+        "--data",
+        help="default, a folder with train/valid/test, or one Linzen file"
+        + (" (default: the teacher's)" if distill else " (default: default)"),
+    )
+    p.add_argument("--seed", type=int, help="seed (default 0)")
+    p.add_argument("--out", required=True, help="the run folder")
+    p.add_argument("--epochs", type=int, help="override the preset")
+    p.add_argument("--batch-size", type=int, help="override the preset")
+    p.add_argument("--lr", type=float, help="override the preset")
+    p.add_argument("--device", default="auto", help="auto (CUDA, MPS, else CPU), cpu, cuda, mps")
+    p.add_argument(
+        "--resume", action="store_true", help="continue the run in --out from its checkpoint"
+    )
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    if distill:
+        p.add_argument("--teacher", required=True, help="the teacher's (finished) run folder")
+        p.add_argument(
+            "--temperature",
+            type=float,
+            help="softmax temperature T (default: the setup's preset, 1)",
+        )
+        p.add_argument(
+            "--alpha",
+            type=float,
+            help="weight of the KD term; 1-alpha goes to gold CE (default: cls 1.0, lm 0.9)",
+        )
+        p.add_argument(
+            "--kd-scale",
+            choices=KD_SCALES,
+            help="scale the KD term by T^2 (t2, Hinton; default), 1/T^2 (inv-t2, "
+            "Reflect) or 1 (none)",
+        )
+        p.add_argument(
+            "--teacher-dropout",
+            action="store_true",
+            default=None,
+            help="compute the teacher's targets with dropout on (as Reflect did)",
+        )
+        p.add_argument(
+            "--no-teacher-cache",
+            action="store_true",
+            help="recompute the teacher's outputs at every step",
+        )
+
+
 def build_parser() -> argparse.ArgumentParser:
     from ibkd import __version__
     from ibkd.data.build import DEFAULT_PLACEHOLDERS
@@ -185,6 +330,13 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--out", required=True, help="folder for train/valid/test.tsv.gz, vocab.json")
     _add_split_options(sp)
     sp.set_defaults(func=cmd_data_split)
+
+    t = commands.add_parser("train", help="train one model (a run folder)")
+    _add_run_options(t, distill=False)
+    t.set_defaults(func=cmd_train)
+    d = commands.add_parser("distill", help="train a student from a teacher run")
+    _add_run_options(d, distill=True)
+    d.set_defaults(func=cmd_train)
     return parser
 
 
