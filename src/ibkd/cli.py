@@ -198,6 +198,44 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_reproduce(args: argparse.Namespace) -> int:
+    from ibkd.experiments.grid import run_grid
+    from ibkd.experiments.scenario1 import BUDGETS, grid
+    from ibkd.report import write_report
+
+    if args.scenario != "scenario1":
+        raise IbkdError(f"reproduce {args.scenario!r}: expected scenario1")
+    runs = grid(args.setup, args.budget, seeds=args.seeds, data=args.data)
+    out = Path(args.out or f"runs/{args.scenario}-{args.setup}-{args.budget}")
+    for r in runs:
+        r.config.train.device = args.device
+        if args.epochs is not None:
+            r.config.train.epochs = args.epochs
+        r.config.data.max_train_rows = args.max_train_rows
+    print(
+        f"{args.scenario} ({args.setup}, {args.budget} budget): {len(runs)} runs into {out}"
+        + (f"; {BUDGETS[args.budget].note}" if BUDGETS[args.budget].note else ""),
+        file=sys.stderr,
+    )
+    result = run_grid(runs, out, progress=not args.no_progress)
+    print(result.summary(), file=sys.stderr)
+    note = BUDGETS[args.budget].note
+    report = write_report(
+        out,
+        f"Scenario 1 ({args.setup}, {args.budget} budget)",
+        notes=(note[0].upper() + note[1:] + ".") if note else "",
+    )
+    print(f"report: {report}")
+    return 1 if result.failed else 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from ibkd.report import write_report
+
+    print(f"report: {write_report(args.grid)}")
+    return 0
+
+
 def _add_run_options(p: argparse.ArgumentParser, distill: bool) -> None:
     from ibkd.config import KD_SCALES, PRESETS, SETUPS
 
@@ -337,6 +375,31 @@ def build_parser() -> argparse.ArgumentParser:
     d = commands.add_parser("distill", help="train a student from a teacher run")
     _add_run_options(d, distill=True)
     d.set_defaults(func=cmd_train)
+
+    r = commands.add_parser("reproduce", help="run one of the paper's grids and its report")
+    r.add_argument("scenario", choices=("scenario1",), help="which experiment")
+    r.add_argument("--setup", choices=("cls", "lm"), default="cls")
+    r.add_argument(
+        "--budget",
+        choices=("quick", "paper"),
+        default="quick",
+        help="quick: small models, the no-KD and LSTM-teacher rows, minutes on a "
+        "laptop; paper: the paper's sizes and full grid",
+    )
+    r.add_argument("--data", default="default", help="default, a data folder or a Linzen file")
+    r.add_argument("--seeds", type=int, help="seeds per cell (default: the budget's)")
+    r.add_argument("--out", help="grid folder (default runs/scenario1-SETUP-BUDGET)")
+    r.add_argument("--device", default="auto")
+    r.add_argument("--epochs", type=int, help="override the budget's epochs (smoke tests)")
+    r.add_argument(
+        "--max-train-rows", type=int, help="train on the first N training rows only (smoke tests)"
+    )
+    r.add_argument("--no-progress", action="store_true")
+    r.set_defaults(func=cmd_reproduce)
+
+    rp = commands.add_parser("report", help="rebuild a grid's report from its predictions")
+    rp.add_argument("grid", help="the grid folder")
+    rp.set_defaults(func=cmd_report)
     return parser
 
 

@@ -31,9 +31,9 @@ from ibkd.data.splits import load_splits
 from ibkd.data.vocab import PAD, Vocab, build_vocab
 from ibkd.distill import Teacher, distillation_loss, load_run
 from ibkd.errors import IbkdError
-from ibkd.evaluate import predict, save_predictions
+from ibkd.evaluate import load_predictions, predict, save_predictions
 from ibkd.files import atomic_write
-from ibkd.metrics import basic_metrics
+from ibkd.metrics import compute_metrics, fidelity
 from ibkd.models import build_model
 
 LOG_FIELDS = ["step", "epoch", "loss", "ce", "kd", "lr", "grad_norm", "tokens_per_s"]
@@ -100,7 +100,8 @@ class TrainState:
     best_epoch: int = -1
     bad_epochs: int = 0
     stopped: bool = False  # early stopping fired
-    seconds: float = 0.0  # training wall time so far
+    seconds: float = 0.0  # training wall time so far (optimizer steps, logging included)
+    tokens: int = 0  # input tokens trained on so far
 
 
 def lr_lambda(warmup: int, total: int, schedule: str) -> Callable[[int], float]:
@@ -247,7 +248,12 @@ def train_run(
         ckpt = load_checkpoint(ckpt_path, device)
         if ckpt.get("vocab_fingerprint") != data.vocab.fingerprint:
             raise IbkdError(f"{ckpt_path}: was trained with another vocabulary")
-        model.load_state_dict(ckpt["model"])
+        try:
+            model.load_state_dict(ckpt["model"])
+        except (RuntimeError, KeyError) as e:
+            raise IbkdError(
+                f"{ckpt_path}: does not fit a {cfg.model.name} model ({str(e).splitlines()[0]})"
+            ) from None
         opt.load_state_dict(ckpt["optimizer"])
         sched.load_state_dict(ckpt["scheduler"])
         state = TrainState(**ckpt["state"])
@@ -261,8 +267,11 @@ def train_run(
             best_model=best_model, vocab_fingerprint=data.vocab.fingerprint, finished=final,
         )  # fmt: skip
 
+    cache_seconds = 0.0
     if teacher is not None and teacher.cacheable and cfg.setup == "cls":
+        t0 = time.perf_counter()
         teacher.cache(data.train, device)
+        cache_seconds = time.perf_counter() - t0
     log = _CsvLog(
         out / "log.csv", LOG_FIELDS, (lambda r: int(r["step"]) <= state.step) if resume else None
     )
@@ -320,8 +329,8 @@ def train_run(
                 ).tolist()
                 loss_sum += loss_value
                 tokens_done += n_tokens
+                state.tokens += n_tokens
                 dt = time.perf_counter() - t0
-                state.seconds += dt
                 log.write(
                     {
                         "step": state.step,
@@ -343,6 +352,7 @@ def train_run(
                 if state.step % cfg.train.checkpoint_every == 0:
                     log.file.flush()
                     checkpoint()
+                state.seconds += time.perf_counter() - t0  # the whole step, logging included
                 if on_step is not None:
                     on_step(state.step)
             if bar is not None:
@@ -393,6 +403,8 @@ def train_run(
             "steps": state.step,
             "early_stopped": state.stopped,
             "seconds": round(state.seconds, 1),
+            "tokens_per_s": round(state.tokens / max(state.seconds, 1e-9)),
+            "teacher_cache_seconds": round(cache_seconds, 2),
             "device": str(device),
             "train_examples": len(data.train),
             "parameters": sum(p.numel() for p in model.parameters()),
@@ -402,7 +414,10 @@ def train_run(
     for name, split in (("valid", data.valid), ("test", data.test)):
         pred = predict(model, split, data.vocab, device)
         save_predictions(out / "predictions" / f"{name}.npz", pred)
-        metrics[name] = basic_metrics(pred)
+        metrics[name] = compute_metrics(pred)
+        if teacher is not None:
+            teacher_pred = teacher.run.path / "predictions" / f"{name}.npz"
+            metrics[name]["fidelity"] = fidelity(pred, load_predictions(teacher_pred))
     best_model = None
     checkpoint(final=True)  # model = the best weights: what a teacher or evaluation loads
     with atomic_write(out / "metrics.json") as f:

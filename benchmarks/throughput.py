@@ -1,0 +1,218 @@
+"""Training throughput: ibkd's loop against bare PyTorch loops, on the shipped data.
+
+For every model at the quick and paper presets (classification; `--lm` adds the LM models):
+- `ibkd`: tokens/s of `train_run`'s training steps (logging, progress and checkpoints included);
+- `bare`: the same model, batches and optimizer in a minimal loop (forward, loss, backward,
+  clip, step) in the same process;
+- for `transformer`: `torch.nn.TransformerEncoderLayer` (pre-LN, GELU, same width, depth, heads,
+  dropouts) with a key padding mask, reading position 0, on the same bucketed batches and on
+  plain shuffled batches (no length bucketing, as a typical padded-batch loop would run);
+- distillation: a distilled run with the teacher's outputs cached against the same plain run:
+  training time (the caching pass included) and whole-run wall time.
+
+    python benchmarks/throughput.py [--rows 3000] [--epochs 1] [--lm] [--json out.json]
+
+Targets (issue 3): ibkd >= 0.95x bare; transformer >= 3x nn.TransformerEncoderLayer;
+distillation with a cached teacher <= 1.1x plain training.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import platform
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from ibkd.config import DataConfig, DistillConfig, RunConfig, model_names, preset
+from ibkd.data.batching import batches
+from ibkd.data.vocab import PAD
+from ibkd.models import build_model
+from ibkd.train import prepare_data, train_run
+
+
+class TorchEncoderClassifier(nn.Module):
+    """The baseline: nn.TransformerEncoder at the ibkd Transformer's size."""
+
+    def __init__(self, cfg, vocab_size: int):
+        super().__init__()
+        self.tok = nn.Embedding(vocab_size, cfg.dim)
+        self.pos = nn.Embedding(cfg.max_len, cfg.dim)
+        layer = nn.TransformerEncoderLayer(
+            cfg.dim, cfg.heads, cfg.ff_mult * cfg.dim, dropout=cfg.dropout, activation="gelu",
+            batch_first=True, norm_first=True)  # fmt: skip
+        self.encoder = nn.TransformerEncoder(layer, cfg.layers, enable_nested_tensor=False)
+        self.ln = nn.LayerNorm(cfg.dim)
+        self.head = nn.Linear(cfg.dim, 2)
+        self.drop = cfg.embed_dropout
+
+    def forward(self, tokens, lengths):
+        n = tokens.shape[1]
+        x = F.dropout(self.tok(tokens) + self.pos.weight[:n], self.drop, self.training)
+        pad = torch.arange(n)[None, :] >= lengths[:, None]
+        return self.head(self.ln(self.encoder(x, src_key_padding_mask=pad))[:, 0])
+
+
+def bare_loop(model, data, cfg, setup: str, epochs: int, bucket: bool = True) -> float:
+    """Tokens/s of a minimal training loop over the same batches."""
+    opt = torch.optim.AdamW(
+        model.parameters(), lr=cfg.train.lr, weight_decay=cfg.train.weight_decay
+    )
+    model.train()
+    tokens_done, t0 = 0, time.perf_counter()
+    for epoch in range(epochs):
+        gen = torch.Generator().manual_seed(cfg.seed * 1_000_003 + epoch)
+        for index in batches(
+            data.lengths, cfg.train.batch_size, shuffle=True, generator=gen, bucket=bucket
+        ):
+            tokens, lengths, targets = data.batch(index)
+            logits = model(tokens, lengths)
+            if setup == "lm":
+                mask = targets != PAD
+                loss = F.cross_entropy(logits[mask], targets[mask])
+            else:
+                loss = F.cross_entropy(logits, targets)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            nn.utils.clip_grad_norm_(model.parameters(), cfg.train.clip)
+            opt.step()
+            tokens_done += int(lengths.sum())
+    return tokens_done / (time.perf_counter() - t0)
+
+
+def config(setup, name, preset_name, rows, epochs, seed=0, **distill):
+    model, train = preset(setup, name, preset_name)
+    train = dataclasses.replace(train, epochs=epochs, device="cpu", patience=epochs + 1)
+    return RunConfig(
+        setup=setup,
+        model=model,
+        seed=seed,
+        data=DataConfig(max_train_rows=rows),
+        train=train,
+        distill=DistillConfig(**distill) if distill else None,
+    )
+
+
+def measure(setup, name, preset_name, rows, epochs, tmp: Path, repeat: int) -> dict:
+    """Best of `repeat` alternating measurements of each loop (a 2-core machine is noisy)."""
+    cfg = config(setup, name, preset_name, rows, epochs)
+    data = prepare_data(cfg)
+    ours = bare = 0.0
+    for r in range(repeat):
+        metrics = train_run(cfg, tmp / f"{setup}-{name}-{preset_name}-{r}", progress=False)
+        ours = max(ours, metrics["training"]["tokens_per_s"])
+        torch.manual_seed(cfg.seed)
+        model = build_model(cfg.model, len(data.vocab), setup)
+        bare = max(bare, bare_loop(model, data.train, cfg, setup, epochs))
+    row = {
+        "setup": setup,
+        "model": name,
+        "preset": preset_name,
+        "ibkd_tok_s": ours,
+        "bare_tok_s": round(bare),
+        "ibkd_vs_bare": round(ours / bare, 3),
+    }
+    if setup == "cls" and name == "transformer":
+        same = unbucketed = 0.0
+        for _ in range(repeat):
+            torch.manual_seed(0)
+            base = TorchEncoderClassifier(cfg.model, len(data.vocab))
+            same = max(same, bare_loop(base, data.train, cfg, setup, epochs))
+            torch.manual_seed(0)
+            base = TorchEncoderClassifier(cfg.model, len(data.vocab))
+            unbucketed = max(
+                unbucketed, bare_loop(base, data.train, cfg, setup, epochs, bucket=False)
+            )
+        row |= {
+            "torch_encoder_tok_s": round(same),
+            "torch_encoder_unbucketed_tok_s": round(unbucketed),
+            "ibkd_vs_torch_encoder": round(ours / same, 2),
+            "ibkd_vs_torch_encoder_unbucketed": round(ours / unbucketed, 2),
+        }
+    return row
+
+
+def distill_cost(rows: int, epochs: int, preset_name: str, tmp: Path, repeat: int) -> dict:
+    """A distilled transformer against the same run without a teacher (best of `repeat`):
+    training time (the teacher's one-off caching pass included) and whole-run wall time (data,
+    teacher loading, training, predictions)."""
+    teacher = tmp / f"teacher-{preset_name}"
+    train_run(config("cls", "lstm", preset_name, rows, epochs), teacher, progress=False)
+    best: dict[str, float] = {}
+    for r in range(repeat):
+        for label, extra in (("plain", {}), ("distilled", {"teacher": str(teacher)})):
+            cfg = config("cls", "transformer", preset_name, rows, epochs, **extra)
+            t0 = time.perf_counter()
+            m = train_run(cfg, tmp / f"{label}-{preset_name}-{r}", progress=False)
+            wall = time.perf_counter() - t0
+            train = m["training"]["seconds"] + m["training"]["teacher_cache_seconds"]
+            best[f"{label}_train_s"] = min(best.get(f"{label}_train_s", 1e9), round(train, 2))
+            best[f"{label}_wall_s"] = min(best.get(f"{label}_wall_s", 1e9), round(wall, 2))
+    return {
+        "preset": preset_name,
+        "epochs": epochs,
+        **best,
+        "train_ratio": round(best["distilled_train_s"] / best["plain_train_s"], 3),
+        "wall_ratio": round(best["distilled_wall_s"] / best["plain_wall_s"], 3),
+    }
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--rows", type=int, default=3000, help="training rows per run")
+    ap.add_argument("--epochs", type=int, default=1)
+    ap.add_argument("--presets", nargs="+", default=["quick", "paper"])
+    ap.add_argument("--lm", action="store_true", help="also the LM setup (slow on a CPU)")
+    ap.add_argument("--repeat", type=int, default=2, help="best of N measurements")
+    ap.add_argument(
+        "--distill-rows",
+        type=int,
+        default=13774,
+        help="training rows of the distillation runs (default: all)",
+    )
+    ap.add_argument("--distill-epochs", type=int, default=3)
+    ap.add_argument("--json", type=Path)
+    args = ap.parse_args()
+    torch.set_num_threads(os.cpu_count() or 1)
+    machine = (
+        f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
+        f"torch {torch.__version__}, {torch.get_num_threads()} threads"
+    )
+    print(machine)
+    results = {
+        "machine": machine,
+        "rows": args.rows,
+        "epochs": args.epochs,
+        "runs": [],
+        "distillation": [],
+    }
+    setups = ["cls", "lm"] if args.lm else ["cls"]
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        for setup in setups:
+            for preset_name in args.presets:
+                for name in model_names(setup):
+                    row = measure(
+                        setup, name, preset_name, args.rows, args.epochs, tmp, args.repeat
+                    )
+                    results["runs"].append(row)
+                    print(json.dumps(row))
+        for preset_name in args.presets:
+            row = distill_cost(
+                args.distill_rows, args.distill_epochs, preset_name, tmp, args.repeat
+            )
+            results["distillation"].append(row)
+            print(json.dumps(row))
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,114 @@
+"""Scenario 1 (recurrence): LSTM teacher -> Transformer students, subject-verb agreement.
+
+The grid as data, and the paper's numbers (PAPER.md) that the report sets beside ours.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+from ibkd.config import DISTILL_PRESETS, DataConfig, DistillConfig, RunConfig, preset
+from ibkd.errors import IbkdError
+from ibkd.experiments.grid import GridRun
+
+# the paper's column order: weakest bias to strongest
+CLS_MODELS = ("transformer", "transformer-seq", "utransformer-seq", "lstm")
+LM_MODELS = ("lstm", "small-lstm", "transformer", "small-transformer")
+LM_PAIRS = (("lstm", "transformer"), ("small-lstm", "transformer"))
+
+
+@dataclass(frozen=True)
+class Budget:
+    preset: str
+    seeds: int
+    cls_teachers: tuple[str, ...]  # which teacher rows of the paper's table to run
+    epochs: int | None = None  # override the preset's
+    note: str = ""
+
+
+BUDGETS = {
+    "quick": Budget(
+        "quick", 3, ("lstm",), note="quick budget: the no-KD row and the LSTM-teacher row only"
+    ),
+    "paper": Budget("paper", 4, CLS_MODELS),
+}
+
+# PAPER.md, classification: rows teacher (None = no distillation), columns student
+PAPER_CLS_ACCURACY = {
+    None: {"transformer": .954, "transformer-seq": .964, "utransformer-seq": .9685, "lstm": .9775},
+    "lstm": {"transformer": .960, "transformer-seq": .972, "utransformer-seq": .975, "lstm": .976},
+    "utransformer-seq": {"transformer": .957, "transformer-seq": .968, "utransformer-seq": .969,
+                         "lstm": .974},
+    "transformer-seq": {"transformer": .9555, "transformer-seq": .963,
+                        "utransformer-seq": .9635, "lstm": .969},
+    "transformer": {"transformer": .955, "transformer-seq": .960, "utransformer-seq": .961,
+                    "lstm": .968},
+}  # fmt: skip
+PAPER_CLS_ECE = {
+    None: {"transformer": .055, "transformer-seq": .0445, "utransformer-seq": .0367, "lstm": .028},
+    "lstm": {"transformer": .048, "transformer-seq": .036, "utransformer-seq": .034, "lstm": .034},
+    "utransformer-seq": {"transformer": .050, "transformer-seq": .042, "utransformer-seq": .041,
+                         "lstm": .039},
+    "transformer-seq": {"transformer": .0547, "transformer-seq": .051, "utransformer-seq": .053,
+                        "lstm": .052},
+    "transformer": {"transformer": .054, "transformer-seq": .053, "utransformer-seq": .053,
+                    "lstm": .050},
+}  # fmt: skip
+# LM setup (read off the paper's plots, ±0.1 perplexity / ±0.001 accuracy): (ppl, A-accuracy)
+PAPER_LM = {
+    (None, "lstm"): (55.9, .940), (None, "small-lstm"): (58.7, .933),
+    (None, "transformer"): (57.5, .917), (None, "small-transformer"): (55.7, .927),
+    ("lstm", "transformer"): (57.0, .930), ("small-lstm", "transformer"): (59.1, .932),
+}  # fmt: skip
+
+
+def group_name(student: str, teacher: str | None) -> str:
+    return student if teacher is None else f"{teacher} -> {student}"
+
+
+def _run(setup, student, teacher, seed, budget: Budget, data: str) -> GridRun:
+    model, train = preset(setup, student, budget.preset)
+    if budget.epochs is not None:
+        train = dataclasses.replace(train, epochs=budget.epochs)
+    distill = None
+    if teacher is not None:
+        distill = DistillConfig(teacher="", **DISTILL_PRESETS[setup])
+    cfg = RunConfig(
+        setup=setup,
+        model=model,
+        seed=seed,
+        data=DataConfig(data=data),
+        train=train,
+        distill=distill,
+    )
+    folder = (student if teacher is None else f"{student}--from-{teacher}") + f"/seed{seed}"
+    return GridRun(
+        folder,
+        cfg,
+        None if teacher is None else f"{teacher}/seed{seed}",
+        group_name(student, teacher),
+    )
+
+
+def grid(
+    setup: str = "cls", budget: str = "quick", *, seeds: int | None = None, data: str = "default"
+) -> list[GridRun]:
+    """The runs of scenario 1. Student seed k learns from teacher seed k."""
+    if budget not in BUDGETS:
+        raise IbkdError(f"--budget {budget!r}: expected one of {', '.join(BUDGETS)}")
+    b = BUDGETS[budget]
+    n = seeds if seeds is not None else b.seeds
+    if n < 1:
+        raise IbkdError(f"--seeds {n}: expected at least 1")
+    runs = []
+    for seed in range(n):
+        if setup == "cls":
+            runs += [_run("cls", m, None, seed, b, data) for m in CLS_MODELS]
+            runs += [_run("cls", s, t, seed, b, data) for t in b.cls_teachers for s in CLS_MODELS]
+        elif setup == "lm":
+            runs += [_run("lm", m, None, seed, b, data) for m in LM_MODELS]
+            runs += [_run("lm", s, t, seed, b, data) for t, s in LM_PAIRS]
+        else:
+            raise IbkdError(f"--setup {setup!r}: expected cls or lm")
+    return runs

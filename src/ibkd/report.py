@@ -1,0 +1,660 @@
+"""Grid folder -> report.md with the paper's tables (mean ± std over seeds, the paper's number
+beside each), a verdict on each of the paper's claims, and figures. Everything is recomputed
+from the runs' saved predictions, so a report rebuilds in seconds."""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from ibkd.errors import IbkdError
+from ibkd.evaluate import load_predictions
+from ibkd.files import atomic_write
+from ibkd.metrics import compute_metrics
+from ibkd.representations import mds, pairwise, sample_indices
+
+
+@dataclass
+class Run:
+    name: str
+    group: str
+    model: str
+    teacher: str | None  # the teacher's run name
+    teacher_model: str | None
+    setup: str
+    seed: int
+    metrics: dict  # test-split metrics, recomputed from predictions
+    features: np.ndarray | None = None
+
+
+@dataclass
+class Group:
+    """All seeds of one (teacher model, student model) cell."""
+
+    name: str
+    model: str
+    teacher_model: str | None
+    runs: list[Run] = field(default_factory=list)
+
+    def values(self, key: str) -> np.ndarray:
+        return np.array(
+            [r.metrics[key] for r in self.runs if r.metrics.get(key) is not None], dtype=float
+        )
+
+    def mean(self, key: str) -> float:
+        v = self.values(key)
+        return float(v.mean()) if len(v) else float("nan")
+
+    def std(self, key: str) -> float:
+        v = self.values(key)
+        return float(v.std(ddof=1)) if len(v) > 1 else float("nan")
+
+
+def load_grid(folder: Path) -> list[Run]:
+    manifest = folder / "grid.json"
+    if not manifest.exists():
+        raise IbkdError(f"{folder}: no grid.json (not a grid folder written by ibkd reproduce)")
+    entries = json.loads(manifest.read_text())["runs"]
+    models = {e["name"]: e["model"] for e in entries}
+    runs = []
+    for e in entries:
+        pred_path = folder / e["name"] / "predictions" / "test.npz"
+        if not pred_path.exists():
+            continue  # not finished: left out of the report (grid.json says why)
+        pred = load_predictions(pred_path)
+        feats = pred.get("features")
+        runs.append(
+            Run(
+                e["name"],
+                e["group"],
+                e["model"],
+                e["teacher"],
+                models.get(e["teacher"]) if e["teacher"] else None,
+                e["setup"],
+                e["seed"],
+                compute_metrics(pred),
+                feats[sample_indices(len(feats))] if feats is not None else None,
+            )
+        )
+    if not runs:
+        raise IbkdError(f"{folder}: no finished runs to report on")
+    return runs
+
+
+def groups_of(runs: list[Run]) -> dict[str, Group]:
+    out: dict[str, Group] = {}
+    for r in runs:
+        out.setdefault(r.group, Group(r.group, r.model, r.teacher_model)).runs.append(r)
+    return out
+
+
+def fmt(mean: float, std: float, digits: int = 3) -> str:
+    if math.isnan(mean):
+        return "–"
+    s = f"{mean:.{digits}f}"
+    return s + (f" ± {std:.{digits}f}" if not math.isnan(std) else "")
+
+
+def cell(g: Group | None, key: str, paper: float | None, digits: int = 3) -> str:
+    ours = fmt(g.mean(key), g.std(key), digits) if g else "–"
+    return ours + (f" ({paper:g})" if paper is not None else "")
+
+
+def difference(a: Group, b: Group, key: str) -> tuple[float, float]:
+    """Mean of a minus mean of b, and the standard error of that difference."""
+    va, vb = a.values(key), b.values(key)
+    se = math.sqrt(
+        (va.var(ddof=1) / len(va) if len(va) > 1 else 0)
+        + (vb.var(ddof=1) / len(vb) if len(vb) > 1 else 0)
+    )
+    return float(va.mean() - vb.mean()), se
+
+
+def signed(d: float, se: float, digits: int = 3) -> str:
+    noise = " (within noise)" if abs(d) < 2 * se else ""
+    return f"{d:+.{digits}f} ± {se:.{digits}f}{noise}"
+
+
+# ---------------------------------------------------------------------------------------------
+# tables
+
+
+def _find(groups: dict[str, Group], student: str, teacher: str | None) -> Group | None:
+    for g in groups.values():
+        if g.model == student and g.teacher_model == teacher:
+            return g
+    return None
+
+
+def cls_tables(groups: dict[str, Group]) -> str:
+    from ibkd.experiments.scenario1 import CLS_MODELS, PAPER_CLS_ACCURACY, PAPER_CLS_ECE
+
+    teachers = [None] + [
+        t
+        for t in ("lstm", "utransformer-seq", "transformer-seq", "transformer")
+        if any(g.teacher_model == t for g in groups.values())
+    ]
+    out = []
+    for title, key, paper in (
+        ("µ-accuracy", "mu_accuracy", PAPER_CLS_ACCURACY),
+        ("D-accuracy", "d_accuracy", None),
+        ("A-accuracy", "a_accuracy", None),
+        ("ECE (20 bins)", "ece", PAPER_CLS_ECE),
+    ):
+        note = " (the paper's number in brackets)" if paper else " (the paper gives plots only)"
+        out.append(f"### {title}{note}\n")
+        out.append("| teacher \\ student | " + " | ".join(CLS_MODELS) + " |")
+        out.append("|---" * (len(CLS_MODELS) + 1) + "|")
+        for t in teachers:
+            cells = [
+                cell(
+                    _find(groups, s, t),
+                    key,
+                    paper[t][s] if paper else None,
+                    4 if key == "ece" else 3,
+                )
+                for s in CLS_MODELS
+            ]
+            out.append(f"| {t or 'none'} | " + " | ".join(cells) + " |")
+        out.append("")
+    return "\n".join(out)
+
+
+def lm_table(groups: dict[str, Group]) -> str:
+    from ibkd.experiments.scenario1 import PAPER_LM
+
+    out = [
+        "| model | perplexity (paper) | A-accuracy (paper) | agreement µ-accuracy | "
+        "D-accuracy | ECE |",
+        "|---|---|---|---|---|---|",
+    ]
+    for (t, s), (ppl, acc) in PAPER_LM.items():
+        g = _find(groups, s, t)
+        if g is None:
+            continue
+        out.append(
+            f"| {g.name} | {cell(g, 'perplexity', ppl, 1)} | "
+            f"{cell(g, 'a_accuracy', acc)} | {cell(g, 'mu_accuracy', None)} | "
+            f"{cell(g, 'd_accuracy', None)} | {cell(g, 'ece', None, 4)} |"
+        )
+    return "\n".join(out) + "\n"
+
+
+def counts_note(runs: list[Run]) -> str:
+    m = runs[0].metrics
+    d = ", ".join(f"{k}: {v['n']}" for k, v in m["accuracy_by_distance"].items())
+    a = ", ".join(f"{k}: {v['n']}" for k, v in m["accuracy_by_attractors"].items())
+    return (
+        f"Test examples per group (the same for every run): distance {d}; "
+        f"all-attractor examples by attractor count {a}. Groups with few examples make "
+        "D- and A-accuracy noisy; empty groups are left out of their means.\n"
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# representations
+
+
+@dataclass
+class RepresentationAnalysis:
+    runs: list[Run]
+    distance: np.ndarray  # 1 - RSA similarity, run by run
+    cka: np.ndarray
+    coords: np.ndarray  # 2-D MDS
+
+    def between(self, a: Run, b: Run) -> float:
+        return float(self.distance[self.runs.index(a), self.runs.index(b)])
+
+
+def analyse_representations(runs: list[Run]) -> RepresentationAnalysis | None:
+    with_features = [r for r in runs if r.features is not None]
+    if len(with_features) < 2:
+        return None
+    p = pairwise([r.features for r in with_features])
+    return RepresentationAnalysis(with_features, p["distance"], p["cka"], mds(p["distance"]))
+
+
+def spread(rep: RepresentationAnalysis, group: Group) -> float:
+    """Mean representational distance between the seeds of one group."""
+    rs = [r for r in group.runs if r in rep.runs]
+    d = [rep.between(a, b) for i, a in enumerate(rs) for b in rs[i + 1 :]]
+    return float(np.mean(d)) if d else float("nan")
+
+
+# ---------------------------------------------------------------------------------------------
+# verdicts on the paper's claims
+
+
+def _ordered_means(groups, models, key):
+    return [(m, _find(groups, m, None).mean(key)) for m in models if _find(groups, m, None)]
+
+
+def _monotone(values: list[float], increasing: bool) -> bool:
+    pairs = list(zip(values, values[1:]))
+    return all(b > a for a, b in pairs) if increasing else all(b < a for a, b in pairs)
+
+
+def claim1(groups) -> str:
+    from ibkd.experiments.scenario1 import CLS_MODELS
+
+    acc = _ordered_means(groups, CLS_MODELS, "mu_accuracy")
+    ece = _ordered_means(groups, CLS_MODELS, "ece")
+    if len(acc) < len(CLS_MODELS):
+        return "**Claim 1** (each added bias helps, without KD): not all four models ran."
+    a_ok, e_ok = _monotone([v for _, v in acc], True), _monotone([v for _, v in ece], False)
+    verdict = (
+        "held"
+        if a_ok and e_ok
+        else "held for accuracy only"
+        if a_ok
+        else "held for ECE only"
+        if e_ok
+        else "did not hold"
+    )
+    return (
+        "**Claim 1** (without KD, accuracy rises and ECE falls from Transformer to "
+        f"Transformer-seq to UTransformer-seq to LSTM): **{verdict}**. µ-accuracy "
+        + ", ".join(f"{m} {v:.3f}" for m, v in acc)
+        + "; ECE "
+        + ", ".join(f"{m} {v:.4f}" for m, v in ece)
+        + "."
+    )
+
+
+def claim2(groups) -> str:
+    from ibkd.experiments.scenario1 import CLS_MODELS
+
+    students = [s for s in CLS_MODELS if s != "lstm"]
+    lines, acc_up, ece_down, a_most = [], 0, 0, 0
+    tested = 0
+    for s in students:
+        alone, taught = _find(groups, s, None), _find(groups, s, "lstm")
+        if not (alone and taught):
+            continue
+        tested += 1
+        dm, sm = difference(taught, alone, "mu_accuracy")
+        da, sa = difference(taught, alone, "a_accuracy")
+        dd, sd = difference(taught, alone, "d_accuracy")
+        de, se = difference(taught, alone, "ece")
+        acc_up += dm > 0
+        ece_down += de < 0
+        a_most += da > max(dm, dd)
+        lines.append(
+            f"  - {s}: µ-accuracy {signed(dm, sm)}, D-accuracy {signed(dd, sd)}, "
+            f"A-accuracy {signed(da, sa)}, ECE {signed(de, se, 4)}"
+        )
+    if not tested:
+        return "**Claim 2** (an LSTM teacher helps every Transformer student): not run."
+    verdict = (
+        "held"
+        if acc_up == ece_down == tested
+        else "partly held"
+        if acc_up or ece_down
+        else "did not hold"
+    )
+    text = (
+        f"**Claim 2** (an LSTM teacher raises every Transformer student's accuracy, "
+        f"A-accuracy most, and lowers its ECE): **{verdict}**: accuracy rose for {acc_up} "
+        f"of {tested} students, ECE fell for {ece_down} of {tested}, A-accuracy gained "
+        f"most for {a_most} of {tested}. Distilled minus alone (± standard error; "
+        "'within noise' when under two standard errors):\n" + "\n".join(lines)
+    )
+    order = ["lstm", "utransformer-seq", "transformer-seq", "transformer"]
+    teachers = [t for t in order if any(g.teacher_model == t for g in groups.values())]
+    if len(teachers) > 1:
+        ranked = []
+        for s in CLS_MODELS:
+            accs = [
+                (t, _find(groups, s, t).mean("mu_accuracy"))
+                for t in teachers
+                if _find(groups, s, t)
+            ]
+            ranked.append(_monotone([v for _, v in accs], False))
+        text += (
+            f"\n  - a stronger-bias teacher helped more (accuracy ordered LSTM > UT-seq > "
+            f"T-seq > Transformer teacher) for {sum(ranked)} of {len(ranked)} students."
+        )
+    else:
+        text += (
+            "\n  - whether a stronger-bias teacher helps more needs the other teacher rows "
+            "(`--budget paper`)."
+        )
+    return text
+
+
+def claim3(groups, rep: RepresentationAnalysis | None, teacher_model: str, strong: str) -> str:
+    if rep is None:
+        return "**Claim 3** (representations): no saved representations."
+    closer, total, lines = 0, 0, []
+    for g in groups.values():
+        if g.teacher_model != teacher_model or g.model == teacher_model:
+            continue
+        alone = _find(groups, g.model, None)
+        if alone is None:
+            continue
+        d_taught, d_alone = [], []
+        for r in g.runs:
+            t = next((x for x in rep.runs if x.name == r.teacher), None)
+            a = next((x for x in alone.runs if x.seed == r.seed and x in rep.runs), None)
+            if t is None or a is None or r not in rep.runs:
+                continue
+            d_taught.append(rep.between(r, t))
+            d_alone.append(rep.between(a, t))
+        if d_taught:
+            total += 1
+            closer += np.mean(d_taught) < np.mean(d_alone)
+            lines.append(
+                f"  - {g.model}: distance to its {teacher_model} teacher "
+                f"{np.mean(d_taught):.3f} distilled vs {np.mean(d_alone):.3f} alone"
+            )
+    spreads = {g.model: spread(rep, g) for g in groups.values() if g.teacher_model is None}
+    strong_spread = spreads.get(strong, float("nan"))
+    weak = {m: v for m, v in spreads.items() if m != strong and not math.isnan(v)}
+    more = sum(v > strong_spread for v in weak.values())
+    verdict = (
+        "held"
+        if total and closer == total and weak and more == len(weak)
+        else "partly held"
+        if closer or more
+        else "did not hold"
+    )
+    return (
+        f"**Claim 3** (distilled students' representations move toward the teacher's, and "
+        f"weak-bias models vary more across seeds than the {strong}): **{verdict}**. "
+        f"{closer} of {total} students moved closer (RSA distance, 1 − mean row cosine of "
+        f"the similarity matrices, on {len(rep.runs[0].features)} test examples):\n"
+        + "\n".join(lines)
+        + "\n  - spread across seeds (mean pairwise distance): "
+        + ", ".join(f"{m} {v:.3f}" for m, v in spreads.items() if not math.isnan(v))
+        + f"; {more} of {len(weak)} weaker-bias models spread more than the {strong}."
+    )
+
+
+def claim4(groups) -> str:
+    lstm, small = _find(groups, "lstm", None), _find(groups, "small-lstm", None)
+    tr = _find(groups, "transformer", None)
+    parts = []
+    if lstm and tr:
+        worse_ppl = lstm.mean("perplexity") > tr.mean("perplexity")
+        better_agr = lstm.mean("a_accuracy") > tr.mean("a_accuracy")
+        parts.append(
+            f"LSTM perplexity {lstm.mean('perplexity'):.1f} vs Transformer "
+            f"{tr.mean('perplexity'):.1f}, A-accuracy {lstm.mean('a_accuracy'):.3f} vs "
+            f"{tr.mean('a_accuracy'):.3f} (the paper's pattern, worse perplexity but "
+            f"better agreement: {'yes' if worse_ppl and better_agr else 'no'})"
+        )
+    for teacher in (lstm, small):
+        if teacher is None or tr is None:
+            continue
+        taught = _find(groups, "transformer", teacher.model)
+        if taught is None:
+            continue
+        da, sa = difference(taught, tr, "a_accuracy")
+        dp, sp = difference(taught, tr, "perplexity")
+        toward = abs(taught.mean("perplexity") - teacher.mean("perplexity")) < abs(
+            tr.mean("perplexity") - teacher.mean("perplexity")
+        )
+        parts.append(
+            f"{teacher.model} -> transformer: A-accuracy {signed(da, sa)}, perplexity "
+            f"{signed(dp, sp, 1)}; perplexity moved toward the teacher's: "
+            f"{'yes' if toward else 'no'}"
+        )
+    if not parts:
+        return "**Claim 4** (perplexity is not agreement): not run."
+    return (
+        "**Claim 4** (better perplexity does not mean better agreement; distillation "
+        "raises a Transformer's agreement and brings its perplexity toward the "
+        "teacher's):\n" + "\n".join(f"  - {p}" for p in parts)
+    )
+
+
+def claim5(groups) -> str:
+    rows = []
+    for big, small, expect in (
+        ("transformer", "small-transformer", "smaller better"),
+        ("lstm", "small-lstm", "bigger better"),
+    ):
+        b, s = _find(groups, big, None), _find(groups, small, None)
+        if b and s:
+            small_better = (
+                s.mean("perplexity") < b.mean("perplexity"),
+                s.mean("a_accuracy") > b.mean("a_accuracy"),
+            )
+            rows.append(
+                f"{small} vs {big}: perplexity {s.mean('perplexity'):.1f} vs "
+                f"{b.mean('perplexity'):.1f}, A-accuracy {s.mean('a_accuracy'):.3f} vs "
+                f"{b.mean('a_accuracy'):.3f} (paper: {expect}; here the smaller is "
+                f"better in perplexity: {'yes' if small_better[0] else 'no'}, in "
+                f"agreement: {'yes' if small_better[1] else 'no'})"
+            )
+    if not rows:
+        return "**Claim 5** (model size with limited data): not run."
+    return (
+        "**Claim 5** (with limited data a smaller Transformer does better than a bigger "
+        "one, a smaller LSTM worse):\n" + "\n".join(f"  - {r}" for r in rows)
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# figures
+
+
+def _plt():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _style(g: Group) -> dict:
+    return {
+        "linestyle": "-" if g.teacher_model is None else "--",
+        "marker": "o" if g.teacher_model is None else "^",
+    }
+
+
+def plot_groups_by(groups: dict[str, Group], key: str, xlabel: str, path: Path) -> None:
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(7, 4.2))
+    for g in groups.values():
+        keys = list(g.runs[0].metrics[key])
+        means = [
+            np.nanmean(
+                [
+                    np.nan
+                    if r.metrics[key][k]["accuracy"] is None
+                    else r.metrics[key][k]["accuracy"]
+                    for r in g.runs
+                ]
+            )
+            for k in keys
+        ]
+        ax.plot([int(k) for k in keys], means, label=g.name, **_style(g))
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel("accuracy (mean over seeds)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, ncol=2)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def plot_reliability(groups: dict[str, Group], path: Path) -> None:
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(5.5, 5))
+    ax.plot([0, 1], [0, 1], color="grey", linewidth=0.8)
+    for g in groups.values():
+        bins = [b for b in g.runs[0].metrics["reliability"]]
+        xs, ys = [], []
+        for i in range(len(bins)):
+            n = sum(r.metrics["reliability"][i]["n"] for r in g.runs)
+            if n:
+                xs.append(
+                    sum(
+                        r.metrics["reliability"][i]["confidence"] * r.metrics["reliability"][i]["n"]
+                        for r in g.runs
+                        if r.metrics["reliability"][i]["n"]
+                    )
+                    / n
+                )
+                ys.append(
+                    sum(
+                        r.metrics["reliability"][i]["accuracy"] * r.metrics["reliability"][i]["n"]
+                        for r in g.runs
+                        if r.metrics["reliability"][i]["n"]
+                    )
+                    / n
+                )
+        ax.plot(xs, ys, label=g.name, **_style(g))
+    ax.set_xlabel("confidence")
+    ax.set_ylabel("accuracy")
+    ax.set_xlim(0.45, 1.0)
+    ax.set_ylim(0.0, 1.0)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def plot_mds(rep: RepresentationAnalysis, path: Path) -> None:
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(6.5, 5))
+    models = sorted({r.model for r in rep.runs})
+    colors = {m: plt.cm.tab10(i) for i, m in enumerate(models)}
+    seen = set()
+    for r, (x, y) in zip(rep.runs, rep.coords):
+        label = r.group if r.group not in seen else None
+        seen.add(r.group)
+        ax.scatter(
+            x,
+            y,
+            color=colors[r.model],
+            marker="o" if r.teacher is None else "^",
+            s=50 if r.teacher is None else 60,
+            label=label,
+            edgecolor="black" if r.teacher else "none",
+            linewidth=0.6,
+        )
+    ax.set_title(
+        "MDS of representational distances (circles: alone, triangles: distilled)", fontsize=9
+    )
+    ax.legend(fontsize=7)
+    ax.set_xticks([])
+    ax.set_yticks([])
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def plot_lm(groups: dict[str, Group], path: Path) -> None:
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(5.5, 4.2))
+    for g in groups.values():
+        ax.scatter(
+            [r.metrics["perplexity"] for r in g.runs],
+            [r.metrics["a_accuracy"] for r in g.runs],
+            label=g.name,
+            marker=_style(g)["marker"],
+        )
+    ax.set_xlabel("test perplexity")
+    ax.set_ylabel("A-accuracy")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+# ---------------------------------------------------------------------------------------------
+# the report
+
+
+def write_report(folder: str | Path, title: str | None = None, notes: str = "") -> Path:
+    """Write `folder/report.md` and its figures from the grid's saved predictions."""
+    folder = Path(folder)
+    runs = load_grid(folder)
+    groups = groups_of(runs)
+    setup = runs[0].setup
+    seeds = sorted({r.seed for r in runs})
+    rep = analyse_representations(runs)
+    fig_dir = folder / "figures"
+    fig_dir.mkdir(exist_ok=True)
+    plot_groups_by(
+        groups,
+        "accuracy_by_distance",
+        "distance (verb index - subject index)",
+        fig_dir / "accuracy_by_distance.png",
+    )
+    plot_groups_by(
+        groups,
+        "accuracy_by_attractors",
+        "attractors (all intervening nouns)",
+        fig_dir / "accuracy_by_attractors.png",
+    )
+    plot_reliability(groups, fig_dir / "reliability.png")
+    if rep is not None:
+        plot_mds(rep, fig_dir / "mds.png")
+    manifest = json.loads((folder / "grid.json").read_text())
+    missing = [e for e in manifest["runs"] if not (folder / e["name"] / "metrics.json").exists()]
+    parts = [
+        f"# {title or 'Scenario 1 (' + setup + ')'}\n",
+        f"{len(runs)} finished runs in {len(groups)} groups, seeds {seeds}; "
+        f"mean ± sample std over seeds. {notes}\n",
+    ]
+    if missing:
+        parts.append(
+            "Runs missing from this report: "
+            + ", ".join(f"{e['name']} ({e['status']})" for e in missing)
+            + "\n"
+        )
+    if setup == "cls":
+        parts += [
+            "## Tables (test split)\n",
+            cls_tables(groups),
+            counts_note(runs),
+            "## The paper's claims\n",
+            claim1(groups) + "\n",
+            claim2(groups) + "\n",
+            claim3(groups, rep, "lstm", "lstm") + "\n",
+        ]
+    else:
+        plot_lm(groups, fig_dir / "perplexity_vs_agreement.png")
+        parts += [
+            "## Table (test split)\n",
+            lm_table(groups),
+            counts_note(runs),
+            "## The paper's claims\n",
+            claim4(groups) + "\n",
+            claim5(groups) + "\n",
+            claim3(groups, rep, "lstm", "lstm") + "\n",
+            "![perplexity vs agreement](figures/perplexity_vs_agreement.png)\n",
+        ]
+    parts += [
+        "## Figures\n",
+        "![accuracy by distance](figures/accuracy_by_distance.png)\n",
+        "![accuracy by attractors](figures/accuracy_by_attractors.png)\n",
+        "![reliability](figures/reliability.png)\n",
+    ]
+    if rep is not None:
+        parts.append("![MDS of representations](figures/mds.png)\n")
+    summary = {
+        g.name: {
+            k: {"mean": g.mean(k), "std": g.std(k), "n": len(g.values(k))}
+            for k in ("mu_accuracy", "d_accuracy", "a_accuracy", "ece", "perplexity")
+            if len(g.values(k))
+        }
+        for g in groups.values()
+    }
+    with atomic_write(folder / "summary.json") as f:
+        json.dump(summary, f, indent=2)
+        f.write("\n")
+    with atomic_write(folder / "report.md") as f:
+        f.write("\n".join(parts))
+    return folder / "report.md"
