@@ -464,17 +464,11 @@ def plot_groups_by(groups: dict[str, Group], key: str, xlabel: str, path: Path) 
     fig, ax = plt.subplots(figsize=(7, 4.2))
     for g in groups.values():
         keys = list(g.runs[0].metrics[key])
-        means = [
-            np.nanmean(
-                [
-                    np.nan
-                    if r.metrics[key][k]["accuracy"] is None
-                    else r.metrics[key][k]["accuracy"]
-                    for r in g.runs
-                ]
-            )
-            for k in keys
-        ]
+        means = []
+        for k in keys:
+            accs = [r.metrics[key][k]["accuracy"] for r in g.runs]
+            accs = [a for a in accs if a is not None]
+            means.append(float(np.mean(accs)) if accs else np.nan)
         ax.plot([int(k) for k in keys], means, label=g.name, **_style(g))
     ax.set_xlabel(xlabel)
     ax.set_ylabel("accuracy (mean over seeds)")
