@@ -183,14 +183,9 @@ def _set_rng_state(state: dict, device: torch.device) -> None:
         torch.cuda.set_rng_state(state["cuda"], device)
 
 
-def train_run(
-    cfg: RunConfig, out: str | Path, *, resume: bool = False, progress: bool = True,
-    on_step: Callable[[int], None] | None = None,
-) -> dict:  # fmt: skip
-    """Train (or distil, when `cfg.distill` is set) one run into the folder `out`; returns
-    its metrics. `on_step(step)` is called after every optimizer step."""
-    out = Path(out)
-    ckpt_path = out / "checkpoint.pt"
+def _check_folder(cfg: RunConfig, out: Path, resume: bool) -> dict | None:
+    """Refuse to overwrite a run; on resume, insist on the run's own settings. Returns the
+    metrics of a run that already finished."""
     if resume and (out / "config.yaml").exists():
         saved = RunConfig.load(out / "config.yaml")
         saved.train.device = cfg.train.device  # a run may move to another device
@@ -206,13 +201,230 @@ def train_run(
             f"--out {out}: exists and is not empty (use --resume to continue a run "
             "there, or another folder)"
         )
-    resume = resume and ckpt_path.exists()  # killed before its first checkpoint: start over
+    return None
+
+
+class _Trainer:
+    """The state of one run being trained: model, optimizer, schedule, counters, logs."""
+
+    def __init__(
+        self,
+        cfg: RunConfig,
+        out: Path,
+        data: RunData,
+        teacher: Teacher | None,
+        device: torch.device,
+    ):
+        self.cfg, self.out, self.data, self.teacher, self.device = cfg, out, data, teacher, device
+        self.model = build_model(cfg.model, len(data.vocab), cfg.setup).to(device)
+        self.params = [p for p in self.model.parameters() if p.requires_grad]
+        self.opt = torch.optim.AdamW(
+            [
+                {
+                    "params": [p for p in self.params if p.dim() >= 2],
+                    "weight_decay": cfg.train.weight_decay,
+                },
+                {"params": [p for p in self.params if p.dim() < 2], "weight_decay": 0.0},
+            ],
+            lr=cfg.train.lr,
+        )
+        total = cfg.train.epochs * math.ceil(len(data.train) / cfg.train.batch_size)
+        self.sched = torch.optim.lr_scheduler.LambdaLR(
+            self.opt, lr_lambda(cfg.train.warmup_steps, total, cfg.train.schedule)
+        )
+        self.state = TrainState()
+        self.best_model: dict | None = None
+        self.cache_seconds = 0.0
+
+    @property
+    def ckpt_path(self) -> Path:
+        return self.out / "checkpoint.pt"
+
+    def restore(self) -> None:
+        ckpt = load_checkpoint(self.ckpt_path, self.device)
+        if ckpt.get("vocab_fingerprint") != self.data.vocab.fingerprint:
+            raise IbkdError(f"{self.ckpt_path}: was trained with another vocabulary")
+        try:
+            self.model.load_state_dict(ckpt["model"])
+        except (RuntimeError, KeyError) as e:
+            raise IbkdError(
+                f"{self.ckpt_path}: does not fit a {self.cfg.model.name} model "
+                f"({str(e).splitlines()[0]})"
+            ) from None
+        self.opt.load_state_dict(ckpt["optimizer"])
+        self.sched.load_state_dict(ckpt["scheduler"])
+        self.state = TrainState(**ckpt["state"])
+        self.best_model = ckpt.get("best_model")
+        _set_rng_state(ckpt["rng"], self.device)
+
+    def checkpoint(self, final: bool = False) -> None:
+        save_checkpoint(
+            self.ckpt_path, model=self.model.state_dict(), optimizer=self.opt.state_dict(),
+            scheduler=self.sched.state_dict(), state=asdict(self.state),
+            rng=_rng_state(self.device), best_model=self.best_model,
+            vocab_fingerprint=self.data.vocab.fingerprint, finished=final,
+        )  # fmt: skip
+
+    def cache_teacher(self) -> None:
+        if self.teacher is not None and self.teacher.cacheable and self.cfg.setup == "cls":
+            t0 = time.perf_counter()
+            self.teacher.cache(self.data.train, self.device)
+            self.cache_seconds = time.perf_counter() - t0
+
+    def step(self, index: torch.Tensor) -> dict:
+        """One optimizer step on the training examples `index`; returns its log row."""
+        t0 = time.perf_counter()
+        tokens, lengths_cpu, targets = self.data.train.batch(index)
+        n_tokens = int(lengths_cpu.sum())
+        tokens = tokens.to(self.device, non_blocking=True)
+        lengths = lengths_cpu.to(self.device)
+        targets = targets.to(self.device, non_blocking=True)
+        logits = self.model(tokens, lengths)
+        t_logits = self.teacher.for_batch(index, tokens, lengths) if self.teacher else None
+        loss, ce, kd = loss_and_parts(logits, targets, self.cfg.setup, t_logits, self.cfg.distill)
+        self.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        grad_norm = nn.utils.clip_grad_norm_(self.params, self.cfg.train.clip)
+        self.opt.step()
+        self.sched.step()
+        # one device sync per step for everything logged
+        values = torch.stack([loss.detach(), ce.detach(), kd.detach(), grad_norm.detach()])
+        loss_v, ce_v, kd_v, gn = values.tolist()
+        self.state.step += 1
+        self.state.tokens += n_tokens
+        return {
+            "step": self.state.step,
+            "epoch": self.state.epoch + 1,
+            "loss": f"{loss_v:.5f}",
+            "ce": f"{ce_v:.5f}",
+            "kd": f"{kd_v:.5f}",
+            "lr": f"{self.sched.get_last_lr()[0]:.3e}",
+            "grad_norm": f"{gn:.4f}",
+            "tokens_per_s": f"{n_tokens / (time.perf_counter() - t0):.0f}",
+        }
+
+    def epoch(self, log: _CsvLog, progress: bool, on_step) -> float:
+        """The rest of the current epoch; returns its mean training loss."""
+        cfg, state = self.cfg, self.state
+        gen = torch.Generator().manual_seed(cfg.seed * 1_000_003 + state.epoch)
+        order = batches(
+            self.data.train.lengths,
+            cfg.train.batch_size,
+            shuffle=True,
+            generator=gen,
+            bucket=cfg.train.bucket,
+        )
+        bar = None
+        if progress:
+            from tqdm import tqdm
+
+            bar = tqdm(
+                total=len(order),
+                initial=state.batch_in_epoch,
+                leave=False,
+                desc=f"{cfg.model.name} epoch {state.epoch + 1}/{cfg.train.epochs}",
+                dynamic_ncols=True,
+                mininterval=0.5,
+                disable=None,
+            )
+        self.model.train()
+        losses = []
+        try:
+            for b in range(state.batch_in_epoch, len(order)):
+                t0 = time.perf_counter()
+                row = self.step(order[b])
+                state.batch_in_epoch = b + 1
+                log.write(row)
+                losses.append(float(row["loss"]))
+                if bar is not None:
+                    bar.update(1)
+                    bar.set_postfix(loss=row["loss"][:5], tok_s=row["tokens_per_s"])
+                if state.step % cfg.train.checkpoint_every == 0:
+                    log.file.flush()
+                    self.checkpoint()
+                state.seconds += time.perf_counter() - t0  # the whole step, logging included
+                if on_step is not None:
+                    on_step(state.step)
+        finally:
+            if bar is not None:
+                bar.close()
+        return float(np.mean(losses)) if losses else float("nan")
+
+    def end_epoch(self, train_loss: float, epochs_log: _CsvLog) -> None:
+        """Validate, keep the best weights, decide on early stopping, checkpoint."""
+        state = self.state
+        valid_loss, valid_acc = validation_loss(self.model, self.data.valid, self.device)
+        state.epoch += 1
+        state.batch_in_epoch = 0
+        better = valid_loss < state.best_loss
+        if better:
+            state.best_loss, state.best_epoch, state.bad_epochs = valid_loss, state.epoch, 0
+            self.best_model = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
+        else:
+            state.bad_epochs += 1
+            state.stopped = state.bad_epochs >= self.cfg.train.patience
+        epochs_log.write(
+            {
+                "epoch": state.epoch,
+                "step": state.step,
+                "train_loss": f"{train_loss:.5f}",
+                "valid_loss": f"{valid_loss:.5f}",
+                "valid_accuracy": f"{valid_acc:.4f}",
+                "best": int(better),
+                "seconds": f"{state.seconds:.1f}",
+            }
+        )
+        epochs_log.file.flush()
+        self.checkpoint()
+
+    def finish(self) -> dict:
+        """Predict valid and test with the best weights; write predictions and metrics."""
+        cfg, state, out = self.cfg, self.state, self.out
+        if self.best_model is not None:
+            self.model.load_state_dict(self.best_model)
+        metrics = {
+            "run": str(out), "model": cfg.model.name, "setup": cfg.setup, "seed": cfg.seed,
+            "teacher": cfg.distill.teacher if cfg.distill else None,
+            "training": {
+                "epochs": state.epoch, "best_epoch": state.best_epoch, "steps": state.step,
+                "early_stopped": state.stopped, "seconds": round(state.seconds, 1),
+                "tokens_per_s": round(state.tokens / max(state.seconds, 1e-9)),
+                "teacher_cache_seconds": round(self.cache_seconds, 2),
+                "device": str(self.device), "train_examples": len(self.data.train),
+                "parameters": sum(p.numel() for p in self.model.parameters()),
+            },
+        }  # fmt: skip
+        (out / "predictions").mkdir(exist_ok=True)
+        for name, split in (("valid", self.data.valid), ("test", self.data.test)):
+            pred = predict(self.model, split, self.data.vocab, self.device)
+            save_predictions(out / "predictions" / f"{name}.npz", pred)
+            metrics[name] = compute_metrics(pred)
+            if self.teacher is not None:
+                teacher_pred = self.teacher.run.path / "predictions" / f"{name}.npz"
+                metrics[name]["fidelity"] = fidelity(pred, load_predictions(teacher_pred))
+        self.best_model = None
+        self.checkpoint(final=True)  # model = the best weights: what a teacher or evaluation loads
+        with atomic_write(out / "metrics.json") as f:
+            json.dump(metrics, f, indent=2)
+            f.write("\n")
+        return metrics
+
+
+def train_run(
+    cfg: RunConfig, out: str | Path, *, resume: bool = False, progress: bool = True,
+    on_step: Callable[[int], None] | None = None,
+) -> dict:  # fmt: skip
+    """Train (or distil, when `cfg.distill` is set) one run into the folder `out`; returns
+    its metrics. `on_step(step)` is called after every optimizer step."""
+    out = Path(out)
+    finished = _check_folder(cfg, out, resume)
+    if finished is not None:
+        return finished
+    resume = resume and (out / "checkpoint.pt").exists()  # killed before a checkpoint: restart
     cfg.validate()
     device = pick_device(cfg.train.device)
     seed_everything(cfg.seed)
-
     teacher = None
-    teacher_vocab = None
     if cfg.distill is not None:
         run = load_run(cfg.distill.teacher, device)
         if run.config.setup != cfg.setup:
@@ -220,207 +432,26 @@ def train_run(
                 f"--teacher {cfg.distill.teacher}: a {run.config.setup} run, "
                 f"cannot teach a {cfg.setup} student"
             )
-        teacher, teacher_vocab = Teacher(run, cfg.distill), run.vocab
-    data = prepare_data(cfg, teacher_vocab)
+        teacher = Teacher(run, cfg.distill)
+    data = prepare_data(cfg, teacher.run.vocab if teacher else None)
     out.mkdir(parents=True, exist_ok=True)
     cfg.save(out / "config.yaml")
     data.vocab.save(out / "vocab.json")
 
-    model = build_model(cfg.model, len(data.vocab), cfg.setup).to(device)
-    params = [p for p in model.parameters() if p.requires_grad]
-    decay = [p for p in params if p.dim() >= 2]
-    no_decay = [p for p in params if p.dim() < 2]
-    opt = torch.optim.AdamW(
-        [
-            {"params": decay, "weight_decay": cfg.train.weight_decay},
-            {"params": no_decay, "weight_decay": 0.0},
-        ],
-        lr=cfg.train.lr,
-    )
-    steps_per_epoch = math.ceil(len(data.train) / cfg.train.batch_size)
-    sched = torch.optim.lr_scheduler.LambdaLR(
-        opt,
-        lr_lambda(cfg.train.warmup_steps, cfg.train.epochs * steps_per_epoch, cfg.train.schedule),
-    )
-    state = TrainState()
-    best_model = None
+    trainer = _Trainer(cfg, out, data, teacher, device)
     if resume:
-        ckpt = load_checkpoint(ckpt_path, device)
-        if ckpt.get("vocab_fingerprint") != data.vocab.fingerprint:
-            raise IbkdError(f"{ckpt_path}: was trained with another vocabulary")
-        try:
-            model.load_state_dict(ckpt["model"])
-        except (RuntimeError, KeyError) as e:
-            raise IbkdError(
-                f"{ckpt_path}: does not fit a {cfg.model.name} model ({str(e).splitlines()[0]})"
-            ) from None
-        opt.load_state_dict(ckpt["optimizer"])
-        sched.load_state_dict(ckpt["scheduler"])
-        state = TrainState(**ckpt["state"])
-        best_model = ckpt.get("best_model")
-        _set_rng_state(ckpt["rng"], device)
-
-    def checkpoint(final: bool = False) -> None:
-        save_checkpoint(
-            ckpt_path, model=model.state_dict(), optimizer=opt.state_dict(),
-            scheduler=sched.state_dict(), state=asdict(state), rng=_rng_state(device),
-            best_model=best_model, vocab_fingerprint=data.vocab.fingerprint, finished=final,
-        )  # fmt: skip
-
-    cache_seconds = 0.0
-    if teacher is not None and teacher.cacheable and cfg.setup == "cls":
-        t0 = time.perf_counter()
-        teacher.cache(data.train, device)
-        cache_seconds = time.perf_counter() - t0
-    log = _CsvLog(
-        out / "log.csv", LOG_FIELDS, (lambda r: int(r["step"]) <= state.step) if resume else None
-    )
-    epochs_log = _CsvLog(
-        out / "epochs.csv",
-        EPOCH_FIELDS,
-        (lambda r: int(r["epoch"]) <= state.epoch) if resume else None,
-    )
-    bar = None
+        trainer.restore()
+    trainer.cache_teacher()
+    state = trainer.state
+    keep_steps = (lambda r: int(r["step"]) <= state.step) if resume else None
+    keep_epochs = (lambda r: int(r["epoch"]) <= state.epoch) if resume else None
+    log = _CsvLog(out / "log.csv", LOG_FIELDS, keep_steps)
+    epochs_log = _CsvLog(out / "epochs.csv", EPOCH_FIELDS, keep_epochs)
     try:
         while state.epoch < cfg.train.epochs and not state.stopped:
-            epoch = state.epoch
-            gen = torch.Generator().manual_seed(cfg.seed * 1_000_003 + epoch)
-            order = batches(
-                data.train.lengths,
-                cfg.train.batch_size,
-                shuffle=True,
-                generator=gen,
-                bucket=cfg.train.bucket,
-            )
-            if progress:
-                from tqdm import tqdm
-
-                bar = tqdm(
-                    total=len(order),
-                    initial=state.batch_in_epoch,
-                    leave=False,
-                    desc=f"{cfg.model.name} epoch {epoch + 1}/{cfg.train.epochs}",
-                    dynamic_ncols=True,
-                    mininterval=0.5,
-                    disable=None,
-                )
-            model.train()
-            t_epoch, loss_sum, tokens_done = time.perf_counter(), 0.0, 0
-            for b in range(state.batch_in_epoch, len(order)):
-                t0 = time.perf_counter()
-                index = order[b]
-                tokens, lengths_cpu, targets = data.train.batch(index)
-                n_tokens = int(lengths_cpu.sum())
-                tokens, lengths = tokens.to(device, non_blocking=True), lengths_cpu.to(device)
-                targets = targets.to(device, non_blocking=True)
-                logits = model(tokens, lengths)
-                t_logits = teacher.for_batch(index, tokens, lengths) if teacher else None
-                loss, ce, kd = loss_and_parts(logits, targets, cfg.setup, t_logits, cfg.distill)
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                grad_norm = nn.utils.clip_grad_norm_(params, cfg.train.clip)
-                opt.step()
-                sched.step()
-                state.step += 1
-                state.batch_in_epoch = b + 1
-                # one device sync per step for everything logged
-                loss_value, ce_value, kd_value, gn = torch.stack(
-                    [loss.detach(), ce.detach(), kd.detach(), grad_norm.detach()]
-                ).tolist()
-                loss_sum += loss_value
-                tokens_done += n_tokens
-                state.tokens += n_tokens
-                dt = time.perf_counter() - t0
-                log.write(
-                    {
-                        "step": state.step,
-                        "epoch": epoch + 1,
-                        "loss": f"{loss_value:.5f}",
-                        "ce": f"{ce_value:.5f}",
-                        "kd": f"{kd_value:.5f}",
-                        "lr": f"{sched.get_last_lr()[0]:.3e}",
-                        "grad_norm": f"{gn:.4f}",
-                        "tokens_per_s": f"{n_tokens / dt:.0f}",
-                    }
-                )
-                if bar is not None:
-                    bar.update(1)
-                    bar.set_postfix(
-                        loss=f"{loss_value:.3f}",
-                        tok_s=f"{tokens_done / (time.perf_counter() - t_epoch):.0f}",
-                    )
-                if state.step % cfg.train.checkpoint_every == 0:
-                    log.file.flush()
-                    checkpoint()
-                state.seconds += time.perf_counter() - t0  # the whole step, logging included
-                if on_step is not None:
-                    on_step(state.step)
-            if bar is not None:
-                bar.close()
-                bar = None
-            valid_loss, valid_acc = validation_loss(model, data.valid, device)
-            state.epoch += 1
-            state.batch_in_epoch = 0
-            better = valid_loss < state.best_loss
-            if better:
-                state.best_loss, state.best_epoch, state.bad_epochs = valid_loss, state.epoch, 0
-                best_model = {k: v.detach().clone() for k, v in model.state_dict().items()}
-            else:
-                state.bad_epochs += 1
-                state.stopped = state.bad_epochs >= cfg.train.patience
-            n_batches = max(1, len(order))
-            epochs_log.write(
-                {
-                    "epoch": state.epoch,
-                    "step": state.step,
-                    "train_loss": f"{loss_sum / n_batches:.5f}",
-                    "valid_loss": f"{valid_loss:.5f}",
-                    "valid_accuracy": f"{valid_acc:.4f}",
-                    "best": int(better),
-                    "seconds": f"{state.seconds:.1f}",
-                }
-            )
-            log.file.flush()
-            epochs_log.file.flush()
-            checkpoint()
+            train_loss = trainer.epoch(log, progress, on_step)
+            trainer.end_epoch(train_loss, epochs_log)
     finally:
-        if bar is not None:
-            bar.close()
         log.close()
         epochs_log.close()
-
-    if best_model is not None:
-        model.load_state_dict(best_model)
-    metrics = {
-        "run": str(out),
-        "model": cfg.model.name,
-        "setup": cfg.setup,
-        "seed": cfg.seed,
-        "teacher": cfg.distill.teacher if cfg.distill else None,
-        "training": {
-            "epochs": state.epoch,
-            "best_epoch": state.best_epoch,
-            "steps": state.step,
-            "early_stopped": state.stopped,
-            "seconds": round(state.seconds, 1),
-            "tokens_per_s": round(state.tokens / max(state.seconds, 1e-9)),
-            "teacher_cache_seconds": round(cache_seconds, 2),
-            "device": str(device),
-            "train_examples": len(data.train),
-            "parameters": sum(p.numel() for p in model.parameters()),
-        },
-    }
-    (out / "predictions").mkdir(exist_ok=True)
-    for name, split in (("valid", data.valid), ("test", data.test)):
-        pred = predict(model, split, data.vocab, device)
-        save_predictions(out / "predictions" / f"{name}.npz", pred)
-        metrics[name] = compute_metrics(pred)
-        if teacher is not None:
-            teacher_pred = teacher.run.path / "predictions" / f"{name}.npz"
-            metrics[name]["fidelity"] = fidelity(pred, load_predictions(teacher_pred))
-    best_model = None
-    checkpoint(final=True)  # model = the best weights: what a teacher or evaluation loads
-    with atomic_write(out / "metrics.json") as f:
-        json.dump(metrics, f, indent=2)
-        f.write("\n")
-    return metrics
+    return trainer.finish()
