@@ -1,6 +1,6 @@
 """Training throughput: ibkd's loop against bare PyTorch loops, on the shipped data.
 
-For every model at the quick and paper presets (classification; `--lm` adds the LM models):
+For every model at the quick and paper presets (classification; `--setups cls lm` adds the LM):
 - `ibkd`: tokens/s of `train_run`'s training steps (logging, progress and checkpoints included);
 - `bare`: the same model, batches and optimizer in a minimal loop (forward, loss, backward,
   clip, step) in the same process;
@@ -10,7 +10,8 @@ For every model at the quick and paper presets (classification; `--lm` adds the 
 - distillation: a distilled run with the teacher's outputs cached against the same plain run:
   training time (the caching pass included) and whole-run wall time.
 
-    python benchmarks/throughput.py [--rows 3000] [--epochs 1] [--lm] [--json out.json]
+    python benchmarks/throughput.py [--rows 3000] [--setups cls lm] [--parts models distill]
+        [--presets quick paper] [--json out.json]
 
 Targets (issue 3): ibkd >= 0.95x bare; transformer >= 3x nn.TransformerEncoderLayer;
 distillation with a cached teacher <= 1.1x plain training.
@@ -169,7 +170,16 @@ def main() -> None:
     ap.add_argument("--rows", type=int, default=3000, help="training rows per run")
     ap.add_argument("--epochs", type=int, default=1)
     ap.add_argument("--presets", nargs="+", default=["quick", "paper"])
-    ap.add_argument("--lm", action="store_true", help="also the LM setup (slow on a CPU)")
+    ap.add_argument(
+        "--setups",
+        nargs="+",
+        default=["cls"],
+        choices=["cls", "lm"],
+        help="which setups' models to measure (the LM is slow on a CPU)",
+    )
+    ap.add_argument(
+        "--parts", nargs="+", default=["models", "distill"], choices=["models", "distill"]
+    )
     ap.add_argument("--repeat", type=int, default=2, help="best of N measurements")
     ap.add_argument(
         "--distill-rows",
@@ -193,7 +203,7 @@ def main() -> None:
         "runs": [],
         "distillation": [],
     }
-    setups = ["cls", "lm"] if args.lm else ["cls"]
+    setups = args.setups if "models" in args.parts else []
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         for setup in setups:
@@ -204,7 +214,7 @@ def main() -> None:
                     )
                     results["runs"].append(row)
                     print(json.dumps(row))
-        for preset_name in args.presets:
+        for preset_name in args.presets if "distill" in args.parts else []:
             row = distill_cost(
                 args.distill_rows, args.distill_epochs, preset_name, tmp, args.repeat
             )

@@ -14,17 +14,21 @@ def tiny(runs, rows=250):
         m, t = r.config.model, r.config.train
         m.dim, m.hidden, m.layers, m.heads = 16, 16, 1, 2
         t.epochs, t.batch_size, t.warmup_steps, t.device = 1, 32, 5, "cpu"
-        r.config.data.max_train_rows = rows
+        r.config.data.max_train_rows = rows  # also caps the transfer prefixes
     return runs
 
 
 def test_grid_as_data():
     runs = grid("cls", "quick", seeds=2)
-    assert len(runs) == 2 * (4 + 4)
+    assert len(runs) == 2 * (4 + 3 + 3)  # alone, LSTM teacher, control (+ transfer set)
     students = [r for r in runs if r.teacher]
     assert {r.teacher for r in students} == {"lstm/seed0", "lstm/seed1"}
     assert all(r.config.distill.alpha == 1.0 for r in students)
-    assert len(grid("cls", "paper", seeds=1)) == 4 + 16
+    assert {r.row for r in runs} == {"none", "lstm", "none + transfer"}
+    assert all(r.config.data.transfer == "default" for r in runs if r.row != "none")
+    paper = grid("cls", "paper", seeds=1)
+    assert len(paper) == 4 + 16 and all(r.config.data.transfer is None for r in paper)
+    assert all(r.config.distill.temperature == 1.0 for r in paper if r.teacher)
     assert len(grid("lm", "quick", seeds=1)) == 4 + 2
     order = [r.name for r in ordered(list(reversed(runs)))]
     assert order.index("lstm/seed0") < order.index("transformer--from-lstm/seed0")
@@ -67,7 +71,7 @@ def test_students_of_a_failed_teacher_are_skipped(tmp_path):
     teacher.config.model.arch = "gru"
     result = run_grid(runs, tmp_path, progress=False)
     assert "teacher lstm/seed0 failed" in result.failed["transformer--from-lstm/seed0"]
-    assert len(result.failed) == 1 + 4
+    assert len(result.failed) == 1 + 3
 
 
 def test_cli_reproduce_and_report(tmp_path, capsys):
@@ -92,5 +96,26 @@ def test_cli_reproduce_and_report(tmp_path, capsys):
     assert main(["report", str(out)]) == 0
     assert "report:" in capsys.readouterr().out
     assert main(args) == 0  # everything skipped the second time
-    assert "0 runs trained, 8 already done" in capsys.readouterr().err
+    assert "0 runs trained, 10 already done" in capsys.readouterr().err
     assert main(["report", str(tmp_path)]) == 2
+
+
+def test_process_pool_matches_sequential_runs(tmp_path):
+    import os
+
+    import torch
+
+    runs = tiny(grid("cls", "quick", seeds=1), rows=150)[:5]  # 4 alone + lstm -> transformer
+    pooled = run_grid(runs, tmp_path / "pool", progress=False, workers=2)
+    assert len(pooled.finished) == 5 and not pooled.failed
+    threads = torch.get_num_threads()
+    torch.set_num_threads(max(1, (os.cpu_count() or 1) // 2))  # what each pool worker uses
+    try:
+        run_grid(runs, tmp_path / "seq", progress=False)
+    finally:
+        torch.set_num_threads(threads)
+    for r in runs:
+        a = json.loads((tmp_path / "pool" / r.name / "metrics.json").read_text())
+        b = json.loads((tmp_path / "seq" / r.name / "metrics.json").read_text())
+        assert a["test"]["mu_accuracy"] == b["test"]["mu_accuracy"], r.name
+        assert a["test"]["ece"] == b["test"]["ece"], r.name

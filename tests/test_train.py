@@ -209,3 +209,13 @@ def test_cli_train_and_distill(tmp_path, capsys):
     assert main(["train", "--setup", "cls", "--model", "gru", "--out", str(tmp_path / "x")]) == 2
     assert "--model 'gru': unknown" in capsys.readouterr().err
     assert main(["train", "--out", str(tmp_path / "t"), "--resume", "--no-progress"]) == 0
+
+
+def test_a_checkpoint_from_other_settings_is_not_resumed(tmp_path):
+    cfg = tiny_config(rows=200)
+    with pytest.raises(Killed):
+        train_run(cfg, tmp_path / "r", progress=False, on_step=kill_at(4))
+    (tmp_path / "r" / "config.yaml").unlink()  # a folder whose config went missing
+    other = tiny_config(rows=200, seed=3)
+    with pytest.raises(IbkdError, match="written by a run with other settings"):
+        train_run(other, tmp_path / "r", resume=True, progress=False)

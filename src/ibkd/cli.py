@@ -4,6 +4,7 @@ printed as one line, without a traceback, with a non-zero exit status."""
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 from collections.abc import Sequence
@@ -62,6 +63,7 @@ def cmd_data_build(args: argparse.Namespace) -> int:
         args.corpus, out, fmt=args.format, pretokenized=args.pretokenized,
         vocab_size=args.vocab_size, placeholders=args.placeholders, spacy_model=args.spacy_model,
         batch_size=args.batch_size, n_process=args.n_process, progress=_progress,
+        transfer_out=args.transfer_out,
     )  # fmt: skip
     print(f"{out}: {report.summary()}")
     return 0
@@ -119,6 +121,7 @@ RUN_OPTIONS = (
     "model",
     "preset",
     "data",
+    "transfer",
     "seed",
     "epochs",
     "batch_size",
@@ -164,6 +167,9 @@ def _run_config(args: argparse.Namespace):
         if teacher_cfg and args.data is None
         else DataConfig(data=args.data or "default")
     )
+    if args.transfer is not None:
+        transfer = None if args.transfer == "none" else args.transfer
+        data = dataclasses.replace(data, transfer=transfer)
     distill = None
     if teacher_cfg is not None:
         defaults = DISTILL_PRESETS[setup]
@@ -199,7 +205,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_reproduce(args: argparse.Namespace) -> int:
-    from ibkd.experiments.grid import run_grid
+    from ibkd.experiments.grid import default_workers, run_grid
     from ibkd.experiments.scenario1 import BUDGETS, grid
     from ibkd.report import write_report
 
@@ -217,7 +223,8 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
         + (f"; {BUDGETS[args.budget].note}" if BUDGETS[args.budget].note else ""),
         file=sys.stderr,
     )
-    result = run_grid(runs, out, progress=not args.no_progress)
+    workers = default_workers(args.device) if args.workers is None else args.workers
+    result = run_grid(runs, out, progress=not args.no_progress, workers=workers)
     print(result.summary(), file=sys.stderr)
     note = BUDGETS[args.budget].note
     report = write_report(
@@ -227,6 +234,32 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
     )
     print(f"report: {report}")
     return 1 if result.failed else 0
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from ibkd.data.suites import read_suite
+    from ibkd.distill import load_run
+    from ibkd.evaluate import score_suite
+    from ibkd.files import atomic_write
+    from ibkd.train import pick_device
+
+    device = pick_device(args.device)
+    run = load_run(args.run, device)
+    out = {}
+    for suite in args.suite:
+        items = read_suite(suite, args.format, skip_bad_rows=args.skip_bad_rows)
+        result = score_suite(run.model, run.vocab, run.config.setup, items, device)
+        result["suite"] = str(suite)
+        name = Path(suite).name.split(".")[0]
+        with atomic_write(Path(args.run) / "suites" / f"{name}.json") as f:
+            json.dump(result, f, indent=2)
+            f.write("\n")
+        out[name] = result
+        print(
+            f"{name}: accuracy {result['accuracy']:.4f} on {result['scored']} items "
+            f"(coverage {result['coverage']:.1%})"
+        )
+    return 0
 
 
 def cmd_report(args: argparse.Namespace) -> int:
@@ -255,6 +288,12 @@ def _add_run_options(p: argparse.ArgumentParser, distill: bool) -> None:
         "--data",
         help="default, a folder with train/valid/test, or one Linzen file"
         + (" (default: the teacher's)" if distill else " (default: default)"),
+    )
+    p.add_argument(
+        "--transfer",
+        help="classification: also train on the transfer set (`default`: the shipped one, or "
+        "a file; `none`: no); labelled by the teacher when distilling, by the verb's tag "
+        "otherwise",
     )
     p.add_argument("--seed", type=int, help="seed (default 0)")
     p.add_argument("--out", required=True, help="the run folder")
@@ -349,6 +388,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     b.add_argument("--batch-size", type=int, default=256, help="sentences per nlp.pipe batch")
     b.add_argument("--n-process", type=int, default=1, help="spaCy worker processes")
+    b.add_argument(
+        "--transfer-out",
+        help="also write the transfer set (the prefix before every VBZ/VBP) to this file",
+    )
     b.add_argument("--force", action="store_true", help="replace --out if it exists")
     b.set_defaults(func=cmd_data_build)
 
@@ -390,12 +433,37 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--seeds", type=int, help="seeds per cell (default: the budget's)")
     r.add_argument("--out", help="grid folder (default runs/scenario1-SETUP-BUDGET)")
     r.add_argument("--device", default="auto")
+    r.add_argument(
+        "--workers",
+        type=int,
+        help="runs at a time, in separate processes (default: one per CPU core on "
+        "a CPU-only machine, 1 with a GPU)",
+    )
     r.add_argument("--epochs", type=int, help="override the budget's epochs (smoke tests)")
     r.add_argument(
-        "--max-train-rows", type=int, help="train on the first N training rows only (smoke tests)"
+        "--max-train-rows",
+        type=int,
+        help="train on the first N training rows (and N transfer prefixes) only (smoke tests)",
     )
     r.add_argument("--no-progress", action="store_true")
     r.set_defaults(func=cmd_reproduce)
+
+    ev = commands.add_parser("evaluate", help="score a trained run on external test suites")
+    ev.add_argument("run", help="a finished run folder")
+    ev.add_argument(
+        "--suite",
+        required=True,
+        nargs="+",
+        help="suite files: Linzen TSV, colorlessgreen NAME.text/.gold, BLiMP .jsonl",
+    )
+    ev.add_argument(
+        "--format",
+        choices=("linzen", "colorlessgreen", "blimp"),
+        help="(default: from the file name)",
+    )
+    ev.add_argument("--device", default="auto")
+    ev.add_argument("--skip-bad-rows", action="store_true")
+    ev.set_defaults(func=cmd_evaluate)
 
     rp = commands.add_parser("report", help="rebuild a grid's report from its predictions")
     rp.add_argument("grid", help="the grid folder")

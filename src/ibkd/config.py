@@ -28,7 +28,11 @@ class DataConfig:
     split_seed: int = 42  # for one Linzen file: Reflect's split
     train_fraction: float = 0.10
     valid_fraction: float = 0.01
-    max_train_rows: int | None = None  # use only the first N training rows (tiny tests)
+    max_train_rows: int | None = None  # only the first N training rows (and transfer prefixes)
+    # classification: extra training inputs, the prefix before every VBZ/VBP of the training
+    # corpus (`default`: the shipped one, or a path); labelled by the teacher when distilling,
+    # by the verb's tag otherwise
+    transfer: str | None = None
 
 
 @dataclass

@@ -18,7 +18,7 @@ from torch.nn import functional as F
 
 from ibkd.data.batching import Encoded, batches
 from ibkd.data.verbs import other_form
-from ibkd.data.vocab import PAD, UNK, Vocab
+from ibkd.data.vocab import BOS, EOS, PAD, UNK, Vocab
 from ibkd.files import atomic_write
 
 
@@ -84,3 +84,140 @@ def save_predictions(path: str | os.PathLike, predictions: dict[str, np.ndarray]
 def load_predictions(path: str | os.PathLike) -> dict[str, np.ndarray]:
     with np.load(Path(path)) as data:
         return {k: data[k] for k in data.files}
+
+
+# ---------------------------------------------------------------------------------------------
+# external test suites
+
+
+@torch.no_grad()
+def _cls_probs(model, vocab: Vocab, prefixes: list[tuple[str, ...]], device) -> np.ndarray:
+    """P(VBZ), P(VBP) after each prefix (classification model)."""
+    from ibkd.data.batching import encode_prefixes
+
+    data = encode_prefixes(prefixes, [0] * len(prefixes), vocab)
+    out = np.zeros((len(prefixes), 2))
+    for index in batches(data.lengths, 256, shuffle=False, generator=None):
+        tokens, lengths, _ = (t.to(device) for t in data.batch(index))
+        out[index.numpy()] = F.softmax(model(tokens, lengths).float(), -1).cpu().numpy()
+    return out
+
+
+@torch.no_grad()
+def _lm_next_logprobs(model, vocab: Vocab, prefixes, targets: list[int], device) -> np.ndarray:
+    """log P(target | prefix) for each (prefix, target id) (LM)."""
+    from ibkd.data.batching import encode_prefixes
+
+    data = encode_prefixes(prefixes, [0] * len(prefixes), vocab)
+    out = np.zeros(len(prefixes))
+    tgt = torch.tensor(targets)
+    for index in batches(data.lengths, 256, shuffle=False, generator=None):
+        tokens, lengths, _ = (t.to(device) for t in data.batch(index))
+        logits = model(tokens, lengths).float()
+        at = torch.arange(len(index), device=device)
+        logp = F.log_softmax(logits[at, lengths - 1], -1)
+        out[index.numpy()] = logp[at, tgt[index].to(device)].cpu().numpy()
+    return out
+
+
+@torch.no_grad()
+def _lm_sentence_logprobs(model, vocab: Vocab, sentences, device) -> np.ndarray:
+    """log P(sentence + <eos>) under the LM."""
+    from ibkd.data.batching import pack
+
+    seqs = [[BOS] + vocab.encode(s) + [EOS] for s in sentences]
+    data = pack("lm", seqs, [len(s) - 1 for s in seqs], [0] * len(seqs), [0] * len(seqs), None)
+    out = np.zeros(len(sentences))
+    for index in batches(data.lengths, 256, shuffle=False, generator=None):
+        tokens, lengths, targets = (t.to(device) for t in data.batch(index))
+        nll = F.cross_entropy(
+            model(tokens, lengths).float().transpose(1, 2),
+            targets,
+            ignore_index=PAD,
+            reduction="none",
+        )
+        out[index.numpy()] = -nll.sum(1).cpu().numpy()
+    return out
+
+
+def score_suite(model, vocab: Vocab, setup: str, items, device) -> dict:
+    """Accuracy of a model on suite items, overall and by attractor count, with coverage.
+
+    Classification: the predicted number after the prefix must be the correct form's (its number
+    from the suite, else from the verb inflector); where the suite varies the subject instead
+    (BLiMP two-prefix), the correct prefix must make the verb's number more probable.
+    LM: the correct form must be more probable than the wrong one after the prefix, or, where
+    the suite has whole sentences (BLiMP), the correct sentence more probable than the wrong.
+    Items that cannot be scored (a number the inflector cannot tell, or an LM form out of the
+    vocabulary) are counted, not dropped silently."""
+    from ibkd.data.verbs import other_form, verb_number
+
+    scored, skipped = [], {}
+
+    def skip(reason: str) -> None:
+        skipped[reason] = skipped.get(reason, 0) + 1
+
+    if setup == "cls":
+        jobs = []
+        for it in items:
+            number = it.number or verb_number(it.good[0])
+            if number is None:
+                skip("number of the verb form unknown")
+                continue
+            jobs.append((it, number))
+        probs = _cls_probs(model, vocab, [it.prefix for it, _ in jobs], device)
+        two = [(k, it) for k, (it, _) in enumerate(jobs) if it.prefix_bad is not None]
+        probs_bad = _cls_probs(model, vocab, [it.prefix_bad for _, it in two], device)
+        bad_of = {k: probs_bad[j] for j, (k, _) in enumerate(two)}
+        for k, (it, number) in enumerate(jobs):
+            c = 0 if number == "VBZ" else 1
+            ok = probs[k][c] > bad_of[k][c] if k in bad_of else probs[k].argmax() == c
+            scored.append((it, bool(ok)))
+    else:
+        sentence_items, target_items = [], []
+        for it in items:
+            if it.sentence_good is not None and it.sentence_bad is not None and it.bad:
+                sentence_items.append(it)
+                continue
+            good = it.good[0]
+            bad = it.bad[0] if it.bad else (other_form(good, it.number) if it.number else None)
+            if bad is None:
+                skip("wrong form unknown")
+            elif vocab.stoi.get(good, UNK) == UNK or vocab.stoi.get(bad, UNK) == UNK:
+                skip("a verb form out of the vocabulary")
+            else:
+                target_items.append((it, good, bad))
+        if sentence_items:
+            sg = _lm_sentence_logprobs(
+                model, vocab, [it.sentence_good for it in sentence_items], device
+            )
+            sb = _lm_sentence_logprobs(
+                model, vocab, [it.sentence_bad for it in sentence_items], device
+            )
+            scored += [(it, bool(a > b)) for it, a, b in zip(sentence_items, sg, sb)]
+        if target_items:
+            pre = [it.prefix for it, _, _ in target_items]
+            lg = _lm_next_logprobs(
+                model, vocab, pre, [vocab.stoi[g] for _, g, _ in target_items], device
+            )
+            lb = _lm_next_logprobs(
+                model, vocab, pre, [vocab.stoi[b] for _, _, b in target_items], device
+            )
+            scored += [(it, bool(a > b)) for (it, _, _), a, b in zip(target_items, lg, lb)]
+    by_attr: dict[str, list[bool]] = {}
+    by_suite: dict[str, list[bool]] = {}
+    for it, ok in scored:
+        by_suite.setdefault(it.suite, []).append(ok)
+        if it.n_attractors is not None:
+            by_attr.setdefault(str(it.n_attractors), []).append(ok)
+    return {
+        "accuracy": float(np.mean([ok for _, ok in scored])) if scored else float("nan"),
+        "scored": len(scored),
+        "skipped": skipped,
+        "coverage": len(scored) / max(1, len(items)),
+        "by_attractors": {
+            k: {"accuracy": float(np.mean(v)), "n": len(v)}
+            for k, v in sorted(by_attr.items(), key=lambda kv: int(kv[0]))
+        },
+        "by_suite": {k: {"accuracy": float(np.mean(v)), "n": len(v)} for k, v in by_suite.items()},
+    }

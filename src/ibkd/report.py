@@ -25,6 +25,7 @@ class Run:
     model: str
     teacher: str | None  # the teacher's run name
     teacher_model: str | None
+    row: str  # the table row: the teacher's model, "none", or a variant such as a control
     setup: str
     seed: int
     metrics: dict  # test-split metrics, recomputed from predictions
@@ -38,6 +39,7 @@ class Group:
     name: str
     model: str
     teacher_model: str | None
+    row: str = "none"
     runs: list[Run] = field(default_factory=list)
 
     def values(self, key: str) -> np.ndarray:
@@ -74,6 +76,7 @@ def load_grid(folder: Path) -> list[Run]:
                 e["model"],
                 e["teacher"],
                 models.get(e["teacher"]) if e["teacher"] else None,
+                e.get("row") or (models.get(e["teacher"]) if e["teacher"] else "none"),
                 e["setup"],
                 e["seed"],
                 compute_metrics(pred),
@@ -88,7 +91,7 @@ def load_grid(folder: Path) -> list[Run]:
 def groups_of(runs: list[Run]) -> dict[str, Group]:
     out: dict[str, Group] = {}
     for r in runs:
-        out.setdefault(r.group, Group(r.group, r.model, r.teacher_model)).runs.append(r)
+        out.setdefault(r.group, Group(r.group, r.model, r.teacher_model, r.row)).runs.append(r)
     return out
 
 
@@ -123,21 +126,26 @@ def signed(d: float, se: float, digits: int = 3) -> str:
 # tables
 
 
-def _find(groups: dict[str, Group], student: str, teacher: str | None) -> Group | None:
+def _find(groups: dict[str, Group], student: str, row: str | None) -> Group | None:
+    """The group of `student` in table row `row` (None: the no-teacher row)."""
+    row = row or "none"
     for g in groups.values():
-        if g.model == student and g.teacher_model == teacher:
+        if g.model == student and g.row == row:
             return g
     return None
+
+
+def table_rows(groups: dict[str, Group]) -> list[str]:
+    """The rows present: no teacher, the teachers from strongest bias to weakest, then any
+    variants (such as a control row) in the order they appear."""
+    present = list(dict.fromkeys(g.row for g in groups.values()))
+    order = ["none", "lstm", "utransformer-seq", "transformer-seq", "transformer"]
+    return [r for r in order if r in present] + [r for r in present if r not in order]
 
 
 def cls_tables(groups: dict[str, Group]) -> str:
     from ibkd.experiments.scenario1 import CLS_MODELS, PAPER_CLS_ACCURACY, PAPER_CLS_ECE
 
-    teachers = [None] + [
-        t
-        for t in ("lstm", "utransformer-seq", "transformer-seq", "transformer")
-        if any(g.teacher_model == t for g in groups.values())
-    ]
     out = []
     for title, key, paper in (
         ("µ-accuracy", "mu_accuracy", PAPER_CLS_ACCURACY),
@@ -149,17 +157,13 @@ def cls_tables(groups: dict[str, Group]) -> str:
         out.append(f"### {title}{note}\n")
         out.append("| teacher \\ student | " + " | ".join(CLS_MODELS) + " |")
         out.append("|---" * (len(CLS_MODELS) + 1) + "|")
-        for t in teachers:
+        for row in table_rows(groups):
+            by_student = paper.get(None if row == "none" else row, {}) if paper else {}
             cells = [
-                cell(
-                    _find(groups, s, t),
-                    key,
-                    paper[t][s] if paper else None,
-                    4 if key == "ece" else 3,
-                )
+                cell(_find(groups, s, row), key, by_student.get(s), 4 if key == "ece" else 3)
                 for s in CLS_MODELS
             ]
-            out.append(f"| {t or 'none'} | " + " | ".join(cells) + " |")
+            out.append(f"| {row} | " + " | ".join(cells) + " |")
         out.append("")
     return "\n".join(out)
 
@@ -266,10 +270,10 @@ def claim1(groups) -> str:
 
 
 def claim2(groups) -> str:
-    from ibkd.experiments.scenario1 import CLS_MODELS
+    from ibkd.experiments.scenario1 import CLS_MODELS, CONTROL_ROW
 
     students = [s for s in CLS_MODELS if s != "lstm"]
-    lines, acc_up, ece_down, a_most = [], 0, 0, 0
+    lines, acc_up, ece_down, a_most, over_control = [], 0, 0, 0, 0
     tested = 0
     for s in students:
         alone, taught = _find(groups, s, None), _find(groups, s, "lstm")
@@ -287,6 +291,17 @@ def claim2(groups) -> str:
             f"  - {s}: µ-accuracy {signed(dm, sm)}, D-accuracy {signed(dd, sd)}, "
             f"A-accuracy {signed(da, sa)}, ECE {signed(de, se, 4)}"
         )
+        control = _find(groups, s, CONTROL_ROW)
+        if control is not None:
+            cm, csm = difference(taught, control, "mu_accuracy")
+            ca, csa = difference(taught, control, "a_accuracy")
+            ce_, cse = difference(taught, control, "ece")
+            over_control += cm > 0
+            lines.append(
+                f"    - against `{CONTROL_ROW}` (the same inputs, the verb's tag as label, no "
+                f"teacher): µ-accuracy {signed(cm, csm)}, A-accuracy {signed(ca, csa)}, "
+                f"ECE {signed(ce_, cse, 4)}"
+            )
     if not tested:
         return "**Claim 2** (an LSTM teacher helps every Transformer student): not run."
     verdict = (
@@ -303,8 +318,14 @@ def claim2(groups) -> str:
         f"most for {a_most} of {tested}. Distilled minus alone (± standard error; "
         "'within noise' when under two standard errors):\n" + "\n".join(lines)
     )
+    if any(_find(groups, st, CONTROL_ROW) for st in students):
+        text += (
+            f"\n  - against the control row the distilled student was more accurate for "
+            f"{over_control} of {tested} students, so the gain over `none` is not the extra "
+            "inputs' alone."
+        )
     order = ["lstm", "utransformer-seq", "transformer-seq", "transformer"]
-    teachers = [t for t in order if any(g.teacher_model == t for g in groups.values())]
+    teachers = [t for t in order if any(g.row == t for g in groups.values())]
     if len(teachers) > 1:
         ranked = []
         for s in CLS_MODELS:
@@ -351,7 +372,7 @@ def claim3(groups, rep: RepresentationAnalysis | None, teacher_model: str, stron
                 f"  - {g.model}: distance to its {teacher_model} teacher "
                 f"{np.mean(d_taught):.3f} distilled vs {np.mean(d_alone):.3f} alone"
             )
-    spreads = {g.model: spread(rep, g) for g in groups.values() if g.teacher_model is None}
+    spreads = {g.model: spread(rep, g) for g in groups.values() if g.row == "none"}
     strong_spread = spreads.get(strong, float("nan"))
     weak = {m: v for m, v in spreads.items() if m != strong and not math.isnan(v)}
     more = sum(v > strong_spread for v in weak.values())
@@ -452,11 +473,32 @@ def _plt():
     return plt
 
 
+MODEL_ORDER = (
+    "transformer",
+    "transformer-seq",
+    "utransformer-seq",
+    "lstm",
+    "small-lstm",
+    "small-transformer",
+)
+
+
+def _color(model: str):
+    plt = _plt()
+    i = MODEL_ORDER.index(model) if model in MODEL_ORDER else len(MODEL_ORDER)
+    return plt.cm.tab10(i % 10)
+
+
 def _style(g: Group) -> dict:
-    return {
-        "linestyle": "-" if g.teacher_model is None else "--",
-        "marker": "o" if g.teacher_model is None else "^",
-    }
+    """One colour per model; solid circles alone, dashed triangles distilled, dotted squares
+    for other rows (such as a control)."""
+    if g.teacher_model is not None:
+        kind = {"linestyle": "--", "marker": "^"}
+    elif g.row == "none":
+        kind = {"linestyle": "-", "marker": "o"}
+    else:
+        kind = {"linestyle": ":", "marker": "s"}
+    return {"color": _color(g.model), **kind}
 
 
 def plot_groups_by(groups: dict[str, Group], key: str, xlabel: str, path: Path) -> None:
@@ -520,8 +562,6 @@ def plot_reliability(groups: dict[str, Group], path: Path) -> None:
 def plot_mds(rep: RepresentationAnalysis, path: Path) -> None:
     plt = _plt()
     fig, ax = plt.subplots(figsize=(6.5, 5))
-    models = sorted({r.model for r in rep.runs})
-    colors = {m: plt.cm.tab10(i) for i, m in enumerate(models)}
     seen = set()
     for r, (x, y) in zip(rep.runs, rep.coords):
         label = r.group if r.group not in seen else None
@@ -529,15 +569,17 @@ def plot_mds(rep: RepresentationAnalysis, path: Path) -> None:
         ax.scatter(
             x,
             y,
-            color=colors[r.model],
-            marker="o" if r.teacher is None else "^",
+            color=_color(r.model),
+            marker="^" if r.teacher else "o" if r.row == "none" else "s",
             s=50 if r.teacher is None else 60,
             label=label,
             edgecolor="black" if r.teacher else "none",
             linewidth=0.6,
         )
     ax.set_title(
-        "MDS of representational distances (circles: alone, triangles: distilled)", fontsize=9
+        "MDS of representational distances (circles: alone, triangles: distilled, "
+        "squares: other rows)",
+        fontsize=9,
     )
     ax.legend(fontsize=7)
     ax.set_xticks([])
@@ -556,6 +598,7 @@ def plot_lm(groups: dict[str, Group], path: Path) -> None:
             [r.metrics["a_accuracy"] for r in g.runs],
             label=g.name,
             marker=_style(g)["marker"],
+            color=_style(g)["color"],
         )
     ax.set_xlabel("test perplexity")
     ax.set_ylabel("A-accuracy")

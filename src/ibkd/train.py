@@ -26,8 +26,9 @@ from torch.nn import functional as F
 
 from ibkd.checkpoint import load_checkpoint, save_checkpoint
 from ibkd.config import RunConfig
-from ibkd.data.batching import Encoded, batches, encode
-from ibkd.data.splits import load_splits
+from ibkd.data.batching import Encoded, batches, concat, encode, encode_prefixes
+from ibkd.data.splits import default_dir, load_splits
+from ibkd.data.transfer import read_transfer
 from ibkd.data.vocab import PAD, Vocab, build_vocab
 from ibkd.distill import Teacher, distillation_loss, load_run
 from ibkd.errors import IbkdError
@@ -86,9 +87,26 @@ def prepare_data(cfg: RunConfig, vocab: Vocab | None = None) -> RunData:
             f"differs from the one of the student's training data ({len(own)} entries, "
             f"{own.fingerprint}): teacher and student must be trained on the same data"
         )
+    train = encode(train_rows, own, cfg.setup)
+    if d.transfer is not None:
+        extra = transfer_examples(d.transfer, train_rows, own, cfg.setup, d.max_train_rows)
+        train = concat(train, extra)
     return RunData(
-        own, *(encode(rows, own, cfg.setup) for rows in (train_rows, splits.valid, splits.test))
+        own, train, encode(splits.valid, own, cfg.setup), encode(splits.test, own, cfg.setup)
     )
+
+
+def transfer_examples(
+    spec: str, train_rows, vocab: Vocab, setup: str, limit: int | None = None
+) -> Encoded:
+    """The transfer prefixes that are not already training examples (the first `limit`),
+    encoded."""
+    if setup != "cls":
+        raise IbkdError("--transfer: transfer sets are for the classification setup")
+    path = default_dir() / "transfer.tsv.gz" if spec == "default" else Path(spec)
+    seen = {tuple(r.tokens[: r.verb_index - 1]) for r in train_rows}
+    extra = [p for p in read_transfer(path) if p.tokens not in seen][:limit]
+    return encode_prefixes([p.tokens for p in extra], [p.label for p in extra], vocab)
 
 
 @dataclass
@@ -204,6 +222,13 @@ def _check_folder(cfg: RunConfig, out: Path, resume: bool) -> dict | None:
     return None
 
 
+def _comparable(cfg: RunConfig) -> dict:
+    """The settings that must match for a checkpoint to be resumed (all but the device)."""
+    d = cfg.to_dict()
+    d["train"] = {k: v for k, v in d["train"].items() if k != "device"}
+    return d
+
+
 class _Trainer:
     """The state of one run being trained: model, optimizer, schedule, counters, logs."""
 
@@ -244,6 +269,11 @@ class _Trainer:
         ckpt = load_checkpoint(self.ckpt_path, self.device)
         if ckpt.get("vocab_fingerprint") != self.data.vocab.fingerprint:
             raise IbkdError(f"{self.ckpt_path}: was trained with another vocabulary")
+        if ckpt.get("config") != _comparable(self.cfg):
+            raise IbkdError(
+                f"{self.ckpt_path}: was written by a run with other settings; "
+                "remove it (or the folder) to start this run afresh"
+            )
         try:
             self.model.load_state_dict(ckpt["model"])
         except (RuntimeError, KeyError) as e:
@@ -262,7 +292,8 @@ class _Trainer:
             self.ckpt_path, model=self.model.state_dict(), optimizer=self.opt.state_dict(),
             scheduler=self.sched.state_dict(), state=asdict(self.state),
             rng=_rng_state(self.device), best_model=self.best_model,
-            vocab_fingerprint=self.data.vocab.fingerprint, finished=final,
+            vocab_fingerprint=self.data.vocab.fingerprint, config=_comparable(self.cfg),
+            finished=final,
         )  # fmt: skip
 
     def cache_teacher(self) -> None:
@@ -390,7 +421,8 @@ class _Trainer:
                 "early_stopped": state.stopped, "seconds": round(state.seconds, 1),
                 "tokens_per_s": round(state.tokens / max(state.seconds, 1e-9)),
                 "teacher_cache_seconds": round(self.cache_seconds, 2),
-                "device": str(self.device), "train_examples": len(self.data.train),
+                "device": str(self.device), "threads": torch.get_num_threads(),
+                "train_examples": len(self.data.train),
                 "parameters": sum(p.numel() for p in self.model.parameters()),
             },
         }  # fmt: skip

@@ -21,17 +21,19 @@ from ibkd.data.vocab import BOS, EOS, PAD, Vocab
 @dataclass
 class Encoded:
     """One split, encoded. `tokens[i, :lengths[i]]` is example i's input; for the LM,
-    `tokens[i, 1:lengths[i] + 1]` is its target (the matrix holds `<bos>` ... `<eos>`)."""
+    `tokens[i, 1:lengths[i] + 1]` is its target (the matrix holds `<bos>` ... `<eos>`).
+    `rows` are the agreement rows behind the examples (None for a training set extended with
+    transfer prefixes)."""
 
     setup: str
     tokens: torch.Tensor  # [N, L] int32, right-padded with <pad> (0)
     lengths: torch.Tensor  # [N] int64: input lengths
     labels: torch.Tensor  # [N] int64: verb number (VBZ 0, VBP 1)
     verb_pos: torch.Tensor  # [N] int64: input position that predicts / precedes the verb
-    rows: list[AgreementRow]
+    rows: list[AgreementRow] | None
 
     def __len__(self) -> int:
-        return len(self.rows)
+        return len(self.lengths)
 
     def batch(self, index: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """(inputs [B, Lb], lengths [B], targets): targets are labels [B] (classification) or
@@ -47,24 +49,46 @@ class Encoded:
         return inputs, lengths, rows[:, 1 : width + 1].long()
 
 
-def encode(rows: list[AgreementRow], vocab: Vocab, setup: str) -> Encoded:
-    if setup == "cls":
-        seqs = [[BOS] + vocab.encode(r.tokens[: r.verb_index - 1]) for r in rows]
-        lengths = [len(s) for s in seqs]
-        verb_pos = [n - 1 for n in lengths]  # the last input token precedes the verb
-    else:
-        seqs = [[BOS] + vocab.encode(r.tokens) + [EOS] for r in rows]
-        lengths = [len(s) - 1 for s in seqs]
-        verb_pos = [r.verb_index - 1 for r in rows]  # <bos> shifts the sentence by one
+def pack(setup, seqs, lengths, labels, verb_pos, rows) -> Encoded:
+    """Id sequences -> one right-padded matrix and its per-example tensors."""
     width = max((len(s) for s in seqs), default=1)
     tokens = torch.full((len(seqs), width), PAD, dtype=torch.int32)
     for i, s in enumerate(seqs):
         tokens[i, : len(s)] = torch.tensor(s, dtype=torch.int32)
+    as_long = lambda v: torch.tensor(v, dtype=torch.long)  # noqa: E731
+    return Encoded(setup, tokens, as_long(lengths), as_long(labels), as_long(verb_pos), rows)
+
+
+def encode(rows: list[AgreementRow], vocab: Vocab, setup: str) -> Encoded:
+    if setup == "cls":
+        return encode_prefixes(
+            [r.tokens[: r.verb_index - 1] for r in rows], [r.label for r in rows], vocab, rows
+        )
+    seqs = [[BOS] + vocab.encode(r.tokens) + [EOS] for r in rows]
+    lengths = [len(s) - 1 for s in seqs]
+    verb_pos = [r.verb_index - 1 for r in rows]  # <bos> shifts the sentence by one
+    return pack(setup, seqs, lengths, [r.label for r in rows], verb_pos, rows)
+
+
+def encode_prefixes(prefixes, labels, vocab: Vocab, rows=None) -> Encoded:
+    """Classification inputs: `<bos>` + each prefix; the last input token precedes the verb."""
+    seqs = [[BOS] + vocab.encode(p) for p in prefixes]
+    lengths = [len(s) for s in seqs]
+    return pack("cls", seqs, lengths, labels, [n - 1 for n in lengths], rows)
+
+
+def concat(a: Encoded, b: Encoded) -> Encoded:
+    """Two encoded sets as one (the result keeps no rows)."""
+    width = max(a.tokens.shape[1], b.tokens.shape[1])
+    pad = lambda t: torch.nn.functional.pad(t, (0, width - t.shape[1]))  # noqa: E731
     return Encoded(
-        setup, tokens, torch.tensor(lengths, dtype=torch.long),
-        torch.tensor([r.label for r in rows], dtype=torch.long),
-        torch.tensor(verb_pos, dtype=torch.long), rows,
-    )  # fmt: skip
+        a.setup,
+        torch.cat([pad(a.tokens), pad(b.tokens)]),
+        torch.cat([a.lengths, b.lengths]),
+        torch.cat([a.labels, b.labels]),
+        torch.cat([a.verb_pos, b.verb_pos]),
+        None,
+    )
 
 
 def batches(
@@ -75,6 +99,8 @@ def batches(
     batches; within a pool examples are sorted by length (bucketing) before being cut into
     batches, and the batch order is shuffled. Evaluation: sorted by length, in order."""
     n = len(lengths)
+    if n == 0:
+        return []
     if not shuffle:
         order = torch.argsort(lengths, stable=True) if bucket else torch.arange(n)
         return list(order.split(batch_size))

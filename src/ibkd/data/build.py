@@ -13,6 +13,7 @@ and `N`) are kept verbatim as single tokens.
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -20,8 +21,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ibkd.data.linzen import AgreementRow, write_linzen
+from ibkd.data.transfer import HEADER as TRANSFER_HEADER
+from ibkd.data.transfer import write_prefixes
 from ibkd.errors import IbkdError
-from ibkd.files import read_lines
+from ibkd.files import atomic_write, read_lines
 
 NOUN_TAGS = ("NN", "NNS")
 # subject tag -> the verb tag that agrees with it. Linzen kept common nouns only.
@@ -308,12 +311,14 @@ class BuildReport:
     rows: int = 0
     vocab_size: int = 0
     by_verb: Counter[str] = field(default_factory=Counter)
+    transfer_prefixes: int = 0
 
     def summary(self) -> str:
         return (
             f"{self.sentences:,} sentences, {self.sentences_with_rows:,} with an agreement "
             f"dependency; {self.rows:,} rows (VBZ {self.by_verb['VBZ']:,}, VBP "
             f"{self.by_verb['VBP']:,}); {self.vocab_size:,} words kept, the rest as POS tags"
+            + (f"; {self.transfer_prefixes:,} transfer prefixes" if self.transfer_prefixes else "")
         )
 
 
@@ -323,12 +328,14 @@ def build(
     placeholders: Iterable[str] = DEFAULT_PLACEHOLDERS, spacy_model: str | None = None,
     batch_size: int = 256, n_process: int = 1,
     progress: Callable[[Iterable, int], Iterable] | None = None,
+    transfer_out: str | os.PathLike | None = None,
 ) -> BuildReport:  # fmt: skip
     """Build a Linzen-format agreement file `out` from `corpus`.
 
     fmt "text": one sentence per line, parsed with spaCy; "conllu": gold parses. Two passes:
     the first counts word frequencies (for the K kept words), the second parses and writes.
-    `progress(iterable, total)` may wrap the second pass (a progress bar)."""
+    `progress(iterable, total)` may wrap the second pass (a progress bar). `transfer_out`
+    also writes the transfer set: the prefix before every VBZ/VBP (see data/transfer.py)."""
     if fmt not in ("text", "conllu"):
         raise IbkdError(f"--format {fmt!r}: expected text or conllu")
     if vocab_size < 0:
@@ -370,17 +377,27 @@ def build(
     vocab = Vocabulary(most_frequent(counts, vocab_size), placeholders)
     report.vocab_size = len(vocab.keep)
 
-    def rows() -> Iterator[AgreementRow]:
-        stream: Iterable[list[Token]] = sentences()
-        if progress is not None:
-            stream = progress(stream, report.sentences)
-        for sent in stream:
-            deps = extract(sent)
-            report.sentences_with_rows += bool(deps)
-            for dep in deps:
-                row = to_row(sent, dep, vocab)
-                report.by_verb[row.verb_pos] += 1
-                yield row
+    with contextlib.ExitStack() as stack:
+        transfer = None
+        if transfer_out is not None:
+            transfer = stack.enter_context(atomic_write(transfer_out))
+            transfer.write(TRANSFER_HEADER + "\n")
 
-    report.rows = write_linzen(out, rows())
+        def rows() -> Iterator[AgreementRow]:
+            stream: Iterable[list[Token]] = sentences()
+            if progress is not None:
+                stream = progress(stream, report.sentences)
+            for sent in stream:
+                if transfer is not None:
+                    report.transfer_prefixes += write_prefixes(
+                        transfer, [vocab.word(t) for t in sent], [t.tag for t in sent]
+                    )
+                deps = extract(sent)
+                report.sentences_with_rows += bool(deps)
+                for dep in deps:
+                    row = to_row(sent, dep, vocab)
+                    report.by_verb[row.verb_pos] += 1
+                    yield row
+
+        report.rows = write_linzen(out, rows())
     return report

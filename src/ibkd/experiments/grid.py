@@ -5,6 +5,7 @@ reported while the rest go on (its students are skipped: they have no teacher)."
 from __future__ import annotations
 
 import json
+import os
 import sys
 import time
 import traceback
@@ -25,6 +26,7 @@ class GridRun:
     config: RunConfig
     teacher: str | None = None
     group: str = ""  # what the report groups seeds by, e.g. "lstm -> transformer"
+    row: str = "none"  # the report table's row: the teacher's model, "none", or a variant
 
 
 @dataclass
@@ -79,51 +81,136 @@ def resolved(run: GridRun, out: Path) -> RunConfig:
     return cfg
 
 
-def run_grid(runs: list[GridRun], out: str | Path, *, progress: bool = True) -> GridResult:
-    """Run every run of the grid into `out/<name>`, sequentially on this machine."""
+def _train_one(cfg: RunConfig, folder: str, threads: int | None, progress: bool) -> None:
+    """One grid run (in this process or a pool worker)."""
+    import torch
+
     from ibkd.train import train_run
+
+    on_step = None
+    if threads is not None:  # a pool worker: stop if the grid process is killed
+        torch.set_num_threads(threads)
+        parent = os.getppid()
+
+        def on_step(step: int) -> None:
+            if os.getppid() != parent:
+                raise SystemExit(f"{folder}: the grid process has gone; stopping at step {step}")
+
+    try:
+        train_run(cfg, folder, resume=True, progress=progress, on_step=on_step)
+    except IbkdError:
+        raise
+    except Exception as e:
+        Path(folder).mkdir(parents=True, exist_ok=True)
+        (Path(folder) / "error.txt").write_text(traceback.format_exc())
+        raise RuntimeError(f"{type(e).__name__}: {e}") from None
+
+
+def default_workers(device: str = "auto") -> int:
+    """A process per core on a CPU-only machine (small models use one core better than two
+    share one run); one at a time on a GPU."""
+    import torch
+
+    if device != "cpu" and (
+        torch.cuda.is_available()
+        or (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available())
+    ):
+        return 1
+    return max(1, os.cpu_count() or 1)
+
+
+def run_grid(
+    runs: list[GridRun], out: str | Path, *, progress: bool = True, workers: int = 1
+) -> GridResult:
+    """Run every run of the grid into `out/<name>`: in this process (`workers` 1) or in a pool
+    of `workers` processes with cores / workers threads each. A run starts once its teacher
+    has finished."""
+    import multiprocessing as mp
+    from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     result = GridResult()
     t0 = time.perf_counter()
-    todo = ordered(runs)
+    pending = ordered(runs)
     bar = None
     if progress:
         from tqdm import tqdm
 
-        bar = tqdm(total=len(todo), desc="grid", unit="run", dynamic_ncols=True, position=0)
+        bar = tqdm(total=len(pending), desc="grid", unit="run", dynamic_ncols=True)
+
+    def settle(run: GridRun, error: BaseException | None) -> None:
+        if error is None:
+            result.finished.append(run.name)
+        else:
+            result.failed[run.name] = str(error)
+            if progress:
+                print(f"\nrun {run.name} failed: {error}", file=sys.stderr)
+        if bar is not None:
+            bar.update(1)
+
+    threads = None if workers <= 1 else max(1, (os.cpu_count() or 1) // workers)
+    pool = ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn")) if workers > 1 else None
+    running: dict = {}  # future -> run
     try:
-        for run in todo:
-            folder = out / run.name
-            if bar is not None:
-                bar.set_description(f"grid: {run.name}")
-            if (folder / "metrics.json").exists():
-                result.skipped.append(run.name)
-            elif run.teacher is not None and run.teacher in result.failed:
-                result.failed[run.name] = f"its teacher {run.teacher} failed"
-            else:
-                try:
-                    train_run(resolved(run, out), folder, resume=True, progress=progress)
-                    result.finished.append(run.name)
-                except KeyboardInterrupt:
-                    raise
-                except IbkdError as e:
-                    result.failed[run.name] = str(e)
-                except Exception as e:  # noqa: BLE001 - report it and go on with the rest
-                    result.failed[run.name] = f"{type(e).__name__}: {e}"
-                    (folder.mkdir(parents=True, exist_ok=True))
-                    (folder / "error.txt").write_text(traceback.format_exc())
-                if run.name in result.failed and progress:
-                    print(f"\nrun {run.name} failed: {result.failed[run.name]}", file=sys.stderr)
-            if bar is not None:
-                bar.update(1)
+        while pending or running:
+            for run in list(pending):
+                if pool is not None and len(running) >= workers:
+                    break
+                teacher_state = _teacher_state(run, result)
+                if teacher_state == "wait":
+                    continue
+                pending.remove(run)
+                if (out / run.name / "metrics.json").exists():
+                    result.skipped.append(run.name)
+                    if bar is not None:
+                        bar.update(1)
+                elif teacher_state == "failed":
+                    settle(run, RuntimeError(f"its teacher {run.teacher} failed"))
+                elif pool is None:
+                    if bar is not None:
+                        bar.set_description(f"grid: {run.name}")
+                    try:
+                        _train_one(resolved(run, out), str(out / run.name), None, progress)
+                        settle(run, None)
+                    except KeyboardInterrupt:
+                        raise
+                    except Exception as e:  # noqa: BLE001 - report it, go on with the rest
+                        settle(run, e)
+                else:
+                    future = pool.submit(
+                        _train_one, resolved(run, out), str(out / run.name), threads, False
+                    )
+                    running[future] = run
+            if (
+                pending
+                and not running
+                and all(_teacher_state(r, result) == "wait" for r in pending)
+            ):
+                raise IbkdError("grid: runs wait for teachers that will never run")
+            if running:
+                done, _ = wait(running, return_when=FIRST_COMPLETED)
+                for future in done:
+                    settle(running.pop(future), future.exception())
     finally:
+        if pool is not None:
+            pool.shutdown(wait=True, cancel_futures=True)
         if bar is not None:
             bar.close()
     result.seconds = time.perf_counter() - t0
     write_manifest(runs, out, result)
     return result
+
+
+def _teacher_state(run: GridRun, result: GridResult) -> str:
+    """ready | wait | failed: may `run` start?"""
+    if run.teacher is None:
+        return "ready"
+    if run.teacher in result.failed:
+        return "failed"
+    if run.teacher in result.finished or run.teacher in result.skipped:
+        return "ready"
+    return "wait"
 
 
 def write_manifest(runs: list[GridRun], out: Path, result: GridResult) -> None:
@@ -135,6 +222,7 @@ def write_manifest(runs: list[GridRun], out: Path, result: GridResult) -> None:
             {
                 "name": r.name,
                 "group": r.group,
+                "row": r.row,
                 "teacher": r.teacher,
                 "model": r.config.model.name,
                 "setup": r.config.setup,

@@ -1,0 +1,55 @@
+"""The transfer set: unlabelled inputs a teacher labels for its student.
+
+For the classification setup, every prefix of the corpus that ends right before a present-tense
+verb (VBZ/VBP, by the tagger), whether or not a subject was found for it, one per line with the
+verb's tag: `prefix<TAB>verb_pos`. The tag is the number the verb shows, so it also serves as a
+(silver) label where gold CE is used.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO
+
+from ibkd.data.linzen import VERB_POS
+from ibkd.errors import IbkdError
+from ibkd.files import read_lines
+
+HEADER = "prefix\tverb_pos"
+
+
+@dataclass(frozen=True)
+class Prefix:
+    tokens: tuple[str, ...]
+    verb_pos: str
+
+    @property
+    def label(self) -> int:
+        return VERB_POS.index(self.verb_pos)
+
+
+def write_prefixes(f: IO[str], words: list[str], tags: list[str]) -> int:
+    """Write the prefix before every VBZ/VBP of one sentence; returns how many."""
+    n = 0
+    for i, tag in enumerate(tags):
+        if tag in VERB_POS and i > 0:
+            f.write(" ".join(words[:i]) + "\t" + tag + "\n")
+            n += 1
+    return n
+
+
+def read_transfer(path: str | os.PathLike) -> list[Prefix]:
+    path = Path(path)
+    lines = read_lines(path)
+    first = next(lines, None)
+    if first is None or first[1] != HEADER:
+        raise IbkdError(f"{path}:1: expected the header {HEADER!r} of a transfer file")
+    out = []
+    for lineno, line in lines:
+        prefix, sep, tag = line.partition("\t")
+        if not sep or not prefix.strip() or tag not in VERB_POS:
+            raise IbkdError(f"{path}:{lineno}: expected `prefix<TAB>VBZ|VBP`, got {line[:60]!r}")
+        out.append(Prefix(tuple(prefix.split(" ")), tag))
+    return out
