@@ -19,6 +19,8 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import os
+import platform
 from pathlib import Path
 
 import numpy as np
@@ -95,7 +97,15 @@ def main() -> None:
             f"{group:40s} "
             + " ".join(f"{row[k][0]:.4f} ± {row[k][1]:.4f}" for k in ("valid", "test", "test_a"))
         )
-    (args.out / "study.json").write_text(json.dumps(summary, indent=2) + "\n")
+    meta = {
+        "seeds": args.seeds,
+        "epochs": args.epochs,
+        "preset": "quick",
+        "machine": f"{platform.machine()}, {os.cpu_count()} cores",
+    }
+    (args.out / "study.json").write_text(
+        json.dumps({"meta": meta, "groups": summary}, indent=2) + "\n"
+    )
 
 
 if __name__ == "__main__":

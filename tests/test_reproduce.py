@@ -119,3 +119,15 @@ def test_process_pool_matches_sequential_runs(tmp_path):
         b = json.loads((tmp_path / "seq" / r.name / "metrics.json").read_text())
         assert a["test"]["mu_accuracy"] == b["test"]["mu_accuracy"], r.name
         assert a["test"]["ece"] == b["test"]["ece"], r.name
+
+
+def test_lm_grid_and_report(tmp_path):
+    runs = tiny(grid("lm", "quick", seeds=2), rows=120)
+    result = run_grid(runs, tmp_path, progress=False, workers=2)
+    assert not result.failed and len(result.finished) == 12
+    text = write_report(tmp_path).read_text()
+    assert "perplexity (paper)" in text and "(57.5)" in text
+    assert "**Claim 4**" in text and "**Claim 5**" in text
+    assert (tmp_path / "figures" / "perplexity_vs_agreement.png").exists()
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert summary["lstm -> transformer"]["perplexity"]["n"] == 2

@@ -184,7 +184,8 @@ def test_cli_train_and_distill(tmp_path, capsys):
         main(["train", "--setup", "cls", "--model", "lstm", "--out", str(tmp_path / "t"), *common])
         == 0
     )
-    out = json.loads(capsys.readouterr().out)
+    assert "valid: µ-accuracy" in capsys.readouterr().out
+    out = json.loads((tmp_path / "t" / "metrics.json").read_text())
     assert out["valid"]["mu_accuracy"] > 0.7
     assert (
         main(

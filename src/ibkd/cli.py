@@ -145,13 +145,10 @@ def _run_config(args: argparse.Namespace):
         return cfg
     teacher_cfg = None
     if getattr(args, "teacher", None):
-        teacher_cfg = (
-            RunConfig.load(Path(args.teacher) / "config.yaml")
-            if (Path(args.teacher) / "config.yaml").exists()
-            else None
-        )
-        if teacher_cfg is None:
+        teacher_yaml = Path(args.teacher) / "config.yaml"
+        if not teacher_yaml.exists():
             raise IbkdError(f"--teacher {args.teacher}: not a run folder (no config.yaml)")
+        teacher_cfg = RunConfig.load(teacher_yaml)
     setup = args.setup or (teacher_cfg.setup if teacher_cfg else None)
     if setup is None or args.model is None:
         raise IbkdError(
@@ -195,12 +192,22 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     cfg = _run_config(args)
     metrics = train_run(cfg, args.out, resume=args.resume, progress=not args.no_progress)
+    t = metrics["training"]
     print(
-        json.dumps(
-            {k: metrics[k] for k in ("run", "model", "teacher", "training", "valid", "test")},
-            indent=2,
-        )
+        f"{metrics['run']}: {metrics['model']}"
+        + (f" taught by {metrics['teacher']}" if metrics["teacher"] else "")
+        + f", {t['epochs']} epochs (best {t['best_epoch']}), {t['seconds']} s on {t['device']}"
     )
+    for split in ("valid", "test"):
+        m = metrics[split]
+        text = (
+            f"µ-accuracy {m['mu_accuracy']:.4f}  D-accuracy {m['d_accuracy']:.4f}  "
+            f"A-accuracy {m['a_accuracy']:.4f}  ECE {m['ece']:.4f}"
+        )
+        if "perplexity" in m:
+            text = f"perplexity {m['perplexity']:.1f}  agreement {text}"
+        print(f"  {split}: {text}")
+    print(f"  all metrics: {Path(metrics['run']) / 'metrics.json'}")
     return 0
 
 

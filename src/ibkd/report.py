@@ -374,7 +374,8 @@ def claim3(groups, rep: RepresentationAnalysis | None, teacher_model: str, stron
             )
     spreads = {g.model: spread(rep, g) for g in groups.values() if g.row == "none"}
     strong_spread = spreads.get(strong, float("nan"))
-    weak = {m: v for m, v in spreads.items() if m != strong and not math.isnan(v)}
+    # the recurrent models (any size) carry the strong bias; the Transformers are the weak ones
+    weak = {m: v for m, v in spreads.items() if "lstm" not in m and not math.isnan(v)}
     more = sum(v > strong_spread for v in weak.values())
     verdict = (
         "held"
@@ -501,9 +502,16 @@ def _style(g: Group) -> dict:
     return {"color": _color(g.model), **kind}
 
 
+def _save(fig, ax, path: Path, legend: dict | None = None) -> None:
+    ax.legend(fontsize=7, **(legend or {}))
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    _plt().close(fig)
+
+
 def plot_groups_by(groups: dict[str, Group], key: str, xlabel: str, path: Path) -> None:
-    plt = _plt()
-    fig, ax = plt.subplots(figsize=(7, 4.2))
+    """Accuracy per distance (or attractor count), mean over seeds, one line per group."""
+    fig, ax = _plt().subplots(figsize=(7, 4.2))
     for g in groups.values():
         keys = list(g.runs[0].metrics[key])
         means = []
@@ -512,101 +520,71 @@ def plot_groups_by(groups: dict[str, Group], key: str, xlabel: str, path: Path) 
             accs = [a for a in accs if a is not None]
             means.append(float(np.mean(accs)) if accs else np.nan)
         ax.plot([int(k) for k in keys], means, label=g.name, **_style(g))
-    ax.set_xlabel(xlabel)
-    ax.set_ylabel("accuracy (mean over seeds)")
+    ax.set(xlabel=xlabel, ylabel="accuracy (mean over seeds)")
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=7, ncol=2)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    _save(fig, ax, path, {"ncol": 2})
+
+
+def pooled_reliability(g: Group) -> tuple[list[float], list[float]]:
+    """Each confidence bin's mean confidence and accuracy over all seeds' examples."""
+    xs, ys = [], []
+    for i in range(len(g.runs[0].metrics["reliability"])):
+        bins = [r.metrics["reliability"][i] for r in g.runs if r.metrics["reliability"][i]["n"]]
+        n = sum(b["n"] for b in bins)
+        if n:
+            xs.append(sum(b["confidence"] * b["n"] for b in bins) / n)
+            ys.append(sum(b["accuracy"] * b["n"] for b in bins) / n)
+    return xs, ys
 
 
 def plot_reliability(groups: dict[str, Group], path: Path) -> None:
-    plt = _plt()
-    fig, ax = plt.subplots(figsize=(5.5, 5))
+    fig, ax = _plt().subplots(figsize=(5.5, 5))
     ax.plot([0, 1], [0, 1], color="grey", linewidth=0.8)
     for g in groups.values():
-        bins = [b for b in g.runs[0].metrics["reliability"]]
-        xs, ys = [], []
-        for i in range(len(bins)):
-            n = sum(r.metrics["reliability"][i]["n"] for r in g.runs)
-            if n:
-                xs.append(
-                    sum(
-                        r.metrics["reliability"][i]["confidence"] * r.metrics["reliability"][i]["n"]
-                        for r in g.runs
-                        if r.metrics["reliability"][i]["n"]
-                    )
-                    / n
-                )
-                ys.append(
-                    sum(
-                        r.metrics["reliability"][i]["accuracy"] * r.metrics["reliability"][i]["n"]
-                        for r in g.runs
-                        if r.metrics["reliability"][i]["n"]
-                    )
-                    / n
-                )
-        ax.plot(xs, ys, label=g.name, **_style(g))
-    ax.set_xlabel("confidence")
-    ax.set_ylabel("accuracy")
-    ax.set_xlim(0.45, 1.0)
-    ax.set_ylim(0.0, 1.0)
+        ax.plot(*pooled_reliability(g), label=g.name, **_style(g))
+    ax.set(xlabel="confidence", ylabel="accuracy", xlim=(0.45, 1.0), ylim=(0.0, 1.0))
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    _save(fig, ax, path)
 
 
 def plot_mds(rep: RepresentationAnalysis, path: Path) -> None:
-    plt = _plt()
-    fig, ax = plt.subplots(figsize=(6.5, 5))
+    fig, ax = _plt().subplots(figsize=(6.5, 5))
     seen = set()
     for r, (x, y) in zip(rep.runs, rep.coords):
-        label = r.group if r.group not in seen else None
-        seen.add(r.group)
         ax.scatter(
             x,
             y,
             color=_color(r.model),
             marker="^" if r.teacher else "o" if r.row == "none" else "s",
-            s=50 if r.teacher is None else 60,
-            label=label,
+            s=60 if r.teacher else 50,
+            label=r.group if r.group not in seen else None,
             edgecolor="black" if r.teacher else "none",
             linewidth=0.6,
         )
+        seen.add(r.group)
     ax.set_title(
         "MDS of representational distances (circles: alone, triangles: distilled, "
         "squares: other rows)",
         fontsize=9,
     )
-    ax.legend(fontsize=7)
-    ax.set_xticks([])
-    ax.set_yticks([])
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    ax.set(xticks=[], yticks=[])
+    _save(fig, ax, path)
 
 
 def plot_lm(groups: dict[str, Group], path: Path) -> None:
-    plt = _plt()
-    fig, ax = plt.subplots(figsize=(5.5, 4.2))
+    fig, ax = _plt().subplots(figsize=(5.5, 4.2))
     for g in groups.values():
+        style = _style(g)
         ax.scatter(
             [r.metrics["perplexity"] for r in g.runs],
             [r.metrics["a_accuracy"] for r in g.runs],
             label=g.name,
-            marker=_style(g)["marker"],
-            color=_style(g)["color"],
+            marker=style["marker"],
+            color=style["color"],
         )
-    ax.set_xlabel("test perplexity")
-    ax.set_ylabel("A-accuracy")
+    ax.set(xlabel="test perplexity", ylabel="A-accuracy")
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    _save(fig, ax, path)
 
 
 # ---------------------------------------------------------------------------------------------
