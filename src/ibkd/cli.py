@@ -231,14 +231,17 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
         file=sys.stderr,
     )
     workers = default_workers(args.device) if args.workers is None else args.workers
-    result = run_grid(runs, out, progress=not args.no_progress, workers=workers)
-    print(result.summary(), file=sys.stderr)
     note = BUDGETS[args.budget].note
-    report = write_report(
+    result = run_grid(
+        runs,
         out,
-        f"Scenario 1 ({args.setup}, {args.budget} budget)",
+        progress=not args.no_progress,
+        workers=workers,
+        title=f"Scenario 1 ({args.setup}, {args.budget} budget)",
         notes=(note[0].upper() + note[1:] + ".") if note else "",
     )
+    print(result.summary(), file=sys.stderr)
+    report = write_report(out)
     print(f"report: {report}")
     return 1 if result.failed else 0
 

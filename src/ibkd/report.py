@@ -126,7 +126,7 @@ def signed(d: float, se: float, digits: int = 3) -> str:
 # tables
 
 
-def _find(groups: dict[str, Group], student: str, row: str | None) -> Group | None:
+def find_group(groups: dict[str, Group], student: str, row: str | None) -> Group | None:
     """The group of `student` in table row `row` (None: the no-teacher row)."""
     row = row or "none"
     for g in groups.values():
@@ -160,7 +160,7 @@ def cls_tables(groups: dict[str, Group]) -> str:
         for row in table_rows(groups):
             by_student = paper.get(None if row == "none" else row, {}) if paper else {}
             cells = [
-                cell(_find(groups, s, row), key, by_student.get(s), 4 if key == "ece" else 3)
+                cell(find_group(groups, s, row), key, by_student.get(s), 4 if key == "ece" else 3)
                 for s in CLS_MODELS
             ]
             out.append(f"| {row} | " + " | ".join(cells) + " |")
@@ -177,7 +177,7 @@ def lm_table(groups: dict[str, Group]) -> str:
         "|---|---|---|---|---|---|",
     ]
     for (t, s), (ppl, acc) in PAPER_LM.items():
-        g = _find(groups, s, t)
+        g = find_group(groups, s, t)
         if g is None:
             continue
         out.append(
@@ -227,238 +227,6 @@ def spread(rep: RepresentationAnalysis, group: Group) -> float:
     rs = [r for r in group.runs if r in rep.runs]
     d = [rep.between(a, b) for i, a in enumerate(rs) for b in rs[i + 1 :]]
     return float(np.mean(d)) if d else float("nan")
-
-
-# ---------------------------------------------------------------------------------------------
-# verdicts on the paper's claims
-
-
-def _ordered_means(groups, models, key):
-    return [(m, _find(groups, m, None).mean(key)) for m in models if _find(groups, m, None)]
-
-
-def _monotone(values: list[float], increasing: bool) -> bool:
-    pairs = list(zip(values, values[1:]))
-    return all(b > a for a, b in pairs) if increasing else all(b < a for a, b in pairs)
-
-
-def claim1(groups) -> str:
-    from ibkd.experiments.scenario1 import CLS_MODELS
-
-    acc = _ordered_means(groups, CLS_MODELS, "mu_accuracy")
-    ece = _ordered_means(groups, CLS_MODELS, "ece")
-    if len(acc) < len(CLS_MODELS):
-        return "**Claim 1** (each added bias helps, without KD): not all four models ran."
-    a_ok, e_ok = _monotone([v for _, v in acc], True), _monotone([v for _, v in ece], False)
-    verdict = (
-        "held"
-        if a_ok and e_ok
-        else "held for accuracy only"
-        if a_ok
-        else "held for ECE only"
-        if e_ok
-        else "did not hold"
-    )
-    return (
-        "**Claim 1** (without KD, accuracy rises and ECE falls from Transformer to "
-        f"Transformer-seq to UTransformer-seq to LSTM): **{verdict}**. µ-accuracy "
-        + ", ".join(f"{m} {v:.3f}" for m, v in acc)
-        + "; ECE "
-        + ", ".join(f"{m} {v:.4f}" for m, v in ece)
-        + "."
-    )
-
-
-def claim2(groups) -> str:
-    from ibkd.experiments.scenario1 import CLS_MODELS, CONTROL_ROW
-
-    students = [s for s in CLS_MODELS if s != "lstm"]
-    lines, acc_up, ece_down, a_most, over_control = [], 0, 0, 0, 0
-    tested = 0
-    for s in students:
-        alone, taught = _find(groups, s, None), _find(groups, s, "lstm")
-        if not (alone and taught):
-            continue
-        tested += 1
-        dm, sm = difference(taught, alone, "mu_accuracy")
-        da, sa = difference(taught, alone, "a_accuracy")
-        dd, sd = difference(taught, alone, "d_accuracy")
-        de, se = difference(taught, alone, "ece")
-        acc_up += dm > 0
-        ece_down += de < 0
-        a_most += da > max(dm, dd)
-        lines.append(
-            f"  - {s}: µ-accuracy {signed(dm, sm)}, D-accuracy {signed(dd, sd)}, "
-            f"A-accuracy {signed(da, sa)}, ECE {signed(de, se, 4)}"
-        )
-        control = _find(groups, s, CONTROL_ROW)
-        if control is not None:
-            cm, csm = difference(taught, control, "mu_accuracy")
-            ca, csa = difference(taught, control, "a_accuracy")
-            ce_, cse = difference(taught, control, "ece")
-            over_control += cm > 0
-            lines.append(
-                f"    - against `{CONTROL_ROW}` (the same inputs, the verb's tag as label, no "
-                f"teacher): µ-accuracy {signed(cm, csm)}, A-accuracy {signed(ca, csa)}, "
-                f"ECE {signed(ce_, cse, 4)}"
-            )
-    if not tested:
-        return "**Claim 2** (an LSTM teacher helps every Transformer student): not run."
-    verdict = (
-        "held"
-        if acc_up == ece_down == tested
-        else "partly held"
-        if acc_up or ece_down
-        else "did not hold"
-    )
-    text = (
-        f"**Claim 2** (an LSTM teacher raises every Transformer student's accuracy, "
-        f"A-accuracy most, and lowers its ECE): **{verdict}**: accuracy rose for {acc_up} "
-        f"of {tested} students, ECE fell for {ece_down} of {tested}, A-accuracy gained "
-        f"most for {a_most} of {tested}. Distilled minus alone (± standard error; "
-        "'within noise' when under two standard errors):\n" + "\n".join(lines)
-    )
-    if any(_find(groups, st, CONTROL_ROW) for st in students):
-        text += (
-            f"\n  - against the control row the distilled student was more accurate for "
-            f"{over_control} of {tested} students, so the gain over `none` is not the extra "
-            "inputs' alone."
-        )
-    order = ["lstm", "utransformer-seq", "transformer-seq", "transformer"]
-    teachers = [t for t in order if any(g.row == t for g in groups.values())]
-    if len(teachers) > 1:
-        ranked = []
-        for s in CLS_MODELS:
-            accs = [
-                (t, _find(groups, s, t).mean("mu_accuracy"))
-                for t in teachers
-                if _find(groups, s, t)
-            ]
-            ranked.append(_monotone([v for _, v in accs], False))
-        text += (
-            f"\n  - a stronger-bias teacher helped more (accuracy ordered LSTM > UT-seq > "
-            f"T-seq > Transformer teacher) for {sum(ranked)} of {len(ranked)} students."
-        )
-    else:
-        text += (
-            "\n  - whether a stronger-bias teacher helps more needs the other teacher rows "
-            "(`--budget paper`)."
-        )
-    return text
-
-
-def claim3(groups, rep: RepresentationAnalysis | None, teacher_model: str, strong: str) -> str:
-    if rep is None:
-        return "**Claim 3** (representations): no saved representations."
-    closer, total, lines = 0, 0, []
-    for g in groups.values():
-        if g.teacher_model != teacher_model or g.model == teacher_model:
-            continue
-        alone = _find(groups, g.model, None)
-        if alone is None:
-            continue
-        d_taught, d_alone = [], []
-        for r in g.runs:
-            t = next((x for x in rep.runs if x.name == r.teacher), None)
-            a = next((x for x in alone.runs if x.seed == r.seed and x in rep.runs), None)
-            if t is None or a is None or r not in rep.runs:
-                continue
-            d_taught.append(rep.between(r, t))
-            d_alone.append(rep.between(a, t))
-        if d_taught:
-            total += 1
-            closer += np.mean(d_taught) < np.mean(d_alone)
-            lines.append(
-                f"  - {g.model}: distance to its {teacher_model} teacher "
-                f"{np.mean(d_taught):.3f} distilled vs {np.mean(d_alone):.3f} alone"
-            )
-    spreads = {g.model: spread(rep, g) for g in groups.values() if g.row == "none"}
-    strong_spread = spreads.get(strong, float("nan"))
-    # the recurrent models (any size) carry the strong bias; the Transformers are the weak ones
-    weak = {m: v for m, v in spreads.items() if "lstm" not in m and not math.isnan(v)}
-    more = sum(v > strong_spread for v in weak.values())
-    verdict = (
-        "held"
-        if total and closer == total and weak and more == len(weak)
-        else "partly held"
-        if closer or more
-        else "did not hold"
-    )
-    return (
-        f"**Claim 3** (distilled students' representations move toward the teacher's, and "
-        f"weak-bias models vary more across seeds than the {strong}): **{verdict}**. "
-        f"{closer} of {total} students moved closer (RSA distance, 1 − mean row cosine of "
-        f"the similarity matrices, on {len(rep.runs[0].features)} test examples):\n"
-        + "\n".join(lines)
-        + "\n  - spread across seeds (mean pairwise distance): "
-        + ", ".join(f"{m} {v:.3f}" for m, v in spreads.items() if not math.isnan(v))
-        + f"; {more} of {len(weak)} weaker-bias models spread more than the {strong}."
-    )
-
-
-def claim4(groups) -> str:
-    lstm, small = _find(groups, "lstm", None), _find(groups, "small-lstm", None)
-    tr = _find(groups, "transformer", None)
-    parts = []
-    if lstm and tr:
-        worse_ppl = lstm.mean("perplexity") > tr.mean("perplexity")
-        better_agr = lstm.mean("a_accuracy") > tr.mean("a_accuracy")
-        parts.append(
-            f"LSTM perplexity {lstm.mean('perplexity'):.1f} vs Transformer "
-            f"{tr.mean('perplexity'):.1f}, A-accuracy {lstm.mean('a_accuracy'):.3f} vs "
-            f"{tr.mean('a_accuracy'):.3f} (the paper's pattern, worse perplexity but "
-            f"better agreement: {'yes' if worse_ppl and better_agr else 'no'})"
-        )
-    for teacher in (lstm, small):
-        if teacher is None or tr is None:
-            continue
-        taught = _find(groups, "transformer", teacher.model)
-        if taught is None:
-            continue
-        da, sa = difference(taught, tr, "a_accuracy")
-        dp, sp = difference(taught, tr, "perplexity")
-        toward = abs(taught.mean("perplexity") - teacher.mean("perplexity")) < abs(
-            tr.mean("perplexity") - teacher.mean("perplexity")
-        )
-        parts.append(
-            f"{teacher.model} -> transformer: A-accuracy {signed(da, sa)}, perplexity "
-            f"{signed(dp, sp, 1)}; perplexity moved toward the teacher's: "
-            f"{'yes' if toward else 'no'}"
-        )
-    if not parts:
-        return "**Claim 4** (perplexity is not agreement): not run."
-    return (
-        "**Claim 4** (better perplexity does not mean better agreement; distillation "
-        "raises a Transformer's agreement and brings its perplexity toward the "
-        "teacher's):\n" + "\n".join(f"  - {p}" for p in parts)
-    )
-
-
-def claim5(groups) -> str:
-    rows = []
-    for big, small, expect in (
-        ("transformer", "small-transformer", "smaller better"),
-        ("lstm", "small-lstm", "bigger better"),
-    ):
-        b, s = _find(groups, big, None), _find(groups, small, None)
-        if b and s:
-            small_better = (
-                s.mean("perplexity") < b.mean("perplexity"),
-                s.mean("a_accuracy") > b.mean("a_accuracy"),
-            )
-            rows.append(
-                f"{small} vs {big}: perplexity {s.mean('perplexity'):.1f} vs "
-                f"{b.mean('perplexity'):.1f}, A-accuracy {s.mean('a_accuracy'):.3f} vs "
-                f"{b.mean('a_accuracy'):.3f} (paper: {expect}; here the smaller is "
-                f"better in perplexity: {'yes' if small_better[0] else 'no'}, in "
-                f"agreement: {'yes' if small_better[1] else 'no'})"
-            )
-    if not rows:
-        return "**Claim 5** (model size with limited data): not run."
-    return (
-        "**Claim 5** (with limited data a smaller Transformer does better than a bigger "
-        "one, a smaller LSTM worse):\n" + "\n".join(f"  - {r}" for r in rows)
-    )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -591,8 +359,10 @@ def plot_lm(groups: dict[str, Group], path: Path) -> None:
 # the report
 
 
-def write_report(folder: str | Path, title: str | None = None, notes: str = "") -> Path:
+def write_report(folder: str | Path) -> Path:
     """Write `folder/report.md` and its figures from the grid's saved predictions."""
+    from ibkd.experiments.claims import claim1, claim2, claim3, claim4, claim5
+
     folder = Path(folder)
     runs = load_grid(folder)
     groups = groups_of(runs)
@@ -617,6 +387,7 @@ def write_report(folder: str | Path, title: str | None = None, notes: str = "") 
     if rep is not None:
         plot_mds(rep, fig_dir / "mds.png")
     manifest = json.loads((folder / "grid.json").read_text())
+    title, notes = manifest.get("title"), manifest.get("notes", "")
     missing = [e for e in manifest["runs"] if not (folder / e["name"] / "metrics.json").exists()]
     parts = [
         f"# {title or 'Scenario 1 (' + setup + ')'}\n",

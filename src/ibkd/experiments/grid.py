@@ -120,11 +120,12 @@ def default_workers(device: str = "auto") -> int:
 
 
 def run_grid(
-    runs: list[GridRun], out: str | Path, *, progress: bool = True, workers: int = 1
-) -> GridResult:
+    runs: list[GridRun], out: str | Path, *, progress: bool = True, workers: int = 1,
+    title: str = "", notes: str = "",
+) -> GridResult:  # fmt: skip
     """Run every run of the grid into `out/<name>`: in this process (`workers` 1) or in a pool
     of `workers` processes with cores / workers threads each. A run starts once its teacher
-    has finished."""
+    has finished. `title` and `notes` are kept in grid.json for the report."""
     import multiprocessing as mp
     from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 
@@ -189,6 +190,8 @@ def run_grid(
             ):
                 raise IbkdError("grid: runs wait for teachers that will never run")
             if running:
+                if bar is not None:
+                    bar.set_description("grid: " + ", ".join(r.name for r in running.values()))
                 done, _ = wait(running, return_when=FIRST_COMPLETED)
                 for future in done:
                     settle(running.pop(future), future.exception())
@@ -198,7 +201,7 @@ def run_grid(
         if bar is not None:
             bar.close()
     result.seconds = time.perf_counter() - t0
-    write_manifest(runs, out, result)
+    write_manifest(runs, out, result, title, notes)
     return result
 
 
@@ -213,11 +216,16 @@ def _teacher_state(run: GridRun, result: GridResult) -> str:
     return "wait"
 
 
-def write_manifest(runs: list[GridRun], out: Path, result: GridResult) -> None:
-    """grid.json: every run, its group, teacher and status (what `ibkd report` reads)."""
+def write_manifest(
+    runs: list[GridRun], out: Path, result: GridResult, title: str = "", notes: str = ""
+) -> None:
+    """grid.json: every run, its group, teacher and status, and the grid's title and notes
+    (what `ibkd report` reads)."""
     status = {n: "trained" for n in result.finished} | {n: "done" for n in result.skipped}
     status |= {n: f"failed: {why}" for n, why in result.failed.items()}
     manifest = {
+        "title": title,
+        "notes": notes,
         "runs": [
             {
                 "name": r.name,
@@ -231,7 +239,7 @@ def write_manifest(runs: list[GridRun], out: Path, result: GridResult) -> None:
             }
             for r in runs
         ],
-        "seconds": round(result.seconds, 1),
+        "last_call_seconds": round(result.seconds, 1),
     }
     with atomic_write(out / "grid.json") as f:
         json.dump(manifest, f, indent=2)
