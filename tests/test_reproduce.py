@@ -47,7 +47,7 @@ def test_reproduce_end_to_end_then_skip(tmp_path):
     for fig in ("accuracy_by_distance", "accuracy_by_attractors", "reliability", "mds"):
         assert (tmp_path / "figures" / f"{fig}.png").stat().st_size > 1000
     summary = json.loads((tmp_path / "summary.json").read_text())
-    assert summary["lstm -> transformer"]["mu_accuracy"]["n"] == 2
+    assert summary["lstm -> transformer"]["test"]["mu_accuracy"]["n"] == 2
     again = run_grid(runs, tmp_path, progress=False)
     assert again.finished == [] and len(again.skipped) == len(runs)
 
@@ -130,4 +130,4 @@ def test_lm_grid_and_report(tmp_path):
     assert "**Claim 4**" in text and "**Claim 5**" in text
     assert (tmp_path / "figures" / "perplexity_vs_agreement.png").exists()
     summary = json.loads((tmp_path / "summary.json").read_text())
-    assert summary["lstm -> transformer"]["perplexity"]["n"] == 2
+    assert summary["lstm -> transformer"]["test"]["perplexity"]["n"] == 2

@@ -198,12 +198,13 @@ def cmd_train(args: argparse.Namespace) -> int:
         + (f" taught by {metrics['teacher']}" if metrics["teacher"] else "")
         + f", {t['epochs']} epochs (best {t['best_epoch']}), {t['seconds']} s on {t['device']}"
     )
-    for split in ("valid", "test"):
-        m = metrics[split]
-        text = (
-            f"µ-accuracy {m['mu_accuracy']:.4f}  D-accuracy {m['d_accuracy']:.4f}  "
-            f"A-accuracy {m['a_accuracy']:.4f}  ECE {m['ece']:.4f}"
-        )
+    for split, m in metrics.items():
+        if not isinstance(m, dict) or "mu_accuracy" not in m:
+            continue
+        text = f"µ-accuracy {m['mu_accuracy']:.4f}"
+        if "d_accuracy" in m:
+            text += f"  D-accuracy {m['d_accuracy']:.4f}  A-accuracy {m['a_accuracy']:.4f}"
+        text += f"  ECE {m['ece']:.4f}"
         if "perplexity" in m:
             text = f"perplexity {m['perplexity']:.1f}  agreement {text}"
         print(f"  {split}: {text}")
@@ -212,37 +213,39 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_reproduce(args: argparse.Namespace) -> int:
+    from ibkd.experiments import scenario1, scenario2
     from ibkd.experiments.grid import default_workers, run_grid
-    from ibkd.experiments.scenario1 import BUDGETS, grid
     from ibkd.report import write_report
 
-    if args.scenario != "scenario1":
-        raise IbkdError(f"reproduce {args.scenario!r}: expected scenario1")
-    runs = grid(args.setup, args.budget, seeds=args.seeds, data=args.data)
-    out = Path(args.out or f"runs/{args.scenario}-{args.setup}-{args.budget}")
+    if args.scenario == "scenario1":
+        runs = scenario1.grid(args.setup, args.budget, seeds=args.seeds, data=args.data)
+        note, setup = scenario1.BUDGETS[args.budget].note, args.setup
+    else:
+        runs = scenario2.grid(args.budget, seeds=args.seeds, data=args.data_dir or args.data)
+        note, setup = scenario2.BUDGETS[args.budget].note, "mnist"
+    out = Path(args.out or f"runs/{args.scenario}-{setup}-{args.budget}")
     for r in runs:
         r.config.train.device = args.device
         if args.epochs is not None:
             r.config.train.epochs = args.epochs
         r.config.data.max_train_rows = args.max_train_rows
     print(
-        f"{args.scenario} ({args.setup}, {args.budget} budget): {len(runs)} runs into {out}"
-        + (f"; {BUDGETS[args.budget].note}" if BUDGETS[args.budget].note else ""),
+        f"{args.scenario} ({setup}, {args.budget} budget): {len(runs)} runs into {out}"
+        + (f"; {note}" if note else ""),
         file=sys.stderr,
     )
     workers = default_workers(args.device) if args.workers is None else args.workers
-    note = BUDGETS[args.budget].note
+    title = f"Scenario {args.scenario[-1]} ({setup}, {args.budget} budget)"
     result = run_grid(
         runs,
         out,
         progress=not args.no_progress,
         workers=workers,
-        title=f"Scenario 1 ({args.setup}, {args.budget} budget)",
+        title=title,
         notes=(note[0].upper() + note[1:] + ".") if note else "",
     )
     print(result.summary(), file=sys.stderr)
-    report = write_report(out)
-    print(f"report: {report}")
+    print(f"report: {write_report(out)}")
     return 1 if result.failed else 0
 
 
@@ -296,7 +299,8 @@ def _add_run_options(p: argparse.ArgumentParser, distill: bool) -> None:
     p.add_argument("--preset", choices=PRESETS, help="model and training sizes (default paper)")
     p.add_argument(
         "--data",
-        help="default, a folder with train/valid/test, or one Linzen file"
+        help="default, a folder with train/valid/test, or one Linzen file; for --setup mnist, "
+        "default (the MNIST cache or $IBKD_MNIST_DIR) or an MNIST folder"
         + (" (default: the teacher's)" if distill else " (default: default)"),
     )
     p.add_argument(
@@ -430,7 +434,11 @@ def build_parser() -> argparse.ArgumentParser:
     d.set_defaults(func=cmd_train)
 
     r = commands.add_parser("reproduce", help="run one of the paper's grids and its report")
-    r.add_argument("scenario", choices=("scenario1",), help="which experiment")
+    r.add_argument(
+        "scenario",
+        choices=("scenario1", "scenario2"),
+        help="scenario1: LSTM -> Transformers on agreement; scenario2: CNN -> MLP on MNIST",
+    )
     r.add_argument("--setup", choices=("cls", "lm"), default="cls")
     r.add_argument(
         "--budget",
@@ -439,7 +447,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="quick: small models, the no-KD and LSTM-teacher rows, minutes on a "
         "laptop; paper: the paper's sizes and full grid",
     )
-    r.add_argument("--data", default="default", help="default, a data folder or a Linzen file")
+    r.add_argument(
+        "--data",
+        default="default",
+        help="scenario1: default, a data folder or a Linzen file; scenario2: default "
+        "(the MNIST cache, or $IBKD_MNIST_DIR) or an MNIST folder",
+    )
+    r.add_argument("--data-dir", help="scenario2: a folder with the four MNIST IDX files")
     r.add_argument("--seeds", type=int, help="seeds per cell (default: the budget's)")
     r.add_argument("--out", help="grid folder (default runs/scenario1-SETUP-BUDGET)")
     r.add_argument("--device", default="auto")

@@ -6,6 +6,7 @@ enough for `ibkd reproduce --budget quick` on a laptop CPU.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import os
 from dataclasses import dataclass, field, fields
@@ -17,7 +18,7 @@ import yaml
 from ibkd.errors import IbkdError
 from ibkd.files import atomic_write
 
-SETUPS = ("cls", "lm")
+SETUPS = ("cls", "lm", "mnist")  # agreement classification, agreement LM, scenario 2
 PRESETS = ("paper", "quick")
 KD_SCALES = ("t2", "inv-t2", "none")
 
@@ -54,6 +55,7 @@ class ModelConfig:
     recurrent_dropout: float = 0.0  # LSTM only: on the recurrent state
     attn_dropout: float = 0.0  # Transformer only
     max_len: int = 512  # learned positions (Transformer)
+    widths: list[int] = field(default_factory=list)  # MLP layer sizes / CNN filters (scenario 2)
 
 
 @dataclass
@@ -195,7 +197,21 @@ def _transformer(name, dim, layers, causal, shared, pool, resid, embd, attn, hea
     )
 
 
+def _vision(name, widths, dropout):
+    return ModelConfig(name, name, dim=0, layers=len(widths), widths=list(widths), dropout=dropout)
+
+
 MODEL_PRESETS: dict[tuple[str, str], dict[str, ModelConfig]] = {
+    # scenario 2 (PAPER.md): MLP 512-128-32 with dropout 0.1; CNN 3x3 convolutions with 128, 64,
+    # 64 filters (its dropout rate is not given: 0.1 as the MLP's)
+    ("mnist", "paper"): {
+        "cnn": _vision("cnn", (128, 64, 64), 0.1),
+        "mlp": _vision("mlp", (512, 128, 32), 0.1),
+    },
+    ("mnist", "quick"): {
+        "cnn": _vision("cnn", (32, 32, 32), 0.1),
+        "mlp": _vision("mlp", (512, 128, 32), 0.1),
+    },
     ("cls", "paper"): {
         "lstm": _lstm("lstm", 256, 256, 0.2, 0.8),
         "transformer": _transformer("transformer", 128, 6, False, False, "cls", 0.4, 0.2, 0.6),
@@ -239,14 +255,24 @@ MODEL_PRESETS: dict[tuple[str, str], dict[str, ModelConfig]] = {
     },
 }
 
-TRAIN_PRESETS: dict[str, TrainConfig] = {
+_AGREEMENT_TRAIN = {
     "paper": TrainConfig(epochs=60, batch_size=64, lr=1e-3, warmup_steps=1000, patience=10),
     "quick": TrainConfig(epochs=10, batch_size=64, lr=2e-3, warmup_steps=100, patience=3),
 }
+TRAIN_PRESETS: dict[tuple[str, str], TrainConfig] = {
+    ("cls", "paper"): _AGREEMENT_TRAIN["paper"], ("cls", "quick"): _AGREEMENT_TRAIN["quick"],
+    ("lm", "paper"): _AGREEMENT_TRAIN["paper"], ("lm", "quick"): _AGREEMENT_TRAIN["quick"],
+    # Reflect's MNIST runs: Adam 1e-4, batch 128, up to 400 epochs
+    ("mnist", "paper"): TrainConfig(epochs=400, batch_size=128, lr=1e-4, weight_decay=0.0,
+                                    warmup_steps=0, schedule="constant", patience=20),
+    ("mnist", "quick"): TrainConfig(epochs=5, batch_size=128, lr=1e-3, weight_decay=0.0,
+                                    warmup_steps=100, patience=3),
+}  # fmt: skip
 
-DISTILL_PRESETS: dict[str, dict[str, float]] = {  # Reflect: cls T=1 alpha=1; LM T=1 alpha=0.9
+DISTILL_PRESETS: dict[str, dict[str, float]] = {  # Reflect's settings
     "cls": {"temperature": 1.0, "alpha": 1.0},
     "lm": {"temperature": 1.0, "alpha": 0.9},
+    "mnist": {"temperature": 5.0, "alpha": 1.0},
 }
 
 
@@ -265,4 +291,4 @@ def preset(setup: str, model: str, name: str = "paper") -> tuple[ModelConfig, Tr
         raise IbkdError(
             f"--model {model!r}: unknown for --setup {setup}; expected one of {', '.join(models)}"
         )
-    return dataclasses.replace(models[model]), dataclasses.replace(TRAIN_PRESETS[name])
+    return copy.deepcopy(models[model]), copy.deepcopy(TRAIN_PRESETS[(setup, name)])

@@ -61,7 +61,7 @@ class LoadedRun:
 
     path: Path
     config: RunConfig
-    vocab: Vocab
+    vocab: Vocab | None  # None for images
     model: nn.Module
 
 
@@ -72,7 +72,7 @@ def load_run(path: str | os.PathLike, device: torch.device | str = "cpu") -> Loa
     path = Path(path)
     if not path.is_dir():
         raise IbkdError(f"{path}: no such run folder")
-    for name in ("config.yaml", "vocab.json", "checkpoint.pt"):
+    for name in ("config.yaml", "checkpoint.pt"):
         if not (path / name).is_file():
             raise IbkdError(f"{path}: not a run folder (no {name})")
     if not (path / "metrics.json").is_file():
@@ -80,10 +80,10 @@ def load_run(path: str | os.PathLike, device: torch.device | str = "cpu") -> Loa
             f"{path}: the run has not finished (no metrics.json); finish it with --resume first"
         )
     config = RunConfig.load(path / "config.yaml")
-    vocab = Vocab.load(path / "vocab.json")
+    vocab = Vocab.load(path / "vocab.json") if config.setup != "mnist" else None
     state = load_checkpoint(path / "checkpoint.pt", device)
     try:
-        model = build_model(config.model, len(vocab), config.setup)
+        model = build_model(config.model, len(vocab) if vocab else 0, config.setup)
         model.load_state_dict(state["model"])
     except (RuntimeError, KeyError, ValueError) as e:
         raise IbkdError(
@@ -112,8 +112,8 @@ class Teacher:
 
     @torch.no_grad()
     def cache(self, encoded, device: torch.device, batch_size: int = 512) -> None:
-        """Compute the teacher's logits for every example of `encoded` once (classification:
-        [N, C]; the LM's [N, L, V] would not fit in memory and is not cached)."""
+        """Compute the teacher's logits for every example of `encoded` once (classification and
+        images: [N, C]; the LM's [N, L, V] would not fit in memory and is not cached)."""
         from ibkd.data.batching import batches
 
         out = None

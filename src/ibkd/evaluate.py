@@ -30,12 +30,7 @@ def predict(
     model.eval()
     n = len(data)
     rows = data.rows
-    out: dict[str, np.ndarray] = {
-        "label": data.labels.numpy().copy(),
-        "distance": np.array([r.distance for r in rows], dtype=np.int64),
-        "n_intervening": np.array([r.n_intervening for r in rows], dtype=np.int64),
-        "n_diff_intervening": np.array([r.n_diff_intervening for r in rows], dtype=np.int64),
-    }
+    out: dict[str, np.ndarray] = data.meta()
     if data.setup == "lm":
         verb_ids = torch.tensor(vocab.encode([r.tokens[r.verb_index - 1] for r in rows]))
         others = [other_form(r.verb, r.verb_pos) for r in rows]
@@ -45,14 +40,16 @@ def predict(
             out[key] = np.zeros(n, dtype=np.float64)
         out["n_tokens"] = np.zeros(n, dtype=np.int64)
     else:
-        out["probs"] = np.zeros((n, 2), dtype=np.float32)
+        out["probs"] = None
     feats = None
     for index in batches(data.lengths, batch_size, shuffle=False, generator=None):
         tokens, lengths, targets = (t.to(device) for t in data.batch(index))
         h = model.features(tokens, lengths)
         logits = model.head(h).float()
         idx = index.numpy()
-        if data.setup == "cls":
+        if data.setup != "lm":
+            if out["probs"] is None:
+                out["probs"] = np.zeros((n, logits.shape[-1]), dtype=np.float32)
             out["probs"][idx] = F.softmax(logits, -1).cpu().numpy()
             rep = h
         else:
@@ -71,6 +68,8 @@ def predict(
             if feats is None:
                 feats = np.zeros((n, rep.shape[-1]), dtype=np.float32)
             feats[idx] = rep.float().cpu().numpy()
+    if out.get("probs", 0) is None:  # no examples
+        out["probs"] = np.zeros((0, 2), dtype=np.float32)
     if features and feats is not None:
         out["features"] = feats
     return out

@@ -30,10 +30,10 @@ class Decisions:
     """One agreement decision per scored example."""
 
     correct: np.ndarray  # bool
-    confidence: np.ndarray  # probability of the decision taken, in [0.5, 1]
-    distance: np.ndarray
-    n_intervening: np.ndarray
-    n_diff_intervening: np.ndarray
+    confidence: np.ndarray  # probability of the decision taken
+    distance: np.ndarray | None  # agreement data only
+    n_intervening: np.ndarray | None
+    n_diff_intervening: np.ndarray | None
 
 
 def decisions(pred: dict[str, np.ndarray]) -> Decisions:
@@ -48,12 +48,16 @@ def decisions(pred: dict[str, np.ndarray]) -> Decisions:
         correct = margin > 0
         confidence = 1 / (1 + np.exp(-np.abs(margin)))
         correct, confidence = correct[keep], confidence[keep]
+
+    def grouping(key: str) -> np.ndarray | None:  # absent for images (scenario 2)
+        return pred[key][keep] if key in pred else None
+
     return Decisions(
         correct,
         confidence.astype(np.float64),
-        pred["distance"][keep],
-        pred["n_intervening"][keep],
-        pred["n_diff_intervening"][keep],
+        grouping("distance"),
+        grouping("n_intervening"),
+        grouping("n_diff_intervening"),
     )
 
 
@@ -149,31 +153,29 @@ def fidelity(student: dict[str, np.ndarray], teacher: dict[str, np.ndarray]) -> 
 
 
 def compute_metrics(
-    pred: dict[str, np.ndarray],
-    *,
-    ece_bins: int = ECE_BINS,
-    max_distance: int = MAX_DISTANCE,
-    max_intervening: int = MAX_INTERVENING,
-) -> dict:
-    """Every metric of one split's predictions (what goes into metrics.json)."""
+    pred: dict[str, np.ndarray], *, ece_bins: int = ECE_BINS,
+    max_distance: int = MAX_DISTANCE, max_intervening: int = MAX_INTERVENING,
+) -> dict:  # fmt: skip
+    """Every metric of one split's predictions (what goes into metrics.json). D- and A-accuracy
+    only for agreement data (which has distances and attractors)."""
     d = decisions(pred)
-    by_distance = accuracy_by_distance(d, max_distance, max_intervening)
-    by_attractors = accuracy_by_attractors(d, max_distance, max_intervening)
     out = {
         "mu_accuracy": float(d.correct.mean()) if len(d.correct) else float("nan"),
-        "d_accuracy": _mean_of_groups(by_distance),
-        "a_accuracy": _mean_of_groups(by_attractors),
         "ece": ece(d, ece_bins),
-        "accuracy_by_distance": by_distance,
-        "accuracy_by_attractors": by_attractors,
         "reliability": reliability(d, ece_bins),
         "n": int(len(pred["label"])),
-        "filters": {
-            "max_distance": max_distance,
-            "max_intervening": max_intervening,
-            "ece_bins": ece_bins,
-        },
+        "filters": {"ece_bins": ece_bins},
     }
+    if d.distance is not None:
+        by_distance = accuracy_by_distance(d, max_distance, max_intervening)
+        by_attractors = accuracy_by_attractors(d, max_distance, max_intervening)
+        out |= {
+            "d_accuracy": _mean_of_groups(by_distance),
+            "a_accuracy": _mean_of_groups(by_attractors),
+            "accuracy_by_distance": by_distance,
+            "accuracy_by_attractors": by_attractors,
+        }
+        out["filters"] |= {"max_distance": max_distance, "max_intervening": max_intervening}
     if "sum_nll" in pred:
         known = pred["other_known"]
         out["perplexity"] = perplexity(pred)

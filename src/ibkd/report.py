@@ -30,6 +30,7 @@ class Run:
     seed: int
     metrics: dict  # test-split metrics, recomputed from predictions
     features: np.ndarray | None = None
+    sets: dict[str, dict] = field(default_factory=dict)  # metrics of every test set (images)
 
 
 @dataclass
@@ -42,17 +43,17 @@ class Group:
     row: str = "none"
     runs: list[Run] = field(default_factory=list)
 
-    def values(self, key: str) -> np.ndarray:
-        return np.array(
-            [r.metrics[key] for r in self.runs if r.metrics.get(key) is not None], dtype=float
-        )
+    def values(self, key: str, on: str = "test") -> np.ndarray:
+        """`key` of every seed, on the test split or another test set (`on`)."""
+        ms = [r.metrics if on == "test" else r.sets.get(on, {}) for r in self.runs]
+        return np.array([m[key] for m in ms if m.get(key) is not None], dtype=float)
 
-    def mean(self, key: str) -> float:
-        v = self.values(key)
+    def mean(self, key: str, on: str = "test") -> float:
+        v = self.values(key, on)
         return float(v.mean()) if len(v) else float("nan")
 
-    def std(self, key: str) -> float:
-        v = self.values(key)
+    def std(self, key: str, on: str = "test") -> float:
+        v = self.values(key, on)
         return float(v.std(ddof=1)) if len(v) > 1 else float("nan")
 
 
@@ -69,6 +70,11 @@ def load_grid(folder: Path) -> list[Run]:
             continue  # not finished: left out of the report (grid.json says why)
         pred = load_predictions(pred_path)
         feats = pred.get("features")
+        sets = {
+            f.stem: compute_metrics(load_predictions(f))
+            for f in sorted(pred_path.parent.glob("*.npz"))
+            if f.stem not in ("valid", "test")
+        }
         runs.append(
             Run(
                 e["name"],
@@ -81,6 +87,7 @@ def load_grid(folder: Path) -> list[Run]:
                 e["seed"],
                 compute_metrics(pred),
                 feats[sample_indices(len(feats))] if feats is not None else None,
+                sets,
             )
         )
     if not runs:
@@ -107,9 +114,9 @@ def cell(g: Group | None, key: str, paper: float | None, digits: int = 3) -> str
     return ours + (f" ({paper:g})" if paper is not None else "")
 
 
-def difference(a: Group, b: Group, key: str) -> tuple[float, float]:
+def difference(a: Group, b: Group, key: str, on: str = "test") -> tuple[float, float]:
     """Mean of a minus mean of b, and the standard error of that difference."""
-    va, vb = a.values(key), b.values(key)
+    va, vb = a.values(key, on), b.values(key, on)
     se = math.sqrt(
         (va.var(ddof=1) / len(va) if len(va) > 1 else 0)
         + (vb.var(ddof=1) / len(vb) if len(vb) > 1 else 0)
@@ -359,18 +366,10 @@ def plot_lm(groups: dict[str, Group], path: Path) -> None:
 # the report
 
 
-def write_report(folder: str | Path) -> Path:
-    """Write `folder/report.md` and its figures from the grid's saved predictions."""
+def agreement_sections(groups, runs, rep, fig_dir: Path) -> list[str]:
+    """Scenario 1: the tables, the verdicts and the figures of an agreement grid."""
     from ibkd.experiments.claims import claim1, claim2, claim3, claim4, claim5
 
-    folder = Path(folder)
-    runs = load_grid(folder)
-    groups = groups_of(runs)
-    setup = runs[0].setup
-    seeds = sorted({r.seed for r in runs})
-    rep = analyse_representations(runs)
-    fig_dir = folder / "figures"
-    fig_dir.mkdir(exist_ok=True)
     plot_groups_by(
         groups,
         "accuracy_by_distance",
@@ -383,25 +382,8 @@ def write_report(folder: str | Path) -> Path:
         "attractors (all intervening nouns)",
         fig_dir / "accuracy_by_attractors.png",
     )
-    plot_reliability(groups, fig_dir / "reliability.png")
-    if rep is not None:
-        plot_mds(rep, fig_dir / "mds.png")
-    manifest = json.loads((folder / "grid.json").read_text())
-    title, notes = manifest.get("title"), manifest.get("notes", "")
-    missing = [e for e in manifest["runs"] if not (folder / e["name"] / "metrics.json").exists()]
-    parts = [
-        f"# {title or 'Scenario 1 (' + setup + ')'}\n",
-        f"{len(runs)} finished runs in {len(groups)} groups, seeds {seeds}; "
-        f"mean ± sample std over seeds. {notes}\n",
-    ]
-    if missing:
-        parts.append(
-            "Runs missing from this report: "
-            + ", ".join(f"{e['name']} ({e['status']})" for e in missing)
-            + "\n"
-        )
-    if setup == "cls":
-        parts += [
+    if runs[0].setup == "cls":
+        parts = [
             "## Tables (test split)\n",
             cls_tables(groups),
             counts_note(runs),
@@ -412,7 +394,7 @@ def write_report(folder: str | Path) -> Path:
         ]
     else:
         plot_lm(groups, fig_dir / "perplexity_vs_agreement.png")
-        parts += [
+        parts = [
             "## Table (test split)\n",
             lm_table(groups),
             counts_note(runs),
@@ -422,19 +404,162 @@ def write_report(folder: str | Path) -> Path:
             claim3(groups, rep, "lstm", "lstm") + "\n",
             "![perplexity vs agreement](figures/perplexity_vs_agreement.png)\n",
         ]
-    parts += [
+    return parts + [
         "## Figures\n",
         "![accuracy by distance](figures/accuracy_by_distance.png)\n",
         "![accuracy by attractors](figures/accuracy_by_attractors.png)\n",
-        "![reliability](figures/reliability.png)\n",
     ]
+
+
+def mnist_tables(groups: dict[str, Group]) -> str:
+    """Scenario 2 in the paper's layout: metric and model rows, test-set columns."""
+    from ibkd.experiments.scenario2 import PAPER, TEST_SETS
+
+    order = ["cnn", "mlp", "cnn -> mlp", "mlp -> mlp", "cnn -> cnn", "mlp -> cnn"]
+    names = [n for n in order if n in groups] + [n for n in groups if n not in order]
+    titles = {
+        "test": "MNIST",
+        "scale": "Scaled",
+        "translate": "Translated",
+        "rotate": "Rotated",
+        "shear": "Sheared",
+    }
+    out = [
+        "| metric | model | " + " | ".join(titles[t] for t in TEST_SETS) + " |",
+        "|---" * (len(TEST_SETS) + 2) + "|",
+    ]
+    for key, label in (("mu_accuracy", "accuracy"), ("ece", "ECE")):
+        for name in names:
+            g = groups[name]
+            cells = []
+            for t in TEST_SETS:
+                text = fmt(g.mean(key, t), g.std(key, t))
+                mean, std = (
+                    PAPER["accuracy" if key == "mu_accuracy" else "ece"]
+                    .get(name, {})
+                    .get(t, (None, None))
+                )
+                if mean is not None:
+                    text += f" ({mean:g}" + (f" ± {std:g})" if std else ")")
+                cells.append(text)
+            out.append(f"| {label} | {name} | " + " | ".join(cells) + " |")
+    return "\n".join(out) + "\n"
+
+
+def plot_by_test_set(groups: dict[str, Group], path: Path) -> None:
+    """Accuracy on each test set, one bar per group (mean over seeds, std as error bar)."""
+    from ibkd.experiments.scenario2 import TEST_SETS
+
+    fig, ax = _plt().subplots(figsize=(8, 4.2))
+    width = 0.8 / max(1, len(groups))
+    for i, g in enumerate(groups.values()):
+        xs = np.arange(len(TEST_SETS)) + i * width
+        ax.bar(
+            xs,
+            [g.mean("mu_accuracy", t) for t in TEST_SETS],
+            width,
+            yerr=[np.nan_to_num(g.std("mu_accuracy", t)) for t in TEST_SETS],
+            label=g.name,
+            color=_color(g.model),
+            alpha=1.0 if g.row == "none" else 0.55,
+            hatch=None if g.row == "none" else "//",
+        )
+    ax.set_xticks(np.arange(len(TEST_SETS)) + 0.4 - width / 2, TEST_SETS)
+    ax.set(ylabel="accuracy (mean over seeds)", ylim=(0, 1))
+    ax.grid(alpha=0.3, axis="y")
+    _save(fig, ax, path, {"ncol": 3})
+
+
+def plot_shift_examples(path: Path, data: str = "default", n: int = 8) -> bool:
+    """A grid of test digits and their shifted versions; False when MNIST is not at hand."""
+    from ibkd.data.mnist import SHIFT_SEED, SHIFTS, load_mnist, shift
+
+    try:
+        images = load_mnist(None if data == "default" else data, allow_download=False).test_images[
+            :n
+        ]
+    except IbkdError:
+        return False
+    rows = [("original", images.astype(np.float32) / 255)] + [
+        (k, shift(images, k, seed=SHIFT_SEED + SHIFTS.index(k))) for k in SHIFTS
+    ]
+    fig, axes = _plt().subplots(len(rows), n, figsize=(n * 0.9, len(rows) * 0.95))
+    for r, (name, imgs) in enumerate(rows):
+        for c in range(n):
+            axes[r, c].imshow(imgs[c], cmap="gray", vmin=0, vmax=1)
+            axes[r, c].set(xticks=[], yticks=[])
+        axes[r, 0].set_ylabel(name, fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    _plt().close(fig)
+    return True
+
+
+def mnist_sections(groups, runs, rep, fig_dir: Path, data: str) -> list[str]:
+    """Scenario 2: the paper's table, the verdict and the figures."""
+    from ibkd.experiments.claims import claim3, claim_convolution
+
+    plot_by_test_set(groups, fig_dir / "accuracy_by_test_set.png")
+    parts = [
+        "## Accuracy and ECE (test digits and their shifted versions)\n",
+        mnist_tables(groups),
+        "Shifted test sets (MNIST-C's affine corruptions, seeded): scale 0.7, translate "
+        "3 px per axis, rotate 0.4 rad, shear 0.4 (see `ibkd.data.mnist`). The paper's "
+        "number in brackets; the paper reports MNIST, Scaled and Translated only.\n",
+        "## The paper's claims\n",
+        claim_convolution(groups) + "\n",
+        claim3(groups, rep, "cnn", "cnn", ("cnn",)) + "\n",
+        "## Figures\n",
+        "![accuracy by test set](figures/accuracy_by_test_set.png)\n",
+    ]
+    if plot_shift_examples(fig_dir / "shift_examples.png", data):
+        parts.append("![the shifted test digits](figures/shift_examples.png)\n")
+    return parts
+
+
+def write_report(folder: str | Path) -> Path:
+    """Write `folder/report.md` and its figures from the grid's saved predictions."""
+    folder = Path(folder)
+    runs = load_grid(folder)
+    groups = groups_of(runs)
+    setup = runs[0].setup
+    seeds = sorted({r.seed for r in runs})
+    rep = analyse_representations(runs)
+    fig_dir = folder / "figures"
+    fig_dir.mkdir(exist_ok=True)
+    manifest = json.loads((folder / "grid.json").read_text())
+    title, notes = manifest.get("title"), manifest.get("notes", "")
+    missing = [e for e in manifest["runs"] if not (folder / e["name"] / "metrics.json").exists()]
+    parts = [
+        f"# {title or 'Grid (' + setup + ')'}\n",
+        f"{len(runs)} finished runs in {len(groups)} groups, seeds {seeds}; "
+        f"mean ± sample std over seeds. {notes}\n",
+    ]
+    if missing:
+        parts.append(
+            "Runs missing from this report: "
+            + ", ".join(f"{e['name']} ({e['status']})" for e in missing)
+            + "\n"
+        )
+    if setup == "mnist":
+        parts += mnist_sections(groups, runs, rep, fig_dir, manifest.get("data", "default"))
+    else:
+        parts += agreement_sections(groups, runs, rep, fig_dir)
+    plot_reliability(groups, fig_dir / "reliability.png")
+    parts.append("![reliability](figures/reliability.png)\n")
     if rep is not None:
+        plot_mds(rep, fig_dir / "mds.png")
         parts.append("![MDS of representations](figures/mds.png)\n")
+    keys = ("mu_accuracy", "d_accuracy", "a_accuracy", "ece", "perplexity")
+    sets = ["test"] + sorted({k for r in runs for k in r.sets})
     summary = {
         g.name: {
-            k: {"mean": g.mean(k), "std": g.std(k), "n": len(g.values(k))}
-            for k in ("mu_accuracy", "d_accuracy", "a_accuracy", "ece", "perplexity")
-            if len(g.values(k))
+            on: {
+                k: {"mean": g.mean(k, on), "std": g.std(k, on), "n": len(g.values(k, on))}
+                for k in keys
+                if len(g.values(k, on))
+            }
+            for on in sets
         }
         for g in groups.values()
     }

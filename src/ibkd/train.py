@@ -26,7 +26,8 @@ from torch.nn import functional as F
 
 from ibkd.checkpoint import load_checkpoint, save_checkpoint
 from ibkd.config import RunConfig
-from ibkd.data.batching import Encoded, batches, concat, encode, encode_prefixes
+from ibkd.data.batching import Encoded, ImageSet, batches, concat, encode, encode_prefixes
+from ibkd.data.mnist import image_sets
 from ibkd.data.splits import default_dir, load_splits
 from ibkd.data.transfer import read_transfer
 from ibkd.data.vocab import PAD, Vocab, build_vocab
@@ -63,16 +64,18 @@ def seed_everything(seed: int) -> None:
 
 @dataclass
 class RunData:
-    vocab: Vocab
-    train: Encoded
-    valid: Encoded
-    test: Encoded
+    vocab: Vocab | None  # None for images
+    train: Encoded | ImageSet
+    valid: Encoded | ImageSet
+    tests: dict[str, Encoded | ImageSet]  # "test", and for images its shifted versions
 
 
 def prepare_data(cfg: RunConfig, vocab: Vocab | None = None) -> RunData:
     """Load the splits, build the vocabulary from the training split (or check that a given
     one, e.g. the teacher's, is the same) and encode everything for the run's setup."""
     d = cfg.data
+    if cfg.setup == "mnist":
+        return RunData(None, *image_sets(d.data, d.max_train_rows))
     splits = load_splits(d.data, seed=d.split_seed, fractions=(d.train_fraction, d.valid_fraction))
     train_rows = splits.train[: d.max_train_rows] if d.max_train_rows else splits.train
     if not train_rows or not splits.valid:
@@ -92,7 +95,10 @@ def prepare_data(cfg: RunConfig, vocab: Vocab | None = None) -> RunData:
         extra = transfer_examples(d.transfer, train_rows, own, cfg.setup, d.max_train_rows)
         train = concat(train, extra)
     return RunData(
-        own, train, encode(splits.valid, own, cfg.setup), encode(splits.test, own, cfg.setup)
+        own,
+        train,
+        encode(splits.valid, own, cfg.setup),
+        {"test": encode(splits.test, own, cfg.setup)},
     )
 
 
@@ -241,7 +247,8 @@ class _Trainer:
         device: torch.device,
     ):
         self.cfg, self.out, self.data, self.teacher, self.device = cfg, out, data, teacher, device
-        self.model = build_model(cfg.model, len(data.vocab), cfg.setup).to(device)
+        vocab_size = len(data.vocab) if data.vocab is not None else 0
+        self.model = build_model(cfg.model, vocab_size, cfg.setup).to(device)
         self.params = [p for p in self.model.parameters() if p.requires_grad]
         self.opt = torch.optim.AdamW(
             [
@@ -262,12 +269,16 @@ class _Trainer:
         self.cache_seconds = 0.0
 
     @property
+    def fingerprint(self) -> str | None:
+        return self.data.vocab.fingerprint if self.data.vocab is not None else None
+
+    @property
     def ckpt_path(self) -> Path:
         return self.out / "checkpoint.pt"
 
     def restore(self) -> None:
         ckpt = load_checkpoint(self.ckpt_path, self.device)
-        if ckpt.get("vocab_fingerprint") != self.data.vocab.fingerprint:
+        if ckpt.get("vocab_fingerprint") != self.fingerprint:
             raise IbkdError(f"{self.ckpt_path}: was trained with another vocabulary")
         if ckpt.get("config") != _comparable(self.cfg):
             raise IbkdError(
@@ -292,12 +303,12 @@ class _Trainer:
             self.ckpt_path, model=self.model.state_dict(), optimizer=self.opt.state_dict(),
             scheduler=self.sched.state_dict(), state=asdict(self.state),
             rng=_rng_state(self.device), best_model=self.best_model,
-            vocab_fingerprint=self.data.vocab.fingerprint, config=_comparable(self.cfg),
+            vocab_fingerprint=self.fingerprint, config=_comparable(self.cfg),
             finished=final,
         )  # fmt: skip
 
     def cache_teacher(self) -> None:
-        if self.teacher is not None and self.teacher.cacheable and self.cfg.setup == "cls":
+        if self.teacher is not None and self.teacher.cacheable and self.cfg.setup != "lm":
             t0 = time.perf_counter()
             self.teacher.cache(self.data.train, self.device)
             self.cache_seconds = time.perf_counter() - t0
@@ -427,7 +438,7 @@ class _Trainer:
             },
         }  # fmt: skip
         (out / "predictions").mkdir(exist_ok=True)
-        for name, split in (("valid", self.data.valid), ("test", self.data.test)):
+        for name, split in [("valid", self.data.valid), *self.data.tests.items()]:
             pred = predict(self.model, split, self.data.vocab, self.device)
             save_predictions(out / "predictions" / f"{name}.npz", pred)
             metrics[name] = compute_metrics(pred)
@@ -468,7 +479,8 @@ def train_run(
     data = prepare_data(cfg, teacher.run.vocab if teacher else None)
     out.mkdir(parents=True, exist_ok=True)
     cfg.save(out / "config.yaml")
-    data.vocab.save(out / "vocab.json")
+    if data.vocab is not None:
+        data.vocab.save(out / "vocab.json")
 
     trainer = _Trainer(cfg, out, data, teacher, device)
     if resume:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 
 from ibkd.data.linzen import AgreementRow
@@ -35,6 +36,14 @@ class Encoded:
     def __len__(self) -> int:
         return len(self.lengths)
 
+    def meta(self) -> dict[str, np.ndarray]:
+        """Per example: the label and what the metrics group by (distance, attractors)."""
+        out = {"label": self.labels.numpy().copy()}
+        if self.rows is not None:
+            for key in ("distance", "n_intervening", "n_diff_intervening"):
+                out[key] = np.array([getattr(r, key) for r in self.rows], dtype=np.int64)
+        return out
+
     def batch(self, index: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """(inputs [B, Lb], lengths [B], targets): targets are labels [B] (classification) or
         next tokens [B, Lb] with <pad> beyond each sentence (LM)."""
@@ -47,6 +56,29 @@ class Encoded:
         # the matrix holds <eos> right after each input: blank it out of the inputs
         inputs[torch.arange(width)[None, :] >= lengths[:, None]] = PAD
         return inputs, lengths, rows[:, 1 : width + 1].long()
+
+
+@dataclass
+class ImageSet:
+    """Images with the same interface as `Encoded` (scenario 2): `lengths` are all 1, so the
+    length-bucketed batches are plain shuffled batches."""
+
+    images: torch.Tensor  # [N, 1, 28, 28] float32 in [0, 1]
+    labels: torch.Tensor  # [N] int64
+    setup: str = "mnist"
+    rows: None = None
+
+    def __post_init__(self) -> None:
+        self.lengths = torch.ones(len(self.labels), dtype=torch.long)
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def meta(self) -> dict[str, np.ndarray]:
+        return {"label": self.labels.numpy().copy()}
+
+    def batch(self, index: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        return self.images[index], self.lengths[index], self.labels[index]
 
 
 def pack(setup, seqs, lengths, labels, verb_pos, rows) -> Encoded:

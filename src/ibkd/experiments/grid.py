@@ -226,6 +226,7 @@ def write_manifest(
     manifest = {
         "title": title,
         "notes": notes,
+        "data": runs[0].config.data.data if runs else "default",
         "runs": [
             {
                 "name": r.name,

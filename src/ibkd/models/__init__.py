@@ -12,11 +12,14 @@ from ibkd.config import ModelConfig
 from ibkd.errors import IbkdError
 from ibkd.models.lstm import LSTM
 from ibkd.models.transformer import Transformer
+from ibkd.models.vision import CNN, MLP
 
 Builder = Callable[[ModelConfig, int, str], nn.Module]
 REGISTRY: dict[str, Builder] = {
     "lstm": LSTM,
     "transformer": Transformer,
+    "mlp": MLP,
+    "cnn": CNN,
 }
 
 
