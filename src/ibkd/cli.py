@@ -221,7 +221,7 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
         runs = scenario1.grid(args.setup, args.budget, seeds=args.seeds, data=args.data)
         note, setup = scenario1.BUDGETS[args.budget].note, args.setup
     else:
-        runs = scenario2.grid(args.budget, seeds=args.seeds, data=args.data_dir or args.data)
+        runs = scenario2.grid(args.budget, seeds=args.seeds, data=args.data)
         note, setup = scenario2.BUDGETS[args.budget].note, "mnist"
     out = Path(args.out or f"runs/{args.scenario}-{setup}-{args.budget}")
     for r in runs:
@@ -294,13 +294,14 @@ def _add_run_options(p: argparse.ArgumentParser, distill: bool) -> None:
     p.add_argument(
         "--model",
         help="lstm, transformer, transformer-seq, utransformer-seq "
-        "(cls); lstm, small-lstm, transformer, small-transformer (lm)",
+        "(cls); lstm, small-lstm, transformer, small-transformer (lm); mlp, cnn (mnist)",
     )
     p.add_argument("--preset", choices=PRESETS, help="model and training sizes (default paper)")
     p.add_argument(
         "--data",
+        "--data-dir",
         help="default, a folder with train/valid/test, or one Linzen file; for --setup mnist, "
-        "default (the MNIST cache or $IBKD_MNIST_DIR) or an MNIST folder"
+        "default ($IBKD_MNIST_DIR or the cache) or a folder with the MNIST IDX files"
         + (" (default: the teacher's)" if distill else " (default: default)"),
     )
     p.add_argument(
@@ -449,13 +450,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     r.add_argument(
         "--data",
+        "--data-dir",
         default="default",
         help="scenario1: default, a data folder or a Linzen file; scenario2: default "
-        "(the MNIST cache, or $IBKD_MNIST_DIR) or an MNIST folder",
+        "($IBKD_MNIST_DIR, or the cache, downloaded to when empty) or a folder with the four "
+        "MNIST IDX files",
     )
-    r.add_argument("--data-dir", help="scenario2: a folder with the four MNIST IDX files")
     r.add_argument("--seeds", type=int, help="seeds per cell (default: the budget's)")
-    r.add_argument("--out", help="grid folder (default runs/scenario1-SETUP-BUDGET)")
+    r.add_argument("--out", help="grid folder (default runs/SCENARIO-SETUP-BUDGET)")
     r.add_argument("--device", default="auto")
     r.add_argument(
         "--workers",

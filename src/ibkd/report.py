@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import math
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -217,8 +218,10 @@ class RepresentationAnalysis:
     cka: np.ndarray
     coords: np.ndarray  # 2-D MDS
 
-    def between(self, a: Run, b: Run) -> float:
-        return float(self.distance[self.runs.index(a), self.runs.index(b)])
+    def between(self, a: Run, b: Run, measure: str = "rsa") -> float:
+        """Distance between two runs: 1 - RSA similarity (the paper's), or 1 - linear CKA."""
+        d = self.distance if measure == "rsa" else 1 - self.cka
+        return float(d[self.runs.index(a), self.runs.index(b)])
 
 
 def analyse_representations(runs: list[Run]) -> RepresentationAnalysis | None:
@@ -229,10 +232,10 @@ def analyse_representations(runs: list[Run]) -> RepresentationAnalysis | None:
     return RepresentationAnalysis(with_features, p["distance"], p["cka"], mds(p["distance"]))
 
 
-def spread(rep: RepresentationAnalysis, group: Group) -> float:
+def spread(rep: RepresentationAnalysis, group: Group, measure: str = "rsa") -> float:
     """Mean representational distance between the seeds of one group."""
     rs = [r for r in group.runs if r in rep.runs]
-    d = [rep.between(a, b) for i, a in enumerate(rs) for b in rs[i + 1 :]]
+    d = [rep.between(a, b, measure) for i, a in enumerate(rs) for b in rs[i + 1 :]]
     return float(np.mean(d)) if d else float("nan")
 
 
@@ -249,27 +252,45 @@ def _plt():
     return plt
 
 
-MODEL_ORDER = (
-    "transformer",
-    "transformer-seq",
-    "utransformer-seq",
-    "lstm",
-    "small-lstm",
-    "small-transformer",
-)
+# a tab10 colour per model; scenario 2 reuses scenario 1's: strong bias red, weak bias blue
+MODEL_COLORS = {
+    "transformer": 0,
+    "transformer-seq": 1,
+    "utransformer-seq": 2,
+    "lstm": 3,
+    "small-lstm": 4,
+    "small-transformer": 5,
+    "cnn": 3,
+    "mlp": 0,
+}
+# distilled runs: a marker (and a bar hatch) per teacher, so that two teachers of one student
+# are told apart; the strong-bias teachers get the upward triangle
+TEACHER_MARKS = {
+    "lstm": ("^", "//"),
+    "cnn": ("^", "//"),
+    "utransformer-seq": ("v", ".."),
+    "mlp": ("v", ".."),
+    "transformer-seq": ("<", "xx"),
+    "transformer": (">", "\\\\"),
+    "small-lstm": ("D", "--"),
+    "small-transformer": ("P", "++"),
+}
 
 
 def _color(model: str):
     plt = _plt()
-    i = MODEL_ORDER.index(model) if model in MODEL_ORDER else len(MODEL_ORDER)
-    return plt.cm.tab10(i % 10)
+    return plt.cm.tab10(MODEL_COLORS.get(model, 7))
+
+
+def _teacher_mark(teacher_model: str) -> tuple[str, str]:
+    return TEACHER_MARKS.get(teacher_model, ("^", "//"))
 
 
 def _style(g: Group) -> dict:
-    """One colour per model; solid circles alone, dashed triangles distilled, dotted squares
-    for other rows (such as a control)."""
+    """One colour per model; solid circles alone, dashed lines distilled (a triangle per
+    teacher), dotted squares for other rows (such as a control)."""
     if g.teacher_model is not None:
-        kind = {"linestyle": "--", "marker": "^"}
+        kind = {"linestyle": "--", "marker": _teacher_mark(g.teacher_model)[0]}
     elif g.row == "none":
         kind = {"linestyle": "-", "marker": "o"}
     else:
@@ -300,11 +321,12 @@ def plot_groups_by(groups: dict[str, Group], key: str, xlabel: str, path: Path) 
     _save(fig, ax, path, {"ncol": 2})
 
 
-def pooled_reliability(g: Group) -> tuple[list[float], list[float]]:
+def pooled_reliability(g: Group, on: str = "test") -> tuple[list[float], list[float]]:
     """Each confidence bin's mean confidence and accuracy over all seeds' examples."""
+    per_run = [(r.metrics if on == "test" else r.sets[on])["reliability"] for r in g.runs]
     xs, ys = [], []
-    for i in range(len(g.runs[0].metrics["reliability"])):
-        bins = [r.metrics["reliability"][i] for r in g.runs if r.metrics["reliability"][i]["n"]]
+    for i in range(len(per_run[0])):
+        bins = [run_bins[i] for run_bins in per_run if run_bins[i]["n"]]
         n = sum(b["n"] for b in bins)
         if n:
             xs.append(sum(b["confidence"] * b["n"] for b in bins) / n)
@@ -312,12 +334,16 @@ def pooled_reliability(g: Group) -> tuple[list[float], list[float]]:
     return xs, ys
 
 
-def plot_reliability(groups: dict[str, Group], path: Path) -> None:
+def plot_reliability(groups: dict[str, Group], path: Path, on: str = "test") -> None:
     fig, ax = _plt().subplots(figsize=(5.5, 5))
     ax.plot([0, 1], [0, 1], color="grey", linewidth=0.8)
+    lowest = 0.45  # two classes: no confidence under 0.5
     for g in groups.values():
-        ax.plot(*pooled_reliability(g), label=g.name, **_style(g))
-    ax.set(xlabel="confidence", ylabel="accuracy", xlim=(0.45, 1.0), ylim=(0.0, 1.0))
+        xs, ys = pooled_reliability(g, on)
+        ax.plot(xs, ys, label=g.name, **_style(g))
+        lowest = min([lowest, *xs])
+    ax.set(xlabel="confidence", ylabel="accuracy", xlim=(lowest // 0.05 * 0.05, 1.0), ylim=(0, 1))
+    ax.set_title(f"reliability on the {on} set", fontsize=9)
     ax.grid(alpha=0.3)
     _save(fig, ax, path)
 
@@ -330,7 +356,11 @@ def plot_mds(rep: RepresentationAnalysis, path: Path) -> None:
             x,
             y,
             color=_color(r.model),
-            marker="^" if r.teacher else "o" if r.row == "none" else "s",
+            marker=_teacher_mark(r.teacher_model)[0]
+            if r.teacher
+            else "o"
+            if r.row == "none"
+            else "s",
             s=60 if r.teacher else 50,
             label=r.group if r.group not in seen else None,
             edgecolor="black" if r.teacher else "none",
@@ -338,8 +368,8 @@ def plot_mds(rep: RepresentationAnalysis, path: Path) -> None:
         )
         seen.add(r.group)
     ax.set_title(
-        "MDS of representational distances (circles: alone, triangles: distilled, "
-        "squares: other rows)",
+        "MDS of representational distances (circles: alone, triangles: distilled, one per "
+        "teacher; squares: other rows)",
         fontsize=9,
     )
     ax.set(xticks=[], yticks=[])
@@ -417,15 +447,8 @@ def mnist_tables(groups: dict[str, Group]) -> str:
 
     order = ["cnn", "mlp", "cnn -> mlp", "mlp -> mlp", "cnn -> cnn", "mlp -> cnn"]
     names = [n for n in order if n in groups] + [n for n in groups if n not in order]
-    titles = {
-        "test": "MNIST",
-        "scale": "Scaled",
-        "translate": "Translated",
-        "rotate": "Rotated",
-        "shear": "Sheared",
-    }
     out = [
-        "| metric | model | " + " | ".join(titles[t] for t in TEST_SETS) + " |",
+        "| metric | model | " + " | ".join(TEST_SETS.values()) + " |",
         "|---" * (len(TEST_SETS) + 2) + "|",
     ]
     for key, label in (("mu_accuracy", "accuracy"), ("ece", "ECE")):
@@ -461,13 +484,14 @@ def plot_by_test_set(groups: dict[str, Group], path: Path) -> None:
             yerr=[np.nan_to_num(g.std("mu_accuracy", t)) for t in TEST_SETS],
             label=g.name,
             color=_color(g.model),
-            alpha=1.0 if g.row == "none" else 0.55,
-            hatch=None if g.row == "none" else "//",
+            alpha=1.0 if g.row == "none" else 0.6,
+            hatch=_teacher_mark(g.teacher_model)[1] if g.teacher_model else None,
+            edgecolor="white",
         )
-    ax.set_xticks(np.arange(len(TEST_SETS)) + 0.4 - width / 2, TEST_SETS)
+    ax.set_xticks(np.arange(len(TEST_SETS)) + 0.4 - width / 2, list(TEST_SETS.values()))
     ax.set(ylabel="accuracy (mean over seeds)", ylim=(0, 1))
     ax.grid(alpha=0.3, axis="y")
-    _save(fig, ax, path, {"ncol": 3})
+    _save(fig, ax, path, {"ncol": len(groups), "loc": "lower center", "bbox_to_anchor": (0.5, 1)})
 
 
 def plot_shift_examples(path: Path, data: str = "default", n: int = 8) -> bool:
@@ -512,8 +536,17 @@ def mnist_sections(groups, runs, rep, fig_dir: Path, data: str) -> list[str]:
         "## Figures\n",
         "![accuracy by test set](figures/accuracy_by_test_set.png)\n",
     ]
-    if plot_shift_examples(fig_dir / "shift_examples.png", data):
+    examples = fig_dir / "shift_examples.png"
+    if plot_shift_examples(examples, data) or examples.exists():  # kept from an earlier report
         parts.append("![the shifted test digits](figures/shift_examples.png)\n")
+    else:
+        print(
+            f"report: MNIST not found at {data!r} ($IBKD_MNIST_DIR or the cache), so no "
+            "figure of the shifted digits",
+            file=sys.stderr,
+        )
+    plot_reliability(groups, fig_dir / "reliability_translate.png", "translate")
+    parts.append("![reliability on translated digits](figures/reliability_translate.png)\n")
     return parts
 
 

@@ -54,9 +54,12 @@ class CNN(nn.Module):
         layers += [nn.AdaptiveAvgPool2d(1), nn.Flatten()]
         self.body = nn.Sequential(*layers)
         self.head = nn.Linear(channels, N_CLASSES)
+        # channels-last convolutions (oneDNN on CPU, cuDNN on GPU): the quick scenario-2 grid
+        # took 9.6 instead of 13 minutes on 2 CPU cores
+        self.to(memory_format=torch.channels_last)
 
     def features(self, images: torch.Tensor, lengths: torch.Tensor | None = None):
-        return self.body(images)
+        return self.body(images.contiguous(memory_format=torch.channels_last))
 
     def forward(self, images: torch.Tensor, lengths: torch.Tensor | None = None):
         return self.head(self.features(images))
