@@ -6,7 +6,16 @@ import torch
 from conftest import shared
 
 from ibkd.config import preset
-from ibkd.data.mnist import FILES, SHIFTS, image_sets, load_mnist, read_idx, shift, write_idx
+from ibkd.data.mnist import (
+    FILES,
+    SHIFTS,
+    download,
+    image_sets,
+    load_mnist,
+    read_idx,
+    shift,
+    write_idx,
+)
 from ibkd.errors import IbkdError
 from ibkd.models import build_model
 
@@ -81,6 +90,18 @@ def test_real_mnist_copy():
     m = load_mnist(folder)
     assert m.train_images.shape == (60_000, 28, 28) and len(m.test_labels) == 10_000
     assert np.bincount(m.train_labels)[0] == 5_923 and np.bincount(m.test_labels)[9] == 1_009
+
+
+def test_download_verifies_checksums_and_falls_back(tmp_path):
+    bad = fake_mnist(tmp_path / "bad-mirror")
+    target = tmp_path / "cache"
+    with pytest.raises(IbkdError, match="checksum .* does not match"):
+        download(target, (bad.as_uri() + "/",))
+    assert not any(target.iterdir())  # nothing unverified left behind
+    good = shared("mnist")  # the canonical copy as a second mirror: the first one's bad files
+    download(target, (bad.as_uri() + "/", good.as_uri() + "/"))  # are refused, then fetched
+    assert sorted(p.name for p in target.iterdir()) == sorted(FILES.values())
+    assert len(load_mnist(target).test_labels) == 10_000
 
 
 def test_shifts_shapes_range_and_determinism():
