@@ -214,6 +214,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 def cmd_reproduce(args: argparse.Namespace) -> int:
     from ibkd.experiments import scenario1, scenario2
+    from ibkd.experiments.executors import Ray, local
     from ibkd.experiments.grid import default_workers, run_grid
     from ibkd.report import write_report
 
@@ -234,13 +235,17 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
         + (f"; {note}" if note else ""),
         file=sys.stderr,
     )
-    workers = default_workers(args.device) if args.workers is None else args.workers
+    if args.executor == "ray":
+        executor = Ray(out.absolute(), args.ray_address, args.cpus_per_run, args.gpus_per_run)
+    else:
+        workers = default_workers(args.device) if args.workers is None else args.workers
+        executor = local(workers, not args.no_progress)
     title = f"Scenario {args.scenario[-1]} ({setup}, {args.budget} budget)"
     result = run_grid(
         runs,
         out,
         progress=not args.no_progress,
-        workers=workers,
+        executor=executor,
         title=title,
         notes=(note[0].upper() + note[1:] + ".") if note else "",
     )
@@ -464,6 +469,21 @@ def build_parser() -> argparse.ArgumentParser:
         type=int,
         help="runs at a time, in separate processes (default: one per CPU core on "
         "a CPU-only machine, 1 with a GPU)",
+    )
+    r.add_argument(
+        "--executor",
+        choices=("local", "ray"),
+        default="local",
+        help="local: this machine (--workers); ray: every run a Ray task on a cluster",
+    )
+    r.add_argument(
+        "--ray-address",
+        help="the cluster to join: auto (the one `ray start` runs here), HOST:PORT, or "
+        "ray://HOST:10001; default: a Ray instance on this machine only",
+    )
+    r.add_argument("--cpus-per-run", type=float, default=1, help="Ray: CPUs a run asks for")
+    r.add_argument(
+        "--gpus-per-run", type=float, default=0, help="Ray: GPUs a run asks for (0.5: two share)"
     )
     r.add_argument("--epochs", type=int, help="override the budget's epochs (smoke tests)")
     r.add_argument(

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from ibkd.config import RunConfig
 from ibkd.errors import IbkdError
+from ibkd.experiments.executors import Executor
 from ibkd.files import atomic_write
 
 
@@ -121,15 +122,15 @@ def default_workers(device: str = "auto") -> int:
 
 def run_grid(
     runs: list[GridRun], out: str | Path, *, progress: bool = True, workers: int = 1,
-    title: str = "", notes: str = "",
+    title: str = "", notes: str = "", executor: Executor | None = None,
 ) -> GridResult:  # fmt: skip
-    """Run every run of the grid into `out/<name>`: in this process (`workers` 1) or in a pool
-    of `workers` processes with cores / workers threads each. A run starts once its teacher
-    has finished. `title` and `notes` are kept in grid.json for the report."""
-    import multiprocessing as mp
-    from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+    """Run every run of the grid into `out/<name>`, on `executor` (default: in this process
+    when `workers` is 1, else a pool of `workers` processes with cores / workers threads each).
+    A run starts once its teacher has finished, not when a whole stage has. `title` and `notes`
+    are kept in grid.json for the report."""
+    from ibkd.experiments.executors import local
 
-    out = Path(out)
+    out = Path(out).absolute()
     out.mkdir(parents=True, exist_ok=True)
     result = GridResult()
     t0 = time.perf_counter()
@@ -150,13 +151,12 @@ def run_grid(
         if bar is not None:
             bar.update(1)
 
-    threads = None if workers <= 1 else max(1, (os.cpu_count() or 1) // workers)
-    pool = ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn")) if workers > 1 else None
-    running: dict = {}  # future -> run
+    executor = executor or local(workers, progress)
+    running: dict = {}  # handle -> run
     try:
         while pending or running:
             for run in list(pending):
-                if pool is not None and len(running) >= workers:
+                if executor.slots is not None and len(running) >= executor.slots:
                     break
                 teacher_state = _teacher_state(run, result)
                 if teacher_state == "wait":
@@ -168,21 +168,9 @@ def run_grid(
                         bar.update(1)
                 elif teacher_state == "failed":
                     settle(run, RuntimeError(f"its teacher {run.teacher} failed"))
-                elif pool is None:
-                    if bar is not None:
-                        bar.set_description(f"grid: {run.name}")
-                    try:
-                        _train_one(resolved(run, out), str(out / run.name), None, progress)
-                        settle(run, None)
-                    except KeyboardInterrupt:
-                        raise
-                    except Exception as e:  # noqa: BLE001 - report it, go on with the rest
-                        settle(run, e)
                 else:
-                    future = pool.submit(
-                        _train_one, resolved(run, out), str(out / run.name), threads, False
-                    )
-                    running[future] = run
+                    handle = executor.submit(resolved(run, out), str(out / run.name))
+                    running[handle] = run
             if (
                 pending
                 and not running
@@ -192,12 +180,10 @@ def run_grid(
             if running:
                 if bar is not None:
                     bar.set_description("grid: " + ", ".join(r.name for r in running.values()))
-                done, _ = wait(running, return_when=FIRST_COMPLETED)
-                for future in done:
-                    settle(running.pop(future), future.exception())
+                for handle, error in executor.wait(list(running)):
+                    settle(running.pop(handle), error)
     finally:
-        if pool is not None:
-            pool.shutdown(wait=True, cancel_futures=True)
+        executor.close()
         if bar is not None:
             bar.close()
     result.seconds = time.perf_counter() - t0

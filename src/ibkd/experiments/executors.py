@@ -1,0 +1,191 @@
+"""Where a grid's runs execute: in this process, in a local process pool, or as Ray tasks.
+
+The grid runner (`grid.run_grid`) decides *which* runs may start (teachers before students,
+finished runs skipped); an executor only starts them and reports each as it ends. Every
+executor trains a run with `grid._train_one`, which resumes from the run's checkpoint, so a
+retried or re-run grid continues where it stopped.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from pathlib import Path
+from typing import Any, Protocol
+
+from ibkd.config import RunConfig
+from ibkd.errors import IbkdError
+
+
+class Executor(Protocol):
+    slots: int | None  # runs in flight at most (None: every ready run at once)
+    threads: int | None  # torch threads per run (None: torch's default)
+
+    def submit(self, cfg: RunConfig, folder: str) -> Any: ...
+
+    def wait(self, handles: list) -> list[tuple[Any, BaseException | None]]:
+        """Block until at least one handle has ended; (handle, error or None) for those."""
+        ...
+
+    def close(self) -> None: ...
+
+
+class Inline:
+    """One run at a time in this process (with its own progress bar)."""
+
+    slots, threads = 1, None
+
+    def __init__(self, progress: bool = True):
+        self.progress = progress
+        self.queued: dict[str, RunConfig] = {}  # folder (the handle) -> config
+
+    def submit(self, cfg: RunConfig, folder: str):
+        self.queued[folder] = cfg
+        return folder
+
+    def wait(self, handles):
+        from ibkd.experiments.grid import _train_one
+
+        folder = handles[0]
+        try:
+            _train_one(self.queued.pop(folder), folder, None, self.progress)
+            return [(folder, None)]
+        except KeyboardInterrupt:
+            raise
+        except Exception as e:  # noqa: BLE001 - reported by the grid, which goes on
+            return [(folder, e)]
+
+    def close(self) -> None:
+        pass
+
+
+class Pool:
+    """`workers` processes on this machine, cores / workers torch threads each."""
+
+    def __init__(self, workers: int):
+        import multiprocessing as mp
+        from concurrent.futures import ProcessPoolExecutor
+
+        self.slots = workers
+        self.threads = max(1, (os.cpu_count() or 1) // workers)
+        self.pool = ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn"))
+
+    def submit(self, cfg: RunConfig, folder: str):
+        from ibkd.experiments.grid import _train_one
+
+        return self.pool.submit(_train_one, cfg, folder, self.threads, False)
+
+    def wait(self, handles):
+        from concurrent.futures import FIRST_COMPLETED, wait
+
+        done, _ = wait(handles, return_when=FIRST_COMPLETED)
+        return [(f, f.exception()) for f in done]
+
+    def close(self) -> None:
+        self.pool.shutdown(wait=True, cancel_futures=True)
+
+
+def local(workers: int, progress: bool = True) -> Executor:
+    return Inline(progress) if workers <= 1 else Pool(workers)
+
+
+class Ray:
+    """Every run is a Ray task asking for `cpus_per_run` CPUs and `gpus_per_run` GPUs (a
+    fraction shares a GPU); Ray places it. A task that fails is retried once (it resumes from
+    its checkpoint), then reported. The grid folder must be on storage every node sees: that is
+    checked at start with a task on every node."""
+
+    slots = None
+
+    def __init__(
+        self,
+        out: Path,
+        address: str | None = None,
+        cpus_per_run: float = 1,
+        gpus_per_run: float = 0,
+    ):
+        try:
+            import ray
+        except ImportError:
+            raise IbkdError(
+                "--executor ray: Ray is not installed (pip install 'ibkd[ray]')"
+            ) from None
+        self.ray = ray
+        if not ray.is_initialized():
+            # the workers see this machine's IBKD_* settings (data folders, cache)
+            env = {k: v for k, v in os.environ.items() if k.startswith("IBKD_")}
+            ray.init(
+                address=address,
+                runtime_env={"env_vars": env} if env else None,
+                log_to_driver=False,
+            )
+        self.threads = max(1, int(cpus_per_run))
+        from ibkd.experiments.grid import _train_one
+
+        self.task = ray.remote(_train_one).options(
+            num_cpus=cpus_per_run,
+            num_gpus=gpus_per_run,
+            max_retries=1,
+            retry_exceptions=True,
+        )
+        check_shared_storage(out)
+
+    def submit(self, cfg: RunConfig, folder: str):
+        # a GPU task sees only its own GPU(s) as cuda:0; "auto" picks it
+        return self.task.remote(cfg, folder, self.threads, False)
+
+    def wait(self, handles):
+        done, _ = self.ray.wait(handles, num_returns=1)
+        ended = []
+        for ref in done:
+            try:
+                self.ray.get(ref)
+                ended.append((ref, None))
+            except self.ray.exceptions.RayTaskError as e:
+                ended.append((ref, e.cause if e.cause is not None else e))
+            except self.ray.exceptions.RayError as e:  # a lost worker or node, after retries
+                ended.append((ref, e))
+        return ended
+
+    def close(self) -> None:
+        pass  # the cluster belongs to whoever started it
+
+
+def _sees(path: str, token: str) -> tuple[str, bool]:
+    import socket
+
+    try:
+        return socket.gethostname(), Path(path).read_text() == token
+    except OSError:
+        return socket.gethostname(), False
+
+
+def check_shared_storage(out: Path) -> None:
+    """Fail unless every alive Ray node reads the same file under `out` as this process."""
+    import ray
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+    out.mkdir(parents=True, exist_ok=True)
+    probe = out / f".storage-check-{uuid.uuid4().hex}"
+    token = uuid.uuid4().hex
+    probe.write_text(token)
+    try:
+        sees = ray.remote(_sees)
+        refs = [
+            sees.options(
+                num_cpus=0,
+                scheduling_strategy=NodeAffinitySchedulingStrategy(n["NodeID"], soft=False),
+            ).remote(str(probe), token)
+            for n in ray.nodes()
+            if n["Alive"]
+        ]
+        blind = [host for host, ok in ray.get(refs) if not ok]
+    finally:
+        probe.unlink(missing_ok=True)
+    if blind:
+        raise IbkdError(
+            f"--out {out}: Ray nodes {', '.join(blind)} do not see this folder; with "
+            "--executor ray the grid folder must be on storage every node mounts at the same "
+            "path (NFS, a shared disk), since each run writes there and students read their "
+            "teacher's run"
+        )
