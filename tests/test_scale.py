@@ -64,3 +64,63 @@ def test_storage_probe_reads_the_token(tmp_path):
     probe.write_text("abc")
     assert _sees(str(probe), "abc")[1] and not _sees(str(probe), "abd")[1]
     assert not _sees(str(tmp_path / "absent"), "abc")[1]
+
+
+def small_data(folder, rows=(600, 150, 150)):
+    """The first rows of each shipped split, as a data folder."""
+    from ibkd.data.splits import Splits, load_splits, write_splits
+
+    s = load_splits("default")
+    write_splits(Splits(s.train[: rows[0]], s.valid[: rows[1]], s.test[: rows[2]], "test"), folder)
+    return folder
+
+
+def torchrun(*args, timeout=300):
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2",
+           "--standalone", "-m", "ibkd", *args]  # fmt: skip
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    return done.stdout
+
+
+def test_torchrun_ddp_on_cpu_trains_one_run(tmp_path):
+    import csv
+
+    data = small_data(tmp_path / "data")
+    runs = tmp_path / "runs"
+    out = torchrun("train", "--setup", "cls", "--model", "lstm", "--preset", "quick",
+                   "--data", str(data), "--epochs", "4", "--lr", "3e-3", "--device", "cpu",
+                   "--no-progress", "--out", str(runs / "ddp"))  # fmt: skip
+    assert out.count("valid: µ-accuracy") == 1  # rank 0 alone reports
+    assert [p.name for p in runs.iterdir()] == ["ddp"]  # exactly one run folder
+    metrics = json.loads((runs / "ddp" / "metrics.json").read_text())
+    assert metrics["training"]["processes"] == 2
+    with open(runs / "ddp" / "epochs.csv") as f:
+        losses = [float(r["train_loss"]) for r in csv.DictReader(f)]
+    assert len(losses) == 4 and losses[-1] < losses[0]
+    steps = [int(r.split(",")[0]) for r in (runs / "ddp" / "log.csv").read_text().split()[1:]]
+    assert steps == list(range(1, metrics["training"]["steps"] + 1))  # one writer, no repeats
+
+
+def test_a_killed_run_resumes_under_torchrun(tmp_path):
+    from test_train import Killed, kill_at
+
+    from ibkd.config import RunConfig, preset
+    from ibkd.train import train_run
+
+    model, train = preset("cls", "lstm", "quick")
+    train.epochs, train.device = 3, "cpu"
+    cfg = RunConfig(setup="cls", model=model, seed=0, train=train)
+    cfg.data.data = str(small_data(tmp_path / "data"))
+    with pytest.raises(Killed):  # mid-epoch 2, after the end-of-epoch-1 checkpoint
+        train_run(cfg, tmp_path / "run", progress=False, on_step=kill_at(14))
+    torchrun("train", "--out", str(tmp_path / "run"), "--resume", "--no-progress")
+    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert metrics["training"]["epochs"] == 3 and metrics["training"]["processes"] == 2
+    steps = [int(r.split(",")[0]) for r in (tmp_path / "run" / "log.csv").read_text().split()[1:]]
+    assert steps == list(range(1, metrics["training"]["steps"] + 1))

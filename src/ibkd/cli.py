@@ -142,6 +142,7 @@ def _run_config(args: argparse.Namespace):
     if args.resume and saved.exists() and not given:
         cfg = RunConfig.load(saved)
         cfg.train.device = args.device
+        cfg.train.compile = args.compile
         return cfg
     teacher_cfg = None
     if getattr(args, "teacher", None):
@@ -159,6 +160,7 @@ def _run_config(args: argparse.Namespace):
         if getattr(args, option) is not None:
             setattr(train, option, getattr(args, option))
     train.device = args.device
+    _apply_speed_options(args, train)
     data = (
         teacher_cfg.data
         if teacher_cfg and args.data is None
@@ -192,6 +194,8 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     cfg = _run_config(args)
     metrics = train_run(cfg, args.out, resume=args.resume, progress=not args.no_progress)
+    if not metrics:  # a torchrun process other than rank 0: rank 0 reports
+        return 0
     t = metrics["training"]
     print(
         f"{metrics['run']}: {metrics['model']}"
@@ -227,6 +231,7 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
     out = Path(args.out or f"runs/{args.scenario}-{setup}-{args.budget}")
     for r in runs:
         r.config.train.device = args.device
+        _apply_speed_options(args, r.config.train)
         if args.epochs is not None:
             r.config.train.epochs = args.epochs
         r.config.data.max_train_rows = args.max_train_rows
@@ -287,6 +292,19 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_speed_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--precision", choices=("fp32", "bf16"), help="bf16: autocast on CUDA (default fp32)"
+    )
+    p.add_argument("--compile", action="store_true", help="torch.compile the training model")
+
+
+def _apply_speed_options(args: argparse.Namespace, train) -> None:
+    if args.precision is not None:
+        train.precision = args.precision
+    train.compile = train.compile or args.compile
+
+
 def _add_run_options(p: argparse.ArgumentParser, distill: bool) -> None:
     from ibkd.config import KD_SCALES, PRESETS, SETUPS
 
@@ -321,6 +339,7 @@ def _add_run_options(p: argparse.ArgumentParser, distill: bool) -> None:
     p.add_argument("--batch-size", type=int, help="override the preset")
     p.add_argument("--lr", type=float, help="override the preset")
     p.add_argument("--device", default="auto", help="auto (CUDA, MPS, else CPU), cpu, cuda, mps")
+    _add_speed_options(p)
     p.add_argument(
         "--resume", action="store_true", help="continue the run in --out from its checkpoint"
     )
@@ -464,6 +483,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--seeds", type=int, help="seeds per cell (default: the budget's)")
     r.add_argument("--out", help="grid folder (default runs/SCENARIO-SETUP-BUDGET)")
     r.add_argument("--device", default="auto")
+    _add_speed_options(r)
     r.add_argument(
         "--workers",
         type=int,

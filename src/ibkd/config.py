@@ -71,6 +71,8 @@ class TrainConfig:
     checkpoint_every: int = 500  # steps; also at each epoch's end
     device: str = "auto"  # auto | cpu | cuda | mps
     bucket: bool = True  # length-bucketed batches
+    precision: str = "fp32"  # fp32 | bf16 (autocast, CUDA only)
+    compile: bool = False  # torch.compile the training model
 
 
 @dataclass
@@ -137,6 +139,8 @@ class RunConfig:
                 raise IbkdError(f"--alpha {self.distill.alpha}: expected a value in [0, 1]")
             if self.distill.temperature <= 0:
                 raise IbkdError(f"--temperature {self.distill.temperature}: expected > 0")
+        if self.train.precision not in ("fp32", "bf16"):
+            raise IbkdError(f"{where}: precision {self.train.precision!r}, expected fp32 or bf16")
         if self.train.schedule not in ("cosine", "constant"):
             raise IbkdError(
                 f"{where}: schedule {self.train.schedule!r}, expected cosine or constant"

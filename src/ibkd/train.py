@@ -32,6 +32,7 @@ from ibkd.data.splits import default_dir, load_splits
 from ibkd.data.transfer import read_transfer
 from ibkd.data.vocab import PAD, Vocab, build_vocab
 from ibkd.distill import Teacher, distillation_loss, load_run
+from ibkd.distributed import Dist
 from ibkd.errors import IbkdError
 from ibkd.evaluate import load_predictions, predict, save_predictions
 from ibkd.files import atomic_write
@@ -173,10 +174,15 @@ def validation_loss(model: nn.Module, data: Encoded, device, batch_size: int = 2
 
 
 class _CsvLog:
-    """A CSV file appended row by row; on resume, rows after the checkpoint are dropped."""
+    """A CSV file appended row by row; on resume, rows after the checkpoint are dropped.
+    Not `enabled` (processes other than rank 0): writes nothing."""
 
-    def __init__(self, path: Path, fields: list[str], keep: Callable[[dict], bool] | None):
-        self.path, self.fields = path, fields
+    def __init__(
+        self, path: Path, fields: list[str], keep: Callable[[dict], bool] | None, enabled=True
+    ):
+        self.path, self.fields, self.file = path, fields, None
+        if not enabled:
+            return
         rows = []
         if keep is not None and path.exists():
             with open(path, newline="") as f:
@@ -188,10 +194,16 @@ class _CsvLog:
         self.file.flush()
 
     def write(self, row: dict) -> None:
-        self.writer.writerow(row)
+        if self.file is not None:
+            self.writer.writerow(row)
+
+    def flush(self) -> None:
+        if self.file is not None:
+            self.file.flush()
 
     def close(self) -> None:
-        self.file.close()
+        if self.file is not None:
+            self.file.close()
 
 
 def _rng_state(device: torch.device) -> dict:
@@ -212,8 +224,7 @@ def _check_folder(cfg: RunConfig, out: Path, resume: bool) -> dict | None:
     metrics of a run that already finished."""
     if resume and (out / "config.yaml").exists():
         saved = RunConfig.load(out / "config.yaml")
-        saved.train.device = cfg.train.device  # a run may move to another device
-        if saved.to_dict() != cfg.to_dict():
+        if _comparable(saved) != _comparable(cfg):  # a run may move to another device
             raise IbkdError(
                 f"--resume: the options differ from {out / 'config.yaml'}; "
                 "resume with the run's own settings"
@@ -228,10 +239,14 @@ def _check_folder(cfg: RunConfig, out: Path, resume: bool) -> dict | None:
     return None
 
 
+HOST_SETTINGS = ("device", "compile")  # how a run executes, not what it computes
+
+
 def _comparable(cfg: RunConfig) -> dict:
-    """The settings that must match for a checkpoint to be resumed (all but the device)."""
+    """The settings that must match for a checkpoint to be resumed (all but the device and
+    whether the model is compiled)."""
     d = cfg.to_dict()
-    d["train"] = {k: v for k, v in d["train"].items() if k != "device"}
+    d["train"] = {k: v for k, v in d["train"].items() if k not in HOST_SETTINGS}
     return d
 
 
@@ -245,10 +260,18 @@ class _Trainer:
         data: RunData,
         teacher: Teacher | None,
         device: torch.device,
+        dist: Dist | None = None,
     ):
         self.cfg, self.out, self.data, self.teacher, self.device = cfg, out, data, teacher, device
+        self.dist = dist = dist or Dist()
         vocab_size = len(data.vocab) if data.vocab is not None else 0
         self.model = build_model(cfg.model, vocab_size, cfg.setup).to(device)
+        self.net = dist.wrap(self.model, device)  # what training steps run (DDP or the model)
+        if cfg.train.compile:
+            self.net = torch.compile(self.net)
+        if cfg.train.precision == "bf16" and device.type != "cuda":
+            raise IbkdError(f"--precision bf16: for CUDA devices, not {device.type}")
+        self.autocast = torch.autocast("cuda", torch.bfloat16, cfg.train.precision == "bf16")
         self.params = [p for p in self.model.parameters() if p.requires_grad]
         self.opt = torch.optim.AdamW(
             [
@@ -298,7 +321,14 @@ class _Trainer:
         self.best_model = ckpt.get("best_model")
         _set_rng_state(ckpt["rng"], self.device)
 
+    def separate_rng(self) -> None:
+        """Under DDP: a dropout stream per process (at the start and after a resume)."""
+        if self.dist.enabled:
+            torch.manual_seed((self.cfg.seed * 1_000_003 + self.state.step) * 1009 + self.dist.rank)
+
     def checkpoint(self, final: bool = False) -> None:
+        if not self.dist.main:
+            return
         save_checkpoint(
             self.ckpt_path, model=self.model.state_dict(), optimizer=self.opt.state_dict(),
             scheduler=self.sched.state_dict(), state=asdict(self.state),
@@ -316,14 +346,17 @@ class _Trainer:
     def step(self, index: torch.Tensor) -> dict:
         """One optimizer step on the training examples `index`; returns its log row."""
         t0 = time.perf_counter()
-        tokens, lengths_cpu, targets = self.data.train.batch(index)
-        n_tokens = int(lengths_cpu.sum())
-        tokens = tokens.to(self.device, non_blocking=True)
-        lengths = lengths_cpu.to(self.device)
-        targets = targets.to(self.device, non_blocking=True)
-        logits = self.model(tokens, lengths)
-        t_logits = self.teacher.for_batch(index, tokens, lengths) if self.teacher else None
-        loss, ce, kd = loss_and_parts(logits, targets, self.cfg.setup, t_logits, self.cfg.distill)
+        n_tokens = int(self.data.train.lengths[index].sum())  # of the whole (global) batch
+        index = self.dist.shard(index)
+        tokens, lengths, targets = (self._to_device(t) for t in self.data.train.batch(index))
+        with self.autocast:
+            logits = self.net(tokens, lengths)
+            t_logits = self.teacher.for_batch(index, tokens, lengths) if self.teacher else None
+        if t_logits is not None:
+            t_logits = t_logits.float()
+        loss, ce, kd = loss_and_parts(
+            logits.float(), targets, self.cfg.setup, t_logits, self.cfg.distill
+        )
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
         grad_norm = nn.utils.clip_grad_norm_(self.params, self.cfg.train.clip)
@@ -344,6 +377,12 @@ class _Trainer:
             "grad_norm": f"{gn:.4f}",
             "tokens_per_s": f"{n_tokens / (time.perf_counter() - t0):.0f}",
         }
+
+    def _to_device(self, t: torch.Tensor) -> torch.Tensor:
+        """A batch tensor to the device; to a GPU from pinned memory, without blocking."""
+        if self.device.type == "cuda":
+            return t.pin_memory().to(self.device, non_blocking=True)
+        return t.to(self.device)
 
     def epoch(self, log: _CsvLog, progress: bool, on_step) -> float:
         """The rest of the current epoch; returns its mean training loss."""
@@ -373,6 +412,8 @@ class _Trainer:
         losses = []
         try:
             for b in range(state.batch_in_epoch, len(order)):
+                if not self.dist.usable(order[b]):  # fewer examples than processes
+                    continue
                 t0 = time.perf_counter()
                 row = self.step(order[b])
                 state.batch_in_epoch = b + 1
@@ -382,7 +423,7 @@ class _Trainer:
                     bar.update(1)
                     bar.set_postfix(loss=row["loss"][:5], tok_s=row["tokens_per_s"])
                 if state.step % cfg.train.checkpoint_every == 0:
-                    log.file.flush()
+                    log.flush()
                     self.checkpoint()
                 state.seconds += time.perf_counter() - t0  # the whole step, logging included
                 if on_step is not None:
@@ -395,7 +436,10 @@ class _Trainer:
     def end_epoch(self, train_loss: float, epochs_log: _CsvLog) -> None:
         """Validate, keep the best weights, decide on early stopping, checkpoint."""
         state = self.state
-        valid_loss, valid_acc = validation_loss(self.model, self.data.valid, self.device)
+        valid_loss, valid_acc = math.nan, math.nan
+        if self.dist.main:  # under DDP the others take rank 0's numbers (BatchNorm may differ)
+            valid_loss, valid_acc = validation_loss(self.model, self.data.valid, self.device)
+        valid_loss, valid_acc = self.dist.from_main([valid_loss, valid_acc], self.device)
         state.epoch += 1
         state.batch_in_epoch = 0
         better = valid_loss < state.best_loss
@@ -416,12 +460,15 @@ class _Trainer:
                 "seconds": f"{state.seconds:.1f}",
             }
         )
-        epochs_log.file.flush()
+        epochs_log.flush()
         self.checkpoint()
 
     def finish(self) -> dict:
-        """Predict valid and test with the best weights; write predictions and metrics."""
+        """Predict valid and test with the best weights; write predictions and metrics
+        (rank 0; the other processes of a DDP run return {})."""
         cfg, state, out = self.cfg, self.state, self.out
+        if not self.dist.main:
+            return {}
         if self.best_model is not None:
             self.model.load_state_dict(self.best_model)
         metrics = {
@@ -433,6 +480,7 @@ class _Trainer:
                 "tokens_per_s": round(state.tokens / max(state.seconds, 1e-9)),
                 "teacher_cache_seconds": round(self.cache_seconds, 2),
                 "device": str(self.device), "threads": torch.get_num_threads(),
+                "processes": self.dist.world,
                 "train_examples": len(self.data.train),
                 "parameters": sum(p.numel() for p in self.model.parameters()),
             },
@@ -460,12 +508,20 @@ def train_run(
     """Train (or distil, when `cfg.distill` is set) one run into the folder `out`; returns
     its metrics. `on_step(step)` is called after every optimizer step."""
     out = Path(out)
+    dist, device = Dist.from_env(pick_device(cfg.train.device))
+    try:
+        return _train(cfg, out, resume, progress and dist.main, on_step, dist, device)
+    finally:
+        dist.close()
+
+
+def _train(cfg, out: Path, resume: bool, progress: bool, on_step, dist: Dist, device) -> dict:
     finished = _check_folder(cfg, out, resume)
-    if finished is not None:
-        return finished
     resume = resume and (out / "checkpoint.pt").exists()  # killed before a checkpoint: restart
+    dist.barrier()  # every process has looked at the folder before rank 0 writes to it
+    if finished is not None:
+        return finished if dist.main else {}
     cfg.validate()
-    device = pick_device(cfg.train.device)
     seed_everything(cfg.seed)
     teacher = None
     if cfg.distill is not None:
@@ -477,20 +533,22 @@ def train_run(
             )
         teacher = Teacher(run, cfg.distill)
     data = prepare_data(cfg, teacher.run.vocab if teacher else None)
-    out.mkdir(parents=True, exist_ok=True)
-    cfg.save(out / "config.yaml")
-    if data.vocab is not None:
-        data.vocab.save(out / "vocab.json")
+    if dist.main:
+        out.mkdir(parents=True, exist_ok=True)
+        cfg.save(out / "config.yaml")
+        if data.vocab is not None:
+            data.vocab.save(out / "vocab.json")
 
-    trainer = _Trainer(cfg, out, data, teacher, device)
+    trainer = _Trainer(cfg, out, data, teacher, device, dist)
     if resume:
         trainer.restore()
+    trainer.separate_rng()
     trainer.cache_teacher()
     state = trainer.state
     keep_steps = (lambda r: int(r["step"]) <= state.step) if resume else None
     keep_epochs = (lambda r: int(r["epoch"]) <= state.epoch) if resume else None
-    log = _CsvLog(out / "log.csv", LOG_FIELDS, keep_steps)
-    epochs_log = _CsvLog(out / "epochs.csv", EPOCH_FIELDS, keep_epochs)
+    log = _CsvLog(out / "log.csv", LOG_FIELDS, keep_steps, dist.main)
+    epochs_log = _CsvLog(out / "epochs.csv", EPOCH_FIELDS, keep_epochs, dist.main)
     try:
         while state.epoch < cfg.train.epochs and not state.stopped:
             train_loss = trainer.epoch(log, progress, on_step)
