@@ -11,8 +11,8 @@ the LM and scenario 2's models, whose "tokens" are images):
 - distillation: a distilled run with the teacher's outputs cached against the same plain run:
   training time (the caching pass included) and whole-run wall time.
 
-    python benchmarks/throughput.py [--rows 3000] [--setups cls lm] [--parts models distill]
-        [--presets quick paper] [--json out.json]
+    python benchmarks/throughput.py [--rows 3000] [--setups cls lm mnist] [--parts models distill]
+        [--presets quick paper] [--device cpu|cuda] [--json out.json]
 
 Targets (issue 3): ibkd >= 0.95x bare; transformer >= 3x nn.TransformerEncoderLayer;
 distillation with a cached teacher <= 1.1x plain training.
@@ -64,6 +64,8 @@ class TorchEncoderClassifier(nn.Module):
 
 def bare_loop(model, data, cfg, setup: str, epochs: int, bucket: bool = True) -> float:
     """Tokens/s of a minimal training loop over the same batches."""
+    device = torch.device(cfg.train.device)
+    model = model.to(device)
     opt = torch.optim.AdamW(
         model.parameters(), lr=cfg.train.lr, weight_decay=cfg.train.weight_decay
     )
@@ -74,7 +76,7 @@ def bare_loop(model, data, cfg, setup: str, epochs: int, bucket: bool = True) ->
         for index in batches(
             data.lengths, cfg.train.batch_size, shuffle=True, generator=gen, bucket=bucket
         ):
-            tokens, lengths, targets = data.batch(index)
+            tokens, lengths, targets = (t.to(device) for t in data.batch(index))
             logits = model(tokens, lengths)
             if setup == "lm":
                 mask = targets != PAD
@@ -86,12 +88,17 @@ def bare_loop(model, data, cfg, setup: str, epochs: int, bucket: bool = True) ->
             nn.utils.clip_grad_norm_(model.parameters(), cfg.train.clip)
             opt.step()
             tokens_done += int(lengths.sum())
+    if device.type == "cuda":
+        torch.cuda.synchronize()
     return tokens_done / (time.perf_counter() - t0)
+
+
+DEVICE = "cpu"  # --device
 
 
 def config(setup, name, preset_name, rows, epochs, seed=0, **distill):
     model, train = preset(setup, name, preset_name)
-    train = dataclasses.replace(train, epochs=epochs, device="cpu", patience=epochs + 1)
+    train = dataclasses.replace(train, epochs=epochs, device=DEVICE, patience=epochs + 1)
     return RunConfig(
         setup=setup,
         model=model,
@@ -190,13 +197,18 @@ def main() -> None:
         help="training rows of the distillation runs (default: all)",
     )
     ap.add_argument("--distill-epochs", type=int, default=3)
+    ap.add_argument("--device", default="cpu", help="cpu, cuda or mps (both loops)")
     ap.add_argument("--json", type=Path)
     args = ap.parse_args()
+    global DEVICE
+    DEVICE = args.device
     torch.set_num_threads(os.cpu_count() or 1)
     machine = (
         f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
         f"torch {torch.__version__}, {torch.get_num_threads()} threads"
     )
+    if args.device == "cuda":
+        machine += f", {torch.cuda.get_device_name()}"
     print(machine)
     results = {
         "machine": machine,
