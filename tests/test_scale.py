@@ -124,3 +124,19 @@ def test_a_killed_run_resumes_under_torchrun(tmp_path):
     assert metrics["training"]["epochs"] == 3 and metrics["training"]["processes"] == 2
     steps = [int(r.split(",")[0]) for r in (tmp_path / "run" / "log.csv").read_text().split()[1:]]
     assert steps == list(range(1, metrics["training"]["steps"] + 1))
+
+
+def test_bf16_is_for_cuda_only(tmp_path):
+    from test_train import tiny_config
+
+    from ibkd.errors import IbkdError
+    from ibkd.train import train_run
+
+    cfg = tiny_config()
+    cfg.train.precision = "bf16"
+    with pytest.raises(IbkdError, match="bf16: for CUDA devices, not cpu"):
+        train_run(cfg, tmp_path / "r", progress=False)
+    assert not (tmp_path / "r").exists()  # refused before anything was written
+    cfg.train.precision = "fp16"
+    with pytest.raises(IbkdError, match="precision 'fp16'"):
+        cfg.validate()

@@ -487,8 +487,8 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument(
         "--workers",
         type=int,
-        help="runs at a time, in separate processes (default: one per CPU core on "
-        "a CPU-only machine, 1 with a GPU)",
+        help="local executor: runs at a time, in separate processes (default: one per CPU "
+        "core on a CPU-only machine, 1 with a GPU)",
     )
     r.add_argument(
         "--executor",

@@ -269,8 +269,6 @@ class _Trainer:
         self.net = dist.wrap(self.model, device)  # what training steps run (DDP or the model)
         if cfg.train.compile:
             self.net = torch.compile(self.net)
-        if cfg.train.precision == "bf16" and device.type != "cuda":
-            raise IbkdError(f"--precision bf16: for CUDA devices, not {device.type}")
         self.autocast = torch.autocast("cuda", torch.bfloat16, cfg.train.precision == "bf16")
         self.params = [p for p in self.model.parameters() if p.requires_grad]
         self.opt = torch.optim.AdamW(
@@ -522,6 +520,8 @@ def _train(cfg, out: Path, resume: bool, progress: bool, on_step, dist: Dist, de
     if finished is not None:
         return finished if dist.main else {}
     cfg.validate()
+    if cfg.train.precision == "bf16" and device.type != "cuda":
+        raise IbkdError(f"--precision bf16: for CUDA devices, not {device.type}")
     seed_everything(cfg.seed)
     teacher = None
     if cfg.distill is not None:
