@@ -47,6 +47,17 @@ class GridResult:
         return text
 
 
+def pick_budget(budgets: dict, budget: str, seeds: int | None):
+    """The named budget of a scenario and the number of seeds (the budget's by default)."""
+    if budget not in budgets:
+        raise IbkdError(f"--budget {budget!r}: expected one of {', '.join(budgets)}")
+    b = budgets[budget]
+    n = seeds if seeds is not None else b.seeds
+    if n < 1:
+        raise IbkdError(f"--seeds {n}: expected at least 1")
+    return b, n
+
+
 def ordered(runs: list[GridRun]) -> list[GridRun]:
     """Teachers before students (stable otherwise); unknown teachers are an error."""
     by_name = {r.name: r for r in runs}

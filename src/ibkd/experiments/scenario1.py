@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 from ibkd.config import DISTILL_PRESETS, DataConfig, DistillConfig, RunConfig, preset
 from ibkd.errors import IbkdError
-from ibkd.experiments.grid import GridRun
+from ibkd.experiments.grid import GridRun, pick_budget
 
 # the paper's column order: weakest bias to strongest
 CLS_MODELS = ("transformer", "transformer-seq", "utransformer-seq", "lstm")
@@ -129,12 +129,7 @@ def grid(
     setup: str = "cls", budget: str = "quick", *, seeds: int | None = None, data: str = "default"
 ) -> list[GridRun]:
     """The runs of scenario 1. Student seed k learns from teacher seed k."""
-    if budget not in BUDGETS:
-        raise IbkdError(f"--budget {budget!r}: expected one of {', '.join(BUDGETS)}")
-    b = BUDGETS[budget]
-    n = seeds if seeds is not None else b.seeds
-    if n < 1:
-        raise IbkdError(f"--seeds {n}: expected at least 1")
+    b, n = pick_budget(BUDGETS, budget, seeds)
     runs = []
     for seed in range(n):
         if setup == "cls":

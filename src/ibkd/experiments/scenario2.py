@@ -8,8 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from ibkd.config import DISTILL_PRESETS, DataConfig, DistillConfig, RunConfig, preset
-from ibkd.errors import IbkdError
-from ibkd.experiments.grid import GridRun
+from ibkd.experiments.grid import GridRun, pick_budget
 
 MODELS = ("cnn", "mlp")
 PAIRS = (("cnn", "mlp"), ("mlp", "mlp"), ("cnn", "cnn"), ("mlp", "cnn"))  # teacher, student
@@ -89,12 +88,7 @@ def grid(budget: str = "quick", *, seeds: int | None = None, data: str = "defaul
     learns from teacher seed k. Listed longest first (the teachers of every seed, then the CNN
     students, then the MLP students), the order the runner starts them in, so that a pool's
     last minutes are not one CNN training alone."""
-    if budget not in BUDGETS:
-        raise IbkdError(f"--budget {budget!r}: expected one of {', '.join(BUDGETS)}")
-    b = BUDGETS[budget]
-    n = seeds if seeds is not None else b.seeds
-    if n < 1:
-        raise IbkdError(f"--seeds {n}: expected at least 1")
+    b, n = pick_budget(BUDGETS, budget, seeds)
     runs = [_run(m, None, seed, b, data) for m in MODELS for seed in range(n)]
     for student in MODELS:
         runs += [_run(s, t, seed, b, data) for t, s in PAIRS if s == student for seed in range(n)]
