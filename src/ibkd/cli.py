@@ -226,6 +226,9 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
         runs = scenario1.grid(args.setup, args.budget, seeds=args.seeds, data=args.data)
         note, setup = scenario1.BUDGETS[args.budget].note, args.setup
     else:
+        from ibkd.data.mnist import load_mnist
+
+        load_mnist(None if args.data == "default" else args.data)  # download once, here
         runs = scenario2.grid(args.budget, seeds=args.seeds, data=args.data)
         note, setup = scenario2.BUDGETS[args.budget].note, "mnist"
     out = Path(args.out or f"runs/{args.scenario}-{setup}-{args.budget}")

@@ -127,7 +127,7 @@ def download(folder: Path, mirrors: tuple[str, ...] = MIRRORS) -> None:
             continue
         errors = []
         for mirror in mirrors:
-            tmp = folder / f".{name}.download"
+            tmp = folder / f".{name}.{os.getpid()}.download"  # several processes may fetch
             try:
                 urllib.request.urlretrieve(mirror + name, tmp)  # noqa: S310 - fixed mirrors
                 digest = _content_digest(tmp)
