@@ -75,13 +75,13 @@ def small_data(folder, rows=(600, 150, 150)):
     return folder
 
 
-def torchrun(*args, timeout=300):
+def torchrun(*args, processes=2, timeout=300):
     import os
     import subprocess
     import sys
 
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2",
+    cmd = [sys.executable, "-m", "torch.distributed.run", f"--nproc_per_node={processes}",
            "--standalone", "-m", "ibkd", *args]  # fmt: skip
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
@@ -140,3 +140,25 @@ def test_bf16_is_for_cuda_only(tmp_path):
     cfg.train.precision = "fp16"
     with pytest.raises(IbkdError, match="precision 'fp16'"):
         cfg.validate()
+
+
+@pytest.mark.parametrize("setup", ["cls", "lm"])
+def test_ddp_follows_the_single_process_run(tmp_path, setup):
+    """Without dropout, two processes on slices of each batch take the single-process steps."""
+    import csv
+
+    from ibkd.config import ModelConfig, RunConfig, TrainConfig
+
+    model = ModelConfig("lstm", "lstm", dim=32, layers=1, hidden=32)
+    train = TrainConfig(epochs=2, batch_size=25, warmup_steps=5, device="cpu")  # odd slices
+    cfg = RunConfig(setup=setup, model=model, seed=0, train=train)
+    cfg.data.data = str(small_data(tmp_path / "data", (300, 100, 100)))
+    losses = {}
+    for name, processes in (("one", 1), ("two", 2)):
+        (tmp_path / name).mkdir()
+        cfg.save(tmp_path / name / "config.yaml")  # `train --resume` starts a run from it
+        torchrun("train", "--out", str(tmp_path / name), "--resume", "--no-progress",
+                 processes=processes)  # fmt: skip
+        with open(tmp_path / name / "epochs.csv") as f:
+            losses[name] = [float(r["valid_loss"]) for r in csv.DictReader(f)]
+    assert losses["two"] == pytest.approx(losses["one"], abs=2e-5)  # 5 decimals in the csv

@@ -344,8 +344,17 @@ class _Trainer:
     def step(self, index: torch.Tensor) -> dict:
         """One optimizer step on the training examples `index`; returns its log row."""
         t0 = time.perf_counter()
-        n_tokens = int(self.data.train.lengths[index].sum())  # of the whole (global) batch
-        index = self.dist.shard(index)
+        all_lengths = self.data.train.lengths[index]  # of the whole (global) batch
+        n_tokens = int(all_lengths.sum())
+        local = self.dist.shard(index)
+        # DDP averages the processes' gradients; weighting each slice's mean loss by its share
+        # of the batch (of its tokens for the LM) makes that the whole batch's gradient
+        share = (
+            int(self.dist.shard(all_lengths).sum()) / n_tokens
+            if self.cfg.setup == "lm"
+            else len(local) / len(index)
+        )
+        index = local
         tokens, lengths, targets = (self._to_device(t) for t in self.data.train.batch(index))
         with self.autocast:
             logits = self.net(tokens, lengths)
@@ -356,7 +365,7 @@ class _Trainer:
             logits.float(), targets, self.cfg.setup, t_logits, self.cfg.distill
         )
         self.opt.zero_grad(set_to_none=True)
-        loss.backward()
+        (loss * (share * self.dist.world) if self.dist.enabled else loss).backward()
         grad_norm = nn.utils.clip_grad_norm_(self.params, self.cfg.train.clip)
         self.opt.step()
         self.sched.step()
@@ -508,7 +517,9 @@ def train_run(
     out = Path(out)
     dist, device = Dist.from_env(pick_device(cfg.train.device))
     try:
-        return _train(cfg, out, resume, progress and dist.main, on_step, dist, device)
+        metrics = _train(cfg, out, resume, progress and dist.main, on_step, dist, device)
+        dist.barrier()  # leave the process group together, once rank 0 has written everything
+        return metrics
     finally:
         dist.close()
 
