@@ -244,7 +244,7 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
         file=sys.stderr,
     )
     if args.executor == "ray":
-        executor = Ray(out.absolute(), args.ray_address, args.cpus_per_run, args.gpus_per_run)
+        executor = Ray(out, args.ray_address, args.cpus_per_run, args.gpus_per_run)
     else:
         workers = default_workers(args.device) if args.workers is None else args.workers
         executor = local(workers, not args.no_progress)

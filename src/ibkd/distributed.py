@@ -4,8 +4,9 @@ torchrun sets RANK, LOCAL_RANK and WORLD_SIZE; `Dist.from_env` joins the process
 on GPUs, gloo on CPUs). Every process builds the same length-bucketed batches from the same
 seeded generator and trains on its own slice of each batch (`shard`), so a global batch, the
 number of steps and the learning-rate schedule are those of a single-process run; DDP averages
-the gradients. Every process validates on the whole validation split (the same weights give
-the same early-stopping decisions without communication); only rank 0 writes the run folder.
+the gradients (the training loop weights each slice by its share of the batch). Rank 0
+validates and sends its numbers to the others (`from_main`), so early stopping is decided once;
+only rank 0 writes the run folder.
 """
 
 from __future__ import annotations

@@ -40,7 +40,7 @@ def predict(
             out[key] = np.zeros(n, dtype=np.float64)
         out["n_tokens"] = np.zeros(n, dtype=np.int64)
     else:
-        out["probs"] = None
+        out["probs"] = np.zeros((n, model.head.out_features), dtype=np.float32)
     feats = None
     for index in batches(data.lengths, batch_size, shuffle=False, generator=None):
         tokens, lengths, targets = (t.to(device) for t in data.batch(index))
@@ -48,8 +48,6 @@ def predict(
         logits = model.head(h).float()
         idx = index.numpy()
         if data.setup != "lm":
-            if out["probs"] is None:
-                out["probs"] = np.zeros((n, logits.shape[-1]), dtype=np.float32)
             out["probs"][idx] = F.softmax(logits, -1).cpu().numpy()
             rep = h
         else:
@@ -68,8 +66,6 @@ def predict(
             if feats is None:
                 feats = np.zeros((n, rep.shape[-1]), dtype=np.float32)
             feats[idx] = rep.float().cpu().numpy()
-    if out.get("probs", 0) is None:  # no examples
-        out["probs"] = np.zeros((0, 2), dtype=np.float32)
     if features and feats is not None:
         out["features"] = feats
     return out

@@ -443,9 +443,9 @@ def agreement_sections(groups, runs, rep, fig_dir: Path) -> list[str]:
 
 def mnist_tables(groups: dict[str, Group]) -> str:
     """Scenario 2 in the paper's layout: metric and model rows, test-set columns."""
-    from ibkd.experiments.scenario2 import PAPER, TEST_SETS
+    from ibkd.experiments.scenario2 import MODELS, PAIRS, PAPER, TEST_SETS
 
-    order = ["cnn", "mlp", "cnn -> mlp", "mlp -> mlp", "cnn -> cnn", "mlp -> cnn"]
+    order = [*MODELS, *(f"{t} -> {s}" for t, s in PAIRS)]
     names = [n for n in order if n in groups] + [n for n in groups if n not in order]
     out = [
         "| metric | model | " + " | ".join(TEST_SETS.values()) + " |",
@@ -521,15 +521,17 @@ def plot_shift_examples(path: Path, data: str = "default", n: int = 8) -> bool:
 
 def mnist_sections(groups, runs, rep, fig_dir: Path, data: str) -> list[str]:
     """Scenario 2: the paper's table, the verdict and the figures."""
+    from ibkd.data import mnist
     from ibkd.experiments.claims import claim3, claim_convolution
 
     plot_by_test_set(groups, fig_dir / "accuracy_by_test_set.png")
     parts = [
         "## Accuracy and ECE (test digits and their shifted versions)\n",
         mnist_tables(groups),
-        "Shifted test sets (MNIST-C's affine corruptions, seeded): scale 0.7, translate "
-        "3 px per axis, rotate 0.4 rad, shear 0.4 (see `ibkd.data.mnist`). The paper's "
-        "number in brackets; the paper reports MNIST, Scaled and Translated only.\n",
+        f"Shifted test sets (MNIST-C's affine corruptions, seeded): scale {mnist.SCALE_FACTOR}, "
+        f"translate {mnist.TRANSLATE_PIXELS} px per axis, rotate {mnist.ROTATE_RADIANS} rad, "
+        f"shear {mnist.SHEAR} (see `ibkd.data.mnist`). The paper's number in brackets; the "
+        "paper reports MNIST, Scaled and Translated only.\n",
         "## The paper's claims\n",
         claim_convolution(groups) + "\n",
         claim3(groups, rep, "cnn", "cnn", ("cnn",)) + "\n",

@@ -19,7 +19,6 @@ from ibkd.errors import IbkdError
 
 class Executor(Protocol):
     slots: int | None  # runs in flight at most (None: every ready run at once)
-    threads: int | None  # torch threads per run (None: torch's default)
 
     def submit(self, cfg: RunConfig, folder: str) -> Any: ...
 
@@ -33,7 +32,7 @@ class Executor(Protocol):
 class Inline:
     """One run at a time in this process (with its own progress bar)."""
 
-    slots, threads = 1, None
+    slots = 1
 
     def __init__(self, progress: bool = True):
         self.progress = progress
@@ -165,6 +164,7 @@ def check_shared_storage(out: Path) -> None:
     import ray
     from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
+    out = Path(out).absolute()  # the path every node must see
     out.mkdir(parents=True, exist_ok=True)
     probe = out / f".storage-check-{uuid.uuid4().hex}"
     token = uuid.uuid4().hex
