@@ -160,9 +160,6 @@ def _blimp(path: Path, skip_bad_rows: bool) -> list[SuiteItem]:
                 raise ValueError(f"not valid JSON ({e.msg})") from None
             if not isinstance(rec, dict):
                 raise ValueError("expected a JSON object")
-            missing = [k for k in ("sentence_good", "sentence_bad") if k not in rec]
-            if missing:
-                raise ValueError(f"missing {', '.join(missing)}")
             item = _blimp_item(rec, len(items))
         except ValueError as e:
             if not skip_bad_rows:
@@ -172,13 +169,30 @@ def _blimp(path: Path, skip_bad_rows: bool) -> list[SuiteItem]:
     return items
 
 
+ONE_PREFIX_KEYS = ("one_prefix_prefix", "one_prefix_word_good", "one_prefix_word_bad")
+
+
+def _words(rec: dict, key: str, *, empty_ok: bool = False) -> list[str]:
+    """The tokens of a BLiMP text field; ValueError when it is missing, not a string, or (unless
+    `empty_ok`) has no word once punctuation is dropped."""
+    if key not in rec:
+        raise ValueError(f"missing {key}")
+    value = rec[key]
+    if not isinstance(value, str):
+        raise ValueError(f"{key} is {type(value).__name__} {value!r}, expected a string")
+    words = ptb_tokenize(value)
+    if not words and not empty_ok:
+        raise ValueError(f"{key} {value!r} has no word (only punctuation or spaces)")
+    return words
+
+
 def _blimp_item(rec: dict, index: int) -> SuiteItem:
     suite = str(rec.get("UID", "blimp"))
-    good_s, bad_s = ptb_tokenize(rec["sentence_good"]), ptb_tokenize(rec["sentence_bad"])
-    if "one_prefix_prefix" in rec:
-        prefix = ptb_tokenize(rec["one_prefix_prefix"])
-        good = ptb_tokenize(rec["one_prefix_word_good"])
-        bad = ptb_tokenize(rec["one_prefix_word_bad"])
+    good_s, bad_s = _words(rec, "sentence_good"), _words(rec, "sentence_bad")
+    if any(k in rec for k in ONE_PREFIX_KEYS):
+        prefix = _words(rec, "one_prefix_prefix", empty_ok=True)
+        good = _words(rec, "one_prefix_word_good")
+        bad = _words(rec, "one_prefix_word_bad")
         return SuiteItem(
             suite,
             index,
