@@ -47,6 +47,16 @@ def other_form(verb: str, pos: str) -> str:
     raise ValueError(f"verb POS {pos!r}: expected VBZ or VBP")
 
 
+def irregular_number(verb: str) -> str | None:
+    """VBZ or VBP for the irregular forms listed here (is, are, was, were, has, does, ...);
+    None for any other word."""
+    if verb in VBZ_TO_VBP:
+        return "VBZ"
+    if verb in VBP_TO_VBZ:
+        return "VBP"
+    return None
+
+
 def verb_number(verb: str) -> str | None:
     """VBZ or VBP by the form's shape; None when it cannot tell."""
     if verb in VBZ_TO_VBP:
