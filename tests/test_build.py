@@ -3,7 +3,7 @@ import gzip
 import pytest
 from conftest import shared
 
-from ibkd.data.build import Token, Vocabulary, build, extract, read_conllu, to_row
+from ibkd.data.build import KeptWords, Token, build, extract, read_conllu, to_row
 from ibkd.data.linzen import read_linzen
 from ibkd.errors import IbkdError
 
@@ -97,7 +97,7 @@ def test_row_columns_vocabulary_and_placeholders():
     s[1].head, s[2].head = 3, 6
     s[3].head, s[4].head = 3, 4
     [d] = extract(s)
-    row = to_row(s, d, Vocabulary(keep={"the", "are", "of"}))
+    row = to_row(s, d, KeptWords(keep={"the", "are", "of"}))
     assert row.sentence == "the <unk> NNS of N are"  # keys is rare: its POS tag
     assert row.orig_sentence == "the <unk> keys of N are"  # N is not lower-cased
     assert (row.subj, row.verb, row.subj_pos, row.verb_pos) == ("keys", "are", "NNS", "VBP")

@@ -57,7 +57,7 @@ def predict(
             out["sum_nll"][idx] = nll.sum(1).double().cpu().numpy()
             out["n_tokens"][idx] = (targets != PAD).sum(1).cpu().numpy()
             at = torch.arange(len(index), device=device)
-            pos = data.verb_pos[index].to(device)
+            pos = data.verb_input_index[index].to(device)
             logp = F.log_softmax(logits[at, pos], -1)
             out["verb_logprob"][idx] = logp[at, verb_ids[index].to(device)].cpu().numpy()
             out["other_logprob"][idx] = logp[at, other_ids[index].to(device)].cpu().numpy()

@@ -1,0 +1,1 @@
+"""Agreement data (Linzen rows, splits, vocabulary, batches), MNIST, and test suites."""

@@ -30,7 +30,7 @@ class Encoded:
     tokens: torch.Tensor  # [N, L] int32, right-padded with <pad> (0)
     lengths: torch.Tensor  # [N] int64: input lengths
     labels: torch.Tensor  # [N] int64: verb number (VBZ 0, VBP 1)
-    verb_pos: torch.Tensor  # [N] int64: input position that predicts / precedes the verb
+    verb_input_index: torch.Tensor  # [N] int64: input position that predicts / precedes the verb
     rows: list[AgreementRow] | None
 
     def __len__(self) -> int:
@@ -75,31 +75,39 @@ class ImageSet:
         return len(self.labels)
 
     def meta(self) -> dict[str, np.ndarray]:
+        """Per example: the label ([N] int64)."""
         return {"label": self.labels.numpy().copy()}
 
     def batch(self, index: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(images [B, 1, 28, 28], lengths [B] of ones, labels [B]) for the examples `index`."""
         return self.images[index], self.lengths[index], self.labels[index]
 
 
-def pack(setup, seqs, lengths, labels, verb_pos, rows) -> Encoded:
-    """Id sequences -> one right-padded matrix and its per-example tensors."""
+def pack(setup, seqs, lengths, labels, verb_input_index, rows) -> Encoded:
+    """Id sequences -> one right-padded matrix and its per-example tensors (`lengths`,
+    `labels`, `verb_input_index`: one int per sequence; `rows`: the rows behind them or None)."""
     width = max((len(s) for s in seqs), default=1)
     tokens = torch.full((len(seqs), width), PAD, dtype=torch.int32)
     for i, s in enumerate(seqs):
         tokens[i, : len(s)] = torch.tensor(s, dtype=torch.int32)
     as_long = lambda v: torch.tensor(v, dtype=torch.long)  # noqa: E731
-    return Encoded(setup, tokens, as_long(lengths), as_long(labels), as_long(verb_pos), rows)
+    return Encoded(
+        setup, tokens, as_long(lengths), as_long(labels), as_long(verb_input_index), rows
+    )
 
 
 def encode(rows: list[AgreementRow], vocab: Vocab, setup: str) -> Encoded:
+    """Rows -> one encoded split for `setup` ("cls": `<bos>` + the prefix before the verb,
+    labelled by the verb's number; "lm": the whole sentence, the verb predicted at input
+    position `verb_index - 1`). Words outside `vocab` are `<unk>`."""
     if setup == "cls":
         return encode_prefixes(
             [r.tokens[: r.verb_index - 1] for r in rows], [r.label for r in rows], vocab, rows
         )
     seqs = [[BOS] + vocab.encode(r.tokens) + [EOS] for r in rows]
     lengths = [len(s) - 1 for s in seqs]
-    verb_pos = [r.verb_index - 1 for r in rows]  # <bos> shifts the sentence by one
-    return pack(setup, seqs, lengths, [r.label for r in rows], verb_pos, rows)
+    verb_input_index = [r.verb_index - 1 for r in rows]  # <bos> shifts the sentence by one
+    return pack(setup, seqs, lengths, [r.label for r in rows], verb_input_index, rows)
 
 
 def encode_prefixes(prefixes, labels, vocab: Vocab, rows=None) -> Encoded:
@@ -118,7 +126,7 @@ def concat(a: Encoded, b: Encoded) -> Encoded:
         torch.cat([pad(a.tokens), pad(b.tokens)]),
         torch.cat([a.lengths, b.lengths]),
         torch.cat([a.labels, b.labels]),
-        torch.cat([a.verb_pos, b.verb_pos]),
+        torch.cat([a.verb_input_index, b.verb_input_index]),
         None,
     )
 

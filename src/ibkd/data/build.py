@@ -124,19 +124,23 @@ def extract(
 
 
 @dataclass
-class Vocabulary:
-    """Which lower-cased words are kept in the `sentence` column (the rest become POS tags)."""
+class KeptWords:
+    """Which lower-cased words are kept in the `sentence` column (the rest become POS tags, as
+    in Linzen's `agr_50_mostcommon_10K`). Not the model's vocabulary (`data.vocab.Vocab`)."""
 
     keep: set[str]
     placeholders: frozenset[str] = frozenset(DEFAULT_PLACEHOLDERS)
 
     def word(self, tok: Token) -> str:
+        """The token as the `sentence` column writes it: a placeholder verbatim, a kept word
+        lower-cased, any other word as its POS tag."""
         if tok.word in self.placeholders:
             return tok.word
         w = tok.word.lower()
         return w if w in self.keep else tok.tag
 
     def orig(self, tok: Token) -> str:
+        """The token as `orig_sentence` writes it: lower-cased (placeholders verbatim)."""
         return tok.word if tok.word in self.placeholders else tok.word.lower()
 
 
@@ -146,7 +150,8 @@ def most_frequent(counts: Counter[str], k: int) -> set[str]:
     return {w for w, _ in ranked[:k]}
 
 
-def to_row(sent: Sequence[Token], dep: Dependency, vocab: Vocabulary) -> AgreementRow:
+def to_row(sent: Sequence[Token], dep: Dependency, vocab: KeptWords) -> AgreementRow:
+    """The Linzen row of one dependency of a parsed sentence (all 18 columns)."""
     subj, verb = sent[dep.subj_index - 1], sent[dep.verb_index - 1]
     nouns = [(i, vocab.word(t)) for i, t in enumerate(sent, 1) if t.tag in NOUN_TAGS]
     return AgreementRow(
@@ -170,6 +175,8 @@ def to_row(sent: Sequence[Token], dep: Dependency, vocab: Vocabulary) -> Agreeme
 
 @dataclass
 class ConlluSentence:
+    """One sentence of a CoNLL-U file: its `sent_id`, `# text` and tokens (PTB tags)."""
+
     sent_id: str
     text: str
     tokens: list[Token]
@@ -315,6 +322,9 @@ def parse_text(
 
 @dataclass
 class BuildReport:
+    """What a build read and wrote: sentences, those with a dependency, rows (by verb tag),
+    words kept, transfer prefixes."""
+
     sentences: int = 0
     sentences_with_rows: int = 0
     rows: int = 0
@@ -323,6 +333,7 @@ class BuildReport:
     transfer_prefixes: int = 0
 
     def summary(self) -> str:
+        """One line for the terminal."""
         return (
             f"{self.sentences:,} sentences, {self.sentences_with_rows:,} with an agreement "
             f"dependency; {self.rows:,} rows (VBZ {self.by_verb['VBZ']:,}, VBP "
@@ -397,7 +408,7 @@ def build(
                 n_process=n_process,
             )
 
-    vocab = Vocabulary(most_frequent(counts, vocab_size), placeholders)
+    vocab = KeptWords(most_frequent(counts, vocab_size), placeholders)
     report.vocab_size = len(vocab.keep)
 
     outputs = [out] if transfer_out is None else [out, transfer_out]

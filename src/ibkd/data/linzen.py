@@ -60,6 +60,7 @@ class AgreementRow:
 
     @property
     def tokens(self) -> list[str]:
+        """The model input's tokens (`sentence` split on single spaces)."""
         return self.sentence.split(" ")
 
     @property
@@ -83,6 +84,7 @@ class ReadResult:
     skipped: list[str] = field(default_factory=list)  # the first few "line N: reason"
 
     def skipped_summary(self) -> str:
+        """One line: rows read and, where any, rows skipped with the first reasons."""
         if not self.n_skipped:
             return f"{self.path}: read {len(self.rows)} rows"
         return (

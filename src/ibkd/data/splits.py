@@ -28,12 +28,15 @@ VOCAB_FILE = "vocab.json"
 
 @dataclass
 class Splits:
+    """The train / valid / test rows of a data set, and how they were made (`source`)."""
+
     train: list[AgreementRow]
     valid: list[AgreementRow]
     test: list[AgreementRow]
     source: str  # where the rows came from and how they were split
 
     def items(self) -> list[tuple[str, list[AgreementRow]]]:
+        """[(name, rows)] in the order train, valid, test."""
         return [(name, getattr(self, name)) for name in SPLIT_NAMES]
 
 

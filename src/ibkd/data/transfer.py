@@ -22,11 +22,14 @@ HEADER = "prefix\tverb_pos"
 
 @dataclass(frozen=True)
 class Prefix:
+    """One transfer example: the tokens before a present-tense verb and the verb's tag."""
+
     tokens: tuple[str, ...]
     verb_pos: str
 
     @property
     def label(self) -> int:
+        """The tag as a class: VBZ = 0, VBP = 1."""
         return VERB_POS.index(self.verb_pos)
 
 
@@ -41,6 +44,8 @@ def write_prefixes(f: IO[str], words: list[str], tags: list[str]) -> int:
 
 
 def read_transfer(path: str | os.PathLike) -> list[Prefix]:
+    """The prefixes of a transfer file (header `prefix<TAB>verb_pos`, then one per line); a bad
+    line raises an IbkdError naming the file and line."""
     path = Path(path)
     lines = read_lines(path)
     first = next(lines, None)

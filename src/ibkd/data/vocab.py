@@ -43,10 +43,12 @@ class Vocab:
         return isinstance(other, Vocab) and self.itos == other.itos
 
     def encode(self, tokens: Iterable[str]) -> list[int]:
+        """Token ids; a token outside the vocabulary is `<unk>` (1)."""
         get = self.stoi.get
         return [get(t, UNK) for t in tokens]
 
     def decode(self, ids: Iterable[int]) -> list[str]:
+        """The tokens of ids."""
         return [self.itos[i] for i in ids]
 
     @property
@@ -75,6 +77,8 @@ class Vocab:
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> Vocab:
+        """Read a vocabulary saved by `save`; IbkdError for a missing, malformed or edited
+        file (its fingerprint must match its tokens)."""
         path = Path(path)
         try:
             data = json.loads(path.read_text(encoding="utf-8"))

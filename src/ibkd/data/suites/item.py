@@ -109,6 +109,7 @@ class LineErrors:
     skipped: list[str] = field(default_factory=list)
 
     def bad(self, lineno: int, message: str) -> None:
+        """Report a bad line: IbkdError naming file and line, or (skipping) count it."""
         if not self.skip_bad_rows:
             raise IbkdError(f"{self.path}:{lineno}: {message} (use --skip-bad-rows to skip)")
         self.n_skipped += 1
