@@ -51,6 +51,9 @@ def test_colorlessgreen_suite(tmp_path):
     )
     assert a.n_attractors == 1 and a.sentence_bad[5] == "is" and "<eos>" not in a.sentence_good
     assert b.prefix == ("the", "key") and read_suite(tmp_path / "gen.text") == [a, b]
+    assert read_suite(tmp_path / "gen") == read_suite(tmp_path / "gen", "colorlessgreen") == [a, b]
+    with pytest.raises(IbkdError, match="no such file or folder, and not a suite name"):
+        read_suite(tmp_path / "absent")
     (tmp_path / "gen.gold").write_text("5\tare\tis\t1\n9\tis\tare\t0\n")
     with pytest.raises(IbkdError, match=r"gen.gold:2: target index 9 is outside the sentence"):
         read_suite(tmp_path / "gen.gold")

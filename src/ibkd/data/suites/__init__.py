@@ -71,12 +71,12 @@ def read_suite(
         path, fmt = resolve(str(suite))
     else:
         path = Path(suite)
-        if not path.exists():
+        if not path.exists() and not Path(f"{path}.gold").is_file():  # NAME for NAME.text/.gold
             raise IbkdError(
                 f"--suite {suite}: no such file or folder, and not a suite name "
                 f"({', '.join(NAMES)})"
             )
-    fmt = fmt or detect_format(path)
+    fmt = fmt or ("colorlessgreen" if not path.exists() else detect_format(path))
     if fmt == "blimp" and path.is_dir():
         return [it for f in sorted(path.glob("*.jsonl")) for it in blimp.read(f, skip_bad_rows)]
     return READERS[fmt](path, skip_bad_rows)
