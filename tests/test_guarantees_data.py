@@ -60,6 +60,13 @@ def test_split_refuses_a_folder_that_holds_data(tmp_path, capsys):
     assert all("dogs" in r.sentence for r in load_splits(out).train)
 
 
+def test_split_out_naming_a_file(tmp_path, capsys):
+    a = rows_file(tmp_path / "a.tsv", 50)
+    code, err = run_cli(capsys, "data", "split", str(a), "--out", str(a))
+    one_line_error(code, err, "is a file, expected a folder")
+    assert len(read_linzen(a).rows) == 50
+
+
 def test_split_does_not_shadow_plain_tsv_splits(tmp_path, capsys):
     out = tmp_path / "D"
     out.mkdir()

@@ -116,6 +116,7 @@ class _Mapper:
             self.tags[s] = tags
 
     def word(self, sentence: tuple[str, ...], i: int, count: bool) -> str:
+        """Word `i` of `sentence` as the training data wrote it (counted when `count`)."""
         w = sentence[i]
         if w in self.vocab:
             self.coverage.known += count
@@ -129,6 +130,7 @@ class _Mapper:
         return out
 
     def sentence(self, s: tuple[str, ...]) -> tuple[str, ...]:
+        """Every word of `s` mapped (not counted)."""
         return tuple(self.word(s, i, False) for i in range(len(s)))
 
     def count(self, s: tuple[str, ...], skip: slice) -> None:
