@@ -58,15 +58,49 @@ def pairwise(features: list[np.ndarray]) -> dict[str, np.ndarray]:
     return {"rsa": rsa, "cka": cka, "distance": 1 - rsa}
 
 
-def mds(distance: np.ndarray, seed: int = 0) -> np.ndarray:
-    """2-D coordinates for a precomputed (symmetric) distance matrix."""
-    from sklearn.manifold import MDS
-
-    d = np.clip((distance + distance.T) / 2, 0, None)
+def _symmetric_distances(distance: np.ndarray) -> np.ndarray:
+    """The symmetric part of a distance matrix, negatives clipped to 0, zero diagonal."""
+    d = np.asarray(distance, dtype=np.float64)
+    if d.ndim != 2 or d.shape[0] != d.shape[1]:
+        raise ValueError(f"distance matrix of shape {d.shape}: expected [k, k]")
+    d = np.clip((d + d.T) / 2, 0, None)
     np.fill_diagonal(d, 0)
-    if len(d) < 3:
-        return np.column_stack([np.arange(len(d), dtype=float), np.zeros(len(d))])
+    return d
+
+
+def classical_mds(distance: np.ndarray, dims: int = 2) -> np.ndarray:
+    """Classical (Torgerson) MDS: [k, dims] coordinates from a [k, k] distance matrix, from the
+    top eigenvectors of the double-centred squared distances (Torgerson 1952; Borg & Groenen,
+    "Modern Multidimensional Scaling", ch. 12). Centred at the origin; each axis' sign is
+    fixed (its largest coordinate positive) so the result is deterministic. Exact when the
+    distances are those of points in `dims` dimensions (any one, two or three runs)."""
+    d = _symmetric_distances(distance)
+    k = len(d)
+    centre = np.eye(k) - 1 / k
+    values, vectors = np.linalg.eigh(-0.5 * centre @ (d**2) @ centre)
+    top = np.argsort(values)[::-1][:dims]
+    # eigenvalues at rounding level (an axis the points do not use) count as 0
+    kept = np.where(values[top] > 1e-10 * max(values.max(initial=0), 1e-300), values[top], 0)
+    coords = vectors[:, top] * np.sqrt(kept)
+    for j in range(coords.shape[1]):
+        if coords[np.argmax(np.abs(coords[:, j])), j] < 0:
+            coords[:, j] *= -1
+    return np.pad(coords, ((0, 0), (0, dims - coords.shape[1])))
+
+
+def mds(distance: np.ndarray, seed: int = 0) -> np.ndarray:
+    """2-D coordinates [k, 2] for a precomputed [k, k] distance matrix (symmetrised, negatives
+    clipped), placing the runs at their true distances where the plane can: the exact classical
+    solution (`classical_mds`) when it reproduces every distance (one run: the origin; two: d
+    apart; identical runs: one point), otherwise metric MDS (SMACOF, de Leeuw 1977) from
+    scikit-learn, 4 random starts from `seed`. Raises `ValueError` for a non-square matrix."""
+    d = _symmetric_distances(distance)
+    exact = classical_mds(d)
+    if np.allclose(pairwise_distances(exact), d, rtol=1e-6, atol=1e-9 * max(d.max(initial=0), 1)):
+        return exact
     import inspect
+
+    from sklearn.manifold import MDS
 
     options = {"n_components": 2, "random_state": seed, "n_init": 4}
     # scikit-learn >= 1.8 names the precomputed case `metric`, earlier ones `dissimilarity`
@@ -75,3 +109,9 @@ def mds(distance: np.ndarray, seed: int = 0) -> np.ndarray:
     else:
         options |= {"dissimilarity": "precomputed"}
     return MDS(**options).fit_transform(d)
+
+
+def pairwise_distances(coords: np.ndarray) -> np.ndarray:
+    """Euclidean distances [k, k] between the rows of coords [k, m]."""
+    diff = coords[:, None, :] - coords[None, :, :]
+    return np.sqrt((diff**2).sum(-1))
