@@ -4,8 +4,9 @@ Per model: the penultimate representations of a fixed sample of held-out example
 the test predictions), and the n x n cosine-similarity matrix between those examples. Two models
 are compared second-order (RSA-style, as the paper): the mean cosine similarity of corresponding
 rows of their two matrices; distance = 1 - similarity. Linear CKA (Kornblith et al. 2019) is
-computed alongside. All runs of a grid are then placed in 2-D by metric MDS on the distances
-(scikit-learn, precomputed dissimilarities).
+computed alongside. All runs of a grid are then placed in 2-D by MDS on the distances: exact
+classical MDS where the distances fit in a plane (one, two or identical runs), otherwise metric
+MDS (scikit-learn's SMACOF, precomputed dissimilarities).
 """
 
 from __future__ import annotations
@@ -17,7 +18,8 @@ SAMPLE_SEED = 0
 
 
 def sample_indices(n: int, size: int = SAMPLE_SIZE, seed: int = SAMPLE_SEED) -> np.ndarray:
-    """The fixed sample of example indices every model is compared on."""
+    """The fixed sample of example indices every model is compared on: `min(size, n)` distinct
+    indices in [0, n), sorted, the same for every run (numpy's PCG64 seeded with `seed`)."""
     rng = np.random.default_rng(seed)
     return np.sort(rng.choice(n, size=min(size, n), replace=False))
 
@@ -28,18 +30,24 @@ def _unit_rows(x: np.ndarray) -> np.ndarray:
 
 
 def similarity_matrix(features: np.ndarray) -> np.ndarray:
-    """Cosine similarity between every pair of examples: [n, n]."""
+    """Cosine similarity between every pair of examples: features [n, d] -> [n, n] in [-1, 1]
+    (a zero row has similarity 0 to everything). The per-model matrix of RSA (Kriegeskorte et
+    al. 2008), as the paper compares models."""
     u = _unit_rows(features)
     return u @ u.T
 
 
 def rsa_similarity(a: np.ndarray, b: np.ndarray) -> float:
-    """Mean cosine similarity of corresponding rows of two models' similarity matrices."""
+    """Second-order similarity of two models (the paper's, after Laakso & Cottrell 2000): the
+    mean cosine similarity of corresponding rows of their [n, n] similarity matrices, in
+    [-1, 1]; 1 for the same geometry."""
     return float(np.mean(np.sum(_unit_rows(a) * _unit_rows(b), axis=1)))
 
 
 def linear_cka(x: np.ndarray, y: np.ndarray) -> float:
-    """Linear CKA between two representations of the same examples ([n, d1], [n, d2])."""
+    """Linear CKA (Kornblith et al. 2019, eq. 5) between two representations of the same
+    examples, x [n, d1] and y [n, d2]: ||y^T x||_F^2 / (||x^T x||_F ||y^T y||_F) after centring
+    the columns; in [0, 1], invariant to rotations and isotropic scaling."""
     x = x.astype(np.float64) - x.mean(0)
     y = y.astype(np.float64) - y.mean(0)
     cross = np.linalg.norm(y.T @ x) ** 2
@@ -47,7 +55,9 @@ def linear_cka(x: np.ndarray, y: np.ndarray) -> float:
 
 
 def pairwise(features: list[np.ndarray]) -> dict[str, np.ndarray]:
-    """RSA similarity and linear CKA between every pair of models (same examples, any widths)."""
+    """RSA similarity and linear CKA between every pair of k models (features [n, d_i] of the
+    same n examples, any widths): {"rsa", "cka", "distance" = 1 - rsa}, each [k, k],
+    symmetric, with ones (rsa, cka) or zeros (distance) on the diagonal."""
     sims = [similarity_matrix(f) for f in features]
     k = len(features)
     rsa, cka = np.eye(k), np.eye(k)

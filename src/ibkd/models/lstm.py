@@ -82,6 +82,10 @@ class LSTMLayer(nn.Module):
             self.rnn.bias_ih_l0[d_hidden : 2 * d_hidden] = 1.0
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """[B, L, d_in] -> the hidden states [B, L, d_hidden], from zero initial states. While
+        training with recurrent dropout, one mask on h_{t-1} for the whole batch, applied as a
+        mask on the columns of W_hh (Gal & Ghahramani 2016's variational dropout, Keras'
+        `recurrent_dropout`), keeping the fused kernel."""
         r = self.rnn
         if not (self.training and self.recurrent_dropout > 0):
             return r(x)[0]
