@@ -4,14 +4,19 @@ import numpy as np
 import pytest
 import torch
 
+from ibkd import metrics
 from ibkd.metrics import (
+    accuracy,
     accuracy_by_attractors,
     accuracy_by_distance,
     compute_metrics,
     decisions,
     ece,
     fidelity,
+    pairwise_accuracy,
     perplexity,
+    suite_metrics,
+    top1_accuracy,
 )
 
 
@@ -144,7 +149,84 @@ def test_perplexity_on_a_fixed_model():
 
 def test_fidelity():
     s = cls_pred([1, 1, 0], [1] * 3, [0] * 3, [0] * 3)
-    assert fidelity(s, s) == {"agreement": 1.0, "kl": pytest.approx(0.0, abs=1e-9)}
+    assert fidelity(s, s) == {"top1_match": 1.0, "kl": pytest.approx(0.0, abs=1e-9)}
     t = cls_pred([1, 0, 0], [1] * 3, [0] * 3, [0] * 3)
     f = fidelity(s, t)
-    assert f["agreement"] == pytest.approx(2 / 3) and f["kl"] > 0
+    # the second example: the student says 0 at 0.9, the teacher 1 at 0.9
+    kl = (0.1 * math.log(0.1 / 0.9) + 0.9 * math.log(0.9 / 0.1)) / 3
+    assert f["top1_match"] == pytest.approx(2 / 3) and f["kl"] == pytest.approx(kl, rel=1e-5)
+    with pytest.raises(ValueError, match="different examples"):
+        fidelity(s, cls_pred([1], [1], [0], [0]))
+
+
+def test_accuracy_is_one_function_for_every_setup():
+    assert top1_accuracy(np.array([[0.2, 0.8], [0.9, 0.1], [0.4, 0.6]]), [1, 1, 1]) == 2 / 3
+    assert math.isnan(top1_accuracy(np.zeros((0, 2)), np.zeros(0, dtype=int)))
+    with pytest.raises(ValueError, match=r"expected \[N, C\], \[N\]"):
+        top1_accuracy(np.zeros((3, 2)), np.zeros(2, dtype=int))
+    assert pairwise_accuracy([-1.0, -3.0, -2.0, -2.0], [-2.0, -1.0, -2.5, -2.0]) == 0.5  # tie
+    # images (10 classes), classification and LM predictions
+    digits = {"probs": np.eye(10, dtype=np.float32)[[3, 1, 4]], "label": np.array([3, 1, 5])}
+    assert accuracy(digits) == pytest.approx(2 / 3)
+    assert accuracy(cls_pred([1, 0, 1, 1], [1] * 4, [0] * 4, [0] * 4)) == 0.75
+    assert accuracy(lm_pred()) == 0.5  # the third is not scored
+    assert compute_metrics(digits)["mu_accuracy"] == accuracy(digits)
+
+
+def test_a_registered_metric_is_computed_where_it_applies():
+    @metrics.register("brier")
+    def brier(pred):
+        if "probs" not in pred:
+            return None
+        onehot = np.eye(pred["probs"].shape[1])[pred["label"]]
+        return float(((pred["probs"] - onehot) ** 2).sum(1).mean())
+
+    try:
+        m = compute_metrics(cls_pred([1, 0], [1, 1], [0, 0], [0, 0]))
+        assert m["brier"] == pytest.approx((2 * 0.1**2 + 2 * 0.9**2) / 2)
+        assert "brier" not in compute_metrics(lm_pred())  # not an LM metric
+        with pytest.raises(ValueError, match="'brier' exists already"):
+            metrics.register("brier")(brier)
+        with pytest.raises(ValueError, match="'ece' exists already"):
+            metrics.register("ece")(brier)
+    finally:
+        metrics.unregister("brier")
+    assert "brier" not in compute_metrics(cls_pred([1], [1], [0], [0]))
+
+
+def suite_pred():
+    """Seven items of two constructions; items 5 and 6 were not scored."""
+    nan = float("nan")
+    return {
+        "item": np.arange(7),
+        "construction": np.array(["simple", "simple", "across_pp", "across_pp", "across_pp",
+                                  "simple", "across_pp"]),
+        "n_attractors": np.array([0, 0, 1, 0, 1, 0, -1]),
+        "score_good": np.array([-1.0, -2.0, -1.0, -3.0, -2.0, nan, nan]),
+        "score_bad": np.array([-2.0, -1.0, -1.5, -1.0, -4.0, nan, -1.0]),
+        "skip_reason": np.array(["", "", "", "", "", "identical after mapping", ""]),
+    }  # fmt: skip
+
+
+def test_suite_accuracy_by_construction_and_attractors():
+    m = suite_metrics(suite_pred())
+    # scored: 0 right, 1 wrong, 2 right, 3 wrong, 4 right
+    assert m["accuracy"] == pytest.approx(3 / 5)
+    assert m["scored"] == 5 and m["coverage"] == pytest.approx(5 / 7)
+    assert m["skipped"] == {"identical after mapping": 1, "not scored": 1}
+    assert m["by_construction"] == {
+        "across_pp": {"accuracy": pytest.approx(2 / 3), "n": 3},
+        "simple": {"accuracy": 0.5, "n": 2},
+    }
+    assert m["by_attractors"] == {
+        "0": {"accuracy": pytest.approx(1 / 3), "n": 3},
+        "1": {"accuracy": 1.0, "n": 2},
+    }
+    pred = suite_pred()
+    del pred["skip_reason"]  # optional: every skipped item then counts as "not scored"
+    assert suite_metrics(pred)["skipped"] == {"not scored": 2}
+    del pred["n_attractors"]
+    with pytest.raises(ValueError, match=r"lack \['n_attractors'\]"):
+        suite_metrics(pred)
+    nothing = {k: v[:0] for k, v in suite_pred().items()}
+    assert math.isnan(suite_metrics(nothing)["accuracy"]) and suite_metrics(nothing)["scored"] == 0

@@ -1,16 +1,22 @@
+import dataclasses
+
 import pytest
 import torch
 
-from ibkd.config import ModelConfig, preset
-from ibkd.models import build_model
-from ibkd.models.transformer import Transformer
+from ibkd.config import ModelConfig, RunConfig, preset
+from ibkd.errors import IbkdError
+from ibkd.models import build_model, model_presets, register, stable_color_index, unregister
+from ibkd.models.lstm import LSTMConfig
+from ibkd.models.transformer import Transformer, TransformerConfig
+from ibkd.models.vision import VisionConfig
 
 VOCAB = 50
 
 
 def tiny(setup, name):
     cfg, _ = preset(setup, name, "quick")
-    cfg.dim, cfg.hidden, cfg.layers, cfg.heads = 16, 16, 2, 2
+    sizes = {"dim": 16, "hidden": 16, "layers": 2, "heads": 2}
+    cfg = dataclasses.replace(cfg, **{k: v for k, v in sizes.items() if hasattr(cfg, k)})
     return build_model(cfg, VOCAB, setup).eval()
 
 
@@ -131,3 +137,86 @@ def test_too_long_input_is_refused():
     cfg = ModelConfig("t", "transformer", dim=8, layers=1, heads=2, max_len=4)
     with pytest.raises(ValueError, match="exceeds max_len 4"):
         Transformer(cfg, VOCAB, "cls")(*batch([5]))
+
+
+# ---------------------------------------------------------------------------------------------
+# the registry: each architecture's config class and presets live in its own file
+
+
+def test_presets_come_from_each_architectures_file():
+    cls_quick = model_presets("cls", "quick")
+    assert list(cls_quick) == ["lstm", "transformer", "transformer-seq", "utransformer-seq"]
+    assert type(cls_quick["lstm"]) is LSTMConfig
+    assert type(cls_quick["utransformer-seq"]) is TransformerConfig
+    assert list(model_presets("mnist", "paper")) == ["cnn", "mlp"]
+    cnn, _ = preset("mnist", "cnn", "paper")
+    assert cnn == VisionConfig("cnn", "cnn", widths=[128, 64, 64], dropout=0.1)
+    ut, _ = preset("cls", "utransformer-seq", "paper")  # PAPER.md: d=256, 6 layers, shared
+    assert (ut.dim, ut.layers, ut.heads, ut.causal, ut.shared_layers) == (256, 6, 8, True, True)
+    ut.dim = 1  # a copy: the registry's preset is unchanged
+    assert preset("cls", "utransformer-seq", "paper")[0].dim == 256
+
+
+def test_model_config_resolves_the_architecture_through_the_registry():
+    cfg = ModelConfig("t", "transformer", dim=8, layers=1, heads=2)
+    assert type(cfg) is TransformerConfig and cfg == TransformerConfig("t", "transformer", 8, 1, 2)
+    with pytest.raises(TypeError, match="heads"):
+        ModelConfig("l", "lstm", dim=8, layers=1, heads=2)  # not an LSTM option
+    with pytest.raises(IbkdError, match="unknown model architecture 'gru'; expected one of lstm"):
+        ModelConfig("g", "gru", dim=8, layers=1)
+
+
+# what `ibkd train --setup cls --model lstm --preset quick` wrote before each architecture had
+# its own config class: one `model:` mapping with every architecture's options
+LEGACY_LSTM = {
+    "name": "lstm", "arch": "lstm", "dim": 128, "layers": 2, "hidden": 128, "heads": 8,
+    "ff_mult": 4, "causal": False, "shared_layers": False, "pool": "last",
+    "embed_dropout": 0.2, "dropout": 0.3, "recurrent_dropout": 0.3, "attn_dropout": 0.0,
+    "max_len": 512, "widths": [],
+}  # fmt: skip
+
+
+def test_a_config_of_the_single_model_config_era_loads_as_the_same_model(tmp_path):
+    import yaml
+
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump({"setup": "cls", "model": LEGACY_LSTM}, sort_keys=False))
+    cfg = RunConfig.load(path)
+    assert cfg.model == preset("cls", "lstm", "quick")[0]
+    cfg.save(path)  # written again: only the LSTM's options, loading to the same config
+    assert set(yaml.safe_load(path.read_text())["model"]) == {
+        f.name for f in dataclasses.fields(LSTMConfig)
+    }
+    assert RunConfig.load(path) == cfg
+    for bad, message in [
+        ({"colour": "red"}, r"unknown key\(s\) \['colour'\] in `model`"),
+        ({"arch": "gru"}, "unknown model architecture 'gru'"),
+    ]:
+        path.write_text(yaml.safe_dump({"setup": "cls", "model": LEGACY_LSTM | bad}))
+        with pytest.raises(IbkdError, match=f"{path}: .*{message}"):
+            RunConfig.load(path)
+
+
+def test_register_refuses_what_would_be_ambiguous():
+    with pytest.raises(ValueError, match="'lstm' is registered already"):
+        register("lstm", LSTMConfig, lambda cfg, vocab, setup: None)
+    with pytest.raises(ValueError, match="must subclass ModelConfig"):
+        register("plain", dict, lambda cfg, vocab, setup: None)
+    clash = {("cls", "quick"): [LSTMConfig("lstm", "lstm2", dim=4, layers=1)]}
+    with pytest.raises(ValueError, match=r"preset 'lstm' \(cls, quick\) exists already"):
+        register("lstm2", LSTMConfig, lambda cfg, vocab, setup: None, presets=clash)
+    unregister("lstm2")
+    wrong = {("cls", "quick"): [LSTMConfig("other", "lstm", dim=4, layers=1)]}
+    with pytest.raises(ValueError, match="expected a LSTMConfig with arch 'lstm3'"):
+        register("lstm3", LSTMConfig, lambda cfg, vocab, setup: None, presets=wrong)
+    unregister("lstm3")
+    with pytest.raises(IbkdError, match="architecture 'transformer' takes a TransformerConfig"):
+        build_model(LSTMConfig("x", "transformer", dim=4, layers=1), VOCAB, "cls")
+
+
+def test_stable_color_index_is_fixed_per_name():
+    names = ["lstm", "gru", "my-model", "transformer-seq", "cnn", "a", "b", "c"]
+    first = [stable_color_index(n) for n in names]
+    assert first == [stable_color_index(n) for n in names]  # no salted hash
+    assert all(0 <= i < 10 for i in first) and len(set(first)) > 1
+    assert stable_color_index("gru", 3) in range(3)

@@ -305,6 +305,25 @@ def _apply_speed_options(args: argparse.Namespace, train) -> None:
     train.compile = train.compile or args.compile
 
 
+class _ModelOption(argparse.Action):
+    """`--model NAME`; its help lists the registered models, read from the registry only when
+    the help is shown (building the parser does not load the models)."""
+
+    def __call__(self, parser, namespace, values, option_string=None) -> None:
+        setattr(namespace, self.dest, values)
+
+    @property
+    def help(self) -> str:
+        from ibkd.config import SETUPS
+        from ibkd.models import describe_models
+
+        return describe_models(SETUPS)
+
+    @help.setter
+    def help(self, value) -> None:  # argparse sets it; the registry is the source
+        pass
+
+
 def _add_run_options(p: argparse.ArgumentParser, distill: bool) -> None:
     from ibkd.config import KD_SCALES, PRESETS, SETUPS
 
@@ -314,11 +333,7 @@ def _add_run_options(p: argparse.ArgumentParser, distill: bool) -> None:
         help="cls (verb number from the prefix) or lm (language model)"
         + ("; default: the teacher's" if distill else ""),
     )
-    p.add_argument(
-        "--model",
-        help="lstm, transformer, transformer-seq, utransformer-seq "
-        "(cls); lstm, small-lstm, transformer, small-transformer (lm); mlp, cnn (mnist)",
-    )
+    p.add_argument("--model", action=_ModelOption)
     p.add_argument("--preset", choices=PRESETS, help="model and training sizes (default paper)")
     p.add_argument(
         "--data",

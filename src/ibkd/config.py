@@ -1,7 +1,9 @@
 """Typed run configuration: data, model, training, distillation; YAML load/save; presets.
 
 Presets follow the paper (PAPER.md's table of Reflect's configs) under `paper`; `quick` is small
-enough for `ibkd reproduce --budget quick` on a laptop CPU.
+enough for `ibkd reproduce --budget quick` on a laptop CPU. The model part is the registered
+architecture's own config class (`ibkd.models`: `LSTMConfig` in `models/lstm.py`, ...), with its
+preset sizes declared beside it; `ModelConfig(name, arch, ...)` resolves `arch` there.
 """
 
 from __future__ import annotations
@@ -17,6 +19,8 @@ import yaml
 
 from ibkd.errors import IbkdError
 from ibkd.files import atomic_write
+from ibkd.models import ModelConfig, config_from_dict, model_presets
+from ibkd.models import model_names as model_names  # re-exported: the registry's preset names
 
 SETUPS = ("cls", "lm", "mnist")  # agreement classification, agreement LM, scenario 2
 PRESETS = ("paper", "quick")
@@ -34,28 +38,6 @@ class DataConfig:
     # corpus (`default`: the shipped one, or a path); labelled by the teacher when distilling,
     # by the verb's tag otherwise
     transfer: str | None = None
-
-
-@dataclass
-class ModelConfig:
-    """`name` is what the user asked for (and what reports show); `arch` picks the builder."""
-
-    name: str
-    arch: str  # lstm | transformer
-    dim: int  # embedding size (LSTM) / model width (Transformer)
-    layers: int
-    hidden: int = 0  # LSTM hidden size (0: = dim)
-    heads: int = 8
-    ff_mult: int = 4
-    causal: bool = False  # Transformer: causal mask (sequentiality); LMs are always causal
-    shared_layers: bool = False  # Transformer: one block's weights for every layer (recursion)
-    pool: str = "last"  # classification readout: `cls` (position 0) or `last` non-pad token
-    embed_dropout: float = 0.0  # LSTM input dropout / Transformer embedding dropout
-    dropout: float = 0.0  # LSTM hidden (layer inputs and output) / Transformer residual
-    recurrent_dropout: float = 0.0  # LSTM only: on the recurrent state
-    attn_dropout: float = 0.0  # Transformer only
-    max_len: int = 512  # learned positions (Transformer)
-    widths: list[int] = field(default_factory=list)  # MLP layer sizes / CNN filters (scenario 2)
 
 
 @dataclass
@@ -114,8 +96,9 @@ class RunConfig:
                 raise IbkdError(f"{where}: `{path}`: {e}") from None
 
         d = dict(d)
+        if d.get("model") is not None:  # the architecture's own config class
+            d["model"] = config_from_dict(d["model"], where)
         sub = {
-            "model": ModelConfig,
             "data": DataConfig,
             "train": TrainConfig,
             "distill": DistillConfig,
@@ -165,99 +148,8 @@ class RunConfig:
 
 
 # ---------------------------------------------------------------------------------------------
-# Presets. Reflect's classification configs (PAPER.md): LSTM 256/256, hidden dropout 0.8
-# (Keras `dropout` and `recurrent_dropout`), input dropout 0.2; Transformers d=128 (UT-seq
-# d=256), 6 layers, 8 heads, residual dropout 0.4, embedding 0.2, attention 0.6. The LM sizes
-# ("LSTM" 1024 / "Small LSTM" 512, "Transformer" d=512 / "Small Transformer" d=256) are inferred
-# in PAPER.md; their dropouts follow Reflect's `big_lstm_drop5` / `lstm_drop30` and GPT2Config.
-
-
-def _lstm(name, dim, hidden, embed_dropout, dropout, layers=2):
-    return ModelConfig(
-        name,
-        "lstm",
-        dim=dim,
-        hidden=hidden,
-        layers=layers,
-        embed_dropout=embed_dropout,
-        dropout=dropout,
-        recurrent_dropout=dropout,
-    )
-
-
-def _transformer(name, dim, layers, causal, shared, pool, resid, embd, attn, heads=8):
-    return ModelConfig(
-        name,
-        "transformer",
-        dim=dim,
-        layers=layers,
-        heads=heads,
-        causal=causal,
-        shared_layers=shared,
-        pool=pool,
-        embed_dropout=embd,
-        dropout=resid,
-        attn_dropout=attn,
-    )
-
-
-def _vision(name, widths, dropout):
-    return ModelConfig(name, name, dim=0, layers=len(widths), widths=list(widths), dropout=dropout)
-
-
-MODEL_PRESETS: dict[tuple[str, str], dict[str, ModelConfig]] = {
-    # scenario 2 (PAPER.md): MLP 512-128-32 with dropout 0.1; CNN 3x3 convolutions with 128, 64,
-    # 64 filters (its dropout rate is not given: 0.1 as the MLP's)
-    ("mnist", "paper"): {
-        "cnn": _vision("cnn", (128, 64, 64), 0.1),
-        "mlp": _vision("mlp", (512, 128, 32), 0.1),
-    },
-    ("mnist", "quick"): {
-        "cnn": _vision("cnn", (32, 32, 32), 0.1),
-        "mlp": _vision("mlp", (512, 128, 32), 0.1),
-    },
-    ("cls", "paper"): {
-        "lstm": _lstm("lstm", 256, 256, 0.2, 0.8),
-        "transformer": _transformer("transformer", 128, 6, False, False, "cls", 0.4, 0.2, 0.6),
-        "transformer-seq": _transformer(
-            "transformer-seq", 128, 6, True, False, "last", 0.4, 0.2, 0.6
-        ),
-        "utransformer-seq": _transformer(
-            "utransformer-seq", 256, 6, True, True, "last", 0.4, 0.2, 0.6
-        ),
-    },
-    ("lm", "paper"): {
-        "lstm": _lstm("lstm", 512, 1024, 0.2, 0.5),
-        "small-lstm": _lstm("small-lstm", 256, 512, 0.0, 0.3),
-        "transformer": _transformer("transformer", 512, 6, True, False, "last", 0.1, 0.2, 0.2),
-        "small-transformer": _transformer(
-            "small-transformer", 256, 6, True, False, "last", 0.1, 0.2, 0.2
-        ),
-    },
-    # quick: sized by measurement for a 2-core CPU (see README, "Speed")
-    ("cls", "quick"): {
-        "lstm": _lstm("lstm", 128, 128, 0.2, 0.3),
-        "transformer": _transformer(
-            "transformer", 64, 2, False, False, "cls", 0.2, 0.1, 0.1, heads=4
-        ),
-        "transformer-seq": _transformer(
-            "transformer-seq", 64, 2, True, False, "last", 0.2, 0.1, 0.1, heads=4
-        ),
-        "utransformer-seq": _transformer(
-            "utransformer-seq", 64, 2, True, True, "last", 0.2, 0.1, 0.1, heads=4
-        ),
-    },
-    ("lm", "quick"): {
-        "lstm": _lstm("lstm", 128, 256, 0.1, 0.2),
-        "small-lstm": _lstm("small-lstm", 64, 128, 0.1, 0.2),
-        "transformer": _transformer(
-            "transformer", 128, 2, True, False, "last", 0.1, 0.1, 0.1, heads=4
-        ),
-        "small-transformer": _transformer(
-            "small-transformer", 64, 2, True, False, "last", 0.1, 0.1, 0.1, heads=4
-        ),
-    },
-}
+# Presets. The models' sizes are declared in each architecture's file (`ibkd.models`); the
+# training budgets here.
 
 _AGREEMENT_TRAIN = {
     "paper": TrainConfig(epochs=60, batch_size=64, lr=1e-3, warmup_steps=1000, patience=10),
@@ -280,17 +172,13 @@ DISTILL_PRESETS: dict[str, dict[str, float]] = {  # Reflect's settings
 }
 
 
-def model_names(setup: str) -> list[str]:
-    return list(MODEL_PRESETS[(setup, "paper")])
-
-
 def preset(setup: str, model: str, name: str = "paper") -> tuple[ModelConfig, TrainConfig]:
     """The model and training settings of a preset (copies: safe to change)."""
     if setup not in SETUPS:
         raise IbkdError(f"--setup {setup!r}: expected one of {', '.join(SETUPS)}")
     if name not in PRESETS:
         raise IbkdError(f"--preset {name!r}: expected one of {', '.join(PRESETS)}")
-    models = MODEL_PRESETS[(setup, name)]
+    models = model_presets(setup, name)
     if model not in models:
         raise IbkdError(
             f"--model {model!r}: unknown for --setup {setup}; expected one of {', '.join(models)}"

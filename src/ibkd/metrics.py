@@ -11,12 +11,26 @@ are counted in `coverage`). The LM's confidence is the two-way renormalised prob
   0..4, unweighted mean. D and A drop examples with distance > `max_distance` (16) or more than
   `max_intervening` (4) intervening nouns (Reflect's filters).
 - ECE: equal-width confidence bins (20 by default), sum over bins of |bin| / N * |acc - conf|.
+- Fidelity (Stanton et al. 2021, "Does knowledge distillation really work?"): how often the
+  student's top-1 decision matches its teacher's (`top1_match`), and the mean KL divergence.
+- Targeted suites (Marvin & Linzen 2018; Gulordava et al. 2018; BLiMP): the correct form must
+  score above the wrong one; accuracy overall, per construction and per attractor count, with
+  the items that could not be scored excluded and counted (`suite_metrics`).
+
+Accuracy is computed here only: `accuracy` (any split's predictions, e.g. validation during
+training), `top1_accuracy` (scores and labels), `pairwise_accuracy` (two scores per item).
+
+A new metric is one registered function of a split's predictions (`register`); every metric
+registered is computed by `compute_metrics`, so it lands in `metrics.json` and in reports, old
+runs included.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -25,18 +39,51 @@ MAX_INTERVENING = 4
 ECE_BINS = 20
 
 
+Predictions = dict[str, np.ndarray]
+"""One split's saved predictions: key -> array, as `ibkd.predictions` describes them."""
+
+
+def top1_accuracy(scores: np.ndarray, labels: np.ndarray) -> float:
+    """The share of rows whose highest score is the gold label: scores [N, C] (probabilities,
+    logits or log-probabilities), labels [N] ints in [0, C). NaN when N = 0. Ties go to the
+    lowest class id (numpy's argmax)."""
+    scores, labels = np.asarray(scores), np.asarray(labels)
+    if scores.ndim != 2 or labels.shape != scores.shape[:1]:
+        raise ValueError(f"scores {scores.shape} and labels {labels.shape}: expected [N, C], [N]")
+    return float((scores.argmax(1) == labels).mean()) if len(labels) else float("nan")
+
+
+def pairwise_accuracy(score_good: np.ndarray, score_bad: np.ndarray) -> float:
+    """The share of items whose correct alternative scores strictly higher than the wrong one
+    ([N] each; a tie is wrong), as in Linzen et al. (2016) and Marvin & Linzen (2018). NaN when
+    N = 0."""
+    good, bad = np.asarray(score_good), np.asarray(score_bad)
+    if good.shape != bad.shape:
+        raise ValueError(f"score_good {good.shape} and score_bad {bad.shape} differ")
+    return float((good > bad).mean()) if good.size else float("nan")
+
+
 @dataclass
 class Decisions:
-    """One agreement decision per scored example."""
+    """One agreement (or image) decision per scored example: arrays [M], M <= N."""
 
-    correct: np.ndarray  # bool
-    confidence: np.ndarray  # probability of the decision taken
-    distance: np.ndarray | None  # agreement data only
+    correct: np.ndarray
+    """bool: the decision is the gold one"""
+    confidence: np.ndarray
+    """float64: probability of the decision taken (LM: two-way renormalised)"""
+    distance: np.ndarray | None
+    """int: words from subject to verb; None without agreement data (images)"""
     n_intervening: np.ndarray | None
+    """int: nouns between subject and verb"""
     n_diff_intervening: np.ndarray | None
+    """int: of them, attractors"""
 
 
-def decisions(pred: dict[str, np.ndarray]) -> Decisions:
+def decisions(pred: Predictions) -> Decisions:
+    """The decisions in one split's predictions. Classification and images: the most probable
+    class of `probs` [N, C] against `label`. LM: whether the actual verb's log-probability beats
+    its other-number form's; examples whose other form is out of the vocabulary
+    (`other_known` False) are left out."""
     if "probs" in pred:
         keep = np.ones(len(pred["label"]), dtype=bool)
         probs = pred["probs"]
@@ -61,6 +108,14 @@ def decisions(pred: dict[str, np.ndarray]) -> Decisions:
     )
 
 
+def accuracy(pred: Predictions) -> float:
+    """µ-accuracy of one split's predictions, any setup (cls, lm, mnist): the share of correct
+    decisions (`decisions`). NaN when nothing is scored. What training logs as validation
+    accuracy and `metrics.json` as `mu_accuracy`."""
+    correct = decisions(pred).correct
+    return float(correct.mean()) if len(correct) else float("nan")
+
+
 def _grouped(correct: np.ndarray, groups: np.ndarray, keys: range) -> dict[str, dict]:
     out = {}
     for k in keys:
@@ -78,6 +133,9 @@ def _mean_of_groups(groups: dict[str, dict]) -> float:
 def accuracy_by_distance(
     d: Decisions, max_distance: int = MAX_DISTANCE, max_intervening: int = MAX_INTERVENING
 ) -> dict[str, dict]:
+    """Accuracy per subject-verb distance "1".."max_distance": {accuracy (None if empty), n},
+    dropping examples farther than `max_distance` words or with more than `max_intervening`
+    intervening nouns (Reflect's filters; the paper's D-accuracy averages the groups)."""
     keep = (d.distance <= max_distance) & (d.n_intervening <= max_intervening)
     return _grouped(d.correct[keep], d.distance[keep], range(1, max_distance + 1))
 
@@ -85,6 +143,9 @@ def accuracy_by_distance(
 def accuracy_by_attractors(
     d: Decisions, max_distance: int = MAX_DISTANCE, max_intervening: int = MAX_INTERVENING
 ) -> dict[str, dict]:
+    """Accuracy per attractor count "0".."max_intervening" over the examples whose intervening
+    nouns are all attractors: {accuracy (None if empty), n}; the same filters as
+    `accuracy_by_distance` (the paper's A-accuracy averages the groups)."""
     keep = (
         (d.distance <= max_distance)
         & (d.n_intervening <= max_intervening)
@@ -115,6 +176,9 @@ def reliability(d: Decisions, bins: int = ECE_BINS) -> list[dict]:
 
 
 def ece(d: Decisions, bins: int = ECE_BINS) -> float:
+    """Expected calibration error (Naeini et al. 2015; Guo et al. 2017): sum over `bins`
+    equal-width confidence bins of |bin| / N * |accuracy - mean confidence|, in [0, 1]. NaN
+    when nothing is scored."""
     total = len(d.correct)
     return (
         float(
@@ -129,14 +193,18 @@ def ece(d: Decisions, bins: int = ECE_BINS) -> float:
     )
 
 
-def perplexity(pred: dict[str, np.ndarray]) -> float:
-    """exp of the token-averaged cross-entropy over non-pad tokens (LM)."""
+def perplexity(pred: Predictions) -> float:
+    """exp of the token-averaged cross-entropy over non-pad tokens (LM): exp(sum `sum_nll` /
+    sum `n_tokens`), from nats."""
     return math.exp(pred["sum_nll"].sum() / pred["n_tokens"].sum())
 
 
-def fidelity(student: dict[str, np.ndarray], teacher: dict[str, np.ndarray]) -> dict:
-    """How closely a student follows its teacher on the same examples: the share of equal
-    decisions, and the mean KL(teacher || student) of the two-way distributions."""
+def fidelity(student: Predictions, teacher: Predictions) -> dict:
+    """How closely a student follows its teacher on the same examples (Stanton et al. 2021):
+    `top1_match`, the share of examples where both take the same decision (top-1 class; LM:
+    which of the two verb forms), and `kl`, the mean KL(teacher || student) in nats of their
+    class distributions (LM: the two-way renormalised ones). Raises `ValueError` when the
+    two cover different examples."""
 
     def two_way(pred):
         if "probs" in pred:
@@ -149,18 +217,55 @@ def fidelity(student: dict[str, np.ndarray], teacher: dict[str, np.ndarray]) -> 
         raise ValueError("student and teacher predictions cover different examples")
     eps = 1e-12
     kl = (pt * (np.log(pt + eps) - np.log(ps + eps))).sum(1)
-    return {"agreement": float((ps.argmax(1) == pt.argmax(1)).mean()), "kl": float(kl.mean())}
+    return {"top1_match": top1_accuracy(ps, pt.argmax(1)), "kl": float(kl.mean())}
+
+
+Metric = Callable[[Predictions], Any]
+"""A metric: one split's predictions -> a JSON-able value, or None where it does not apply
+(for example an LM-only metric given classification predictions)."""
+
+METRICS: dict[str, Metric] = {}
+"""The metrics registered besides the built-in ones, by the key they get in `metrics.json`."""
+BUILT_IN = frozenset(
+    {
+        "mu_accuracy", "ece", "reliability", "n", "filters", "d_accuracy", "a_accuracy",
+        "accuracy_by_distance", "accuracy_by_attractors", "perplexity", "agreement_accuracy",
+        "coverage", "fidelity",
+    }
+)  # fmt: skip
+
+
+def register(name: str) -> Callable[[Metric], Metric]:
+    """Decorator: compute `fn(predictions)` as metric `name` in `compute_metrics` (hence in
+    every `metrics.json` written from then on and in every report, old runs included, since
+    reports recompute metrics from the saved predictions). Raises `ValueError` when `name` is
+    a built-in metric's or registered already."""
+
+    def add(fn: Metric) -> Metric:
+        if name in BUILT_IN or name in METRICS:
+            raise ValueError(f"metric {name!r} exists already")
+        METRICS[name] = fn
+        return fn
+
+    return add
+
+
+def unregister(name: str) -> None:
+    """Remove a registered metric (tests that register one clean up with it)."""
+    METRICS.pop(name, None)
 
 
 def compute_metrics(
-    pred: dict[str, np.ndarray], *, ece_bins: int = ECE_BINS,
+    pred: Predictions, *, ece_bins: int = ECE_BINS,
     max_distance: int = MAX_DISTANCE, max_intervening: int = MAX_INTERVENING,
 ) -> dict:  # fmt: skip
-    """Every metric of one split's predictions (what goes into metrics.json). D- and A-accuracy
-    only for agreement data (which has distances and attractors)."""
+    """Every metric of one split's predictions (what goes into metrics.json): µ-accuracy, ECE
+    and its reliability bins, the example count; D- and A-accuracy for agreement data (which
+    has distances and attractors); perplexity, agreement accuracy and coverage for the LM; then
+    each registered metric that applies (`register`)."""
     d = decisions(pred)
     out = {
-        "mu_accuracy": float(d.correct.mean()) if len(d.correct) else float("nan"),
+        "mu_accuracy": accuracy(pred),
         "ece": ece(d, ece_bins),
         "reliability": reliability(d, ece_bins),
         "n": int(len(pred["label"])),
@@ -184,4 +289,67 @@ def compute_metrics(
             "scored": int(known.sum()),
             "other_form_out_of_vocabulary": int((~known).sum()),
         }
+    for name, metric in METRICS.items():
+        value = metric(pred)
+        if value is not None:
+            out[name] = value
     return out
+
+
+# ---------------------------------------------------------------------------------------------
+# targeted suites
+
+SUITE_KEYS = ("item", "construction", "n_attractors", "score_good", "score_bad")
+"""The per-item arrays of a suite's saved predictions (`RUN/suites/NAME.npz`), all [N]:
+
+    item           int64    the item's id in its suite (its order in the suite's files)
+    construction   str      the construction (Marvin & Linzen's file, BLiMP's paradigm, ...)
+    n_attractors   int64    attractors between subject and verb; -1 where the suite says not
+    score_good     float64  the correct alternative's score (log-probability in nats, or the
+                            classifier's probability of the correct number); NaN if skipped
+    score_bad      float64  the wrong alternative's score, the same way; NaN if skipped
+    skip_reason    str      (optional) why an item was not scored; "" for scored items
+"""
+
+
+def suite_metrics(pred: Predictions) -> dict:
+    """A targeted suite's summary from its saved per-item predictions (`SUITE_KEYS`).
+
+    An item is correct when `score_good` > `score_bad` (strictly; Marvin & Linzen 2018). Items
+    not scored (a NaN score: out of vocabulary, alternatives identical after mapping, ...) are
+    excluded and counted by `skip_reason` ("not scored" without one). Returns `accuracy` over
+    the scored items (NaN if none), `scored`, `skipped` {reason: count}, `coverage` (scored /
+    all items), and {accuracy, n} `by_construction` (sorted by name) and `by_attractors`
+    ("0", "1", ...; items with a count). Raises `ValueError` naming a missing array or arrays
+    of different lengths.
+    """
+    missing = [k for k in SUITE_KEYS if k not in pred]
+    if missing:
+        raise ValueError(f"suite predictions lack {missing}; expected {list(SUITE_KEYS)}")
+    n = len(pred["item"])
+    if any(len(pred[k]) != n for k in SUITE_KEYS):
+        raise ValueError(f"suite predictions: arrays of different lengths ({list(SUITE_KEYS)})")
+    good = np.asarray(pred["score_good"], dtype=np.float64)
+    bad = np.asarray(pred["score_bad"], dtype=np.float64)
+    scored = ~(np.isnan(good) | np.isnan(bad))
+    reasons = pred.get("skip_reason", np.full(n, "", dtype=str)).astype(str)
+    reasons = np.where(reasons == "", "not scored", reasons)[~scored]
+    construction = pred["construction"].astype(str)[scored]
+    attractors = np.asarray(pred["n_attractors"])[scored]
+    good, bad = good[scored], bad[scored]
+
+    def groups(keys: np.ndarray, labels) -> dict[str, dict]:
+        return {
+            str(k): {"accuracy": pairwise_accuracy(good[keys == k], bad[keys == k]),
+                     "n": int((keys == k).sum())}
+            for k in labels
+        }  # fmt: skip
+
+    return {
+        "accuracy": pairwise_accuracy(good, bad),
+        "scored": int(scored.sum()),
+        "skipped": {str(r): int(c) for r, c in zip(*np.unique(reasons, return_counts=True))},
+        "coverage": float(scored.mean()) if n else float("nan"),
+        "by_construction": groups(construction, sorted(set(construction))),
+        "by_attractors": groups(attractors, sorted(set(attractors[attractors >= 0].tolist()))),
+    }

@@ -9,11 +9,51 @@ mask on h_{t-1} shared by the batch: it keeps PyTorch's fused LSTM kernel.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 from torch import nn
 
-from ibkd.config import ModelConfig
+from ibkd.models import ModelConfig, register
 from ibkd.models.common import last_index
+
+
+@dataclass
+class LSTMConfig(ModelConfig):
+    """The LSTM's options (`arch: lstm`)."""
+
+    dim: int
+    """embedding size (units per token); the LM's output projection and tied embedding too"""
+    layers: int
+    """number of stacked LSTM layers"""
+    hidden: int = 0
+    """hidden-state size (units) of every layer; 0: the same as `dim`"""
+    embed_dropout: float = 0.0
+    """dropout probability on the embeddings (element-wise)"""
+    dropout: float = 0.0
+    """dropout probability on every layer's input (one mask per sequence) and on the output"""
+    recurrent_dropout: float = 0.0
+    """dropout probability on the recurrent state h_{t-1} (one mask per batch)"""
+
+
+def _lstm(name: str, dim: int, hidden: int, embed_dropout: float, dropout: float) -> LSTMConfig:
+    """A 2-layer preset whose recurrent dropout equals its hidden dropout (as Reflect's)."""
+    return LSTMConfig(
+        name, "lstm", dim=dim, layers=2, hidden=hidden, embed_dropout=embed_dropout,
+        dropout=dropout, recurrent_dropout=dropout,
+    )  # fmt: skip
+
+
+# Reflect's classification LSTM (PAPER.md): 256/256, hidden dropout 0.8 (Keras `dropout` and
+# `recurrent_dropout`), input dropout 0.2. The LM sizes ("LSTM" 1024 / "Small LSTM" 512) are
+# inferred in PAPER.md; their dropouts follow Reflect's `big_lstm_drop5` / `lstm_drop30`.
+# quick: sized by measurement for a 2-core CPU (see README, "Speed").
+PRESETS = {
+    ("cls", "paper"): [_lstm("lstm", 256, 256, 0.2, 0.8)],
+    ("lm", "paper"): [_lstm("lstm", 512, 1024, 0.2, 0.5), _lstm("small-lstm", 256, 512, 0.0, 0.3)],
+    ("cls", "quick"): [_lstm("lstm", 128, 128, 0.2, 0.3)],
+    ("lm", "quick"): [_lstm("lstm", 128, 256, 0.1, 0.2), _lstm("small-lstm", 64, 128, 0.1, 0.2)],
+}
 
 
 def locked_dropout(x: torch.Tensor, p: float, training: bool) -> torch.Tensor:
@@ -25,6 +65,9 @@ def locked_dropout(x: torch.Tensor, p: float, training: bool) -> torch.Tensor:
 
 
 class LSTMLayer(nn.Module):
+    """One Keras-style LSTM layer over [B, L, d_in] -> [B, L, d_hidden], Keras' initialisation,
+    with `recurrent_dropout` (a probability) on the recurrent state while training."""
+
     def __init__(self, d_in: int, d_hidden: int, recurrent_dropout: float):
         super().__init__()
         self.rnn = nn.LSTM(d_in, d_hidden, batch_first=True)
@@ -39,6 +82,10 @@ class LSTMLayer(nn.Module):
             self.rnn.bias_ih_l0[d_hidden : 2 * d_hidden] = 1.0
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """[B, L, d_in] -> the hidden states [B, L, d_hidden], from zero initial states. While
+        training with recurrent dropout, one mask on h_{t-1} for the whole batch, applied as a
+        mask on the columns of W_hh (Gal & Ghahramani 2016's variational dropout, Keras'
+        `recurrent_dropout`), keeping the fused kernel."""
         r = self.rnn
         if not (self.training and self.recurrent_dropout > 0):
             return r(x)[0]
@@ -49,11 +96,14 @@ class LSTMLayer(nn.Module):
         return torch.lstm(x, (h0, h0), weights, True, 1, 0.0, True, False, True)[0]
 
 
+@register("lstm", LSTMConfig, presets=PRESETS)
 class LSTM(nn.Module):
-    """2-layer LSTM. Classification reads the state at the last non-pad token; the LM projects
-    to the embedding size and ties its output to the input embedding."""
+    """Stacked LSTM (Hochreiter & Schmidhuber 1997) as in Reflect's Keras models (Abnar et al.
+    2020). Classification reads the state at the last non-pad token and gives `n_classes`
+    logits; the LM projects each state to `dim` and ties its output to the input embedding,
+    giving `vocab_size` logits per token. Token id 0 is padding (right-padded batches)."""
 
-    def __init__(self, cfg: ModelConfig, vocab_size: int, setup: str, n_classes: int = 2):
+    def __init__(self, cfg: LSTMConfig, vocab_size: int, setup: str, n_classes: int = 2):
         super().__init__()
         self.cfg, self.setup = cfg, setup
         hidden = cfg.hidden or cfg.dim
@@ -83,4 +133,6 @@ class LSTM(nn.Module):
         return x[torch.arange(x.shape[0], device=x.device), last_index(lengths)]
 
     def forward(self, tokens: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        """Logits: [B, n_classes] (classification) or [B, L, vocab_size] (LM), from tokens
+        [B, L] (int64) and lengths [B] (tokens before the padding)."""
         return self.head(self.features(tokens, lengths))

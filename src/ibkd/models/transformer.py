@@ -12,16 +12,86 @@ causal mask alone is exact and the fused `is_causal` path is used.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import torch
 from torch import nn
 from torch.nn import functional as F
 
-from ibkd.config import ModelConfig
+from ibkd.models import ModelConfig, register
 from ibkd.models.common import last_index, padding_mask
 
 
+@dataclass
+class TransformerConfig(ModelConfig):
+    """The Transformer family's options (`arch: transformer`)."""
+
+    dim: int
+    """model width (units per token): embeddings, attention and residual stream"""
+    layers: int
+    """number of blocks applied in turn (with `shared_layers`, of one block applied again)"""
+    heads: int = 8
+    """attention heads per block; must divide `dim`"""
+    ff_mult: int = 4
+    """feed-forward width as a multiple of `dim`"""
+    causal: bool = False
+    """a causal mask (sequentiality); LMs are always causal"""
+    shared_layers: bool = False
+    """one block's weights at every layer (recursion: the Universal Transformer)"""
+    pool: str = "last"
+    """classification readout: `cls` (position 0, the `<bos>` token) or `last` non-pad token"""
+    embed_dropout: float = 0.0
+    """dropout probability on the summed token and position embeddings"""
+    dropout: float = 0.0
+    """dropout probability on each residual branch (attention and feed-forward outputs)"""
+    attn_dropout: float = 0.0
+    """dropout probability on the attention weights"""
+    max_len: int = 512
+    """longest input (tokens): the number of learned positions"""
+
+
+def _transformer(
+    name: str, dim: int, layers: int, causal: bool, shared: bool, pool: str,
+    resid: float, embd: float, attn: float, heads: int = 8,
+) -> TransformerConfig:  # fmt: skip
+    """A preset: width, depth, sequentiality, recursion, readout, then the three dropouts."""
+    return TransformerConfig(
+        name, "transformer", dim=dim, layers=layers, heads=heads, causal=causal,
+        shared_layers=shared, pool=pool, embed_dropout=embd, dropout=resid, attn_dropout=attn,
+    )  # fmt: skip
+
+
+# Reflect's classification Transformers (PAPER.md): d=128 (UT-seq d=256), 6 layers, 8 heads,
+# residual dropout 0.4, embedding 0.2, attention 0.6. The LM sizes ("Transformer" d=512 /
+# "Small Transformer" d=256) are inferred in PAPER.md; their dropouts follow GPT2Config.
+# quick: sized by measurement for a 2-core CPU (see README, "Speed").
+PRESETS = {
+    ("cls", "paper"): [
+        _transformer("transformer", 128, 6, False, False, "cls", 0.4, 0.2, 0.6),
+        _transformer("transformer-seq", 128, 6, True, False, "last", 0.4, 0.2, 0.6),
+        _transformer("utransformer-seq", 256, 6, True, True, "last", 0.4, 0.2, 0.6),
+    ],
+    ("lm", "paper"): [
+        _transformer("transformer", 512, 6, True, False, "last", 0.1, 0.2, 0.2),
+        _transformer("small-transformer", 256, 6, True, False, "last", 0.1, 0.2, 0.2),
+    ],
+    ("cls", "quick"): [
+        _transformer("transformer", 64, 2, False, False, "cls", 0.2, 0.1, 0.1, heads=4),
+        _transformer("transformer-seq", 64, 2, True, False, "last", 0.2, 0.1, 0.1, heads=4),
+        _transformer("utransformer-seq", 64, 2, True, True, "last", 0.2, 0.1, 0.1, heads=4),
+    ],
+    ("lm", "quick"): [
+        _transformer("transformer", 128, 2, True, False, "last", 0.1, 0.1, 0.1, heads=4),
+        _transformer("small-transformer", 64, 2, True, False, "last", 0.1, 0.1, 0.1, heads=4),
+    ],
+}
+
+
 class Block(nn.Module):
+    """A pre-LayerNorm Transformer block (GPT-2; Radford et al. 2019): x + attention(LN(x)),
+    then x + MLP(LN(x)), over [B, L, d]. `resid` and `attn` are dropout probabilities.
+    Raises `ValueError` when `heads` does not divide `d`."""
+
     def __init__(self, d: int, heads: int, ff_mult: int, resid: float, attn: float):
         super().__init__()
         if d % heads:
@@ -35,6 +105,8 @@ class Block(nn.Module):
         self.proj = nn.Linear(ff_mult * d, d)
 
     def forward(self, x: torch.Tensor, key_mask: torch.Tensor | None, causal: bool):
+        """[B, L, d] -> [B, L, d]. `key_mask` [B, 1, 1, L] (True: may be attended to) or None;
+        `causal`: each position sees only itself and earlier ones."""
         b, n, d = x.shape
         q, k, v = self.qkv(self.ln1(x)).view(b, n, 3, self.heads, d // self.heads).unbind(2)
         a = F.scaled_dot_product_attention(
@@ -46,8 +118,14 @@ class Block(nn.Module):
         return x + F.dropout(h, self.resid, self.training)
 
 
+@register("transformer", TransformerConfig, presets=PRESETS)
 class Transformer(nn.Module):
-    def __init__(self, cfg: ModelConfig, vocab_size: int, setup: str, n_classes: int = 2):
+    """The paper's Transformer, Transformer-seq and UTransformer-seq (Abnar et al. 2020, after
+    Vaswani et al. 2017 and Dehghani et al. 2019), as set by `TransformerConfig`. Classification
+    gives `n_classes` logits per sequence; the LM `vocab_size` logits per token, its output tied
+    to the token embedding. Raises `ValueError` for an unknown `pool`."""
+
+    def __init__(self, cfg: TransformerConfig, vocab_size: int, setup: str, n_classes: int = 2):
         super().__init__()
         self.cfg, self.setup = cfg, setup
         self.causal = cfg.causal or setup == "lm"
@@ -96,4 +174,7 @@ class Transformer(nn.Module):
         return x[torch.arange(b, device=x.device), last_index(lengths)]
 
     def forward(self, tokens: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        """Logits: [B, n_classes] (classification) or [B, L, vocab_size] (LM), from tokens
+        [B, L] (int64, right-padded with 0) and lengths [B]. Raises `ValueError` when L
+        exceeds `max_len`."""
         return self.head(self.features(tokens, lengths))

@@ -6,18 +6,43 @@ Both take images [B, 1, 28, 28] (and ignore the `lengths` the training loop pass
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+
 import torch
 from torch import nn
 
-from ibkd.config import ModelConfig
+from ibkd.models import ModelConfig, register
 
 N_CLASSES = 10
 
 
-class MLP(nn.Module):
-    """Dense -> ReLU -> BatchNorm -> Dropout per hidden layer (the paper: 512-128-32, 0.1)."""
+@dataclass
+class VisionConfig(ModelConfig):
+    """The options of scenario 2's image models (`arch: mlp` or `arch: cnn`)."""
 
-    def __init__(self, cfg: ModelConfig, vocab_size: int = 0, setup: str = "mnist"):
+    widths: list[int] = field(default_factory=list)
+    """MLP: units per hidden layer; CNN: filters per convolution layer (one layer each)"""
+    dropout: float = 0.0
+    """dropout probability after every hidden layer"""
+
+
+# scenario 2 (PAPER.md): MLP 512-128-32 with dropout 0.1; CNN 3x3 convolutions with 128, 64,
+# 64 filters (its dropout rate is not given: 0.1 as the MLP's)
+CNN_PRESETS = {
+    ("mnist", "paper"): [VisionConfig("cnn", "cnn", widths=[128, 64, 64], dropout=0.1)],
+    ("mnist", "quick"): [VisionConfig("cnn", "cnn", widths=[32, 32, 32], dropout=0.1)],
+}
+MLP_PRESETS = {
+    ("mnist", budget): [VisionConfig("mlp", "mlp", widths=[512, 128, 32], dropout=0.1)]
+    for budget in ("paper", "quick")
+}
+
+
+class MLP(nn.Module):
+    """Dense -> ReLU -> BatchNorm -> Dropout per hidden layer (the paper: 512-128-32, 0.1).
+    Images [B, 1, 28, 28] -> 10 logits; `features` [B, widths[-1]]."""
+
+    def __init__(self, cfg: VisionConfig, vocab_size: int = 0, setup: str = "mnist"):
         super().__init__()
         layers: list[nn.Module] = [nn.Flatten()]
         width = 28 * 28
@@ -28,17 +53,20 @@ class MLP(nn.Module):
         self.head = nn.Linear(width, N_CLASSES)
 
     def features(self, images: torch.Tensor, lengths: torch.Tensor | None = None):
+        """The last hidden layer: [B, widths[-1]] (`lengths` is ignored)."""
         return self.body(images)
 
     def forward(self, images: torch.Tensor, lengths: torch.Tensor | None = None):
+        """Logits [B, 10] (`lengths` is ignored)."""
         return self.head(self.features(images))
 
 
 class CNN(nn.Module):
     """3x3 conv -> BatchNorm -> ReLU -> 2x2 max-pool -> Dropout per layer (the paper: 128, 64,
-    64 filters), global average pooling, a linear output."""
+    64 filters), global average pooling, a linear output. Images [B, 1, 28, 28] -> 10 logits;
+    `features` [B, widths[-1]]."""
 
-    def __init__(self, cfg: ModelConfig, vocab_size: int = 0, setup: str = "mnist"):
+    def __init__(self, cfg: VisionConfig, vocab_size: int = 0, setup: str = "mnist"):
         super().__init__()
         layers: list[nn.Module] = []
         channels = 1
@@ -59,7 +87,14 @@ class CNN(nn.Module):
         self.to(memory_format=torch.channels_last)
 
     def features(self, images: torch.Tensor, lengths: torch.Tensor | None = None):
+        """The pooled last convolution: [B, widths[-1]] (`lengths` is ignored)."""
         return self.body(images.contiguous(memory_format=torch.channels_last))
 
     def forward(self, images: torch.Tensor, lengths: torch.Tensor | None = None):
+        """Logits [B, 10] (`lengths` is ignored)."""
         return self.head(self.features(images))
+
+
+# the CNN first: the order `ibkd train --help` and benchmarks list them in
+register("cnn", VisionConfig, CNN, presets=CNN_PRESETS)
+register("mlp", VisionConfig, MLP, presets=MLP_PRESETS)
