@@ -4,7 +4,8 @@ import pytest
 import torch
 
 from ibkd.config import DistillConfig
-from ibkd.distill import distillation_loss, kd_loss
+from ibkd.losses import LOSSES, masked_cross_entropy
+from ibkd.losses.kd import kd_loss
 
 
 def softmax(z):
@@ -65,11 +66,38 @@ def test_alpha_mixes_kd_and_gold_ce():
     s, te = torch.tensor(STUDENT), torch.tensor(TEACHER)
     gold = torch.tensor([0, 1])
     cfg = DistillConfig(teacher="x", temperature=2.0, alpha=0.3, kd_scale="t2")
-    total, kd, ce = distillation_loss(s, te, gold, cfg)
+    parts = LOSSES["kd"].fn(s, te, None, None, gold, None, cfg)
+    total, kd, ce = parts.total, parts.kd, parts.ce
     assert ce.item() == pytest.approx(torch.nn.functional.cross_entropy(s, gold).item())
     assert kd.item() == pytest.approx(kd_loss(s, te, 2.0, "t2").item())
     assert total.item() == pytest.approx(0.3 * kd.item() + 0.7 * ce.item())
     pure = DistillConfig(teacher="x", alpha=1.0)
-    assert distillation_loss(s, te, gold, pure)[0].item() == pytest.approx(
+    assert LOSSES["kd"].fn(s, te, None, None, gold, None, pure).total.item() == pytest.approx(
         kd_loss(s, te, 1.0).item()
     )
+
+
+def test_masked_cross_entropy_reductions_agree():
+    torch.manual_seed(0)
+    logits, targets = torch.randn(3, 5, 7), torch.randint(1, 7, (3, 5))
+    mask = torch.tensor([[1, 1, 1, 0, 0], [1, 1, 1, 1, 1], [1, 0, 0, 0, 0]], dtype=torch.bool)
+    per_position = masked_cross_entropy(logits, targets, mask, "none")
+    assert per_position.shape == (3, 5) and (per_position[~mask] == 0).all()
+    by_hand = -torch.log_softmax(logits, -1).gather(-1, targets[..., None])[..., 0][mask]
+    assert per_position[mask] == pytest.approx(by_hand.tolist(), rel=1e-5)
+    total = masked_cross_entropy(logits, targets, mask, "sum")
+    assert total.item() == pytest.approx(by_hand.sum().item(), rel=1e-5)
+    assert masked_cross_entropy(logits, targets, mask).item() == pytest.approx(
+        total.item() / int(mask.sum()), rel=1e-5
+    )
+
+
+def test_the_kd_loss_is_registered_and_selected_by_name():
+    from ibkd.config import RunConfig
+
+    assert "kd" in LOSSES and not LOSSES["kd"].representations
+    with pytest.raises(Exception, match="--kd-loss 'nope': expected one of kd"):
+        RunConfig.from_dict(
+            {"setup": "cls", "model": {"name": "lstm", "arch": "lstm", "dim": 4, "layers": 1},
+             "distill": {"teacher": "t", "loss": "nope"}}
+        )  # fmt: skip
