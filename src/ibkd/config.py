@@ -210,7 +210,10 @@ class RunConfig:
         except OSError as e:
             raise IbkdError(f"{path}: cannot read ({e.strerror})") from None
         except yaml.YAMLError as e:
-            raise IbkdError(f"{path}: not valid YAML ({e})") from None
+            mark = getattr(e, "problem_mark", None)
+            where = f"{path}:{mark.line + 1}" if mark is not None else str(path)
+            problem = getattr(e, "problem", None) or str(e).splitlines()[0]
+            raise IbkdError(f"{where}: not valid YAML ({problem})") from None
         if not isinstance(data, dict):
             raise IbkdError(f"{path}: expected a mapping of run settings")
         return cls.from_dict(data, where=str(path))

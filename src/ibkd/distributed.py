@@ -1,6 +1,7 @@
 """Where a run executes: its device, threads, seeding, and its processes under torchrun.
 
-One place for device choice and seeding (`pick_device`, `seed_everything`, `set_threads`).
+One place for device choice, threads and seeding (`pick_device`, `set_threads`,
+`seed_everything`).
 
 One run on several processes: `torchrun --nproc_per_node=N -m ibkd train|distill ...`.
 torchrun sets RANK, LOCAL_RANK and WORLD_SIZE; `Dist.from_env` joins the process group (NCCL
@@ -62,43 +63,13 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def physical_cores() -> int:
-    """Physical CPU cores of this machine (Linux: distinct core ids of /proc/cpuinfo; else
-    the logical count)."""
-    try:
-        cores, phys = set(), "0"
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                key, _, value = line.partition(":")
-                key = key.strip()
-                if key == "physical id":
-                    phys = value.strip()
-                elif key == "core id":
-                    cores.add((phys, value.strip()))
-        if cores:
-            return len(cores)
-    except OSError:
-        pass
-    return os.cpu_count() or 1
-
-
-def default_threads(concurrent_runs: int = 1) -> int:
-    """Intra-op threads for one run: $OMP_NUM_THREADS when set, else the physical cores shared
-    by the runs of this machine (`concurrent_runs`, e.g. torchrun's processes per node)."""
-    env = os.environ.get("OMP_NUM_THREADS", "").strip()
-    if env.isdigit() and int(env) > 0:
-        return int(env)
-    return max(1, physical_cores() // max(1, concurrent_runs))
-
-
 def set_threads(threads: int | None) -> int:
-    """Set torch's intra-op threads (None: `default_threads()` for the processes torchrun put
-    on this node); returns the number in use."""
-    if threads is None:
-        threads = default_threads(int(os.environ.get("LOCAL_WORLD_SIZE", "1")))
-    if threads < 1:
-        raise IbkdError(f"--threads {threads}: expected >= 1")
-    if threads != torch.get_num_threads():
+    """Set torch's intra-op CPU threads; None keeps what the process has (torch's default:
+    $OMP_NUM_THREADS when set, else the physical cores; a grid worker's share; torchrun's one
+    per process). Returns the number in use."""
+    if threads is not None:
+        if threads < 1:
+            raise IbkdError(f"--threads {threads}: expected >= 1")
         torch.set_num_threads(threads)
     return torch.get_num_threads()
 

@@ -120,6 +120,8 @@ def locked_folder(out: Path) -> Iterator[None]:
     """Hold the run folder's lock (an exclusive flock on `out/.lock`) for the block; another
     process holding it is refused with an IbkdError. A folder this call created and that is
     still empty afterwards (a start refused before writing) is removed again."""
+    if out.exists() and not out.is_dir():
+        raise IbkdError(f"--out {out}: is a file, expected a run folder")
     created = not out.exists()
     try:
         out.mkdir(parents=True, exist_ok=True)
@@ -127,23 +129,24 @@ def locked_folder(out: Path) -> Iterator[None]:
     except OSError as e:
         raise IbkdError(f"--out {out}: cannot write there ({e.strerror})") from None
     try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
-            raise IbkdError(
-                f"--out {out}: in use by another ibkd process (pid {holder}); wait for it to "
-                "finish or choose another folder"
-            ) from None
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
+        os.close(fd)
+        raise IbkdError(
+            f"--out {out}: in use by another ibkd process (pid {holder}); wait for it to "
+            "finish or choose another folder"
+        ) from None
+    try:
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
         yield
     finally:
-        os.close(fd)
-        if {p.name for p in out.iterdir()} == {LOCK}:
+        if {p.name for p in out.iterdir()} == {LOCK}:  # nothing was written: leave no trace
             (out / LOCK).unlink()
             if created:
                 out.rmdir()
+        os.close(fd)  # releases the lock
 
 
 # ---------------------------------------------------------------------------------------------

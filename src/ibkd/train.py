@@ -119,7 +119,7 @@ def train_run(
     metrics (the contents of metrics.json; {} on torchrun processes other than rank 0).
 
     `resume`: continue the run in `out` from its checkpoint (a finished run returns its
-    metrics). `threads`: torch's intra-op threads (default `ibkd.distributed.default_threads`).
+    metrics). `threads`: torch's intra-op CPU threads (None: keep the process's).
     `on_step(step)` is called after every optimizer step. Every user error (bad option, unusable
     folder, teacher or data, a non-finite loss) raises IbkdError; options and inputs are checked
     before anything is written."""
