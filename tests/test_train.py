@@ -118,6 +118,11 @@ def test_run_folder_and_determinism(tmp_path):
         assert without(run / name, timing) == without(tmp_path / "b" / name, timing)
     prov = json.loads((run / "provenance.json").read_text())["sessions"]
     assert len(prov) == 1 and prov[0]["finished"] >= prov[0]["started"]
+    for key in ("command", "started", "finished", "python", "torch", "numpy", "ibkd",
+                "git_commit", "cpu", "gpu", "threads", "device", "processes"):  # fmt: skip
+        assert key in prov[0], key
+    assert prov[0]["device"] == "cpu" and prov[0]["threads"] == m1["training"]["threads"]
+    assert "started" not in (run / "config.yaml").read_text()  # not part of the identity
     assert 0.5 < m1["test"]["mu_accuracy"] <= 1
     assert m1["training"]["steps"] == 2 * 10  # 300 rows / 32 per batch, 2 epochs
     log = (run / "log.csv").read_text().splitlines()

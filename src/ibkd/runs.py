@@ -326,7 +326,7 @@ def provenance(device: torch.device, threads: int, processes: int) -> dict:
 
     gpu = torch.cuda.get_device_name(device) if device.type == "cuda" else None
     return {
-        "command": shlex.join([Path(sys.argv[0]).name, *sys.argv[1:]]),
+        "command": shlex.join(sys.orig_argv),  # as typed: the interpreter, -m ibkd, options
         "cwd": os.getcwd(),
         "started": now(),
         "finished": None,
