@@ -289,3 +289,53 @@ def test_a_checkpoint_from_other_settings_is_not_resumed(tmp_path):
     other = tiny_config(rows=200, seed=3)
     with pytest.raises(IbkdError, match="written by a run with other settings"):
         train_run(other, tmp_path / "r", resume=True, progress=False)
+
+
+def test_tensorboard_scalars_follow_the_logs(tmp_path, monkeypatch):
+    """--tensorboard writes every log.csv / epochs.csv number as a scalar at its step."""
+    import ibkd.train
+
+    written = []
+
+    class Recorder:
+        def __init__(self, log_dir):
+            assert log_dir == str(tmp_path / "run")
+
+        def add_scalar(self, tag, value, step):
+            written.append((tag, value, step))
+
+        def close(self):
+            written.append("closed")
+
+    monkeypatch.setattr(ibkd.train, "_summary_writer", lambda: Recorder)
+    cfg = tiny_config(rows=100)
+    train_run(cfg, tmp_path / "run", progress=False, tensorboard=True)
+    rows = without(tmp_path / "run" / "log.csv")
+    loss = {step: value for tag, value, step in written[:-1] if tag == "train/loss"}
+    assert loss == {int(r["step"]): float(r["loss"]) for r in rows}
+    valid = [(step, value) for tag, value, step in written[:-1] if tag == "epoch/valid_loss"]
+    epochs = without(tmp_path / "run" / "epochs.csv")
+    assert valid == [(int(r["step"]), float(r["valid_loss"])) for r in epochs]
+    assert {t for t, *_ in written[:-1]} >= {"train/lr", "train/tokens_per_s", "train/kd"}
+    assert written[-1] == "closed"
+
+
+def test_tensorboard_event_files_beside_the_log(tmp_path):
+    pytest.importorskip("tensorboard")
+    cfg = tiny_config(rows=100)
+    cfg.train.epochs = 1
+    train_run(cfg, tmp_path / "run", progress=False, tensorboard=True)
+    assert list((tmp_path / "run").glob("events.out.tfevents.*"))
+
+
+def test_tensorboard_absent_is_one_line_before_writing(tmp_path, capsys):
+    try:
+        import tensorboard  # noqa: F401
+
+        pytest.skip("tensorboard is installed")
+    except ImportError:
+        pass
+    args = ["train", "--setup", "cls", "--model", "lstm", "--device", "cpu", "--tensorboard"]
+    assert main([*args, "--out", str(tmp_path / "r")]) == 2
+    assert "--tensorboard: needs the tensorboard package" in capsys.readouterr().err
+    assert not (tmp_path / "r").exists()

@@ -211,6 +211,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         resume=args.resume,
         progress=not args.no_progress,
         threads=args.threads,
+        tensorboard=args.tensorboard,
     )
     if not metrics:  # a torchrun process other than rank 0: rank 0 reports
         return 0
@@ -379,6 +380,11 @@ def _add_run_options(p: argparse.ArgumentParser, distill: bool) -> None:
         "--resume", action="store_true", help="continue the run in --out from its checkpoint"
     )
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument(
+        "--tensorboard",
+        action="store_true",
+        help="also write TensorBoard event files into the run folder (needs ibkd[tensorboard])",
+    )
     if distill:
         p.add_argument("--teacher", required=True, help="the teacher's (finished) run folder")
         p.add_argument(

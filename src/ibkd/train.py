@@ -114,12 +114,15 @@ def _user_errors(fn):
 def train_run(
     cfg: RunConfig, out: str | Path, *, resume: bool = False, progress: bool = True,
     on_step: Callable[[int], None] | None = None, threads: int | None = None,
+    tensorboard: bool = False,
 ) -> dict:  # fmt: skip
     """Train (or distil, when `cfg.distill` is set) one run into the folder `out`; returns its
     metrics (the contents of metrics.json; {} on torchrun processes other than rank 0).
 
     `resume`: continue the run in `out` from its checkpoint (a finished run returns its
     metrics). `threads`: torch's intra-op CPU threads (None: keep the process's).
+    `tensorboard`: also write TensorBoard event files beside log.csv (losses, learning rate,
+    gradient norm, tokens/s per step; validation loss and accuracy per epoch).
     `on_step(step)` is called after every optimizer step. Every user error (bad option, unusable
     folder, teacher or data, a non-finite loss) raises IbkdError; options and inputs are checked
     before anything is written."""
@@ -131,6 +134,7 @@ def train_run(
         raise IbkdError(f"--precision bf16: for CUDA devices, not {device.type}")
     if dist.enabled and cfg.distill is not None and LOSSES[cfg.distill.loss].representations:
         raise IbkdError(f"--kd-loss {cfg.distill.loss}: not supported under torchrun")
+    board_class = _summary_writer() if tensorboard and dist.is_rank0 else None
     with contextlib.ExitStack() as stack:
         stack.callback(dist.close)
         if dist.is_rank0:  # one process writes a run folder at a time
@@ -180,6 +184,9 @@ def train_run(
         epochs_log = stack.enter_context(
             contextlib.closing(CsvLog(out / "epochs.csv", EPOCH_FIELDS, keep_epochs, dist.is_rank0))
         )
+        board = None
+        if board_class is not None:  # event files beside log.csv
+            board = stack.enter_context(contextlib.closing(board_class(log_dir=str(out))))
 
         # --- the loop
         while state.epoch < cfg.train.epochs and not state.stopped:
@@ -197,6 +204,7 @@ def train_run(
                     row = train_step(run, order[b])
                     state.batch_in_epoch = b + 1
                     log.write(row)
+                    _to_board(board, "train", row, state.step)
                     losses.append(float(row["loss"]))
                     if bar is not None:
                         bar.update(1)
@@ -210,7 +218,8 @@ def train_run(
             finally:
                 if bar is not None:
                     bar.close()
-            end_epoch(run, float(np.mean(losses)) if losses else float("nan"), epochs_log)
+            row = end_epoch(run, float(np.mean(losses)) if losses else float("nan"), epochs_log)
+            _to_board(board, "epoch", row, state.step)
             log.sync()  # the log is durable up to the checkpoint
             checkpoint(run)
         log.close()
@@ -288,8 +297,9 @@ def _loss(run: Run, index, tokens, lengths, targets) -> LossParts:
                    mask, run.cfg.distill)  # fmt: skip
 
 
-def end_epoch(run: Run, train_loss: float, epochs_log: CsvLog) -> None:
-    """Validate, keep the best weights, decide on early stopping; log the epoch."""
+def end_epoch(run: Run, train_loss: float, epochs_log: CsvLog) -> dict:
+    """Validate, keep the best weights, decide on early stopping; log the epoch (returns its
+    epochs.csv row)."""
     state, dist = run.state, run.dist
     valid_loss, valid_acc = math.nan, math.nan
     if dist.is_rank0:  # under DDP the others take rank 0's numbers (BatchNorm may differ)
@@ -304,18 +314,18 @@ def end_epoch(run: Run, train_loss: float, epochs_log: CsvLog) -> None:
     else:
         state.bad_epochs += 1
         state.stopped = state.bad_epochs >= run.cfg.train.patience
-    epochs_log.write(
-        {
-            "epoch": state.epoch,
-            "step": state.step,
-            "train_loss": f"{train_loss:.5f}",
-            "valid_loss": f"{valid_loss:.5f}",
-            "valid_accuracy": f"{valid_acc:.4f}",
-            "best": int(better),
-            "seconds": f"{state.seconds:.1f}",
-        }
-    )
+    row = {
+        "epoch": state.epoch,
+        "step": state.step,
+        "train_loss": f"{train_loss:.5f}",
+        "valid_loss": f"{valid_loss:.5f}",
+        "valid_accuracy": f"{valid_acc:.4f}",
+        "best": int(better),
+        "seconds": f"{state.seconds:.1f}",
+    }
+    epochs_log.write(row)
     epochs_log.sync()
+    return row
 
 
 def finish(run: Run) -> dict:
@@ -470,6 +480,29 @@ def lr_lambda(warmup: int, total: int, schedule: str) -> Callable[[int], float]:
         return 0.5 * (1 + math.cos(math.pi * progress))
 
     return f
+
+
+def _summary_writer():
+    """torch.utils.tensorboard's SummaryWriter class; IbkdError when tensorboard is absent."""
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:
+        raise IbkdError(
+            "--tensorboard: needs the tensorboard package (pip install 'ibkd[tensorboard]')"
+        ) from None
+    return SummaryWriter
+
+
+BOARD_SKIP = {"step", "epoch", "best"}  # counters, not curves
+
+
+def _to_board(board, group: str, row: dict, step: int) -> None:
+    """A log row's numbers as TensorBoard scalars `group/name` at `step` (no-op without one)."""
+    if board is None:
+        return
+    for name, value in row.items():
+        if name not in BOARD_SKIP:
+            board.add_scalar(f"{group}/{name}", float(value), step)
 
 
 def _to_device(t: torch.Tensor, device: torch.device) -> torch.Tensor:
