@@ -101,3 +101,34 @@ def test_the_kd_loss_is_registered_and_selected_by_name():
             {"setup": "cls", "model": {"name": "lstm", "arch": "lstm", "dim": 4, "layers": 1},
              "distill": {"teacher": "t", "loss": "nope"}}
         )  # fmt: skip
+
+
+def test_a_new_loss_is_one_registered_function(tmp_path, monkeypatch):
+    """A loss that needs the penultimate representations (a FitNets-style hint, Romero et al.
+    2015) registered by name trains through the loop: the teacher is then not cached and both
+    representations reach the loss with the batch's shape."""
+    from test_train import tiny_config, without
+
+    from ibkd.losses import DistillLoss, LossParts
+    from ibkd.train import train_run
+
+    seen = []
+
+    def hint(student_logits, teacher_logits, student_repr, teacher_repr, gold, mask, cfg):
+        seen.append((student_repr.shape, teacher_repr.shape, student_logits.shape[0]))
+        ce = masked_cross_entropy(student_logits, gold, mask)
+        distance = (student_repr - teacher_repr).pow(2).mean()
+        return LossParts(ce + distance, ce, distance)
+
+    monkeypatch.setitem(LOSSES, "hint", DistillLoss("hint", hint, representations=True))
+    teacher = tmp_path / "teacher"
+    cfg = tiny_config(rows=100)
+    cfg.train.epochs = 1
+    train_run(cfg, teacher, progress=False)
+    student = tiny_config(arch="transformer", rows=100, teacher=str(teacher), loss="hint")
+    student.train.epochs = 1
+    metrics = train_run(student, tmp_path / "student", progress=False)
+    assert metrics["training"]["teacher_cache_seconds"] == 0  # not cached
+    assert seen and all(s == t == (b, 16) for s, t, b in seen)
+    kd = [float(r["kd"]) for r in without(tmp_path / "student" / "log.csv")]
+    assert len(kd) == len(seen) and all(k > 0 for k in kd)

@@ -287,7 +287,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from ibkd.distributed import pick_device
     from ibkd.evaluate import score_suite
     from ibkd.files import atomic_write
-    from ibkd.runs import load_run
+    from ibkd.runs import load_run, user_os_error
 
     device = pick_device(args.device)
     run = load_run(args.run, device)
@@ -297,9 +297,12 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         result = score_suite(run.model, run.vocab, run.config.setup, items, device)
         result["suite"] = str(suite)
         name = Path(suite).name.split(".")[0]
-        with atomic_write(Path(args.run) / "suites" / f"{name}.json") as f:
-            json.dump(result, f, indent=2)
-            f.write("\n")
+        try:
+            with atomic_write(Path(args.run) / "suites" / f"{name}.json") as f:
+                json.dump(result, f, indent=2)
+                f.write("\n")
+        except OSError as e:
+            raise user_os_error(e) from None
         out[name] = result
         print(
             f"{name}: accuracy {result['accuracy']:.4f} on {result['scored']} items "
