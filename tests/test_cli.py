@@ -2,6 +2,8 @@ import json
 import subprocess
 import sys
 
+import pytest
+
 from ibkd.cli import main
 
 CONLLU = (
@@ -93,3 +95,35 @@ def test_skip_bad_rows_reports(tmp_path, capsys):
     assert f"{path}:42: has 1 tab-separated columns" in capsys.readouterr().err
     assert main(["data", "stats", str(path), "--skip-bad-rows", "--train", "0.5"]) == 0
     assert "skipped 1 bad rows; first: line 42" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "scenario, cell, argv",
+    [("scenario1", "lstm/seed0", ["train", "--setup", "cls", "--model", "lstm"]),
+     ("scenario1", "transformer--from-lstm/seed1",
+      ["distill", "--teacher", "{grid}/lstm/seed1", "--model", "transformer", "--seed", "1"]),
+     ("scenario1", "transformer--transfer/seed0",
+      ["train", "--setup", "cls", "--model", "transformer", "--transfer", "default"]),
+     ("scenario2", "mlp/seed0", ["train", "--setup", "mnist", "--model", "mlp"]),
+     ("scenario2", "mlp--from-cnn/seed0", ["distill", "--teacher", "{grid}/cnn/seed0",
+                                           "--model", "mlp"])],
+)  # fmt: skip
+def test_preset_quick_is_the_quick_grids_cell(tmp_path, scenario, cell, argv):
+    """`ibkd train|distill --preset quick` writes the config.yaml of the quick grid's cell."""
+    from ibkd.cli import build_parser, run_config
+    from ibkd.config import RunConfig
+    from ibkd.experiments import scenario1, scenario2
+    from ibkd.experiments.grid import resolved
+
+    grid_dir = tmp_path / "grid"
+    runs = scenario1.grid("cls", "quick") if scenario == "scenario1" else scenario2.grid("quick")
+    by_name = {r.name: r for r in runs}
+    for run in runs:  # the teachers' config.yaml, as the grid writes them
+        if run.teacher is None:
+            resolved(run, grid_dir).save(grid_dir / run.name / "config.yaml")
+    argv = [a.replace("{grid}", str(grid_dir)) for a in argv]
+    args = build_parser().parse_args([*argv, "--preset", "quick", "--out", str(tmp_path / "x")])
+    run_config(args).save(tmp_path / "cli.yaml")
+    resolved(by_name[cell], grid_dir).save(tmp_path / "grid.yaml")
+    assert (tmp_path / "cli.yaml").read_text() == (tmp_path / "grid.yaml").read_text()
+    assert RunConfig.load(tmp_path / "cli.yaml").train.epochs in (5, 6, 20)

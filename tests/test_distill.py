@@ -4,7 +4,8 @@ import pytest
 import torch
 
 from ibkd.config import DistillConfig
-from ibkd.distill import distillation_loss, kd_loss
+from ibkd.losses import LOSSES, masked_cross_entropy
+from ibkd.losses.kd import kd_loss
 
 
 def softmax(z):
@@ -65,11 +66,69 @@ def test_alpha_mixes_kd_and_gold_ce():
     s, te = torch.tensor(STUDENT), torch.tensor(TEACHER)
     gold = torch.tensor([0, 1])
     cfg = DistillConfig(teacher="x", temperature=2.0, alpha=0.3, kd_scale="t2")
-    total, kd, ce = distillation_loss(s, te, gold, cfg)
+    parts = LOSSES["kd"].fn(s, te, None, None, gold, None, cfg)
+    total, kd, ce = parts.total, parts.kd, parts.ce
     assert ce.item() == pytest.approx(torch.nn.functional.cross_entropy(s, gold).item())
     assert kd.item() == pytest.approx(kd_loss(s, te, 2.0, "t2").item())
     assert total.item() == pytest.approx(0.3 * kd.item() + 0.7 * ce.item())
     pure = DistillConfig(teacher="x", alpha=1.0)
-    assert distillation_loss(s, te, gold, pure)[0].item() == pytest.approx(
+    assert LOSSES["kd"].fn(s, te, None, None, gold, None, pure).total.item() == pytest.approx(
         kd_loss(s, te, 1.0).item()
     )
+
+
+def test_masked_cross_entropy_reductions_agree():
+    torch.manual_seed(0)
+    logits, targets = torch.randn(3, 5, 7), torch.randint(1, 7, (3, 5))
+    mask = torch.tensor([[1, 1, 1, 0, 0], [1, 1, 1, 1, 1], [1, 0, 0, 0, 0]], dtype=torch.bool)
+    per_position = masked_cross_entropy(logits, targets, mask, "none")
+    assert per_position.shape == (3, 5) and (per_position[~mask] == 0).all()
+    by_hand = -torch.log_softmax(logits, -1).gather(-1, targets[..., None])[..., 0][mask]
+    assert per_position[mask] == pytest.approx(by_hand.tolist(), rel=1e-5)
+    total = masked_cross_entropy(logits, targets, mask, "sum")
+    assert total.item() == pytest.approx(by_hand.sum().item(), rel=1e-5)
+    assert masked_cross_entropy(logits, targets, mask).item() == pytest.approx(
+        total.item() / int(mask.sum()), rel=1e-5
+    )
+
+
+def test_the_kd_loss_is_registered_and_selected_by_name():
+    from ibkd.config import RunConfig
+
+    assert "kd" in LOSSES and not LOSSES["kd"].representations
+    with pytest.raises(Exception, match="--kd-loss 'nope': expected one of kd"):
+        RunConfig.from_dict(
+            {"setup": "cls", "model": {"name": "lstm", "arch": "lstm", "dim": 4, "layers": 1},
+             "distill": {"teacher": "t", "loss": "nope"}}
+        )  # fmt: skip
+
+
+def test_a_new_loss_is_one_registered_function(tmp_path, monkeypatch):
+    """A loss that needs the penultimate representations (a FitNets-style hint, Romero et al.
+    2015) registered by name trains through the loop: the teacher is then not cached and both
+    representations reach the loss with the batch's shape."""
+    from test_train import tiny_config, without
+
+    from ibkd.losses import DistillLoss, LossParts
+    from ibkd.train import train_run
+
+    seen = []
+
+    def hint(student_logits, teacher_logits, student_repr, teacher_repr, gold, mask, cfg):
+        seen.append((student_repr.shape, teacher_repr.shape, student_logits.shape[0]))
+        ce = masked_cross_entropy(student_logits, gold, mask)
+        distance = (student_repr - teacher_repr).pow(2).mean()
+        return LossParts(ce + distance, ce, distance)
+
+    monkeypatch.setitem(LOSSES, "hint", DistillLoss("hint", hint, representations=True))
+    teacher = tmp_path / "teacher"
+    cfg = tiny_config(rows=100)
+    cfg.train.epochs = 1
+    train_run(cfg, teacher, progress=False)
+    student = tiny_config(arch="transformer", rows=100, teacher=str(teacher), loss="hint")
+    student.train.epochs = 1
+    metrics = train_run(student, tmp_path / "student", progress=False)
+    assert metrics["training"]["teacher_cache_seconds"] == 0  # not cached
+    assert seen and all(s == t == (b, 16) for s, t, b in seen)
+    kd = [float(r["kd"]) for r in without(tmp_path / "student" / "log.csv")]
+    assert len(kd) == len(seen) and all(k > 0 for k in kd)

@@ -66,3 +66,24 @@ def test_blimp_and_colorlessgreen_suites(runs, tmp_path, capsys):
         assert g["scored"] == 1 and g["by_attractors"] == {"1": {"accuracy": g["accuracy"], "n": 1}}
     assert "accuracy" in capsys.readouterr().out
     assert main(["evaluate", str(tmp_path), "--suite", str(blimp)]) == 2
+
+
+def test_saved_predictions_follow_the_contract(runs, tmp_path):
+    """predictions/<split>.npz hold exactly the keys, dtypes and shapes ibkd.predictions
+    documents; a corrupt file is refused with its name."""
+    import numpy as np
+
+    from ibkd.errors import IbkdError
+    from ibkd.predictions import KEYS, SETUP_KEYS, load_predictions
+
+    root, _, _ = runs
+    for setup in ("cls", "lm"):
+        pred = load_predictions(root / setup / "predictions" / "test.npz")
+        assert set(pred) == set(SETUP_KEYS[setup])
+        n = len(pred["label"])
+        for key, array in pred.items():
+            dtype, ndim = KEYS[key]
+            assert array.dtype == np.dtype(dtype) and array.ndim == ndim and len(array) == n, key
+    (tmp_path / "bad.npz").write_bytes(b"PK\x03\x04 not a zip")
+    with pytest.raises(IbkdError, match="bad.npz: not a readable predictions file"):
+        load_predictions(tmp_path / "bad.npz")

@@ -125,14 +125,24 @@ RUN_OPTIONS = (
     "lr",
     "temperature",
     "alpha",
+    "kd_loss",
     "kd_scale",
     "teacher_dropout",
 )
 
 
-def _run_config(args: argparse.Namespace):
-    """The run's configuration: from the options, or (for --resume) from the run folder."""
-    from ibkd.config import DISTILL_PRESETS, DataConfig, DistillConfig, RunConfig, preset
+def _absolute(path: str | None, keep: tuple[str, ...] = ("default",)) -> str | None:
+    """A path option as an absolute path (so that --resume works from any directory); the
+    names in `keep` (e.g. `default`) stay as they are."""
+    return path if path is None or path in keep else str(Path(path).resolve())
+
+
+def run_config(args: argparse.Namespace):
+    """The run's configuration from the `train` / `distill` options, or (for --resume without
+    options) from the run folder. `--preset quick` gives the quick grid's cell: its epochs, and
+    for a distilled classification student its temperature and transfer set."""
+    from ibkd.config import DataConfig, DistillConfig, RunConfig, preset
+    from ibkd.presets import distill_settings
 
     saved = Path(args.out) / "config.yaml"
     given = [o for o in RUN_OPTIONS if getattr(args, o, None) is not None]
@@ -144,7 +154,7 @@ def _run_config(args: argparse.Namespace):
     teacher_cfg = None
     if getattr(args, "teacher", None):
         teacher_yaml = Path(args.teacher) / "config.yaml"
-        if not teacher_yaml.exists():
+        if not teacher_yaml.is_file():
             raise IbkdError(f"--teacher {args.teacher}: not a run folder (no config.yaml)")
         teacher_cfg = RunConfig.load(teacher_yaml)
     setup = args.setup or (teacher_cfg.setup if teacher_cfg else None)
@@ -152,7 +162,8 @@ def _run_config(args: argparse.Namespace):
         raise IbkdError(
             "--setup and --model are required (except with --resume of an existing run)"
         )
-    model, train = preset(setup, args.model, args.preset or "paper")
+    budget = args.preset or "paper"
+    model, train = preset(setup, args.model, budget)
     for option in ("epochs", "batch_size", "lr"):
         if getattr(args, option) is not None:
             setattr(train, option, getattr(args, option))
@@ -161,24 +172,25 @@ def _run_config(args: argparse.Namespace):
     data = (
         teacher_cfg.data
         if teacher_cfg and args.data is None
-        else DataConfig(data=args.data or "default")
+        else DataConfig(data=_absolute(args.data or "default"))
     )
-    if args.transfer is not None:
-        transfer = None if args.transfer == "none" else args.transfer
-        data = dataclasses.replace(data, transfer=transfer)
     distill = None
     if teacher_cfg is not None:
-        defaults = DISTILL_PRESETS[setup]
+        values, transfer = distill_settings(setup, budget)
+        if transfer is not None:
+            data = dataclasses.replace(data, transfer=transfer)
         distill = DistillConfig(
-            teacher=str(Path(args.teacher)),
-            temperature=args.temperature
-            if args.temperature is not None
-            else defaults["temperature"],
-            alpha=args.alpha if args.alpha is not None else defaults["alpha"],
+            teacher=_absolute(args.teacher),
+            loss=args.kd_loss or "kd",
+            temperature=values["temperature"] if args.temperature is None else args.temperature,
+            alpha=values["alpha"] if args.alpha is None else args.alpha,
             kd_scale=args.kd_scale or "t2",
             teacher_dropout=bool(args.teacher_dropout),
             cache_teacher=not args.no_teacher_cache,
         )
+    if args.transfer is not None:
+        transfer = None if args.transfer == "none" else _absolute(args.transfer)
+        data = dataclasses.replace(data, transfer=transfer)
     cfg = RunConfig(
         setup=setup, model=model, seed=args.seed or 0, data=data, train=train, distill=distill
     )
@@ -187,10 +199,17 @@ def _run_config(args: argparse.Namespace):
 
 
 def cmd_train(args: argparse.Namespace) -> int:
+    """`ibkd train` and `ibkd distill`: build the config, train, print the metrics."""
     from ibkd.train import train_run
 
-    cfg = _run_config(args)
-    metrics = train_run(cfg, args.out, resume=args.resume, progress=not args.no_progress)
+    metrics = train_run(
+        run_config(args),
+        args.out,
+        resume=args.resume,
+        progress=not args.no_progress,
+        threads=args.threads,
+        tensorboard=args.tensorboard,
+    )
     if not metrics:  # a torchrun process other than rank 0: rank 0 reports
         return 0
     t = metrics["training"]
@@ -260,11 +279,12 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
+    """`ibkd evaluate`: score a finished run on external suites; results in RUN/suites/."""
     from ibkd.data.suites import read_suite
-    from ibkd.distill import load_run
+    from ibkd.distributed import pick_device
     from ibkd.evaluate import score_suite
     from ibkd.files import atomic_write
-    from ibkd.train import pick_device
+    from ibkd.runs import load_run, user_os_error
 
     device = pick_device(args.device)
     run = load_run(args.run, device)
@@ -274,9 +294,12 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         result = score_suite(run.model, run.vocab, run.config.setup, items, device)
         result["suite"] = str(suite)
         name = Path(suite).name.split(".")[0]
-        with atomic_write(Path(args.run) / "suites" / f"{name}.json") as f:
-            json.dump(result, f, indent=2)
-            f.write("\n")
+        try:
+            with atomic_write(Path(args.run) / "suites" / f"{name}.json") as f:
+                json.dump(result, f, indent=2)
+                f.write("\n")
+        except OSError as e:
+            raise user_os_error(e) from None
         out[name] = result
         print(
             f"{name}: accuracy {result['accuracy']:.4f} on {result['scored']} items "
@@ -326,6 +349,7 @@ class _ModelOption(argparse.Action):
 
 def _add_run_options(p: argparse.ArgumentParser, distill: bool) -> None:
     from ibkd.config import KD_SCALES, PRESETS, SETUPS
+    from ibkd.losses import LOSSES
 
     p.add_argument(
         "--setup",
@@ -334,7 +358,13 @@ def _add_run_options(p: argparse.ArgumentParser, distill: bool) -> None:
         + ("; default: the teacher's" if distill else ""),
     )
     p.add_argument("--model", action=_ModelOption)
-    p.add_argument("--preset", choices=PRESETS, help="model and training sizes (default paper)")
+    p.add_argument(
+        "--preset",
+        choices=PRESETS,
+        help="model and training budget (default paper); quick: exactly the run of the quick "
+        "grid's cell (6 epochs; a distilled classification student at T=3 with the transfer "
+        "set)",
+    )
     p.add_argument(
         "--data",
         "--data-dir",
@@ -350,26 +380,43 @@ def _add_run_options(p: argparse.ArgumentParser, distill: bool) -> None:
     )
     p.add_argument("--seed", type=int, help="seed (default 0)")
     p.add_argument("--out", required=True, help="the run folder")
-    p.add_argument("--epochs", type=int, help="override the preset")
+    p.add_argument("--epochs", type=int, help="override the preset (>= 1)")
     p.add_argument("--batch-size", type=int, help="override the preset")
     p.add_argument("--lr", type=float, help="override the preset")
     p.add_argument("--device", default="auto", help="auto (CUDA, MPS, else CPU), cpu, cuda, mps")
+    p.add_argument(
+        "--threads",
+        type=int,
+        help="CPU threads for this run (default: $OMP_NUM_THREADS, else the physical cores; "
+        "lower it when other jobs share the machine)",
+    )
     _add_speed_options(p)
     p.add_argument(
         "--resume", action="store_true", help="continue the run in --out from its checkpoint"
     )
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument(
+        "--tensorboard",
+        action="store_true",
+        help="also write TensorBoard event files into the run folder (needs ibkd[tensorboard])",
+    )
     if distill:
         p.add_argument("--teacher", required=True, help="the teacher's (finished) run folder")
         p.add_argument(
             "--temperature",
             type=float,
-            help="softmax temperature T (default: the setup's preset, 1)",
+            help="softmax temperature T > 0 (default: the preset's; 1, quick cls 3)",
         )
         p.add_argument(
             "--alpha",
             type=float,
-            help="weight of the KD term; 1-alpha goes to gold CE (default: cls 1.0, lm 0.9)",
+            help="weight of the KD term in [0, 1]; 1-alpha goes to gold CE (default: cls 1.0, "
+            "lm 0.9)",
+        )
+        p.add_argument(
+            "--kd-loss",
+            choices=sorted(LOSSES),
+            help="the distillation loss, one file in ibkd/losses/ (default kd: Hinton's KL)",
         )
         p.add_argument(
             "--kd-scale",

@@ -1,15 +1,19 @@
 """Typed run configuration: data, model, training, distillation; YAML load/save; presets.
 
-Presets follow the paper (PAPER.md's table of Reflect's configs) under `paper`; `quick` is small
-enough for `ibkd reproduce --budget quick` on a laptop CPU. The model part is the registered
+Model presets follow the paper (PAPER.md's table of Reflect's configs) under `paper`; `quick` is
+small enough for `ibkd reproduce --budget quick` on a laptop CPU. The model part is the registered
 architecture's own config class (`ibkd.models`: `LSTMConfig` in `models/lstm.py`, ...), with its
-preset sizes declared beside it; `ModelConfig(name, arch, ...)` resolves `arch` there.
+preset sizes declared beside it; `ModelConfig(name, arch, ...)` resolves `arch` there. The
+training and distillation budgets' numbers are in `ibkd.presets`. `RunConfig.validate` checks
+every field's type and range (finite numbers, sizes >= 1), so a bad option or a mistyped
+config.yaml is refused with one line before anything is written.
 """
 
 from __future__ import annotations
 
 import copy
 import dataclasses
+import math
 import os
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -17,18 +21,21 @@ from typing import Any
 
 import yaml
 
+from ibkd import presets
 from ibkd.errors import IbkdError
 from ibkd.files import atomic_write
 from ibkd.models import ModelConfig, config_from_dict, model_presets
 from ibkd.models import model_names as model_names  # re-exported: the registry's preset names
 
 SETUPS = ("cls", "lm", "mnist")  # agreement classification, agreement LM, scenario 2
-PRESETS = ("paper", "quick")
+PRESETS = presets.PRESETS
 KD_SCALES = ("t2", "inv-t2", "none")
 
 
 @dataclass
 class DataConfig:
+    """Which data a run trains and is tested on (`ibkd.data.splits.load_splits`)."""
+
     data: str = "default"  # `default`, a folder with train/valid/test, or one Linzen file
     split_seed: int = 42  # for one Linzen file: Reflect's split
     train_fraction: float = 0.10
@@ -42,6 +49,10 @@ class DataConfig:
 
 @dataclass
 class TrainConfig:
+    """The optimisation: AdamW, warm-up then cosine (or constant) learning rate, gradient
+    clipping, early stopping on the validation loss. `device`, `precision` and `compile` say how
+    a run executes and are not part of its identity (`ibkd.runs.config_identity`)."""
+
     epochs: int = 60
     batch_size: int = 64
     lr: float = 1e-3
@@ -59,7 +70,11 @@ class TrainConfig:
 
 @dataclass
 class DistillConfig:
+    """Distillation from a finished teacher run (Hinton et al. 2015; Abnar et al. 2020, sec. 2):
+    `loss` names a loss of the `ibkd.losses` registry."""
+
     teacher: str  # the teacher's run folder
+    loss: str = "kd"  # the distillation loss (ibkd.losses registry)
     temperature: float = 1.0
     alpha: float = 1.0  # weight of the KD term; 1 - alpha goes to the gold CE
     kd_scale: str = "t2"  # t2 (Hinton) | inv-t2 (Reflect) | none
@@ -69,7 +84,9 @@ class DistillConfig:
 
 @dataclass
 class RunConfig:
-    setup: str  # cls | lm
+    """Everything that decides what a run computes; saved as the run folder's config.yaml."""
+
+    setup: str  # cls | lm | mnist
     model: ModelConfig
     seed: int = 0
     data: DataConfig = field(default_factory=DataConfig)
@@ -77,10 +94,14 @@ class RunConfig:
     distill: DistillConfig | None = None
 
     def to_dict(self) -> dict[str, Any]:
+        """Plain nested dicts (what config.yaml holds)."""
         return dataclasses.asdict(self)
 
     @classmethod
     def from_dict(cls, d: dict[str, Any], where: str = "config") -> RunConfig:
+        """A validated config from nested dicts; unknown keys, wrong types or values out of
+        range raise IbkdError naming `where` and the key."""
+
         def build(kind, values, path):
             if not isinstance(values, dict):
                 raise IbkdError(f"{where}: `{path}` should be a mapping, got {values!r}")
@@ -111,17 +132,41 @@ class RunConfig:
         return cfg
 
     def validate(self, where: str = "config") -> None:
+        """Check every field's type and range; raise IbkdError naming the option (or, for a
+        loaded config.yaml, the file and key) and what was expected."""
+        for name, part in (("model", self.model), ("data", self.data), ("train", self.train),
+                           ("distill", self.distill), (None, self)):  # fmt: skip
+            if part is not None:
+                _check_types(part, where, name)
         if self.setup not in SETUPS:
             raise IbkdError(f"{where}: setup {self.setup!r}, expected one of {SETUPS}")
+        t = self.train
+        _check_range("--epochs", t.epochs, low=1)
+        _check_range("--batch-size", t.batch_size, low=1)
+        _check_range("--lr", t.lr, low=0, open_low=True)
+        _check_range(f"{where}: train.weight_decay", t.weight_decay, low=0)
+        _check_range(f"{where}: train.warmup_steps", t.warmup_steps, low=0)
+        _check_range(f"{where}: train.clip", t.clip, low=0, open_low=True)
+        _check_range(f"{where}: train.patience", t.patience, low=1)
+        _check_range(f"{where}: train.checkpoint_every", t.checkpoint_every, low=1)
+        d = self.data
+        if d.max_train_rows is not None:
+            _check_range("--max-train-rows", d.max_train_rows, low=1)
+        _check_range(f"{where}: data.train_fraction", d.train_fraction, low=0, high=1)
+        _check_range(f"{where}: data.valid_fraction", d.valid_fraction, low=0, high=1)
         if self.distill is not None:
+            from ibkd.losses import LOSSES
+
+            if self.distill.loss not in LOSSES:
+                raise IbkdError(
+                    f"--kd-loss {self.distill.loss!r}: expected one of {', '.join(LOSSES)}"
+                )
             if self.distill.kd_scale not in KD_SCALES:
                 raise IbkdError(
                     f"--kd-scale {self.distill.kd_scale!r}: expected one of {', '.join(KD_SCALES)}"
                 )
-            if not 0 <= self.distill.alpha <= 1:
-                raise IbkdError(f"--alpha {self.distill.alpha}: expected a value in [0, 1]")
-            if self.distill.temperature <= 0:
-                raise IbkdError(f"--temperature {self.distill.temperature}: expected > 0")
+            _check_range("--alpha", self.distill.alpha, low=0, high=1)
+            _check_range("--temperature", self.distill.temperature, low=0, open_low=True)
         if self.train.precision not in ("fp32", "bf16"):
             raise IbkdError(f"{where}: precision {self.train.precision!r}, expected fp32 or bf16")
         if self.train.schedule not in ("cosine", "constant"):
@@ -130,46 +175,90 @@ class RunConfig:
             )
 
     def save(self, path: str | os.PathLike) -> None:
+        """Write config.yaml atomically."""
         with atomic_write(path) as f:
             yaml.safe_dump(self.to_dict(), f, sort_keys=False)
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> RunConfig:
+        """Read and validate a config.yaml (safe YAML: no code runs from it); any problem raises
+        IbkdError naming the file."""
         path = Path(path)
         try:
             data = yaml.safe_load(path.read_text(encoding="utf-8"))
         except FileNotFoundError:
             raise IbkdError(f"{path}: no such run config") from None
+        except UnicodeDecodeError as e:
+            raise IbkdError(f"{path}: not UTF-8 text (byte {e.start + 1})") from None
+        except OSError as e:
+            raise IbkdError(f"{path}: cannot read ({e.strerror})") from None
         except yaml.YAMLError as e:
-            raise IbkdError(f"{path}: not valid YAML ({e})") from None
+            mark = getattr(e, "problem_mark", None)
+            where = f"{path}:{mark.line + 1}" if mark is not None else str(path)
+            problem = getattr(e, "problem", None) or str(e).splitlines()[0]
+            raise IbkdError(f"{where}: not valid YAML ({problem})") from None
         if not isinstance(data, dict):
             raise IbkdError(f"{path}: expected a mapping of run settings")
         return cls.from_dict(data, where=str(path))
+
+
+_TYPE_NAMES = {"int": "an integer", "float": "a number", "str": "a string", "bool": "true or false"}
+
+
+def _check_types(obj: Any, where: str, path: str | None) -> None:
+    """Each scalar field of the dataclass `obj` has its declared type (an int is a float;
+    a bool is not an int); `list[int]` fields hold integers."""
+    for f in fields(obj):
+        value = getattr(obj, f.name)
+        declared = str(f.type).replace(" ", "").split("|")
+        if value is None and "None" in declared:
+            continue
+        kind = declared[0]
+        key = f"{path}.{f.name}" if path else f.name
+        if kind == "list[int]":
+            ok = isinstance(value, list) and all(
+                isinstance(v, int) and not isinstance(v, bool) for v in value
+            )
+            expected = "a list of integers"
+        elif kind in _TYPE_NAMES:
+            ok = {
+                "int": isinstance(value, int) and not isinstance(value, bool),
+                "float": isinstance(value, (int, float)) and not isinstance(value, bool),
+                "str": isinstance(value, str),
+                "bool": isinstance(value, bool),
+            }[kind]
+            expected = _TYPE_NAMES[kind]
+        else:
+            continue  # a nested config, checked on its own
+        if not ok:
+            raise IbkdError(f"{where}: `{key}` is {value!r}, expected {expected}")
+
+
+def _check_range(
+    what: str, value: float, low: float | None = None, high: float | None = None,
+    open_low: bool = False,
+) -> None:  # fmt: skip
+    """`value` is finite and within [low, high] (low excluded when `open_low`)."""
+    if not math.isfinite(value):
+        raise IbkdError(f"{what} {value}: expected a finite number")
+    too_low = low is not None and (value <= low if open_low else value < low)
+    if too_low or (high is not None and value > high):
+        bounds = (
+            (f"> {low}" if open_low else f">= {low}")
+            if high is None
+            else (f"in ({low}, {high}]" if open_low else f"in [{low}, {high}]")
+        )
+        raise IbkdError(f"{what} {value}: expected a value {bounds}")
 
 
 # ---------------------------------------------------------------------------------------------
 # Presets. The models' sizes are declared in each architecture's file (`ibkd.models`); the
 # training budgets here.
 
-_AGREEMENT_TRAIN = {
-    "paper": TrainConfig(epochs=60, batch_size=64, lr=1e-3, warmup_steps=1000, patience=10),
-    "quick": TrainConfig(epochs=10, batch_size=64, lr=2e-3, warmup_steps=100, patience=3),
-}
 TRAIN_PRESETS: dict[tuple[str, str], TrainConfig] = {
-    ("cls", "paper"): _AGREEMENT_TRAIN["paper"], ("cls", "quick"): _AGREEMENT_TRAIN["quick"],
-    ("lm", "paper"): _AGREEMENT_TRAIN["paper"], ("lm", "quick"): _AGREEMENT_TRAIN["quick"],
-    # Reflect's MNIST runs: Adam 1e-4, batch 128, up to 400 epochs
-    ("mnist", "paper"): TrainConfig(epochs=400, batch_size=128, lr=1e-4, weight_decay=0.0,
-                                    warmup_steps=0, schedule="constant", patience=20),
-    ("mnist", "quick"): TrainConfig(epochs=5, batch_size=128, lr=1e-3, weight_decay=0.0,
-                                    warmup_steps=100, patience=3),
-}  # fmt: skip
-
-DISTILL_PRESETS: dict[str, dict[str, float]] = {  # Reflect's settings
-    "cls": {"temperature": 1.0, "alpha": 1.0},
-    "lm": {"temperature": 1.0, "alpha": 0.9},
-    "mnist": {"temperature": 5.0, "alpha": 1.0},
+    key: TrainConfig(**values) for key, values in presets.TRAIN.items()
 }
+DISTILL_PRESETS = presets.DISTILL  # Reflect's settings
 
 
 def preset(setup: str, model: str, name: str = "paper") -> tuple[ModelConfig, TrainConfig]:
@@ -183,4 +272,6 @@ def preset(setup: str, model: str, name: str = "paper") -> tuple[ModelConfig, Tr
         raise IbkdError(
             f"--model {model!r}: unknown for --setup {setup}; expected one of {', '.join(models)}"
         )
-    return copy.deepcopy(models[model]), copy.deepcopy(TRAIN_PRESETS[(setup, name)])
+    train = copy.deepcopy(TRAIN_PRESETS[(setup, name)])
+    train.epochs = presets.MODEL_EPOCHS.get((setup, name), {}).get(model, train.epochs)
+    return copy.deepcopy(models[model]), train

@@ -1,36 +1,96 @@
-"""One run on several processes: `torchrun --nproc_per_node=N -m ibkd train|distill ...`.
+"""Where a run executes: its device, threads, seeding, and its processes under torchrun.
 
+One place for device choice, threads and seeding (`pick_device`, `set_threads`,
+`seed_everything`).
+
+One run on several processes: `torchrun --nproc_per_node=N -m ibkd train|distill ...`.
 torchrun sets RANK, LOCAL_RANK and WORLD_SIZE; `Dist.from_env` joins the process group (NCCL
 on GPUs, gloo on CPUs). Every process builds the same length-bucketed batches from the same
 seeded generator and trains on its own slice of each batch (`shard`), so a global batch, the
 number of steps and the learning-rate schedule are those of a single-process run; DDP averages
 the gradients (the training loop weights each slice by its share of the batch). Rank 0
-validates and sends its numbers to the others (`from_main`), so early stopping is decided once;
-only rank 0 writes the run folder.
+validates and sends its numbers to the others (`from_rank0`), so early stopping is decided
+once; only rank 0 writes the run folder.
 """
 
 from __future__ import annotations
 
 import os
+import random
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 
 from ibkd.errors import IbkdError
 
 
+def pick_device(name: str = "auto") -> torch.device:
+    """`auto`: CUDA, else Apple MPS, else the CPU; or the named device (`cpu`, `cuda`,
+    `cuda:1`, `mps`), refused with an IbkdError when this machine does not have it."""
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if _mps_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise IbkdError(f"--device {name!r}: expected auto, cpu, cuda or mps") from None
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise IbkdError(f"--device {name}: CUDA is not available on this machine")
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise IbkdError(
+                f"--device {name}: this machine has {torch.cuda.device_count()} CUDA device(s)"
+            )
+    elif device.type == "mps" and not _mps_available():
+        raise IbkdError(f"--device {name}: Apple MPS is not available on this machine")
+    elif device.type not in ("cpu", "cuda", "mps"):
+        raise IbkdError(f"--device {name!r}: expected auto, cpu, cuda or mps")
+    return device
+
+
+def _mps_available() -> bool:
+    return bool(getattr(torch.backends, "mps", None) and torch.backends.mps.is_available())
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python's, numpy's and torch's generators (every device) from one integer."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def set_threads(threads: int | None) -> int:
+    """Set torch's intra-op CPU threads; None keeps what the process has (torch's default:
+    $OMP_NUM_THREADS when set, else the physical cores; a grid worker's share; torchrun's one
+    per process). Returns the number in use."""
+    if threads is not None:
+        if threads < 1:
+            raise IbkdError(f"--threads {threads}: expected >= 1")
+        torch.set_num_threads(threads)
+    return torch.get_num_threads()
+
+
 @dataclass(frozen=True)
 class Dist:
+    """This process's place in a torchrun job: `rank` of `world_size` processes (1 and rank 0
+    outside torchrun), `local_rank` on its node."""
+
     rank: int = 0
-    world: int = 1
+    world_size: int = 1
     local_rank: int = 0
 
     @property
     def enabled(self) -> bool:
-        return self.world > 1
+        """More than one process trains this run."""
+        return self.world_size > 1
 
     @property
-    def main(self) -> bool:
+    def is_rank0(self) -> bool:
+        """This process validates, reports and writes the run folder."""
         return self.rank == 0
 
     @classmethod
@@ -59,13 +119,14 @@ class Dist:
 
     def shard(self, index: torch.Tensor) -> torch.Tensor:
         """This process's slice of a batch of example indices."""
-        return index[self.rank :: self.world] if self.enabled else index
+        return index[self.rank :: self.world_size] if self.enabled else index
 
     def usable(self, index: torch.Tensor) -> bool:
         """Whether a batch gives every process at least one example (the same on all)."""
-        return len(index) >= self.world
+        return len(index) >= self.world_size
 
     def wrap(self, model: torch.nn.Module, device: torch.device) -> torch.nn.Module:
+        """The model DistributedDataParallel-wrapped under torchrun; else the model itself."""
         if not self.enabled:
             return model
         from torch.nn.parallel import DistributedDataParallel
@@ -74,12 +135,13 @@ class Dist:
         return DistributedDataParallel(model, device_ids=ids)
 
     def barrier(self) -> None:
+        """Wait for every process (a no-op outside torchrun)."""
         if self.enabled:
             import torch.distributed as td
 
             td.barrier()
 
-    def from_main(self, values: list[float], device: torch.device) -> list[float]:
+    def from_rank0(self, values: list[float], device: torch.device) -> list[float]:
         """Rank 0's `values` on every process."""
         if not self.enabled:
             return values
@@ -90,6 +152,7 @@ class Dist:
         return t.tolist()
 
     def close(self) -> None:
+        """Leave the process group."""
         if self.enabled:
             import torch.distributed as td
 

@@ -1,4 +1,6 @@
-"""Run a trained model over a split -> per-example predictions (saved; metrics come from them).
+"""Run a trained model over data: the one batched inference helper (`infer`), validation
+(`validation_loss`), per-example predictions (`predict`, saved in the format of
+`ibkd.predictions`; metrics come from them) and external test suites (`score_suite`).
 
 Classification: the probabilities of VBZ and VBP, and the penultimate representation.
 LM: per sentence, the summed token negative log-likelihood and token count (for perplexity),
@@ -8,26 +10,94 @@ and at the verb position the log-probabilities of the actual verb and of its oth
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
+from collections.abc import Iterator
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 from torch import nn
 from torch.nn import functional as F
 
-from ibkd.data.batching import Encoded, batches
+from ibkd.data.batching import Encoded, ImageSet, batches
 from ibkd.data.verbs import other_form
 from ibkd.data.vocab import BOS, EOS, PAD, UNK, Vocab
-from ibkd.files import atomic_write
+from ibkd.errors import IbkdError
+from ibkd.losses import masked_cross_entropy
+from ibkd.predictions import load_predictions, save_predictions  # noqa: F401 - re-exported
+
+
+@dataclass
+class BatchOutput:
+    """A model's outputs on one evaluation batch. `index` [B]: the examples' positions in the
+    data; `lengths` [B]; `targets` [B] labels or [B, L] next tokens; `features` the
+    penultimate representation ([B, H] or [B, L, H]); `logits` float32 ([B, C] or [B, L, V])."""
+
+    index: torch.Tensor
+    lengths: torch.Tensor
+    targets: torch.Tensor
+    features: torch.Tensor
+    logits: torch.Tensor
+
+    @property
+    def mask(self) -> torch.Tensor | None:
+        """The scored positions of a LM batch (non-pad targets); None for labels."""
+        return self.targets != PAD if self.targets.dim() == 2 else None
+
+
+def max_positions(model: nn.Module) -> int | None:
+    """The longest input a model takes (a Transformer's learned positions), None if any."""
+    pos = getattr(model, "pos", None)
+    return pos.num_embeddings if isinstance(pos, nn.Embedding) else None
+
+
+def check_fits(model: nn.Module, data: Encoded | ImageSet, what: str) -> None:
+    """Refuse (IbkdError naming `what`) data whose longest input exceeds the model's
+    positions, before any step."""
+    limit = max_positions(model)
+    longest = int(data.lengths.max()) if len(data) else 0
+    if limit is not None and longest > limit:
+        raise IbkdError(
+            f"{what}: the longest input has {longest} tokens, more than the model's max_len "
+            f"{limit}; drop longer rows or use a model with a larger max_len"
+        )
 
 
 @torch.no_grad()
+def infer(
+    model: nn.Module, data: Encoded | ImageSet, device: torch.device, batch_size: int = 256
+) -> Iterator[BatchOutput]:
+    """The model (eval mode, no gradients) over `data` in length-sorted batches of
+    `batch_size`; yields each batch's outputs. Every evaluation in ibkd goes through here."""
+    model.eval()
+    for index in batches(data.lengths, batch_size, shuffle=False, generator=None):
+        tokens, lengths, targets = (t.to(device) for t in data.batch(index))
+        h = model.features(tokens, lengths)
+        yield BatchOutput(index, lengths, targets, h, model.head(h).float())
+
+
+def validation_loss(
+    model: nn.Module, data: Encoded | ImageSet, device: torch.device, batch_size: int = 256
+) -> tuple[float, float]:
+    """(mean gold cross-entropy in nats per example, or per token for the LM; accuracy of the
+    top class, NaN for the LM) over `data`."""
+    total, count, right = 0.0, 0, 0
+    for out in infer(model, data, device, batch_size):
+        mask = out.mask
+        total += masked_cross_entropy(out.logits, out.targets, mask, "sum").item()
+        if mask is not None:
+            count += int(mask.sum())
+        else:
+            count += len(out.targets)
+            right += int((out.logits.argmax(1) == out.targets).sum())
+    accuracy = right / count if data.setup != "lm" and count else float("nan")
+    return total / max(count, 1), accuracy
+
+
 def predict(
-    model: nn.Module, data: Encoded, vocab: Vocab, device: torch.device,
+    model: nn.Module, data: Encoded | ImageSet, vocab: Vocab | None, device: torch.device,
     batch_size: int = 256, features: bool = True,
 ) -> dict[str, np.ndarray]:  # fmt: skip
-    model.eval()
+    """Per-example predictions of `model` on `data`, in the format of `ibkd.predictions`."""
     n = len(data)
     rows = data.rows
     out: dict[str, np.ndarray] = data.meta()
@@ -42,26 +112,21 @@ def predict(
     else:
         out["probs"] = np.zeros((n, model.head.out_features), dtype=np.float32)
     feats = None
-    for index in batches(data.lengths, batch_size, shuffle=False, generator=None):
-        tokens, lengths, targets = (t.to(device) for t in data.batch(index))
-        h = model.features(tokens, lengths)
-        logits = model.head(h).float()
-        idx = index.numpy()
+    for b in infer(model, data, device, batch_size):
+        idx = b.index.numpy()
         if data.setup != "lm":
-            out["probs"][idx] = F.softmax(logits, -1).cpu().numpy()
-            rep = h
+            out["probs"][idx] = F.softmax(b.logits, -1).cpu().numpy()
+            rep = b.features
         else:
-            nll = F.cross_entropy(
-                logits.transpose(1, 2), targets, ignore_index=PAD, reduction="none"
-            )
+            nll = masked_cross_entropy(b.logits, b.targets, b.mask, "none")
             out["sum_nll"][idx] = nll.sum(1).double().cpu().numpy()
-            out["n_tokens"][idx] = (targets != PAD).sum(1).cpu().numpy()
-            at = torch.arange(len(index), device=device)
-            pos = data.verb_input_index[index].to(device)
-            logp = F.log_softmax(logits[at, pos], -1)
-            out["verb_logprob"][idx] = logp[at, verb_ids[index].to(device)].cpu().numpy()
-            out["other_logprob"][idx] = logp[at, other_ids[index].to(device)].cpu().numpy()
-            rep = h[at, pos]
+            out["n_tokens"][idx] = b.mask.sum(1).cpu().numpy()
+            at = torch.arange(len(idx), device=device)
+            pos = data.verb_input_index[b.index].to(device)
+            logp = F.log_softmax(b.logits[at, pos], -1)
+            out["verb_logprob"][idx] = logp[at, verb_ids[b.index].to(device)].cpu().numpy()
+            out["other_logprob"][idx] = logp[at, other_ids[b.index].to(device)].cpu().numpy()
+            rep = b.features[at, pos]
         if features:
             if feats is None:
                 feats = np.zeros((n, rep.shape[-1]), dtype=np.float32)
@@ -71,67 +136,48 @@ def predict(
     return out
 
 
-def save_predictions(path: str | os.PathLike, predictions: dict[str, np.ndarray]) -> None:
-    with atomic_write(path, text=False) as f:
-        np.savez_compressed(f, **predictions)
-
-
-def load_predictions(path: str | os.PathLike) -> dict[str, np.ndarray]:
-    with np.load(Path(path)) as data:
-        return {k: data[k] for k in data.files}
-
-
 # ---------------------------------------------------------------------------------------------
 # external test suites
 
 
-@torch.no_grad()
 def _cls_probs(model, vocab: Vocab, prefixes: list[tuple[str, ...]], device) -> np.ndarray:
-    """P(VBZ), P(VBP) after each prefix (classification model)."""
+    """P(VBZ), P(VBP) after each prefix (classification model): [N, 2]."""
     from ibkd.data.batching import encode_prefixes
 
     data = encode_prefixes(prefixes, [0] * len(prefixes), vocab)
+    check_fits(model, data, "--suite")
     out = np.zeros((len(prefixes), 2))
-    for index in batches(data.lengths, 256, shuffle=False, generator=None):
-        tokens, lengths, _ = (t.to(device) for t in data.batch(index))
-        out[index.numpy()] = F.softmax(model(tokens, lengths).float(), -1).cpu().numpy()
+    for b in infer(model, data, device):
+        out[b.index.numpy()] = F.softmax(b.logits, -1).cpu().numpy()
     return out
 
 
-@torch.no_grad()
 def _lm_next_logprobs(model, vocab: Vocab, prefixes, targets: list[int], device) -> np.ndarray:
-    """log P(target | prefix) for each (prefix, target id) (LM)."""
+    """log P(target | prefix) for each (prefix, target id) (LM): [N], nats."""
     from ibkd.data.batching import encode_prefixes
 
     data = encode_prefixes(prefixes, [0] * len(prefixes), vocab)
+    check_fits(model, data, "--suite")
     out = np.zeros(len(prefixes))
     tgt = torch.tensor(targets)
-    for index in batches(data.lengths, 256, shuffle=False, generator=None):
-        tokens, lengths, _ = (t.to(device) for t in data.batch(index))
-        logits = model(tokens, lengths).float()
-        at = torch.arange(len(index), device=device)
-        logp = F.log_softmax(logits[at, lengths - 1], -1)
-        out[index.numpy()] = logp[at, tgt[index].to(device)].cpu().numpy()
+    for b in infer(model, data, device):
+        at = torch.arange(len(b.index), device=device)
+        logp = F.log_softmax(b.logits[at, b.lengths - 1], -1)
+        out[b.index.numpy()] = logp[at, tgt[b.index].to(device)].cpu().numpy()
     return out
 
 
-@torch.no_grad()
 def _lm_sentence_logprobs(model, vocab: Vocab, sentences, device) -> np.ndarray:
-    """log P(sentence + <eos>) under the LM."""
+    """log P(sentence + <eos>) under the LM: [N], nats."""
     from ibkd.data.batching import pack
 
     seqs = [[BOS] + vocab.encode(s) + [EOS] for s in sentences]
     data = pack("lm", seqs, [len(s) - 1 for s in seqs], [0] * len(seqs), [0] * len(seqs), None)
+    check_fits(model, data, "--suite")
     out = np.zeros(len(sentences))
-    for index in batches(data.lengths, 256, shuffle=False, generator=None):
-        tokens, lengths, targets = (t.to(device) for t in data.batch(index))
-        nll = F.cross_entropy(
-            model(tokens, lengths).float().transpose(1, 2),
-            targets,
-            ignore_index=PAD,
-            reduction="none",
-        )
-        out[index.numpy()] = -nll.sum(1).cpu().numpy()
+    for b in infer(model, data, device):
+        nll = masked_cross_entropy(b.logits, b.targets, b.mask, "none")
+        out[b.index.numpy()] = -nll.sum(1).cpu().numpy()
     return out
 
 

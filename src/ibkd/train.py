@@ -1,19 +1,24 @@
-"""The one training loop, for plain training and distillation, both setups.
+"""The one training loop, for plain training and distillation, both setups and images.
 
-A run is a folder: `config.yaml`, `vocab.json`, `checkpoint.pt` (the full state: model,
-optimizer, scheduler, step, RNG state, the best weights so far), `log.csv` (per step),
-`epochs.csv` (per epoch, on the validation split), and once finished `predictions/{valid,test}
-.npz` and `metrics.json`. Checkpoints are written atomically every `checkpoint_every` steps and
-at each epoch's end; `resume=True` continues a killed run to the same final numbers.
-Same config + seed on the CPU = the same numbers.
+`train_run` reads top to bottom: check everything, lock and fill the run folder (`ibkd.runs`
+says what a run folder holds and when it may be resumed), build the model and optimizer, loop
+over epochs and batches (`train_step`), validate at each epoch's end (`end_epoch`), then predict
+every test set with the best weights and write the metrics (`finish`). Distillation only adds a
+teacher and a loss term (`ibkd.losses`).
+
+Determinism: the same config and seed, on the same machine with the same library build and the
+same number of threads, give identical log.csv and epochs.csv (all but the timing columns
+`tokens_per_s` and `seconds`), identical predictions and identical metrics (all but the timings
+under `training`); a killed run resumed from its checkpoint reaches the same numbers. Across
+CPUs (other vector instructions) or thread counts the numbers agree only within noise.
 """
 
 from __future__ import annotations
 
-import csv
+import contextlib
+import functools
 import json
 import math
-import random
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -22,58 +27,364 @@ from pathlib import Path
 import numpy as np
 import torch
 from torch import nn
-from torch.nn import functional as F
 
-from ibkd.checkpoint import load_checkpoint, save_checkpoint
 from ibkd.config import RunConfig
 from ibkd.data.batching import Encoded, ImageSet, batches, concat, encode, encode_prefixes
 from ibkd.data.mnist import image_sets
 from ibkd.data.splits import default_dir, load_splits
 from ibkd.data.transfer import read_transfer
 from ibkd.data.vocab import PAD, Vocab, build_vocab
-from ibkd.distill import Teacher, distillation_loss, load_run
-from ibkd.distributed import Dist
+from ibkd.distill import Teacher
+from ibkd.distributed import Dist, pick_device, seed_everything, set_threads
 from ibkd.errors import IbkdError
-from ibkd.evaluate import load_predictions, predict, save_predictions
+from ibkd.evaluate import check_fits, predict, validation_loss
 from ibkd.files import atomic_write
+from ibkd.losses import LOSSES, LossParts, gold_loss
 from ibkd.metrics import compute_metrics, fidelity
 from ibkd.models import build_model
+from ibkd.predictions import load_predictions, save_predictions
+from ibkd.runs import (
+    CsvLog,
+    check_folder,
+    config_identity,
+    load_checkpoint,
+    load_weights,
+    locked_folder,
+    now,
+    provenance,
+    record_provenance,
+    save_checkpoint,
+    user_os_error,
+)
 
 LOG_FIELDS = ["step", "epoch", "loss", "ce", "kd", "lr", "grad_norm", "tokens_per_s"]
 EPOCH_FIELDS = ["epoch", "step", "train_loss", "valid_loss", "valid_accuracy", "best",
                 "seconds"]  # fmt: skip
 
 
-def pick_device(name: str = "auto") -> torch.device:
-    if name != "auto":
+@dataclass
+class TrainState:
+    """The loop's counters, saved in every checkpoint."""
+
+    step: int = 0
+    epoch: int = 0  # epochs completed
+    batch_in_epoch: int = 0  # batches of the current epoch done
+    best_loss: float = math.inf
+    best_epoch: int = -1
+    bad_epochs: int = 0
+    stopped: bool = False  # early stopping fired
+    seconds: float = 0.0  # training wall time so far (optimizer steps, logging included)
+    tokens: int = 0  # input tokens trained on so far
+
+
+@dataclass
+class Run:
+    """Everything one run's loop works with."""
+
+    cfg: RunConfig
+    out: Path
+    data: RunData
+    teacher: Teacher | None
+    teacher_predictions: dict[str, dict[str, np.ndarray]]
+    device: torch.device
+    dist: Dist
+    model: nn.Module  # the model itself (what is saved and evaluated)
+    net: nn.Module  # what training steps run: the model, DDP-wrapped and / or compiled
+    opt: torch.optim.Optimizer
+    sched: torch.optim.lr_scheduler.LambdaLR
+    state: TrainState
+    best_model: dict | None = None
+    cache_seconds: float = 0.0
+
+
+def _user_errors(fn):
+    """OSErrors a user can fix (full disk, read-only folder) become one IbkdError line."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
         try:
-            return torch.device(name)
-        except RuntimeError:
-            raise IbkdError(f"--device {name!r}: expected auto, cpu, cuda or mps") from None
-    if torch.cuda.is_available():
-        return torch.device("cuda")
-    if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
-        return torch.device("mps")
-    return torch.device("cpu")
+            return fn(*args, **kwargs)
+        except OSError as e:
+            raise user_os_error(e) from None
+
+    return wrapper
 
 
-def seed_everything(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed % 2**32)
-    torch.manual_seed(seed)
+@_user_errors
+def train_run(
+    cfg: RunConfig, out: str | Path, *, resume: bool = False, progress: bool = True,
+    on_step: Callable[[int], None] | None = None, threads: int | None = None,
+    tensorboard: bool = False,
+) -> dict:  # fmt: skip
+    """Train (or distil, when `cfg.distill` is set) one run into the folder `out`; returns its
+    metrics (the contents of metrics.json; {} on torchrun processes other than rank 0).
+
+    `resume`: continue the run in `out` from its checkpoint (a finished run returns its
+    metrics). `threads`: torch's intra-op CPU threads (None: keep the process's).
+    `tensorboard`: also write TensorBoard event files beside log.csv (losses, learning rate,
+    gradient norm, tokens/s per step; validation loss and accuracy per epoch).
+    `on_step(step)` is called after every optimizer step. Every user error (bad option, unusable
+    folder, teacher or data, a non-finite loss) raises IbkdError; options and inputs are checked
+    before anything is written."""
+    out = Path(out)
+    cfg.validate()
+    threads = set_threads(threads)
+    dist, device = Dist.from_env(pick_device(cfg.train.device))
+    if cfg.train.precision == "bf16" and device.type != "cuda":
+        raise IbkdError(f"--precision bf16: for CUDA devices, not {device.type}")
+    if dist.enabled and cfg.distill is not None and LOSSES[cfg.distill.loss].representations:
+        raise IbkdError(f"--kd-loss {cfg.distill.loss}: not supported under torchrun")
+    board_class = _summary_writer() if tensorboard and dist.is_rank0 else None
+    with contextlib.ExitStack() as stack:
+        stack.callback(dist.close)
+        if dist.is_rank0:  # one process writes a run folder at a time
+            stack.enter_context(locked_folder(out))
+        finished = check_folder(cfg, out, resume)
+        resume = resume and (out / "checkpoint.pt").exists()  # killed before a checkpoint
+        dist.barrier()  # every process has looked at the folder before rank 0 writes to it
+        if finished is not None:
+            return finished if dist.is_rank0 else {}
+
+        # --- data, teacher and model, all checked before anything is written
+        seed_everything(cfg.seed)
+        teacher = Teacher.load(cfg, device) if cfg.distill is not None else None
+        data = prepare_data(cfg, teacher.run.vocab if teacher else None)
+        model = build_model(cfg.model, len(data.vocab) if data.vocab else 0, cfg.setup)
+        model = model.to(device)
+        for name, split in [("train", data.train), ("valid", data.valid), *data.tests.items()]:
+            check_fits(model, split, f"--data {cfg.data.data} ({name})")
+        teacher_predictions = _teacher_predictions(teacher, data) if dist.is_rank0 else {}
+        run = Run(
+            cfg, out, data, teacher, teacher_predictions, device, dist, model,
+            _wrap(model, cfg, dist, device), *_optimizer(model, cfg, len(data.train)),
+            TrainState(),
+        )  # fmt: skip
+
+        # --- the run folder
+        record = provenance(device, threads, dist.world_size)
+        if dist.is_rank0:
+            cfg.save(out / "config.yaml")
+            if data.vocab is not None:
+                data.vocab.save(out / "vocab.json")
+            record_provenance(out, record, append=resume)
+        if resume:
+            restore(run)
+        if dist.enabled:  # a dropout stream per process (at the start and after a resume)
+            torch.manual_seed((cfg.seed * 1_000_003 + run.state.step) * 1009 + dist.rank)
+        if teacher is not None and teacher.cacheable and cfg.setup != "lm":
+            t0 = time.perf_counter()
+            teacher.cache(data.train, device)
+            run.cache_seconds = time.perf_counter() - t0
+        state = run.state
+        keep_steps = (lambda r: int(r["step"]) <= state.step) if resume else None
+        keep_epochs = (lambda r: int(r["epoch"]) <= state.epoch) if resume else None
+        log = stack.enter_context(
+            contextlib.closing(CsvLog(out / "log.csv", LOG_FIELDS, keep_steps, dist.is_rank0))
+        )
+        epochs_log = stack.enter_context(
+            contextlib.closing(CsvLog(out / "epochs.csv", EPOCH_FIELDS, keep_epochs, dist.is_rank0))
+        )
+        board = None
+        if board_class is not None:  # event files beside log.csv
+            board = stack.enter_context(contextlib.closing(board_class(log_dir=str(out))))
+
+        # --- the loop
+        while state.epoch < cfg.train.epochs and not state.stopped:
+            gen = torch.Generator().manual_seed(cfg.seed * 1_000_003 + state.epoch)
+            order = batches(data.train.lengths, cfg.train.batch_size, shuffle=True,
+                            generator=gen, bucket=cfg.train.bucket)  # fmt: skip
+            bar = _progress_bar(cfg, state, len(order)) if progress and dist.is_rank0 else None
+            model.train()
+            losses = []
+            try:
+                for b in range(state.batch_in_epoch, len(order)):
+                    if not dist.usable(order[b]):  # fewer examples than processes
+                        continue
+                    t0 = time.perf_counter()
+                    row = train_step(run, order[b])
+                    state.batch_in_epoch = b + 1
+                    log.write(row)
+                    _to_board(board, "train", row, state.step)
+                    losses.append(float(row["loss"]))
+                    if bar is not None:
+                        bar.update(1)
+                        bar.set_postfix(loss=row["loss"][:5], tok_s=row["tokens_per_s"])
+                    if state.step % cfg.train.checkpoint_every == 0:
+                        log.sync()
+                        checkpoint(run)
+                    state.seconds += time.perf_counter() - t0  # the whole step
+                    if on_step is not None:
+                        on_step(state.step)
+            finally:
+                if bar is not None:
+                    bar.close()
+            row = end_epoch(run, float(np.mean(losses)) if losses else float("nan"), epochs_log)
+            _to_board(board, "epoch", row, state.step)
+            log.sync()  # the log is durable up to the checkpoint
+            checkpoint(run)
+        log.close()
+        epochs_log.close()
+        metrics = finish(run)
+        if dist.is_rank0:
+            record_provenance(out, {**record, "finished": now()}, append=True)
+        dist.barrier()  # leave the process group together, once rank 0 has written everything
+        return metrics
+
+
+def train_step(run: Run, index: torch.Tensor) -> dict:
+    """One optimizer step on the training examples `index` (the global batch; under torchrun
+    this process trains on its slice); returns its log.csv row. A non-finite loss raises
+    IbkdError naming the step, before anything of the step is logged or saved."""
+    cfg, dist, state = run.cfg, run.dist, run.state
+    t0 = time.perf_counter()
+    all_lengths = run.data.train.lengths[index]  # of the whole (global) batch
+    n_tokens = int(all_lengths.sum())
+    local = dist.shard(index)
+    # DDP averages the processes' gradients; weighting each slice's mean loss by its share of
+    # the batch (of its tokens for the LM) makes that the whole batch's gradient
+    share = (
+        int(dist.shard(all_lengths).sum()) / n_tokens
+        if cfg.setup == "lm"
+        else len(local) / len(index)
+    )
+    tokens, lengths, targets = (_to_device(t, run.device) for t in run.data.train.batch(local))
+    with torch.autocast("cuda", torch.bfloat16, cfg.train.precision == "bf16"):
+        parts = _loss(run, local, tokens, lengths, targets)
+    run.opt.zero_grad(set_to_none=True)
+    (parts.total * (share * dist.world_size) if dist.enabled else parts.total).backward()
+    params = [p for p in run.model.parameters() if p.requires_grad]
+    grad_norm = nn.utils.clip_grad_norm_(params, cfg.train.clip)
+    run.opt.step()
+    run.sched.step()
+    # one device sync per step for everything logged
+    values = torch.stack([parts.total.detach(), parts.ce.detach(), parts.kd.detach(),
+                          grad_norm.detach()])  # fmt: skip
+    loss_v, ce_v, kd_v, gn = values.tolist()
+    if not math.isfinite(loss_v):
+        raise IbkdError(
+            f"step {state.step + 1} (epoch {state.epoch + 1}): the training loss is {loss_v}; "
+            "stopping without metrics (lower --lr, or check the data and --temperature); the "
+            "last checkpoint is kept"
+        )
+    state.step += 1
+    state.tokens += n_tokens
+    return {
+        "step": state.step,
+        "epoch": state.epoch + 1,
+        "loss": f"{loss_v:.5f}",
+        "ce": f"{ce_v:.5f}",
+        "kd": f"{kd_v:.5f}",
+        "lr": f"{run.sched.get_last_lr()[0]:.3e}",
+        "grad_norm": f"{gn:.4f}",
+        "tokens_per_s": f"{n_tokens / (time.perf_counter() - t0):.0f}",
+    }
+
+
+def _loss(run: Run, index, tokens, lengths, targets) -> LossParts:
+    """The training loss of a batch: gold cross-entropy, or the run's distillation loss."""
+    mask = targets != PAD if run.cfg.setup == "lm" else None
+    if run.teacher is None:
+        return gold_loss(run.net(tokens, lengths).float(), targets, mask)
+    loss = LOSSES[run.cfg.distill.loss]
+    student_repr = None
+    if loss.representations:
+        student_repr = run.model.features(tokens, lengths)
+        logits = run.model.head(student_repr)
+    else:
+        logits = run.net(tokens, lengths)
+    teacher_logits, teacher_repr = run.teacher.for_batch(index, tokens, lengths)
+    return loss.fn(logits.float(), teacher_logits.float(), student_repr, teacher_repr, targets,
+                   mask, run.cfg.distill)  # fmt: skip
+
+
+def end_epoch(run: Run, train_loss: float, epochs_log: CsvLog) -> dict:
+    """Validate, keep the best weights, decide on early stopping; log the epoch (returns its
+    epochs.csv row)."""
+    state, dist = run.state, run.dist
+    valid_loss, valid_acc = math.nan, math.nan
+    if dist.is_rank0:  # under DDP the others take rank 0's numbers (BatchNorm may differ)
+        valid_loss, valid_acc = validation_loss(run.model, run.data.valid, run.device)
+    valid_loss, valid_acc = dist.from_rank0([valid_loss, valid_acc], run.device)
+    state.epoch += 1
+    state.batch_in_epoch = 0
+    better = valid_loss < state.best_loss
+    if better:
+        state.best_loss, state.best_epoch, state.bad_epochs = valid_loss, state.epoch, 0
+        run.best_model = {k: v.detach().clone() for k, v in run.model.state_dict().items()}
+    else:
+        state.bad_epochs += 1
+        state.stopped = state.bad_epochs >= run.cfg.train.patience
+    row = {
+        "epoch": state.epoch,
+        "step": state.step,
+        "train_loss": f"{train_loss:.5f}",
+        "valid_loss": f"{valid_loss:.5f}",
+        "valid_accuracy": f"{valid_acc:.4f}",
+        "best": int(better),
+        "seconds": f"{state.seconds:.1f}",
+    }
+    epochs_log.write(row)
+    epochs_log.sync()
+    return row
+
+
+def finish(run: Run) -> dict:
+    """Predict valid and every test set with the best weights; write predictions, the final
+    checkpoint (the best weights: what a teacher or evaluation loads) and metrics.json, last
+    (rank 0; the other processes of a DDP run return {})."""
+    cfg, state, out = run.cfg, run.state, run.out
+    if not run.dist.is_rank0:
+        return {}
+    if run.best_model is not None:
+        run.model.load_state_dict(run.best_model)
+    metrics = {
+        "run": str(out), "model": cfg.model.name, "setup": cfg.setup, "seed": cfg.seed,
+        "teacher": cfg.distill.teacher if cfg.distill else None,
+        "training": {
+            "epochs": state.epoch, "best_epoch": state.best_epoch, "steps": state.step,
+            "early_stopped": state.stopped, "seconds": round(state.seconds, 1),
+            "tokens_per_s": round(state.tokens / max(state.seconds, 1e-9)),
+            "teacher_cache_seconds": round(run.cache_seconds, 2),
+            "device": str(run.device), "threads": torch.get_num_threads(),
+            "processes": run.dist.world_size,
+            "train_examples": len(run.data.train),
+            "parameters": sum(p.numel() for p in run.model.parameters()),
+        },
+    }  # fmt: skip
+    (out / "predictions").mkdir(exist_ok=True)
+    for name, split in [("valid", run.data.valid), *run.data.tests.items()]:
+        pred = predict(run.model, split, run.data.vocab, run.device)
+        save_predictions(out / "predictions" / f"{name}.npz", pred)
+        metrics[name] = compute_metrics(pred)
+        if run.teacher is not None:
+            metrics[name]["fidelity"] = fidelity(pred, run.teacher_predictions[name])
+    run.best_model = None
+    checkpoint(run, final=True)
+    with atomic_write(out / "metrics.json") as f:
+        json.dump(metrics, f, indent=2)
+        f.write("\n")
+    return metrics
+
+
+# ---------------------------------------------------------------------------------------------
+# the pieces train_run uses
 
 
 @dataclass
 class RunData:
-    vocab: Vocab | None  # None for images
+    """A run's encoded data: vocabulary (None for images), training and validation sets, and
+    the test sets by name ("test", and for images its shifted versions)."""
+
+    vocab: Vocab | None
     train: Encoded | ImageSet
     valid: Encoded | ImageSet
-    tests: dict[str, Encoded | ImageSet]  # "test", and for images its shifted versions
+    tests: dict[str, Encoded | ImageSet]
 
 
 def prepare_data(cfg: RunConfig, vocab: Vocab | None = None) -> RunData:
     """Load the splits, build the vocabulary from the training split (or check that a given
-    one, e.g. the teacher's, is the same) and encode everything for the run's setup."""
+    one, e.g. the teacher's, is the same) and encode everything for the run's setup. Raises
+    IbkdError for unusable data or a vocabulary that differs from `vocab`."""
     d = cfg.data
     if cfg.setup == "mnist":
         return RunData(None, *image_sets(d.data, d.max_train_rows))
@@ -107,7 +418,7 @@ def transfer_examples(
     spec: str, train_rows, vocab: Vocab, setup: str, limit: int | None = None
 ) -> Encoded:
     """The transfer prefixes that are not already training examples (the first `limit`),
-    encoded."""
+    encoded for classification (`spec`: `default` for the shipped set, or a file)."""
     if setup != "cls":
         raise IbkdError("--transfer: transfer sets are for the classification setup")
     path = default_dir() / "transfer.tsv.gz" if spec == "default" else Path(spec)
@@ -116,20 +427,50 @@ def transfer_examples(
     return encode_prefixes([p.tokens for p in extra], [p.label for p in extra], vocab)
 
 
-@dataclass
-class TrainState:
-    step: int = 0
-    epoch: int = 0  # epochs completed
-    batch_in_epoch: int = 0  # batches of the current epoch done
-    best_loss: float = math.inf
-    best_epoch: int = -1
-    bad_epochs: int = 0
-    stopped: bool = False  # early stopping fired
-    seconds: float = 0.0  # training wall time so far (optimizer steps, logging included)
-    tokens: int = 0  # input tokens trained on so far
+def _teacher_predictions(teacher: Teacher | None, data: RunData) -> dict:
+    """The teacher's saved predictions for each split the student is scored on (for
+    fidelity), read before training so that an incomplete teacher folder is refused first."""
+    if teacher is None:
+        return {}
+    out = {}
+    for name in ("valid", *data.tests):
+        path = teacher.run.path / "predictions" / f"{name}.npz"
+        if not path.is_file():
+            raise IbkdError(
+                f"--teacher {teacher.run.path}: no predictions/{name}.npz; the teacher's run "
+                "folder is incomplete"
+            )
+        out[name] = load_predictions(path)
+    return out
+
+
+def _wrap(model: nn.Module, cfg: RunConfig, dist: Dist, device: torch.device) -> nn.Module:
+    """What training steps run: the model, DDP-wrapped under torchrun, compiled on request."""
+    net = dist.wrap(model, device)
+    return torch.compile(net) if cfg.train.compile else net
+
+
+def _optimizer(model: nn.Module, cfg: RunConfig, n_train: int):
+    """AdamW (weight decay on matrices only) and its warm-up + cosine / constant schedule."""
+    params = [p for p in model.parameters() if p.requires_grad]
+    opt = torch.optim.AdamW(
+        [
+            {"params": [p for p in params if p.dim() >= 2], "weight_decay": cfg.train.weight_decay},
+            {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0},
+        ],
+        lr=cfg.train.lr,
+    )
+    total = cfg.train.epochs * math.ceil(n_train / cfg.train.batch_size)
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt, lr_lambda(cfg.train.warmup_steps, total, cfg.train.schedule)
+    )
+    return opt, sched
 
 
 def lr_lambda(warmup: int, total: int, schedule: str) -> Callable[[int], float]:
+    """The learning-rate factor at a step: linear warm-up over `warmup` steps, then constant or
+    a cosine decay to 0 at step `total`."""
+
     def f(step: int) -> float:
         if step < warmup:
             return (step + 1) / warmup
@@ -141,69 +482,47 @@ def lr_lambda(warmup: int, total: int, schedule: str) -> Callable[[int], float]:
     return f
 
 
-def loss_and_parts(logits, targets, setup: str, teacher_logits=None, distill=None):
-    """(loss, ce, kd): cross-entropy on gold labels, or the distillation loss."""
-    mask = targets != PAD if setup == "lm" else None
-    if teacher_logits is not None:
-        total, kd, ce = distillation_loss(logits, teacher_logits, targets, distill, mask)
-        return total, ce, kd
-    if mask is not None:
-        ce = F.cross_entropy(logits[mask].float(), targets[mask])
-    else:
-        ce = F.cross_entropy(logits.float(), targets)
-    return ce, ce, ce.new_zeros(())
+def _summary_writer():
+    """torch.utils.tensorboard's SummaryWriter class; IbkdError when tensorboard is absent."""
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:
+        raise IbkdError(
+            "--tensorboard: needs the tensorboard package (pip install 'ibkd[tensorboard]')"
+        ) from None
+    return SummaryWriter
 
 
-@torch.no_grad()
-def validation_loss(model: nn.Module, data: Encoded, device, batch_size: int = 256):
-    """Mean gold cross-entropy (per example or per token) and accuracy (classification)."""
-    model.eval()
-    total, count, right = 0.0, 0, 0
-    for index in batches(data.lengths, batch_size, shuffle=False, generator=None):
-        tokens, lengths, targets = (t.to(device) for t in data.batch(index))
-        logits = model(tokens, lengths).float()
-        if data.setup == "lm":
-            mask = targets != PAD
-            total += F.cross_entropy(logits[mask], targets[mask], reduction="sum").item()
-            count += int(mask.sum())
-        else:
-            total += F.cross_entropy(logits, targets, reduction="sum").item()
-            count += len(targets)
-            right += int((logits.argmax(1) == targets).sum())
-    return total / max(count, 1), (right / count if data.setup == "cls" else float("nan"))
+BOARD_SKIP = {"step", "epoch", "best"}  # counters, not curves
 
 
-class _CsvLog:
-    """A CSV file appended row by row; on resume, rows after the checkpoint are dropped.
-    Not `enabled` (processes other than rank 0): writes nothing."""
+def _to_board(board, group: str, row: dict, step: int) -> None:
+    """A log row's numbers as TensorBoard scalars `group/name` at `step` (no-op without one)."""
+    if board is None:
+        return
+    for name, value in row.items():
+        if name not in BOARD_SKIP:
+            board.add_scalar(f"{group}/{name}", float(value), step)
 
-    def __init__(
-        self, path: Path, fields: list[str], keep: Callable[[dict], bool] | None, enabled=True
-    ):
-        self.path, self.fields, self.file = path, fields, None
-        if not enabled:
-            return
-        rows = []
-        if keep is not None and path.exists():
-            with open(path, newline="") as f:
-                rows = [r for r in csv.DictReader(f) if keep(r)]
-        self.file = open(path, "w", newline="")  # noqa: SIM115 - closed in close()
-        self.writer = csv.DictWriter(self.file, fields)
-        self.writer.writeheader()
-        self.writer.writerows(rows)
-        self.file.flush()
 
-    def write(self, row: dict) -> None:
-        if self.file is not None:
-            self.writer.writerow(row)
+def _to_device(t: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """A batch tensor to the device; to a GPU from pinned memory, without blocking."""
+    if device.type == "cuda":
+        return t.pin_memory().to(device, non_blocking=True)
+    return t.to(device)
 
-    def flush(self) -> None:
-        if self.file is not None:
-            self.file.flush()
 
-    def close(self) -> None:
-        if self.file is not None:
-            self.file.close()
+def _progress_bar(cfg: RunConfig, state: TrainState, total: int):
+    """A tqdm bar over the current epoch's batches."""
+    from tqdm import tqdm
+
+    return tqdm(total=total, initial=state.batch_in_epoch, leave=False, dynamic_ncols=True,
+                desc=f"{cfg.model.name} epoch {state.epoch + 1}/{cfg.train.epochs}",
+                mininterval=0.5, disable=None)  # fmt: skip
+
+
+def _fingerprint(run: Run) -> str | None:
+    return run.data.vocab.fingerprint if run.data.vocab is not None else None
 
 
 def _rng_state(device: torch.device) -> dict:
@@ -213,358 +532,39 @@ def _rng_state(device: torch.device) -> dict:
     return state
 
 
-def _set_rng_state(state: dict, device: torch.device) -> None:
-    torch.set_rng_state(state["cpu"])
-    if device.type == "cuda" and "cuda" in state:
-        torch.cuda.set_rng_state(state["cuda"], device)
+def checkpoint(run: Run, final: bool = False) -> None:
+    """Save the full training state to checkpoint.pt (rank 0), atomically."""
+    if not run.dist.is_rank0:
+        return
+    save_checkpoint(
+        run.out / "checkpoint.pt", model=run.model.state_dict(), optimizer=run.opt.state_dict(),
+        scheduler=run.sched.state_dict(), state=asdict(run.state),
+        rng=_rng_state(run.device), best_model=run.best_model,
+        vocab_fingerprint=_fingerprint(run), config=config_identity(run.cfg), finished=final,
+    )  # fmt: skip
 
 
-def _check_folder(cfg: RunConfig, out: Path, resume: bool) -> dict | None:
-    """Refuse to overwrite a run; on resume, insist on the run's own settings. Returns the
-    metrics of a run that already finished."""
-    if resume and (out / "config.yaml").exists():
-        saved = RunConfig.load(out / "config.yaml")
-        if _comparable(saved) != _comparable(cfg):  # a run may move to another device
-            raise IbkdError(
-                f"--resume: the options differ from {out / 'config.yaml'}; "
-                "resume with the run's own settings"
-            )
-        if (out / "metrics.json").exists():
-            return json.loads((out / "metrics.json").read_text())
-    elif not resume and out.exists() and any(out.iterdir()):
+def restore(run: Run) -> None:
+    """Continue from checkpoint.pt: weights, optimizer, schedule, counters and RNG. A
+    checkpoint of other settings or another vocabulary raises IbkdError."""
+    path = run.out / "checkpoint.pt"
+    ckpt = load_checkpoint(path, run.device)
+    if ckpt.get("vocab_fingerprint") != _fingerprint(run):
+        raise IbkdError(f"{path}: was trained with another vocabulary")
+    saved = ckpt.get("config")
+    if not isinstance(saved, dict) or config_identity(saved) != config_identity(run.cfg):
         raise IbkdError(
-            f"--out {out}: exists and is not empty (use --resume to continue a run "
-            "there, or another folder)"
+            f"{path}: was written by a run with other settings; "
+            "remove it (or the folder) to start this run afresh"
         )
-    return None
-
-
-HOST_SETTINGS = ("device", "compile")  # how a run executes, not what it computes
-
-
-def _comparable(cfg: RunConfig) -> dict:
-    """The settings that must match for a checkpoint to be resumed (all but the device and
-    whether the model is compiled)."""
-    d = cfg.to_dict()
-    d["train"] = {k: v for k, v in d["train"].items() if k not in HOST_SETTINGS}
-    return d
-
-
-class _Trainer:
-    """The state of one run being trained: model, optimizer, schedule, counters, logs."""
-
-    def __init__(
-        self,
-        cfg: RunConfig,
-        out: Path,
-        data: RunData,
-        teacher: Teacher | None,
-        device: torch.device,
-        dist: Dist | None = None,
-    ):
-        self.cfg, self.out, self.data, self.teacher, self.device = cfg, out, data, teacher, device
-        self.dist = dist = dist or Dist()
-        vocab_size = len(data.vocab) if data.vocab is not None else 0
-        self.model = build_model(cfg.model, vocab_size, cfg.setup).to(device)
-        self.net = dist.wrap(self.model, device)  # what training steps run (DDP or the model)
-        if cfg.train.compile:
-            self.net = torch.compile(self.net)
-        self.autocast = torch.autocast("cuda", torch.bfloat16, cfg.train.precision == "bf16")
-        self.params = [p for p in self.model.parameters() if p.requires_grad]
-        self.opt = torch.optim.AdamW(
-            [
-                {
-                    "params": [p for p in self.params if p.dim() >= 2],
-                    "weight_decay": cfg.train.weight_decay,
-                },
-                {"params": [p for p in self.params if p.dim() < 2], "weight_decay": 0.0},
-            ],
-            lr=cfg.train.lr,
-        )
-        total = cfg.train.epochs * math.ceil(len(data.train) / cfg.train.batch_size)
-        self.sched = torch.optim.lr_scheduler.LambdaLR(
-            self.opt, lr_lambda(cfg.train.warmup_steps, total, cfg.train.schedule)
-        )
-        self.state = TrainState()
-        self.best_model: dict | None = None
-        self.cache_seconds = 0.0
-
-    @property
-    def fingerprint(self) -> str | None:
-        return self.data.vocab.fingerprint if self.data.vocab is not None else None
-
-    @property
-    def ckpt_path(self) -> Path:
-        return self.out / "checkpoint.pt"
-
-    def restore(self) -> None:
-        ckpt = load_checkpoint(self.ckpt_path, self.device)
-        if ckpt.get("vocab_fingerprint") != self.fingerprint:
-            raise IbkdError(f"{self.ckpt_path}: was trained with another vocabulary")
-        if ckpt.get("config") != _comparable(self.cfg):
-            raise IbkdError(
-                f"{self.ckpt_path}: was written by a run with other settings; "
-                "remove it (or the folder) to start this run afresh"
-            )
-        try:
-            self.model.load_state_dict(ckpt["model"])
-        except (RuntimeError, KeyError) as e:
-            raise IbkdError(
-                f"{self.ckpt_path}: does not fit a {self.cfg.model.name} model "
-                f"({str(e).splitlines()[0]})"
-            ) from None
-        self.opt.load_state_dict(ckpt["optimizer"])
-        self.sched.load_state_dict(ckpt["scheduler"])
-        self.state = TrainState(**ckpt["state"])
-        self.best_model = ckpt.get("best_model")
-        _set_rng_state(ckpt["rng"], self.device)
-
-    def separate_rng(self) -> None:
-        """Under DDP: a dropout stream per process (at the start and after a resume)."""
-        if self.dist.enabled:
-            torch.manual_seed((self.cfg.seed * 1_000_003 + self.state.step) * 1009 + self.dist.rank)
-
-    def checkpoint(self, final: bool = False) -> None:
-        if not self.dist.main:
-            return
-        save_checkpoint(
-            self.ckpt_path, model=self.model.state_dict(), optimizer=self.opt.state_dict(),
-            scheduler=self.sched.state_dict(), state=asdict(self.state),
-            rng=_rng_state(self.device), best_model=self.best_model,
-            vocab_fingerprint=self.fingerprint, config=_comparable(self.cfg),
-            finished=final,
-        )  # fmt: skip
-
-    def cache_teacher(self) -> None:
-        if self.teacher is not None and self.teacher.cacheable and self.cfg.setup != "lm":
-            t0 = time.perf_counter()
-            self.teacher.cache(self.data.train, self.device)
-            self.cache_seconds = time.perf_counter() - t0
-
-    def step(self, index: torch.Tensor) -> dict:
-        """One optimizer step on the training examples `index`; returns its log row."""
-        t0 = time.perf_counter()
-        all_lengths = self.data.train.lengths[index]  # of the whole (global) batch
-        n_tokens = int(all_lengths.sum())
-        local = self.dist.shard(index)
-        # DDP averages the processes' gradients; weighting each slice's mean loss by its share
-        # of the batch (of its tokens for the LM) makes that the whole batch's gradient
-        share = (
-            int(self.dist.shard(all_lengths).sum()) / n_tokens
-            if self.cfg.setup == "lm"
-            else len(local) / len(index)
-        )
-        index = local
-        tokens, lengths, targets = (self._to_device(t) for t in self.data.train.batch(index))
-        with self.autocast:
-            logits = self.net(tokens, lengths)
-            t_logits = self.teacher.for_batch(index, tokens, lengths) if self.teacher else None
-        if t_logits is not None:
-            t_logits = t_logits.float()
-        loss, ce, kd = loss_and_parts(
-            logits.float(), targets, self.cfg.setup, t_logits, self.cfg.distill
-        )
-        self.opt.zero_grad(set_to_none=True)
-        (loss * (share * self.dist.world) if self.dist.enabled else loss).backward()
-        grad_norm = nn.utils.clip_grad_norm_(self.params, self.cfg.train.clip)
-        self.opt.step()
-        self.sched.step()
-        # one device sync per step for everything logged
-        values = torch.stack([loss.detach(), ce.detach(), kd.detach(), grad_norm.detach()])
-        loss_v, ce_v, kd_v, gn = values.tolist()
-        self.state.step += 1
-        self.state.tokens += n_tokens
-        return {
-            "step": self.state.step,
-            "epoch": self.state.epoch + 1,
-            "loss": f"{loss_v:.5f}",
-            "ce": f"{ce_v:.5f}",
-            "kd": f"{kd_v:.5f}",
-            "lr": f"{self.sched.get_last_lr()[0]:.3e}",
-            "grad_norm": f"{gn:.4f}",
-            "tokens_per_s": f"{n_tokens / (time.perf_counter() - t0):.0f}",
-        }
-
-    def _to_device(self, t: torch.Tensor) -> torch.Tensor:
-        """A batch tensor to the device; to a GPU from pinned memory, without blocking."""
-        if self.device.type == "cuda":
-            return t.pin_memory().to(self.device, non_blocking=True)
-        return t.to(self.device)
-
-    def epoch(self, log: _CsvLog, progress: bool, on_step) -> float:
-        """The rest of the current epoch; returns its mean training loss."""
-        cfg, state = self.cfg, self.state
-        gen = torch.Generator().manual_seed(cfg.seed * 1_000_003 + state.epoch)
-        order = batches(
-            self.data.train.lengths,
-            cfg.train.batch_size,
-            shuffle=True,
-            generator=gen,
-            bucket=cfg.train.bucket,
-        )
-        bar = None
-        if progress:
-            from tqdm import tqdm
-
-            bar = tqdm(
-                total=len(order),
-                initial=state.batch_in_epoch,
-                leave=False,
-                desc=f"{cfg.model.name} epoch {state.epoch + 1}/{cfg.train.epochs}",
-                dynamic_ncols=True,
-                mininterval=0.5,
-                disable=None,
-            )
-        self.model.train()
-        losses = []
-        try:
-            for b in range(state.batch_in_epoch, len(order)):
-                if not self.dist.usable(order[b]):  # fewer examples than processes
-                    continue
-                t0 = time.perf_counter()
-                row = self.step(order[b])
-                state.batch_in_epoch = b + 1
-                log.write(row)
-                losses.append(float(row["loss"]))
-                if bar is not None:
-                    bar.update(1)
-                    bar.set_postfix(loss=row["loss"][:5], tok_s=row["tokens_per_s"])
-                if state.step % cfg.train.checkpoint_every == 0:
-                    log.flush()
-                    self.checkpoint()
-                state.seconds += time.perf_counter() - t0  # the whole step, logging included
-                if on_step is not None:
-                    on_step(state.step)
-        finally:
-            if bar is not None:
-                bar.close()
-        return float(np.mean(losses)) if losses else float("nan")
-
-    def end_epoch(self, train_loss: float, epochs_log: _CsvLog) -> None:
-        """Validate, keep the best weights, decide on early stopping, checkpoint."""
-        state = self.state
-        valid_loss, valid_acc = math.nan, math.nan
-        if self.dist.main:  # under DDP the others take rank 0's numbers (BatchNorm may differ)
-            valid_loss, valid_acc = validation_loss(self.model, self.data.valid, self.device)
-        valid_loss, valid_acc = self.dist.from_main([valid_loss, valid_acc], self.device)
-        state.epoch += 1
-        state.batch_in_epoch = 0
-        better = valid_loss < state.best_loss
-        if better:
-            state.best_loss, state.best_epoch, state.bad_epochs = valid_loss, state.epoch, 0
-            self.best_model = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
-        else:
-            state.bad_epochs += 1
-            state.stopped = state.bad_epochs >= self.cfg.train.patience
-        epochs_log.write(
-            {
-                "epoch": state.epoch,
-                "step": state.step,
-                "train_loss": f"{train_loss:.5f}",
-                "valid_loss": f"{valid_loss:.5f}",
-                "valid_accuracy": f"{valid_acc:.4f}",
-                "best": int(better),
-                "seconds": f"{state.seconds:.1f}",
-            }
-        )
-        epochs_log.flush()
-        self.checkpoint()
-
-    def finish(self) -> dict:
-        """Predict valid and test with the best weights; write predictions and metrics
-        (rank 0; the other processes of a DDP run return {})."""
-        cfg, state, out = self.cfg, self.state, self.out
-        if not self.dist.main:
-            return {}
-        if self.best_model is not None:
-            self.model.load_state_dict(self.best_model)
-        metrics = {
-            "run": str(out), "model": cfg.model.name, "setup": cfg.setup, "seed": cfg.seed,
-            "teacher": cfg.distill.teacher if cfg.distill else None,
-            "training": {
-                "epochs": state.epoch, "best_epoch": state.best_epoch, "steps": state.step,
-                "early_stopped": state.stopped, "seconds": round(state.seconds, 1),
-                "tokens_per_s": round(state.tokens / max(state.seconds, 1e-9)),
-                "teacher_cache_seconds": round(self.cache_seconds, 2),
-                "device": str(self.device), "threads": torch.get_num_threads(),
-                "processes": self.dist.world,
-                "train_examples": len(self.data.train),
-                "parameters": sum(p.numel() for p in self.model.parameters()),
-            },
-        }  # fmt: skip
-        (out / "predictions").mkdir(exist_ok=True)
-        for name, split in [("valid", self.data.valid), *self.data.tests.items()]:
-            pred = predict(self.model, split, self.data.vocab, self.device)
-            save_predictions(out / "predictions" / f"{name}.npz", pred)
-            metrics[name] = compute_metrics(pred)
-            if self.teacher is not None:
-                teacher_pred = self.teacher.run.path / "predictions" / f"{name}.npz"
-                metrics[name]["fidelity"] = fidelity(pred, load_predictions(teacher_pred))
-        self.best_model = None
-        self.checkpoint(final=True)  # model = the best weights: what a teacher or evaluation loads
-        with atomic_write(out / "metrics.json") as f:
-            json.dump(metrics, f, indent=2)
-            f.write("\n")
-        return metrics
-
-
-def train_run(
-    cfg: RunConfig, out: str | Path, *, resume: bool = False, progress: bool = True,
-    on_step: Callable[[int], None] | None = None,
-) -> dict:  # fmt: skip
-    """Train (or distil, when `cfg.distill` is set) one run into the folder `out`; returns
-    its metrics. `on_step(step)` is called after every optimizer step."""
-    out = Path(out)
-    dist, device = Dist.from_env(pick_device(cfg.train.device))
     try:
-        metrics = _train(cfg, out, resume, progress and dist.main, on_step, dist, device)
-        dist.barrier()  # leave the process group together, once rank 0 has written everything
-        return metrics
-    finally:
-        dist.close()
-
-
-def _train(cfg, out: Path, resume: bool, progress: bool, on_step, dist: Dist, device) -> dict:
-    finished = _check_folder(cfg, out, resume)
-    resume = resume and (out / "checkpoint.pt").exists()  # killed before a checkpoint: restart
-    dist.barrier()  # every process has looked at the folder before rank 0 writes to it
-    if finished is not None:
-        return finished if dist.main else {}
-    cfg.validate()
-    if cfg.train.precision == "bf16" and device.type != "cuda":
-        raise IbkdError(f"--precision bf16: for CUDA devices, not {device.type}")
-    seed_everything(cfg.seed)
-    teacher = None
-    if cfg.distill is not None:
-        run = load_run(cfg.distill.teacher, device)
-        if run.config.setup != cfg.setup:
-            raise IbkdError(
-                f"--teacher {cfg.distill.teacher}: a {run.config.setup} run, "
-                f"cannot teach a {cfg.setup} student"
-            )
-        teacher = Teacher(run, cfg.distill)
-    data = prepare_data(cfg, teacher.run.vocab if teacher else None)
-    if dist.main:
-        out.mkdir(parents=True, exist_ok=True)
-        cfg.save(out / "config.yaml")
-        if data.vocab is not None:
-            data.vocab.save(out / "vocab.json")
-
-    trainer = _Trainer(cfg, out, data, teacher, device, dist)
-    if resume:
-        trainer.restore()
-    trainer.separate_rng()
-    trainer.cache_teacher()
-    state = trainer.state
-    keep_steps = (lambda r: int(r["step"]) <= state.step) if resume else None
-    keep_epochs = (lambda r: int(r["epoch"]) <= state.epoch) if resume else None
-    log = _CsvLog(out / "log.csv", LOG_FIELDS, keep_steps, dist.main)
-    epochs_log = _CsvLog(out / "epochs.csv", EPOCH_FIELDS, keep_epochs, dist.main)
-    try:
-        while state.epoch < cfg.train.epochs and not state.stopped:
-            train_loss = trainer.epoch(log, progress, on_step)
-            trainer.end_epoch(train_loss, epochs_log)
-    finally:
-        log.close()
-        epochs_log.close()
-    return trainer.finish()
+        load_weights(run.model, ckpt["model"], path, run.cfg.model.name)
+        run.opt.load_state_dict(ckpt["optimizer"])
+        run.sched.load_state_dict(ckpt["scheduler"])
+        run.state = TrainState(**ckpt["state"])
+        run.best_model = ckpt.get("best_model")
+        torch.set_rng_state(ckpt["rng"]["cpu"])
+        if run.device.type == "cuda" and "cuda" in ckpt["rng"]:
+            torch.cuda.set_rng_state(ckpt["rng"]["cuda"], run.device)
+    except (KeyError, ValueError, TypeError, RuntimeError) as e:
+        raise IbkdError(f"{path}: an incomplete checkpoint ({type(e).__name__}: {e})") from None

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from ibkd.config import DISTILL_PRESETS, DataConfig, DistillConfig, RunConfig, preset
 from ibkd.errors import IbkdError
 from ibkd.experiments.grid import GridRun, pick_budget
+from ibkd.presets import QUICK
 
 # the paper's column order: weakest bias to strongest
 CLS_MODELS = ("transformer", "transformer-seq", "utransformer-seq", "lstm")
@@ -43,9 +44,9 @@ BUDGETS = {
         "quick",
         3,
         ("lstm",),
-        epochs=6,
-        transfer="default",
-        temperature=3.0,
+        epochs=QUICK.epochs,
+        transfer=QUICK.transfer,
+        temperature=QUICK.temperature,
         control=True,
         self_distill=False,
         note="quick budget: the no-KD and LSTM-teacher rows (no LSTM -> LSTM); "

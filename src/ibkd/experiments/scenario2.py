@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 
 from ibkd.config import DISTILL_PRESETS, DataConfig, DistillConfig, RunConfig, preset
 from ibkd.experiments.grid import GridRun, pick_budget
+from ibkd.presets import MNIST_QUICK_EPOCHS
 
 MODELS = ("cnn", "mlp")
 PAIRS = (("cnn", "mlp"), ("mlp", "mlp"), ("cnn", "cnn"), ("mlp", "cnn"))  # teacher, student
@@ -34,7 +35,7 @@ BUDGETS = {
     "quick": Budget(
         "quick",
         3,
-        {"mlp": 20, "cnn": 5},
+        MNIST_QUICK_EPOCHS,
         note="quick budget: a CNN with 32 filters per layer, 5 epochs; the MLP "
         "20 epochs (Reflect trained up to 400)",
     ),

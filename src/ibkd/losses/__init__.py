@@ -1,0 +1,92 @@
+"""Losses: the one masked cross-entropy, and the registry of distillation losses.
+
+A distillation loss is one file in this package that registers a function under a name
+(`--kd-loss NAME`, `DistillConfig.loss`)::
+
+    @register("kd")
+    def kd(student_logits, teacher_logits, student_repr, teacher_repr, gold, mask, cfg):
+        ...
+        return LossParts(total=..., ce=..., kd=...)
+
+- `student_logits`, `teacher_logits`: [B, C] (classification, images) or [B, L, V] (LM), float32
+- `student_repr`, `teacher_repr`: the penultimate representations ([B, H] or [B, L, H]); None
+  unless the loss is registered with `representations=True` (then the teacher is not cached)
+- `gold`: [B] class ids or [B, L] next-token ids (`<pad>` = 0 beyond each sentence)
+- `mask`: None (every example scores) or [B, L] bool, True at the positions that score (LM)
+- `cfg`: the run's `DistillConfig` (temperature, alpha, ...)
+
+It returns `LossParts`: the total that is minimised and its named terms, logged as the `ce`
+and `kd` columns of log.csv. RepDistiller (Tian et al. 2020) keeps each loss in its own file the
+same way.
+"""
+
+from __future__ import annotations
+
+import importlib
+import pkgutil
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+from torch.nn import functional as F
+
+
+@dataclass
+class LossParts:
+    """A training loss and its named terms (0-d tensors): `total` is minimised; `ce` is the
+    cross-entropy on gold labels, `kd` the distillation term (0 without a teacher)."""
+
+    total: torch.Tensor
+    ce: torch.Tensor
+    kd: torch.Tensor
+
+
+@dataclass(frozen=True)
+class DistillLoss:
+    """A registered distillation loss: its function and whether it needs the penultimate
+    representations of student and teacher."""
+
+    name: str
+    fn: Callable[..., LossParts]
+    representations: bool = False
+
+
+LOSSES: dict[str, DistillLoss] = {}
+
+
+def register(name: str, *, representations: bool = False):
+    """Decorator: register a distillation loss under `name` (see the module docstring for the
+    signature)."""
+
+    def add(fn: Callable[..., LossParts]) -> Callable[..., LossParts]:
+        LOSSES[name] = DistillLoss(name, fn, representations)
+        return fn
+
+    return add
+
+
+def masked_cross_entropy(
+    logits: torch.Tensor, targets: torch.Tensor, mask: torch.Tensor | None = None,
+    reduction: str = "mean",
+) -> torch.Tensor:  # fmt: skip
+    """Cross-entropy (natural log) of gold `targets` under `logits`, over the positions where
+    `mask` is True (all when None). logits [..., C] (computed in float32), targets [...] ids.
+
+    `mean` / `sum`: over the scored positions (a 0-d tensor); `none`: per position, the shape
+    of `targets`, 0 where `mask` is False. Used by training, validation and prediction alike."""
+    if reduction == "none":
+        nll = F.cross_entropy(logits.float().movedim(-1, 1), targets, reduction="none")
+        return nll if mask is None else nll.masked_fill(~mask, 0.0)
+    if mask is not None:
+        logits, targets = logits[mask], targets[mask]
+    return F.cross_entropy(logits.float(), targets, reduction=reduction)
+
+
+def gold_loss(logits: torch.Tensor, targets: torch.Tensor, mask: torch.Tensor | None) -> LossParts:
+    """Training without a teacher: the masked cross-entropy alone."""
+    ce = masked_cross_entropy(logits, targets, mask)
+    return LossParts(ce, ce, ce.new_zeros(()))
+
+
+for _module in pkgutil.iter_modules(__path__):  # every loss file registers itself
+    importlib.import_module(f"{__name__}.{_module.name}")

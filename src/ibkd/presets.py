@@ -1,0 +1,71 @@
+"""The training budgets' numbers, in one place: what `--preset paper|quick` on `ibkd train` /
+`ibkd distill` and the grids of `ibkd reproduce --budget paper|quick` use.
+
+`paper` follows Reflect's configs (PAPER.md); `quick` is sized by measurement for a 2-core
+laptop CPU (README, "Speed"). `ibkd train|distill --preset quick` gives exactly the run of the
+quick grid's cell with the same model, teacher and seed (tested in tests/test_cli.py), so a
+hand-run example reproduces a grid cell. Model sizes live with the models (`config.py`).
+
+Plain numbers only (no ibkd imports), so that any module can read them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+PRESETS = ("paper", "quick")
+
+
+@dataclass(frozen=True)
+class QuickRecipe:
+    """The quick budget's classification recipe, chosen on validation accuracy by
+    `benchmarks/quick_recipe.py` (README, "What it takes on the default data"): 6 epochs, and
+    distilled students also learn the teacher's answers on the transfer set at T = 3."""
+
+    epochs: int = 6
+    temperature: float = 3.0  # distilled classification students
+    transfer: str = "default"  # the transfer set of distilled classification students
+
+
+QUICK = QuickRecipe()
+
+# Scenario 2's quick budget: epochs per model (Reflect trained up to 400)
+MNIST_QUICK_EPOCHS = {"mlp": 20, "cnn": 5}
+
+# TrainConfig fields per (setup, preset); unspecified fields keep TrainConfig's defaults
+_AGREEMENT = {
+    "paper": {"epochs": 60, "batch_size": 64, "lr": 1e-3, "warmup_steps": 1000, "patience": 10},
+    "quick": {"epochs": QUICK.epochs, "batch_size": 64, "lr": 2e-3, "warmup_steps": 100,
+              "patience": 3},
+}  # fmt: skip
+TRAIN: dict[tuple[str, str], dict] = {
+    ("cls", "paper"): _AGREEMENT["paper"],
+    ("cls", "quick"): _AGREEMENT["quick"],
+    ("lm", "paper"): _AGREEMENT["paper"],
+    ("lm", "quick"): _AGREEMENT["quick"],
+    # Reflect's MNIST runs: Adam 1e-4, batch 128, up to 400 epochs
+    ("mnist", "paper"): {"epochs": 400, "batch_size": 128, "lr": 1e-4, "weight_decay": 0.0,
+                         "warmup_steps": 0, "schedule": "constant", "patience": 20},
+    ("mnist", "quick"): {"epochs": 5, "batch_size": 128, "lr": 1e-3, "weight_decay": 0.0,
+                         "warmup_steps": 100, "patience": 3},
+}  # fmt: skip
+
+# epochs that differ from TRAIN for one model: (setup, preset) -> {model: epochs}
+MODEL_EPOCHS: dict[tuple[str, str], dict[str, int]] = {("mnist", "quick"): MNIST_QUICK_EPOCHS}
+
+# Reflect's distillation settings per setup (DistillConfig fields)
+DISTILL: dict[str, dict[str, float]] = {
+    "cls": {"temperature": 1.0, "alpha": 1.0},
+    "lm": {"temperature": 1.0, "alpha": 0.9},
+    "mnist": {"temperature": 5.0, "alpha": 1.0},
+}
+
+
+def distill_settings(setup: str, preset: str) -> tuple[dict[str, float], str | None]:
+    """(DistillConfig fields, transfer set) of a distilled student under a preset: Reflect's
+    settings, except the quick classification recipe (T = 3 and the transfer set)."""
+    values = dict(DISTILL[setup])
+    if setup == "cls" and preset == "quick":
+        values["temperature"] = QUICK.temperature
+        return values, QUICK.transfer
+    return values, None
