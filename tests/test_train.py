@@ -167,7 +167,7 @@ def test_distillation_from_a_teacher_folder(tmp_path):
     rows = without(tmp_path / "student" / "log.csv")
     kd, ce, loss = ([float(r[k]) for r in rows] for k in ("kd", "ce", "loss"))
     assert loss == pytest.approx([0.5 * k + 0.5 * c for k, c in zip(kd, ce)], abs=2e-5)
-    assert 0 <= metrics["test"]["fidelity"]["agreement"] <= 1
+    assert 0 <= metrics["test"]["fidelity"]["top1_match"] <= 1
     # the loaded teacher is the best checkpoint's weights, in eval mode
     run = load_run(teacher)
     assert not run.model.training and run.config.model.name == "lstm"
