@@ -57,13 +57,11 @@ def cmd_data_build(args: argparse.Namespace) -> int:
     from ibkd.data.build import build
 
     out = Path(args.out)
-    if out.exists() and not args.force:
-        raise IbkdError(f"--out {out}: exists already (pass --force to replace it)")
     report = build(
         args.corpus, out, fmt=args.format, pretokenized=args.pretokenized,
         vocab_size=args.vocab_size, placeholders=args.placeholders, spacy_model=args.spacy_model,
         batch_size=args.batch_size, n_process=args.n_process, progress=_progress,
-        transfer_out=args.transfer_out,
+        transfer_out=args.transfer_out, force=args.force,
     )  # fmt: skip
     print(f"{out}: {report.summary()}")
     return 0
@@ -107,12 +105,11 @@ def cmd_data_split(args: argparse.Namespace) -> int:
     from ibkd.data.vocab import build_vocab
 
     splits, _ = _load(args)
-    files = write_splits(splits, args.out)
     vocab = build_vocab(splits.train)
-    vocab.save(Path(args.out) / "vocab.json")
+    files = write_splits(splits, args.out, vocab, force=args.force)
     for name, rows in splits.items():
         print(f"{files[name]}: {len(rows):,} rows")
-    print(f"{Path(args.out) / 'vocab.json'}: {len(vocab):,} entries (from train)")
+    print(f"{files['vocab']}: {len(vocab):,} entries (from train)")
     return 0
 
 
@@ -449,7 +446,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--transfer-out",
         help="also write the transfer set (the prefix before every VBZ/VBP) to this file",
     )
-    b.add_argument("--force", action="store_true", help="replace --out if it exists")
+    b.add_argument(
+        "--force", action="store_true", help="replace --out / --transfer-out if they exist"
+    )
     b.set_defaults(func=cmd_data_build)
 
     s = data_cmds.add_parser("stats", help="rows per split, by distance and by attractors")
@@ -466,6 +465,11 @@ def build_parser() -> argparse.ArgumentParser:
     sp = data_cmds.add_parser("split", help="split a Linzen file into train/valid/test + vocab")
     sp.add_argument("data", help="a Linzen file (or a data folder / `default` to copy)")
     sp.add_argument("--out", required=True, help="folder for train/valid/test.tsv.gz, vocab.json")
+    sp.add_argument(
+        "--force",
+        action="store_true",
+        help="replace the splits and vocabulary a folder holds already",
+    )
     _add_split_options(sp)
     sp.set_defaults(func=cmd_data_split)
 

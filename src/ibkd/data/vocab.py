@@ -11,6 +11,7 @@ import os
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from pathlib import Path
+from typing import IO
 
 from ibkd.data.linzen import AgreementRow
 from ibkd.errors import IbkdError
@@ -53,19 +54,24 @@ class Vocab:
         """A short hash of the token list: equal fingerprints, same vocabulary."""
         return hashlib.sha256("\n".join(self.itos).encode()).hexdigest()[:16]
 
+    def write(self, f: IO[str]) -> None:
+        """Write the vocabulary as JSON (`specials`, `tokens`, `fingerprint`) to a text stream."""
+        json.dump(
+            {
+                "specials": list(SPECIALS),
+                "tokens": self.itos[len(SPECIALS) :],
+                "fingerprint": self.fingerprint,
+            },
+            f,
+            ensure_ascii=False,
+            indent=0,
+        )
+        f.write("\n")
+
     def save(self, path: str | os.PathLike) -> None:
+        """Write the vocabulary to `path` as JSON, atomically (see `write`)."""
         with atomic_write(path) as f:
-            json.dump(
-                {
-                    "specials": list(SPECIALS),
-                    "tokens": self.itos[len(SPECIALS) :],
-                    "fingerprint": self.fingerprint,
-                },
-                f,
-                ensure_ascii=False,
-                indent=0,
-            )
-            f.write("\n")
+            self.write(f)
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> Vocab:

@@ -1,0 +1,82 @@
+"""Targeted agreement test suites, read into one kind of item (`SuiteItem`) that models are
+scored on; one reader per family:
+
+- `linzen`: a Linzen-format TSV (data/suites/linzen.py);
+- `colorlessgreen` (Gulordava et al. 2018): the Linzen test set and the nonce set
+  (data/suites/colorlessgreen.py);
+- `blimp` (Warstadt et al. 2020): all 67 paradigms (data/suites/blimp.py);
+- `marvin-linzen` (Marvin & Linzen 2018) in the CLAMS layout (data/suites/marvin_linzen.py).
+
+A suite is given by path (format from the name, or `fmt`) or by name (`NAMES`: the shipped
+`marvin-linzen`, and `linzen-test`, `gulordava-nonce`, `blimp`, fetched once into the cache).
+`vocabulary.map_suite` maps a suite's words into a model's vocabulary as its training data did.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from ibkd.data.suites import blimp, colorlessgreen, linzen, marvin_linzen
+from ibkd.data.suites.item import SENTENCE, TARGET, SuiteItem, normalize_tokens, ptb_tokenize
+from ibkd.data.suites.named import NAMES, resolve
+from ibkd.errors import IbkdError
+
+READERS = {
+    "linzen": linzen.read,
+    "colorlessgreen": colorlessgreen.read,
+    "blimp": blimp.read,
+    "marvin-linzen": marvin_linzen.read,
+}
+FORMATS = tuple(READERS)
+
+__all__ = [
+    "FORMATS", "NAMES", "SENTENCE", "TARGET", "SuiteItem", "detect_format", "normalize_tokens",
+    "ptb_tokenize", "read_suite", "suite_name",
+]  # fmt: skip
+
+
+def detect_format(path: Path) -> str:
+    """The format a path's name (or a folder's content) suggests; `linzen` by default."""
+    if path.is_dir():
+        if (path / "en_evalset").is_dir() or any(path.glob("*.txt*")):
+            return "marvin-linzen"
+        if any(path.glob("*.jsonl")):
+            return "blimp"
+        raise IbkdError(f"{path}: a folder with no suite files (.jsonl, or CLAMS NAME.txt)")
+    name = path.name.lower()
+    if name.endswith((".jsonl", ".jsonl.gz", ".json")):
+        return "blimp"
+    if name.endswith((".text", ".gold", ".tab")):
+        return "colorlessgreen"
+    if name.endswith((".txt", ".txt.gz")):
+        return "marvin-linzen"
+    return "linzen"
+
+
+def suite_name(suite: str | os.PathLike) -> str:
+    """A short name for results: the suite's name, or its file name without suffixes."""
+    return str(suite) if str(suite) in NAMES else Path(suite).name.split(".")[0]
+
+
+def read_suite(
+    suite: str | os.PathLike, fmt: str | None = None, *, skip_bad_rows: bool = False
+) -> list[SuiteItem]:
+    """Read a test suite: a named one (`NAMES`, fetched when needed) or a path (format guessed
+    from the name when `fmt` is None). A bad line raises an IbkdError naming the file and line,
+    or, with `skip_bad_rows`, is skipped."""
+    if fmt is not None and fmt not in READERS:
+        raise IbkdError(f"--format {fmt!r}: expected one of {', '.join(FORMATS)}")
+    if str(suite) in NAMES:
+        path, fmt = resolve(str(suite))
+    else:
+        path = Path(suite)
+        if not path.exists():
+            raise IbkdError(
+                f"--suite {suite}: no such file or folder, and not a suite name "
+                f"({', '.join(NAMES)})"
+            )
+    fmt = fmt or detect_format(path)
+    if fmt == "blimp" and path.is_dir():
+        return [it for f in sorted(path.glob("*.jsonl")) for it in blimp.read(f, skip_bad_rows)]
+    return READERS[fmt](path, skip_bad_rows)
