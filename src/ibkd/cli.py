@@ -260,27 +260,18 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from ibkd.data.suites import read_suite
     from ibkd.distill import load_run
-    from ibkd.evaluate import score_suite
-    from ibkd.files import atomic_write
+    from ibkd.suite_predictions import Suite, score_suite_into
     from ibkd.train import pick_device
 
     device = pick_device(args.device)
     run = load_run(args.run, device)
-    out = {}
-    for suite in args.suite:
-        items = read_suite(suite, args.format, skip_bad_rows=args.skip_bad_rows)
-        result = score_suite(run.model, run.vocab, run.config.setup, items, device)
-        result["suite"] = str(suite)
-        name = Path(suite).name.split(".")[0]
-        with atomic_write(Path(args.run) / "suites" / f"{name}.json") as f:
-            json.dump(result, f, indent=2)
-            f.write("\n")
-        out[name] = result
+    for source in args.suite:
+        suite = Suite(str(source), args.format)
+        result = score_suite_into(args.run, run, suite, suite.read(args.skip_bad_rows), device)
         print(
-            f"{name}: accuracy {result['accuracy']:.4f} on {result['scored']} items "
-            f"(coverage {result['coverage']:.1%})"
+            f"{suite.name}: accuracy {result['accuracy']:.4f} on {result['scored']} items "
+            f"(coverage {result['coverage']:.1%}); {Path(args.run) / 'suites' / suite.name}.json"
         )
     return 0
 
@@ -542,11 +533,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--suite",
         required=True,
         nargs="+",
-        help="suite files: Linzen TSV, colorlessgreen NAME.text/.gold, BLiMP .jsonl",
+        help="suite names (marvin-linzen, linzen-test, gulordava-nonce, blimp) or paths: "
+        "Linzen TSV, colorlessgreen NAME(.text/.gold), BLiMP .jsonl, a CLAMS folder; writes "
+        "RUN/suites/NAME.npz (per item) and NAME.json (summary)",
     )
     ev.add_argument(
         "--format",
-        choices=("linzen", "colorlessgreen", "blimp"),
+        choices=("linzen", "colorlessgreen", "blimp", "marvin-linzen"),
         help="(default: from the file name)",
     )
     ev.add_argument("--device", default="auto")

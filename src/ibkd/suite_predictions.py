@@ -1,0 +1,244 @@
+"""A run scored on a targeted suite: per-item predictions saved in the run folder, the summary
+computed from them (as the test split's metrics are from `predictions/test.npz`).
+
+`RUN/suites/NAME.npz` holds the arrays of `ibkd.metrics.SUITE_KEYS`, one entry per item of the
+suite in the order the suite's reader gives them (items that could not be scored included,
+with NaN scores and their `skip_reason`); `RUN/suites/NAME.json` is `metrics.suite_metrics` of
+that file plus where the suite came from, how an LM compared the pairs, and the vocabulary
+coverage. Both are written atomically, the npz first.
+
+What an item's two scores are:
+- classification: the probability of the correct verb number after the prefix (`score_good`)
+  and of the wrong one (`score_bad`); where the suite varies the subject instead (BLiMP's
+  two-prefix agreement paradigms), the probability of the verb's number after the correct
+  prefix and after the wrong one (Warstadt et al. 2020's two-prefix method).
+- language model, `sentence` comparison (BLiMP, Marvin & Linzen): the log-probability of each
+  whole sentence, the sum of its tokens' log-probabilities after `<bos>`, the closing `<eos>`
+  included, both sentences tokenised alike (the field's standard: Marvin & Linzen 2018,
+  Warstadt et al. 2020, lm-eval-harness, minicons' `sequence_score`).
+- language model, `target` comparison (the Linzen test set, Gulordava et al. 2018's nonce set):
+  log P(form | prefix) of the correct and of the wrong form at the target, as Gulordava et al.
+  (2018) score them; items without a sentence pair (Linzen TSVs) are always scored this way.
+Scores are in nats (log-probabilities) or probabilities; only their order within an item counts.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import numpy as np
+
+from ibkd.data.suites import NAMES, SENTENCE, SuiteItem, detect_format, read_suite, suite_name
+from ibkd.data.vocab import UNK, Vocab
+from ibkd.errors import IbkdError
+from ibkd.files import atomic_write
+from ibkd.metrics import SUITE_KEYS, suite_metrics
+
+SENTENCE_LOGPROB, TARGET_FORMS = "sentence", "target"
+LM_COMPARISON = {
+    "blimp": SENTENCE_LOGPROB,
+    "marvin-linzen": SENTENCE_LOGPROB,
+    "colorlessgreen": TARGET_FORMS,
+    "linzen": TARGET_FORMS,
+}
+"""How a language model compares an item's alternatives, per suite format."""
+SKIP_WRONG_FORM = "wrong form unknown"
+SKIP_OUT_OF_VOCABULARY = "a verb form out of the vocabulary"
+SHIPPED_SUITES = ("marvin-linzen",)
+"""The suites every reproduction scores its runs on (they ship with ibkd: no network)."""
+
+
+@dataclass(frozen=True)
+class Suite:
+    """A suite to score runs on: `source` is a name (`ibkd.data.suites.NAMES`) or a path;
+    `fmt` its format (None: from the name or path)."""
+
+    source: str
+    fmt: str | None = None
+
+    @property
+    def name(self) -> str:
+        """The name its results are saved under (`RUN/suites/NAME.*`)."""
+        return suite_name(self.source)
+
+    def format(self) -> str:
+        """The suite's format, without fetching anything."""
+        if self.fmt is not None:
+            return self.fmt
+        if self.source in NAMES:
+            from ibkd.data.suites.named import REMOTE, SHIPPED
+
+            return SHIPPED[self.source][0] if self.source in SHIPPED else REMOTE[self.source].fmt
+        return detect_format(Path(self.source))
+
+    def read(self, skip_bad_rows: bool = False) -> list[SuiteItem]:
+        """The suite's items (`read_suite`; IbkdError naming a bad file or line)."""
+        return read_suite(self.source, self.fmt, skip_bad_rows=skip_bad_rows)
+
+
+def predict_suite(
+    model, vocab: Vocab, setup: str, items: list[SuiteItem], device,
+    lm_comparison: str = SENTENCE_LOGPROB,
+) -> tuple[dict[str, np.ndarray], dict]:  # fmt: skip
+    """Score every item of a suite: (the `SUITE_KEYS` arrays, [N] each for the N `items`, in
+    their order; `{"vocabulary": coverage}` of the mapping into `vocab`).
+
+    The words are mapped into the vocabulary as the model's training data mapped them
+    (`ibkd.data.suites.vocabulary.map_suite`); items that mapping makes unscorable, and LM items
+    whose wrong form is unknown or whose forms are out of the vocabulary (target comparison),
+    get NaN scores and their reason. `lm_comparison`: `sentence` or `target` (module note)."""
+    from ibkd.data.suites.vocabulary import SKIP_NUMBER, map_suite
+    from ibkd.data.verbs import verb_number
+    from ibkd.evaluate import _cls_probs, _lm_next_logprobs, _lm_sentence_logprobs
+
+    if lm_comparison not in (SENTENCE_LOGPROB, TARGET_FORMS):
+        raise ValueError(f"lm_comparison {lm_comparison!r}: expected sentence or target")
+    n = len(items)
+    # each item's id is its position, so that scores land in the suite's order
+    keyed = [replace(it, index=i) for i, it in enumerate(items)]
+    mapped = map_suite(keyed, vocab, setup)
+    pred = {
+        "item": np.arange(n, dtype=np.int64),
+        "construction": np.array([it.suite for it in items], dtype=str),
+        "n_attractors": np.array(
+            [-1 if it.n_attractors is None else it.n_attractors for it in items], dtype=np.int64
+        ),
+        "score_good": np.full(n, np.nan),
+        "score_bad": np.full(n, np.nan),
+    }
+    reasons = [""] * n
+    for (_, i), reason in mapped.skipped_items.items():
+        reasons[i] = reason
+
+    def put(done: list[SuiteItem], good: np.ndarray, bad: np.ndarray) -> None:
+        at = np.array([it.index for it in done], dtype=np.int64)
+        pred["score_good"][at], pred["score_bad"][at] = good, bad
+
+    if setup == "cls":
+        jobs, numbers = [], []
+        for it in mapped.items:
+            number = it.number or verb_number(it.good[0])
+            if number is None:
+                reasons[it.index] = SKIP_NUMBER
+            else:
+                jobs.append(it)
+                numbers.append(0 if number == "VBZ" else 1)
+        c, at = np.array(numbers, dtype=np.int64), np.arange(len(jobs))
+        probs = _cls_probs(model, vocab, [it.prefix for it in jobs], device)
+        good, bad = probs[at, c], probs[at, 1 - c]
+        two = np.array([k for k, it in enumerate(jobs) if it.prefix_bad is not None], dtype=int)
+        if len(two):  # the same number after the wrong subject
+            probs_bad = _cls_probs(model, vocab, [jobs[k].prefix_bad for k in two], device)
+            bad[two] = probs_bad[np.arange(len(two)), c[two]]
+        put(jobs, good, bad)
+        return pred | {"skip_reason": np.array(reasons, dtype=str)}, _info(mapped)
+    sentences, targets = [], []
+    for it in mapped.items:
+        whole = it.sentence_good is not None and it.sentence_bad is not None and it.bad
+        if whole and (lm_comparison == SENTENCE_LOGPROB or it.kind == SENTENCE):
+            sentences.append(it)
+        elif not it.bad:
+            reasons[it.index] = SKIP_WRONG_FORM
+        elif UNK in (vocab.stoi.get(it.good[0], UNK), vocab.stoi.get(it.bad[0], UNK)):
+            reasons[it.index] = SKIP_OUT_OF_VOCABULARY
+        else:
+            targets.append(it)
+    if sentences:
+        put(
+            sentences,
+            _lm_sentence_logprobs(model, vocab, [it.sentence_good for it in sentences], device),
+            _lm_sentence_logprobs(model, vocab, [it.sentence_bad for it in sentences], device),
+        )
+    if targets:
+        prefixes = [it.prefix for it in targets]
+        put(
+            targets,
+            _lm_next_logprobs(model, vocab, prefixes, [vocab.stoi[it.good[0]] for it in targets],
+                              device),
+            _lm_next_logprobs(model, vocab, prefixes, [vocab.stoi[it.bad[0]] for it in targets],
+                              device),
+        )  # fmt: skip
+    return pred | {"skip_reason": np.array(reasons, dtype=str)}, _info(mapped)
+
+
+def _info(mapped) -> dict:
+    return {"vocabulary": mapped.coverage.as_dict()}
+
+
+def suite_files(run: str | os.PathLike, name: str) -> tuple[Path, Path]:
+    """(`RUN/suites/NAME.npz`, `RUN/suites/NAME.json`)."""
+    folder = Path(run) / "suites"
+    return folder / f"{name}.npz", folder / f"{name}.json"
+
+
+def save_suite(run: str | os.PathLike, name: str, pred: dict[str, np.ndarray], info: dict) -> dict:
+    """Write a suite's per-item predictions (`RUN/suites/NAME.npz`), then its summary
+    (`NAME.json`: `suite_metrics` of the saved file, plus `info`), each atomically. Returns the
+    summary."""
+    npz, summary_path = suite_files(run, name)
+    with atomic_write(npz, text=False) as f:
+        np.savez_compressed(f, **pred)
+    summary = suite_metrics(load_suite(npz)) | info
+    with atomic_write(summary_path) as f:
+        json.dump(summary, f, indent=2)
+        f.write("\n")
+    return summary
+
+
+def load_suite(path: str | os.PathLike) -> dict[str, np.ndarray]:
+    """A suite's saved per-item predictions ({key: array}, `SUITE_KEYS`); IbkdError naming the
+    file when it is missing, unreadable or lacks an array."""
+    path = Path(path)
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            out = {k: data[k] for k in data.files}
+    except FileNotFoundError:
+        raise IbkdError(f"{path}: no such suite predictions file") from None
+    except (OSError, ValueError, EOFError) as e:
+        raise IbkdError(f"{path}: not a readable suite predictions file ({e})") from None
+    missing = [k for k in SUITE_KEYS if k not in out]
+    if missing:
+        raise IbkdError(f"{path}: not a suite predictions file (no {', '.join(missing)})")
+    return out
+
+
+def score_suite_into(
+    run: str | os.PathLike, loaded, suite: Suite, items: list[SuiteItem], device
+) -> dict:
+    """Score a loaded run (`ibkd.distill.load_run`) on a suite's `items` and save the results in
+    the run folder `run`; returns the summary (`save_suite`), with the suite's source."""
+    fmt = suite.format()
+    comparison = LM_COMPARISON.get(fmt, SENTENCE_LOGPROB)
+    pred, info = predict_suite(
+        loaded.model, loaded.vocab, loaded.config.setup, items, device, comparison
+    )
+    info = {"suite": suite.source, "format": fmt} | info
+    if loaded.config.setup == "lm":
+        info["lm_comparison"] = comparison
+    return save_suite(run, suite.name, pred, info)
+
+
+def score_run(
+    run: str | os.PathLike, suites: list[Suite], device="cpu", *, force: bool = False,
+    skip_bad_rows: bool = False, cache: dict | None = None,
+) -> dict[str, dict]:  # fmt: skip
+    """Score a finished run on each suite it has not been scored on (no `RUN/suites/NAME.npz`
+    yet, or `force`), loading the model only when one is missing. `cache`: suite name ->
+    items, shared between runs so each suite is read once. Returns {name: summary} of the
+    suites scored now."""
+    from ibkd.distill import load_run
+
+    todo = [s for s in suites if force or not suite_files(run, s.name)[0].exists()]
+    if not todo:
+        return {}
+    loaded = load_run(run, device)
+    cache = {} if cache is None else cache
+    out = {}
+    for suite in todo:
+        if suite.name not in cache:
+            cache[suite.name] = suite.read(skip_bad_rows)
+        out[suite.name] = score_suite_into(run, loaded, suite, cache[suite.name], device)
+    return out
