@@ -81,7 +81,7 @@ class Suite:
 
 def predict_suite(
     model, vocab: Vocab, setup: str, items: list[SuiteItem], device,
-    lm_comparison: str = SENTENCE_LOGPROB,
+    lm_comparison: str = SENTENCE_LOGPROB, mapped=None,
 ) -> tuple[dict[str, np.ndarray], dict]:  # fmt: skip
     """Score every item of a suite: (the `SUITE_KEYS` arrays, [N] each for the N `items`, in
     their order; `{"vocabulary": coverage}` of the mapping into `vocab`).
@@ -89,17 +89,16 @@ def predict_suite(
     The words are mapped into the vocabulary as the model's training data mapped them
     (`ibkd.data.suites.vocabulary.map_suite`); items that mapping makes unscorable, and LM items
     whose wrong form is unknown or whose forms are out of the vocabulary (target comparison),
-    get NaN scores and their reason. `lm_comparison`: `sentence` or `target` (module note)."""
-    from ibkd.data.suites.vocabulary import SKIP_NUMBER, map_suite
+    get NaN scores and their reason. `lm_comparison`: `sentence` or `target` (module note).
+    `mapped`: `map_items(items, vocab, setup)` when the caller has it already."""
+    from ibkd.data.suites.vocabulary import SKIP_NUMBER
     from ibkd.data.verbs import verb_number
     from ibkd.evaluate import _cls_probs, _lm_next_logprobs, _lm_sentence_logprobs
 
     if lm_comparison not in (SENTENCE_LOGPROB, TARGET_FORMS):
         raise ValueError(f"lm_comparison {lm_comparison!r}: expected sentence or target")
     n = len(items)
-    # each item's id is its position, so that scores land in the suite's order
-    keyed = [replace(it, index=i) for i, it in enumerate(items)]
-    mapped = map_suite(keyed, vocab, setup)
+    mapped = map_items(items, vocab, setup) if mapped is None else mapped
     pred = {
         "item": np.arange(n, dtype=np.int64),
         "construction": np.array([it.suite for it in items], dtype=str),
@@ -117,6 +116,15 @@ def predict_suite(
         at = np.array([it.index for it in done], dtype=np.int64)
         pred["score_good"][at], pred["score_bad"][at] = good, bad
 
+    def cls_probs(prefixes):
+        return _cls_probs(model, vocab, prefixes, device)
+
+    def sentence_logprobs(sentences):
+        return _lm_sentence_logprobs(model, vocab, sentences, device)
+
+    def next_logprobs(pairs):
+        return _lm_next_logprobs(model, vocab, [p for p, _ in pairs], [t for _, t in pairs], device)
+
     if setup == "cls":
         jobs, numbers = [], []
         for it in mapped.items:
@@ -127,11 +135,11 @@ def predict_suite(
                 jobs.append(it)
                 numbers.append(0 if number == "VBZ" else 1)
         c, at = np.array(numbers, dtype=np.int64), np.arange(len(jobs))
-        probs = _cls_probs(model, vocab, [it.prefix for it in jobs], device)
+        probs = _distinct(cls_probs, [it.prefix for it in jobs])
         good, bad = probs[at, c], probs[at, 1 - c]
         two = np.array([k for k, it in enumerate(jobs) if it.prefix_bad is not None], dtype=int)
         if len(two):  # the same number after the wrong subject
-            probs_bad = _cls_probs(model, vocab, [jobs[k].prefix_bad for k in two], device)
+            probs_bad = _distinct(cls_probs, [jobs[k].prefix_bad for k in two])
             bad[two] = probs_bad[np.arange(len(two)), c[two]]
         put(jobs, good, bad)
         return pred | {"skip_reason": np.array(reasons, dtype=str)}, _info(mapped)
@@ -146,22 +154,34 @@ def predict_suite(
             reasons[it.index] = SKIP_OUT_OF_VOCABULARY
         else:
             targets.append(it)
-    if sentences:
-        put(
-            sentences,
-            _lm_sentence_logprobs(model, vocab, [it.sentence_good for it in sentences], device),
-            _lm_sentence_logprobs(model, vocab, [it.sentence_bad for it in sentences], device),
-        )
-    if targets:
-        prefixes = [it.prefix for it in targets]
-        put(
-            targets,
-            _lm_next_logprobs(model, vocab, prefixes, [vocab.stoi[it.good[0]] for it in targets],
-                              device),
-            _lm_next_logprobs(model, vocab, prefixes, [vocab.stoi[it.bad[0]] for it in targets],
-                              device),
-        )  # fmt: skip
+    put(
+        sentences,
+        _distinct(sentence_logprobs, [it.sentence_good for it in sentences]),
+        _distinct(sentence_logprobs, [it.sentence_bad for it in sentences]),
+    )
+    put(
+        targets,
+        _distinct(next_logprobs, [(it.prefix, vocab.stoi[it.good[0]]) for it in targets]),
+        _distinct(next_logprobs, [(it.prefix, vocab.stoi[it.bad[0]]) for it in targets]),
+    )
     return pred | {"skip_reason": np.array(reasons, dtype=str)}, _info(mapped)
+
+
+def map_items(items: list[SuiteItem], vocab: Vocab, setup: str):
+    """`map_suite` of `items` with each item's index set to its position in `items` (so that
+    scores land in the suite's order)."""
+    from ibkd.data.suites.vocabulary import map_suite
+
+    return map_suite([replace(it, index=i) for i, it in enumerate(items)], vocab, setup)
+
+
+def _distinct(score, keys: list) -> np.ndarray:
+    """`score` (a list of inputs -> an array, one row per input) run on the distinct `keys`
+    only, its rows put back in the order of `keys` (suites repeat prefixes and sentences:
+    Marvin & Linzen's 121,220 items have 12,820 distinct prefixes)."""
+    unique = list(dict.fromkeys(keys))
+    where = {k: i for i, k in enumerate(unique)}
+    return score(unique)[np.array([where[k] for k in keys], dtype=np.int64)]
 
 
 def _info(mapped) -> dict:
@@ -206,14 +226,15 @@ def load_suite(path: str | os.PathLike) -> dict[str, np.ndarray]:
 
 
 def score_suite_into(
-    run: str | os.PathLike, loaded, suite: Suite, items: list[SuiteItem], device
+    run: str | os.PathLike, loaded, suite: Suite, items: list[SuiteItem], device, mapped=None
 ) -> dict:
-    """Score a loaded run (`ibkd.distill.load_run`) on a suite's `items` and save the results in
-    the run folder `run`; returns the summary (`save_suite`), with the suite's source."""
+    """Score a loaded run (`ibkd.distill.load_run`) on a suite's `items` (`mapped`: their
+    `map_items` into the run's vocabulary, when known) and save the results in the run folder
+    `run`; returns the summary (`save_suite`), with the suite's source and format."""
     fmt = suite.format()
     comparison = LM_COMPARISON.get(fmt, SENTENCE_LOGPROB)
     pred, info = predict_suite(
-        loaded.model, loaded.vocab, loaded.config.setup, items, device, comparison
+        loaded.model, loaded.vocab, loaded.config.setup, items, device, comparison, mapped
     )
     info = {"suite": suite.source, "format": fmt} | info
     if loaded.config.setup == "lm":
@@ -221,24 +242,57 @@ def score_suite_into(
     return save_suite(run, suite.name, pred, info)
 
 
-def score_run(
-    run: str | os.PathLike, suites: list[Suite], device="cpu", *, force: bool = False,
-    skip_bad_rows: bool = False, cache: dict | None = None,
-) -> dict[str, dict]:  # fmt: skip
-    """Score a finished run on each suite it has not been scored on (no `RUN/suites/NAME.npz`
-    yet, or `force`), loading the model only when one is missing. `cache`: suite name ->
-    items, shared between runs so each suite is read once. Returns {name: summary} of the
-    suites scored now."""
-    from ibkd.distill import load_run
+class SuiteScorer:
+    """Scores finished runs on `suites`, each suite read once (`read`, which fails fast on a bad
+    suite) and mapped once per vocabulary and setup (the runs of a grid share their data's
+    vocabulary). Calling it on a run folder scores the suites the run has no
+    `suites/NAME.npz` for (all of them with `force`); a run that cannot be scored (an
+    `IbkdError`, such as a sentence longer than the model takes) is reported on stderr and
+    kept in `failed` (run -> reason), not raised, so that a grid goes on."""
 
-    todo = [s for s in suites if force or not suite_files(run, s.name)[0].exists()]
-    if not todo:
-        return {}
-    loaded = load_run(run, device)
-    cache = {} if cache is None else cache
-    out = {}
-    for suite in todo:
-        if suite.name not in cache:
-            cache[suite.name] = suite.read(skip_bad_rows)
-        out[suite.name] = score_suite_into(run, loaded, suite, cache[suite.name], device)
-    return out
+    def __init__(
+        self, suites: list[Suite], device="cpu", *, force: bool = False,
+        skip_bad_rows: bool = False,
+    ):  # fmt: skip
+        self.suites, self.device, self.force = list(suites), device, force
+        self.skip_bad_rows = skip_bad_rows
+        self.items: dict[str, list[SuiteItem]] = {}
+        self.mapped: dict[tuple, object] = {}
+        self.failed: dict[str, str] = {}
+
+    def read(self) -> SuiteScorer:
+        """Read every suite now (IbkdError naming a bad file or line); returns self."""
+        for suite in self.suites:
+            if suite.name not in self.items:
+                self.items[suite.name] = suite.read(self.skip_bad_rows)
+        return self
+
+    def todo(self, run: str | os.PathLike) -> list[Suite]:
+        """The suites `run` has not been scored on (all with `force`)."""
+        return [s for s in self.suites if self.force or not suite_files(run, s.name)[0].exists()]
+
+    def __call__(self, run: str | os.PathLike) -> dict[str, dict]:
+        """Score one finished run; returns {name: summary} of the suites scored now."""
+        import sys
+
+        from ibkd.distill import load_run
+
+        todo = self.todo(run)
+        if not todo:
+            return {}
+        out = {}
+        try:
+            loaded = load_run(run, self.device)
+            self.read()
+            for suite in todo:
+                items = self.items[suite.name]
+                key = (suite.name, loaded.config.setup, tuple(loaded.vocab.itos))
+                if key not in self.mapped:
+                    self.mapped[key] = map_items(items, loaded.vocab, loaded.config.setup)
+                out[suite.name] = score_suite_into(
+                    run, loaded, suite, items, self.device, self.mapped[key]
+                )
+        except IbkdError as e:
+            self.failed[str(run)] = str(e)
+            print(f"ibkd: {run}: not scored on the suites: {e}", file=sys.stderr)
+        return out
