@@ -229,6 +229,12 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
         runs = scenario2.grid(args.budget, seeds=args.seeds, data=args.data)
         note, setup = scenario2.BUDGETS[args.budget].note, "mnist"
     out = Path(args.out or f"runs/{args.scenario}-{setup}-{args.budget}")
+    scorer = None
+    if args.scenario == "scenario1" and not args.no_suites:  # shipped suites and --suite's
+        from ibkd.suite_predictions import SuiteScorer, grid_suites
+        from ibkd.train import pick_device
+
+        scorer = SuiteScorer(grid_suites(args.suite), pick_device(args.device)).read()
     for r in runs:
         r.config.train.device = args.device
         _apply_speed_options(args, r.config.train)
@@ -253,6 +259,7 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
         executor=executor,
         title=title,
         notes=(note[0].upper() + note[1:] + ".") if note else "",
+        after_run=scorer,
     )
     print(result.summary(), file=sys.stderr)
     print(f"report: {write_report(out)}")
@@ -518,6 +525,14 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument(
         "--gpus-per-run", type=float, default=0, help="Ray: GPUs a run asks for (0.5: two share)"
     )
+    r.add_argument(
+        "--suite",
+        nargs="+",
+        default=[],
+        help="scenario1: suites to score every run on besides the shipped Marvin & Linzen ones "
+        "(names or paths, as for `ibkd evaluate`; e.g. a BLiMP folder)",
+    )
+    r.add_argument("--no-suites", action="store_true", help="score no run on the targeted suites")
     r.add_argument("--epochs", type=int, help="override the budget's epochs (smoke tests)")
     r.add_argument(
         "--max-train-rows",

@@ -79,6 +79,16 @@ class Suite:
         return read_suite(self.source, self.fmt, skip_bad_rows=skip_bad_rows)
 
 
+def grid_suites(extra: list[str] = ()) -> list[Suite]:
+    """The suites a reproduction scores its runs on: the shipped ones (`SHIPPED_SUITES`), then
+    each of `extra` (names or paths), once per name."""
+    out: dict[str, Suite] = {}
+    for source in (*SHIPPED_SUITES, *extra):
+        suite = Suite(str(source))
+        out.setdefault(suite.name, suite)
+    return list(out.values())
+
+
 def predict_suite(
     model, vocab: Vocab, setup: str, items: list[SuiteItem], device,
     lm_comparison: str = SENTENCE_LOGPROB, mapped=None,
