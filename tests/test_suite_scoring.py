@@ -18,6 +18,7 @@ from ibkd.metrics import SUITE_KEYS, suite_metrics
 from ibkd.suite_predictions import (
     SKIP_OUT_OF_VOCABULARY,
     TARGET_FORMS,
+    continuation_logprobs,
     load_suite,
     predict_suite,
     save_suite,
@@ -100,16 +101,17 @@ ITEMS = [
 ]
 
 
-def test_lm_whole_sentence_log_probabilities_are_exact():
+def test_lm_sentence_pairs_are_compared_as_whole_sentences_exactly():
     pred, _ = predict_suite(Bigram(), VOCAB, "lm", ITEMS, CPU)
-    for k, it in enumerate(ITEMS):
-        assert pred["score_good"][k] == pytest.approx(sentence_logprob(it.sentence_good), abs=1e-5)
-        assert pred["score_bad"][k] == pytest.approx(sentence_logprob(it.sentence_bad), abs=1e-5)
-    # the dog barks <eos>: 1/2 · 1/2 · 1/2 · 1/2; the dog bark <eos>: 1/2 · 1/2 · 1/4 · 1/2
-    assert pred["score_good"][0] == pytest.approx(math.log(1 / 16), abs=1e-5)
-    assert pred["score_bad"][0] == pytest.approx(math.log(1 / 32), abs=1e-5)
-    # the dogs bark (1/2·1/4·1/2·1/2) beats the dogs barks (1/2·1/4·1/8·1/2) by log 4
-    assert pred["score_good"][1] - pred["score_bad"][1] == pytest.approx(math.log(4), abs=1e-5)
+    for k, it in enumerate(ITEMS):  # the decision is the whole sentences'
+        whole = sentence_logprob(it.sentence_good) - sentence_logprob(it.sentence_bad)
+        assert pred["score_good"][k] - pred["score_bad"][k] == pytest.approx(whole, abs=1e-5)
+    # each score: the sentence from the verb on, given the words both share
+    # the dog | barks <eos>: 1/2 · 1/2; the dog | bark <eos>: 1/4 · 1/2
+    assert pred["score_good"][0] == pytest.approx(math.log(1 / 4), abs=1e-6)
+    assert pred["score_bad"][0] == pytest.approx(math.log(1 / 8), abs=1e-6)
+    # the dogs | bark <eos> (1/2 · 1/2) beats the dogs | barks <eos> (1/8 · 1/2) by log 4
+    assert pred["score_good"][1] - pred["score_bad"][1] == pytest.approx(math.log(4), abs=1e-6)
     # dogs bark the: the words after the verb count (bark -> the is improbable), so the whole
     # sentence loses although the verb form alone wins
     assert pred["score_good"][2] < pred["score_bad"][2]
@@ -117,6 +119,14 @@ def test_lm_whole_sentence_log_probabilities_are_exact():
     assert summary["accuracy"] == pytest.approx(2 / 3) and summary["coverage"] == 1.0
     assert summary["by_attractors"] == {"0": {"accuracy": 1.0, "n": 1},
                                         "1": {"accuracy": 1.0, "n": 1}}  # fmt: skip
+
+
+def test_continuation_log_probabilities_are_exact():
+    prefixes, rests = [(), ("the",), ("the", "dog")], [("the", "dog"), ("dogs",), ("bark",)]
+    got = continuation_logprobs(Bigram(), VOCAB, prefixes, rests, CPU)
+    # <bos> the dog <eos>: 1/2 · 1/2 · 1/4; the | dogs <eos>: 1/4 · 3/8; the dog | bark <eos>: ...
+    expected = [1 / 16, 3 / 32, 1 / 4 * 1 / 2]
+    assert got == pytest.approx(np.log(expected), abs=1e-6)
 
 
 def test_lm_target_comparison_scores_the_two_forms_after_the_prefix():

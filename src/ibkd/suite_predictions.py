@@ -12,10 +12,14 @@ What an item's two scores are:
   and of the wrong one (`score_bad`); where the suite varies the subject instead (BLiMP's
   two-prefix agreement paradigms), the probability of the verb's number after the correct
   prefix and after the wrong one (Warstadt et al. 2020's two-prefix method).
-- language model, `sentence` comparison (BLiMP, Marvin & Linzen): the log-probability of each
-  whole sentence, the sum of its tokens' log-probabilities after `<bos>`, the closing `<eos>`
-  included, both sentences tokenised alike (the field's standard: Marvin & Linzen 2018,
-  Warstadt et al. 2020, lm-eval-harness, minicons' `sequence_score`).
+- language model, `sentence` comparison (BLiMP, Marvin & Linzen): the two whole sentences'
+  log-probabilities compared, each the sum of its tokens' log-probabilities after `<bos>`, the
+  closing `<eos>` included, both tokenised alike (the field's standard: Marvin & Linzen 2018,
+  Warstadt et al. 2020, lm-eval-harness, minicons' `sequence_score`). The words both sentences
+  begin with get the same log-probability in both, so each score saved is the sentence's
+  log-probability from the first word where the two differ to its `<eos>`, given that shared
+  beginning (`continuation_logprobs`): the same decision as whole sentences, with the output
+  layer run at a third of the positions of Marvin & Linzen's sentences.
 - language model, `target` comparison (the Linzen test set, Gulordava et al. 2018's nonce set):
   log P(form | prefix) of the correct and of the wrong form at the target, as Gulordava et al.
   (2018) score them; items without a sentence pair (Linzen TSVs) are always scored this way.
@@ -30,9 +34,11 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
+import torch
+from torch.nn import functional as F
 
 from ibkd.data.suites import NAMES, SENTENCE, SuiteItem, detect_format, read_suite, suite_name
-from ibkd.data.vocab import UNK, Vocab
+from ibkd.data.vocab import BOS, EOS, UNK, Vocab
 from ibkd.errors import IbkdError
 from ibkd.files import atomic_write
 from ibkd.metrics import SUITE_KEYS, suite_metrics
@@ -103,7 +109,7 @@ def predict_suite(
     `mapped`: `map_items(items, vocab, setup)` when the caller has it already."""
     from ibkd.data.suites.vocabulary import SKIP_NUMBER
     from ibkd.data.verbs import verb_number
-    from ibkd.evaluate import _cls_probs, _lm_next_logprobs, _lm_sentence_logprobs
+    from ibkd.evaluate import _cls_probs, _lm_next_logprobs
 
     if lm_comparison not in (SENTENCE_LOGPROB, TARGET_FORMS):
         raise ValueError(f"lm_comparison {lm_comparison!r}: expected sentence or target")
@@ -129,8 +135,9 @@ def predict_suite(
     def cls_probs(prefixes):
         return _cls_probs(model, vocab, prefixes, device)
 
-    def sentence_logprobs(sentences):
-        return _lm_sentence_logprobs(model, vocab, sentences, device)
+    def continuations(pairs):
+        return continuation_logprobs(model, vocab, [p for p, _ in pairs], [c for _, c in pairs],
+                                     device)  # fmt: skip
 
     def next_logprobs(pairs):
         return _lm_next_logprobs(model, vocab, [p for p, _ in pairs], [t for _, t in pairs], device)
@@ -164,17 +171,56 @@ def predict_suite(
             reasons[it.index] = SKIP_OUT_OF_VOCABULARY
         else:
             targets.append(it)
+    split = [_shared(it.sentence_good, it.sentence_bad) for it in sentences]
     put(
         sentences,
-        _distinct(sentence_logprobs, [it.sentence_good for it in sentences]),
-        _distinct(sentence_logprobs, [it.sentence_bad for it in sentences]),
-    )
+        _distinct(continuations, [(it.sentence_good[:k], it.sentence_good[k:])
+                                  for it, k in zip(sentences, split)]),
+        _distinct(continuations, [(it.sentence_bad[:k], it.sentence_bad[k:])
+                                  for it, k in zip(sentences, split)]),
+    )  # fmt: skip
     put(
         targets,
         _distinct(next_logprobs, [(it.prefix, vocab.stoi[it.good[0]]) for it in targets]),
         _distinct(next_logprobs, [(it.prefix, vocab.stoi[it.bad[0]]) for it in targets]),
     )
     return pred | {"skip_reason": np.array(reasons, dtype=str)}, _info(mapped)
+
+
+def _shared(a: tuple[str, ...], b: tuple[str, ...]) -> int:
+    """How many words two sentences begin with alike."""
+    return next((i for i, (x, y) in enumerate(zip(a, b)) if x != y), min(len(a), len(b)))
+
+
+@torch.no_grad()
+def continuation_logprobs(
+    model, vocab: Vocab, prefixes: list[tuple[str, ...]], continuations: list[tuple[str, ...]],
+    device, batch_size: int = 256,
+) -> np.ndarray:  # fmt: skip
+    """log P(continuation, `<eos>` | `<bos>`, prefix) under a language model, summed over the
+    continuation's tokens and the closing `<eos>`: [N] in nats. The model runs over each whole
+    sentence; its output layer (`model.head`), the costly part over a large vocabulary, only at
+    the positions that predict the continuation. `model.features(tokens, lengths)` gives
+    [B, L, D] (`ibkd.models`)."""
+    from ibkd.data.batching import batches, pack
+
+    n = len(prefixes)
+    seqs = [[BOS] + vocab.encode(p) + vocab.encode(c) + [EOS]
+            for p, c in zip(prefixes, continuations)]  # fmt: skip
+    start = torch.tensor([len(p) for p in prefixes], dtype=torch.long)  # predicts c[0]
+    data = pack("lm", seqs, [len(s) - 1 for s in seqs], [0] * n, [0] * n, None)
+    out = np.zeros(n)
+    model.eval()
+    for index in batches(data.lengths, batch_size, shuffle=False, generator=None):
+        tokens, lengths, targets = (t.to(device) for t in data.batch(index))
+        pos = torch.arange(tokens.shape[1], device=device)[None, :]
+        keep = (pos >= start[index].to(device)[:, None]) & (pos < lengths[:, None])
+        logp = F.log_softmax(model.head(model.features(tokens, lengths)[keep]).float(), -1)
+        token = logp.gather(1, targets[keep][:, None])[:, 0].double()
+        rows = torch.arange(len(index), device=device)[:, None].expand_as(keep)[keep]
+        total = torch.zeros(len(index), dtype=torch.float64, device=device)
+        out[index.numpy()] = total.index_add_(0, rows, token).cpu().numpy()
+    return out
 
 
 def map_items(items: list[SuiteItem], vocab: Vocab, setup: str):
