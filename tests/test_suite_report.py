@@ -1,6 +1,8 @@
 """Every run of a grid scored on the suites (skipping what is scored already) and the report's
 suite section: tables per construction and attractor count, the claims, the figure."""
 
+import json
+
 import numpy as np
 import pytest
 from test_reproduce import tiny
@@ -13,15 +15,16 @@ from ibkd.experiments.suite_report import ACROSS_CLAUSE, ALL, WITH_ATTRACTOR, sl
 from ibkd.report import write_report
 from ibkd.suite_predictions import Suite, SuiteScorer
 
-SUITE = {  # Marvin & Linzen's layout (CLAMS en_evalset), in words of the shipped data
-    "simple_agrmt": ["the author laughs", "the author laugh", "the authors laugh",
-                     "the authors laughs"],
-    "prep_anim": ["the author next to the guards laughs", "the author next to the guards laugh",
-                  "the authors next to the guard laugh", "the authors next to the guard laughs",
-                  "the author next to the guard laughs", "the author next to the guard laugh"],
-    "subj_rel": ["the author that likes the guards laughs",
-                 "the author that likes the guards laugh",
-                 "the authors that like the guard laugh", "the authors that like the guard laughs"],
+SUITE = {  # Marvin & Linzen's layout (CLAMS en_evalset); `is`/`are` are in every vocabulary
+    "simple_agrmt": ["the author is here", "the author are here", "the authors are here",
+                     "the authors is here"],
+    "prep_anim": ["the author next to the guards is here", "the author next to the guards are here",
+                  "the authors next to the guard are here", "the authors next to the guard is here",
+                  "the author next to the guard is here", "the author next to the guard are here"],
+    "subj_rel": ["the author that likes the guards is here",
+                 "the author that likes the guards are here",
+                 "the authors that like the guard are here",
+                 "the authors that like the guard is here"],
 }  # fmt: skip
 
 
@@ -36,11 +39,11 @@ def write_suite(folder):
 GRID = scenario1.grid
 
 
-def small_grid(seeds=2):
+def small_grid(seeds=2, setup="cls"):
     """LSTM and Transformer alone, and the Transformer taught by the LSTM: a few dozen training
     rows, one epoch."""
     keep = ("lstm/", "transformer/", "transformer--from-lstm/")
-    runs = [r for r in GRID("cls", "quick", seeds=seeds) if r.name.startswith(keep)]
+    runs = [r for r in GRID(setup, "quick", seeds=seeds) if r.name.startswith(keep)]
     return tiny(runs, rows=40)
 
 
@@ -59,16 +62,19 @@ def test_slices_from_saved_predictions():
     assert s[ACROSS_CLAUSE] == 1.0 and "simple" not in s  # its only item is not scored
 
 
-def test_grid_runs_are_scored_once_and_reported(tmp_path):
+@pytest.mark.parametrize("setup", ["cls", "lm"])
+def test_grid_runs_are_scored_once_and_reported(tmp_path, setup):
     suite = write_suite(tmp_path / "ml")
-    runs = small_grid()
+    runs = small_grid(setup=setup)
     scorer = SuiteScorer([Suite(str(suite))]).read()
     grid = tmp_path / "grid"
     result = run_grid(runs, grid, progress=False, after_run=scorer)
     assert not result.failed and not scorer.failed
     for r in runs:
         assert (grid / r.name / "suites" / "ml.npz").is_file()
-        assert (grid / r.name / "suites" / "ml.json").is_file()
+        summary = json.loads((grid / r.name / "suites" / "ml.json").read_text())
+        assert summary.get("lm_comparison") == ("sentence" if setup == "lm" else None)
+        assert summary["scored"] > 0
     stamp = (grid / runs[0].name / "suites" / "ml.npz").stat().st_mtime_ns
     again = SuiteScorer([Suite(str(suite))])
     run_grid(runs, grid, progress=False, after_run=again)  # all done: nothing re-scored

@@ -182,8 +182,10 @@ def claims(suites: dict[str, SuiteResults], groups: dict) -> list[str]:
         focus = [k for k in (ALL, WITH_ATTRACTOR, ACROSS_CLAUSE)
                  if any(k in s for s in res.runs.values())]  # fmt: skip
         lstm = find_group(groups, "lstm", None)
-        rivals = [g for g in _ordered_groups(groups)
-                  if g.row == "none" and g.model != "lstm" and g.teacher_model is None]  # fmt: skip
+        rivals = [
+            g for g in _ordered_groups(groups)
+            if g.row == "none" and "transformer" in g.model and g.teacher_model is None
+        ]  # fmt: skip
         if lstm is not None and rivals:
             for k in focus[1:] or focus:
                 lines, wins = [], 0
