@@ -13,13 +13,14 @@ What an item's two scores are:
   two-prefix agreement paradigms), the probability of the verb's number after the correct
   prefix and after the wrong one (Warstadt et al. 2020's two-prefix method).
 - language model, `sentence` comparison (BLiMP, Marvin & Linzen): the two whole sentences'
-  log-probabilities compared, each the sum of its tokens' log-probabilities after `<bos>`, the
-  closing `<eos>` included, both tokenised alike (the field's standard: Marvin & Linzen 2018,
-  Warstadt et al. 2020, lm-eval-harness, minicons' `sequence_score`). The words both sentences
-  begin with get the same log-probability in both, so each score saved is the sentence's
-  log-probability from the first word where the two differ to its `<eos>`, given that shared
-  beginning (`continuation_logprobs`): the same decision as whole sentences, with the output
-  layer run at a third of the positions of Marvin & Linzen's sentences.
+  log-probabilities compared, each the sum of its tokens' log-probabilities after `<bos>`, both
+  tokenised alike (the field's standard: Marvin & Linzen 2018, Warstadt et al. 2020,
+  lm-eval-harness, minicons' `sequence_score`); the closing `<eos>` is included, as ibkd's
+  language models end every training sentence with it. The words both sentences begin with
+  get the same log-probability in both, so each score saved is the sentence's log-probability
+  from the first word where the two differ to its `<eos>`, given that shared beginning
+  (`continuation_logprobs`): the same decision as whole sentences, with the output layer run
+  only at the positions from there on.
 - language model, `target` comparison (the Linzen test set, Gulordava et al. 2018's nonce set):
   log P(form | prefix) of the correct and of the wrong form at the target, as Gulordava et al.
   (2018) score them; items without a sentence pair (Linzen TSVs) are always scored this way.
