@@ -61,7 +61,7 @@ def test_blimp_and_colorlessgreen_suites(runs, tmp_path, capsys):
             == 0
         )
         b = json.loads((root / run / "suites" / "b.json").read_text())
-        assert b["scored"] == 2 and set(b["by_suite"]) == {"one", "two"}
+        assert b["scored"] == 2 and set(b["by_construction"]) == {"one", "two"}
         g = json.loads((root / run / "suites" / "g.json").read_text())
         assert g["scored"] == 1 and g["by_attractors"] == {"1": {"accuracy": g["accuracy"], "n": 1}}
     assert "accuracy" in capsys.readouterr().out

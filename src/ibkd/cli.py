@@ -248,6 +248,12 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
         runs = scenario2.grid(args.budget, seeds=args.seeds, data=args.data)
         note, setup = scenario2.BUDGETS[args.budget].note, "mnist"
     out = Path(args.out or f"runs/{args.scenario}-{setup}-{args.budget}")
+    scorer = None
+    if args.scenario == "scenario1" and not args.no_suites:  # shipped suites and --suite's
+        from ibkd.distributed import pick_device
+        from ibkd.suite_predictions import SuiteScorer, grid_suites
+
+        scorer = SuiteScorer(grid_suites(args.suite), pick_device(args.device)).read()
     for r in runs:
         r.config.train.device = args.device
         _apply_speed_options(args, r.config.train)
@@ -272,6 +278,7 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
         executor=executor,
         title=title,
         notes=(note[0].upper() + note[1:] + ".") if note else "",
+        after_run=scorer,
     )
     print(result.summary(), file=sys.stderr)
     print(f"report: {write_report(out)}")
@@ -280,30 +287,21 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
     """`ibkd evaluate`: score a finished run on external suites; results in RUN/suites/."""
-    from ibkd.data.suites import read_suite
     from ibkd.distributed import pick_device
-    from ibkd.evaluate import score_suite
-    from ibkd.files import atomic_write
     from ibkd.runs import load_run, user_os_error
+    from ibkd.suite_predictions import Suite, score_suite_into
 
     device = pick_device(args.device)
     run = load_run(args.run, device)
-    out = {}
-    for suite in args.suite:
-        items = read_suite(suite, args.format, skip_bad_rows=args.skip_bad_rows)
-        result = score_suite(run.model, run.vocab, run.config.setup, items, device)
-        result["suite"] = str(suite)
-        name = Path(suite).name.split(".")[0]
+    for source in args.suite:
+        suite = Suite(str(source), args.format)
         try:
-            with atomic_write(Path(args.run) / "suites" / f"{name}.json") as f:
-                json.dump(result, f, indent=2)
-                f.write("\n")
+            result = score_suite_into(args.run, run, suite, suite.read(args.skip_bad_rows), device)
         except OSError as e:
             raise user_os_error(e) from None
-        out[name] = result
         print(
-            f"{name}: accuracy {result['accuracy']:.4f} on {result['scored']} items "
-            f"(coverage {result['coverage']:.1%})"
+            f"{suite.name}: accuracy {result['accuracy']:.4f} on {result['scored']} items "
+            f"(coverage {result['coverage']:.1%}); {Path(args.run) / 'suites' / suite.name}.json"
         )
     return 0
 
@@ -574,6 +572,14 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument(
         "--gpus-per-run", type=float, default=0, help="Ray: GPUs a run asks for (0.5: two share)"
     )
+    r.add_argument(
+        "--suite",
+        nargs="+",
+        default=[],
+        help="scenario1: suites to score every run on besides the shipped Marvin & Linzen ones "
+        "(names or paths, as for `ibkd evaluate`; e.g. a BLiMP folder)",
+    )
+    r.add_argument("--no-suites", action="store_true", help="score no run on the targeted suites")
     r.add_argument("--epochs", type=int, help="override the budget's epochs (smoke tests)")
     r.add_argument(
         "--max-train-rows",
@@ -589,11 +595,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--suite",
         required=True,
         nargs="+",
-        help="suite files: Linzen TSV, colorlessgreen NAME.text/.gold, BLiMP .jsonl",
+        help="suite names (marvin-linzen, linzen-test, gulordava-nonce, blimp) or paths: "
+        "Linzen TSV, colorlessgreen NAME(.text/.gold), BLiMP .jsonl, a CLAMS folder; writes "
+        "RUN/suites/NAME.npz (per item) and NAME.json (summary)",
     )
     ev.add_argument(
         "--format",
-        choices=("linzen", "colorlessgreen", "blimp"),
+        choices=("linzen", "colorlessgreen", "blimp", "marvin-linzen"),
         help="(default: from the file name)",
     )
     ev.add_argument("--device", default="auto")

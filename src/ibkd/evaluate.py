@@ -20,7 +20,7 @@ from torch.nn import functional as F
 
 from ibkd.data.batching import Encoded, ImageSet, batches
 from ibkd.data.verbs import other_form
-from ibkd.data.vocab import BOS, EOS, PAD, UNK, Vocab
+from ibkd.data.vocab import PAD, UNK, Vocab
 from ibkd.errors import IbkdError
 from ibkd.losses import masked_cross_entropy
 from ibkd.predictions import load_predictions, save_predictions  # noqa: F401 - re-exported
@@ -140,7 +140,7 @@ def predict(
 # external test suites
 
 
-def _cls_probs(model, vocab: Vocab, prefixes: list[tuple[str, ...]], device) -> np.ndarray:
+def verb_number_probs(model, vocab: Vocab, prefixes: list[tuple[str, ...]], device) -> np.ndarray:
     """P(VBZ), P(VBP) after each prefix (classification model): [N, 2]."""
     from ibkd.data.batching import encode_prefixes
 
@@ -152,7 +152,7 @@ def _cls_probs(model, vocab: Vocab, prefixes: list[tuple[str, ...]], device) -> 
     return out
 
 
-def _lm_next_logprobs(model, vocab: Vocab, prefixes, targets: list[int], device) -> np.ndarray:
+def next_token_logprobs(model, vocab: Vocab, prefixes, targets: list[int], device) -> np.ndarray:
     """log P(target | prefix) for each (prefix, target id) (LM): [N], nats."""
     from ibkd.data.batching import encode_prefixes
 
@@ -167,103 +167,14 @@ def _lm_next_logprobs(model, vocab: Vocab, prefixes, targets: list[int], device)
     return out
 
 
-def _lm_sentence_logprobs(model, vocab: Vocab, sentences, device) -> np.ndarray:
-    """log P(sentence + <eos>) under the LM: [N], nats."""
-    from ibkd.data.batching import pack
+def score_suite(
+    model, vocab: Vocab, setup: str, items, device, lm_comparison: str = "sentence"
+) -> dict:
+    """A model's summary on suite items: `metrics.suite_metrics` of their per-item predictions
+    (`ibkd.suite_predictions.predict_suite`, which says how each setup scores a pair; items
+    that cannot be scored are counted, not dropped silently), plus the vocabulary coverage."""
+    from ibkd.metrics import suite_metrics
+    from ibkd.suite_predictions import predict_suite
 
-    seqs = [[BOS] + vocab.encode(s) + [EOS] for s in sentences]
-    data = pack("lm", seqs, [len(s) - 1 for s in seqs], [0] * len(seqs), [0] * len(seqs), None)
-    check_fits(model, data, "--suite")
-    out = np.zeros(len(sentences))
-    for b in infer(model, data, device):
-        nll = masked_cross_entropy(b.logits, b.targets, b.mask, "none")
-        out[b.index.numpy()] = -nll.sum(1).cpu().numpy()
-    return out
-
-
-def score_suite(model, vocab: Vocab, setup: str, items, device) -> dict:
-    """Accuracy of a model on suite items, overall and by attractor count, with coverage.
-
-    Classification: the predicted number after the prefix must be the correct form's (its number
-    from the suite, else from the verb inflector); where the suite varies the subject instead
-    (BLiMP two-prefix), the correct prefix must make the verb's number more probable.
-    LM: the correct form must be more probable than the wrong one after the prefix, or, where
-    the suite has whole sentences (BLiMP), the correct sentence more probable than the wrong.
-    Items that cannot be scored (a number the inflector cannot tell, or an LM form out of the
-    vocabulary) are counted, not dropped silently."""
-    from ibkd.data.suites.vocabulary import map_suite
-    from ibkd.data.verbs import other_form, verb_number
-
-    n_items = len(items)
-    mapped = map_suite(items, vocab, setup)  # words as the training data wrote them
-    items = mapped.items
-    scored, skipped = [], dict(mapped.skipped)
-
-    def skip(reason: str) -> None:
-        skipped[reason] = skipped.get(reason, 0) + 1
-
-    if setup == "cls":
-        jobs = []
-        for it in items:
-            number = it.number or verb_number(it.good[0])
-            if number is None:
-                skip("number of the verb form unknown")
-                continue
-            jobs.append((it, number))
-        probs = _cls_probs(model, vocab, [it.prefix for it, _ in jobs], device)
-        two = [(k, it) for k, (it, _) in enumerate(jobs) if it.prefix_bad is not None]
-        probs_bad = _cls_probs(model, vocab, [it.prefix_bad for _, it in two], device)
-        bad_of = {k: probs_bad[j] for j, (k, _) in enumerate(two)}
-        for k, (it, number) in enumerate(jobs):
-            c = 0 if number == "VBZ" else 1
-            ok = probs[k][c] > bad_of[k][c] if k in bad_of else probs[k].argmax() == c
-            scored.append((it, bool(ok)))
-    else:
-        sentence_items, target_items = [], []
-        for it in items:
-            if it.sentence_good is not None and it.sentence_bad is not None and it.bad:
-                sentence_items.append(it)
-                continue
-            good = it.good[0]
-            bad = it.bad[0] if it.bad else (other_form(good, it.number) if it.number else None)
-            if bad is None:
-                skip("wrong form unknown")
-            elif vocab.stoi.get(good, UNK) == UNK or vocab.stoi.get(bad, UNK) == UNK:
-                skip("a verb form out of the vocabulary")
-            else:
-                target_items.append((it, good, bad))
-        if sentence_items:
-            sg = _lm_sentence_logprobs(
-                model, vocab, [it.sentence_good for it in sentence_items], device
-            )
-            sb = _lm_sentence_logprobs(
-                model, vocab, [it.sentence_bad for it in sentence_items], device
-            )
-            scored += [(it, bool(a > b)) for it, a, b in zip(sentence_items, sg, sb)]
-        if target_items:
-            pre = [it.prefix for it, _, _ in target_items]
-            lg = _lm_next_logprobs(
-                model, vocab, pre, [vocab.stoi[g] for _, g, _ in target_items], device
-            )
-            lb = _lm_next_logprobs(
-                model, vocab, pre, [vocab.stoi[b] for _, _, b in target_items], device
-            )
-            scored += [(it, bool(a > b)) for (it, _, _), a, b in zip(target_items, lg, lb)]
-    by_attr: dict[str, list[bool]] = {}
-    by_suite: dict[str, list[bool]] = {}
-    for it, ok in scored:
-        by_suite.setdefault(it.suite, []).append(ok)
-        if it.n_attractors is not None:
-            by_attr.setdefault(str(it.n_attractors), []).append(ok)
-    return {
-        "accuracy": float(np.mean([ok for _, ok in scored])) if scored else float("nan"),
-        "scored": len(scored),
-        "skipped": skipped,
-        "coverage": len(scored) / max(1, n_items),
-        "vocabulary": mapped.coverage.as_dict(),
-        "by_attractors": {
-            k: {"accuracy": float(np.mean(v)), "n": len(v)}
-            for k, v in sorted(by_attr.items(), key=lambda kv: int(kv[0]))
-        },
-        "by_suite": {k: {"accuracy": float(np.mean(v)), "n": len(v)} for k, v in by_suite.items()},
-    }
+    pred, info = predict_suite(model, vocab, setup, items, device, lm_comparison)
+    return suite_metrics(pred) | info

@@ -579,7 +579,10 @@ def write_report(folder: str | Path) -> Path:
     if setup == "mnist":
         parts += mnist_sections(groups, runs, rep, fig_dir, manifest.get("data", "default"))
     else:
+        from ibkd.experiments.suite_report import sections as suite_sections
+
         parts += agreement_sections(groups, runs, rep, fig_dir)
+        parts += suite_sections(groups, folder, fig_dir)
     plot_reliability(groups, fig_dir / "reliability.png")
     parts.append("![reliability](figures/reliability.png)\n")
     if rep is not None:

@@ -133,12 +133,13 @@ def default_workers(device: str = "auto") -> int:
 
 def run_grid(
     runs: list[GridRun], out: str | Path, *, progress: bool = True, workers: int = 1,
-    title: str = "", notes: str = "", executor: Executor | None = None,
+    title: str = "", notes: str = "", executor: Executor | None = None, after_run=None,
 ) -> GridResult:  # fmt: skip
     """Run every run of the grid into `out/<name>`, on `executor` (default: in this process
     when `workers` is 1, else a pool of `workers` processes with cores / workers threads each).
     A run starts once its teacher has finished, not when a whole stage has. `title` and `notes`
-    are kept in grid.json for the report."""
+    are kept in grid.json for the report. `after_run(folder)`, when given, is called on every
+    finished run, those finished before included (the suites' scoring)."""
     from ibkd.experiments.executors import local
 
     out = Path(out).absolute()
@@ -155,6 +156,8 @@ def run_grid(
     def settle(run: GridRun, error: BaseException | None) -> None:
         if error is None:
             result.finished.append(run.name)
+            if after_run is not None:
+                after_run(out / run.name)
         else:
             result.failed[run.name] = str(error)
             if progress:
@@ -175,6 +178,8 @@ def run_grid(
                 pending.remove(run)
                 if (out / run.name / "metrics.json").exists():
                     result.skipped.append(run.name)
+                    if after_run is not None:
+                        after_run(out / run.name)
                     if bar is not None:
                         bar.update(1)
                 elif teacher_state == "failed":

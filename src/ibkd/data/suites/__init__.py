@@ -37,7 +37,10 @@ __all__ = [
 
 
 def detect_format(path: Path) -> str:
-    """The format a path's name (or a folder's content) suggests; `linzen` by default."""
+    """The format a path's name (or a folder's content) suggests; `linzen` by default. A path
+    that is the stem of NAME.text + NAME.gold files is `colorlessgreen`."""
+    if _is_colorlessgreen_stem(path):
+        return "colorlessgreen"
     if path.is_dir():
         if (path / "en_evalset").is_dir() or any(path.glob("*.txt*")):
             return "marvin-linzen"
@@ -52,6 +55,10 @@ def detect_format(path: Path) -> str:
     if name.endswith((".txt", ".txt.gz")):
         return "marvin-linzen"
     return "linzen"
+
+
+def _is_colorlessgreen_stem(path: Path) -> bool:
+    return not path.exists() and Path(f"{path}.gold").is_file()
 
 
 def suite_name(suite: str | os.PathLike) -> str:
@@ -71,12 +78,12 @@ def read_suite(
         path, fmt = resolve(str(suite))
     else:
         path = Path(suite)
-        if not path.exists() and not Path(f"{path}.gold").is_file():  # NAME for NAME.text/.gold
+        if not path.exists() and not _is_colorlessgreen_stem(path):
             raise IbkdError(
                 f"--suite {suite}: no such file or folder, and not a suite name "
                 f"({', '.join(NAMES)})"
             )
-    fmt = fmt or ("colorlessgreen" if not path.exists() else detect_format(path))
+    fmt = fmt or detect_format(path)
     if fmt == "blimp" and path.is_dir():
         return [it for f in sorted(path.glob("*.jsonl")) for it in blimp.read(f, skip_bad_rows)]
     return READERS[fmt](path, skip_bad_rows)

@@ -68,11 +68,18 @@ class Coverage:
 @dataclass
 class MappedSuite:
     """The scorable items with their words mapped (`items`), what was skipped and why
-    (`skipped`: reason -> count), and the vocabulary coverage."""
+    (`skipped`: reason -> count; `skipped_items`: (suite, index) of each skipped item -> its
+    reason), and the vocabulary coverage."""
 
     items: list[SuiteItem]
     skipped: Counter[str] = field(default_factory=Counter)
     coverage: Coverage = field(default_factory=Coverage)
+    skipped_items: dict[tuple[str, int], str] = field(default_factory=dict)
+
+    def skip(self, item: SuiteItem, reason: str) -> None:
+        """Count `item` as skipped for `reason`."""
+        self.skipped[reason] += 1
+        self.skipped_items[(item.suite, item.index)] = reason
 
 
 def spacy_tagger(nlp=None) -> Tagger | None:
@@ -167,9 +174,9 @@ def map_suite(
         if number is None and it.bad:
             number = pair_number(it.good[0], it.bad[0])
         if setup == "cls" and it.kind == SENTENCE:
-            out.skipped[SKIP_SENTENCE_PAIR] += 1
+            out.skip(it, SKIP_SENTENCE_PAIR)
         elif setup == "cls" and number is None:
-            out.skipped[SKIP_NUMBER] += 1
+            out.skip(it, SKIP_NUMBER)
         else:
             bad = it.bad or ((other_form(it.good[0], number),) if number else None)
             todo.append((it, number, bad))
@@ -194,7 +201,7 @@ def map_suite(
         )  # fmt: skip
         m.count(good_s, skip=slice(len(it.prefix), len(it.prefix) + len(it.good)))
         if _identical(mapped, setup):
-            out.skipped[SKIP_IDENTICAL] += 1
+            out.skip(it, SKIP_IDENTICAL)
         else:
             out.items.append(mapped)
     return out

@@ -1,0 +1,285 @@
+"""The report's targeted-suite section: from the runs' saved suite predictions
+(`RUN/suites/NAME.npz`, see `ibkd.suite_predictions`), per suite, accuracy per construction and
+per attractor count for every group of the grid (mean ± sample std over seeds), the paper's
+claims re-judged on the suites, and one figure per suite (accuracy by construction, the groups
+side by side). Nothing here runs a model.
+
+Marvin & Linzen's (2018) files are reported under the rows of their paper (the animate and
+inanimate files of a construction together); other suites under their own construction names.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from ibkd.metrics import pairwise_accuracy
+from ibkd.suite_predictions import load_suite
+
+# Marvin & Linzen (2018), Table 1's agreement rows: construction file (without _anim/_inanim)
+MARVIN_LINZEN = {
+    "simple_agrmt": "simple",
+    "sent_comp": "in a sentential complement",
+    "vp_coord": "short VP coordination",
+    "long_vp_coord": "long VP coordination",
+    "prep": "across a prepositional phrase",
+    "subj_rel": "across a subject relative clause",
+    "obj_rel_across": "across an object relative clause",
+    "obj_rel_no_comp_across": "across an object relative (no that)",
+    "obj_rel_within": "in an object relative clause",
+    "obj_rel_no_comp_within": "in an object relative (no that)",
+}
+ACROSS_RELATIVE = ("subj_rel", "obj_rel_across", "obj_rel_no_comp_across")
+ALL, WITH_ATTRACTOR, ACROSS_CLAUSE = "all items", "with an attractor", "across a relative clause"
+NOT_VERIFIED = (
+    "Published numbers (Marvin & Linzen 2018's LSTM and human participants; Gulordava et al. "
+    "2018) are not set beside ours: they could not be checked against the papers while this "
+    "report was built, and no number is quoted that was not."
+)
+
+
+def _base(construction: str) -> str:
+    return construction.removesuffix("_anim").removesuffix("_inanim")
+
+
+def label(construction: str) -> str:
+    """The row a construction is reported under: Marvin & Linzen's name for their files, else
+    the construction itself."""
+    return MARVIN_LINZEN.get(_base(construction), construction)
+
+
+def slices(pred: dict[str, np.ndarray]) -> dict[str, float]:
+    """Accuracies of one run on one suite, from its saved predictions: `all items`, each
+    construction (`label`), each attractor count (`attractors=K`), `with an attractor` (K >= 1)
+    and, for Marvin & Linzen's files, `across a relative clause` (subject and object relative
+    clauses between subject and verb). Items not scored are left out; a slice with no scored
+    item is absent."""
+    good = np.asarray(pred["score_good"], dtype=np.float64)
+    bad = np.asarray(pred["score_bad"], dtype=np.float64)
+    scored = ~(np.isnan(good) | np.isnan(bad))
+    good, bad = good[scored], bad[scored]
+    construction = pred["construction"].astype(str)[scored]
+    attractors = np.asarray(pred["n_attractors"])[scored]
+    base = np.array([_base(c) for c in construction], dtype=str)
+    masks = {ALL: np.ones(len(good), dtype=bool)}
+    for c in dict.fromkeys(construction):
+        masks.setdefault(label(c), np.zeros(len(good), dtype=bool))
+        masks[label(c)] |= construction == c
+    for k in sorted(set(attractors[attractors >= 0].tolist())):
+        masks[f"attractors={k}"] = attractors == k
+    masks[WITH_ATTRACTOR] = attractors >= 1
+    masks[ACROSS_CLAUSE] = np.isin(base, ACROSS_RELATIVE)
+    return {k: pairwise_accuracy(good[m], bad[m]) for k, m in masks.items() if m.any()}
+
+
+@dataclass
+class SuiteResults:
+    """One suite's slice accuracies for every run that has it: run name -> slice -> accuracy,
+    and the suite's summary of the first run (source, format, LM comparison)."""
+
+    name: str
+    runs: dict[str, dict[str, float]] = field(default_factory=dict)
+    coverage: dict[str, float] = field(default_factory=dict)
+
+    def values(self, group, key: str) -> np.ndarray:
+        """`key`'s accuracy over the seeds of `group` that have it."""
+        v = [self.runs[r.name][key] for r in group.runs if key in self.runs.get(r.name, {})]
+        return np.array(v, dtype=float)
+
+
+def load_suites(folder: Path, groups: dict) -> dict[str, SuiteResults]:
+    """Every suite any run of the grid in `folder` was scored on: name -> SuiteResults."""
+    out: dict[str, SuiteResults] = {}
+    for g in groups.values():
+        for r in g.runs:
+            for path in sorted((folder / r.name / "suites").glob("*.npz")):
+                pred = load_suite(path)
+                res = out.setdefault(path.stem, SuiteResults(path.stem))
+                res.runs[r.name] = slices(pred)
+                scored = ~np.isnan(pred["score_good"].astype(float))
+                res.coverage[r.name] = float(scored.mean()) if len(scored) else math.nan
+    return dict(sorted(out.items(), key=lambda kv: (kv[0] != "marvin-linzen", kv[0])))
+
+
+def _cell(values: np.ndarray) -> str:
+    from ibkd.report import fmt
+
+    if not len(values):
+        return "–"
+    return fmt(float(values.mean()), float(values.std(ddof=1)) if len(values) > 1 else math.nan)
+
+
+def _ordered_groups(groups: dict) -> list:
+    from ibkd.report import table_rows
+
+    rows = table_rows(groups)
+    return sorted(groups.values(), key=lambda g: (rows.index(g.row), g.name))
+
+
+def _group_label(g) -> str:
+    return g.model if g.teacher_model is None and g.row == "none" else g.name
+
+
+def table(res: SuiteResults, groups: dict, keys: list[str], header: list[str]) -> str:
+    """A markdown table: a row per group of the grid, a column per slice `keys`."""
+    lines = [
+        "| model | " + " | ".join(header) + " |",
+        "|---|" + "---|" * len(keys),
+    ]
+    for g in _ordered_groups(groups):
+        if not any(r.name in res.runs for r in g.runs):
+            continue
+        cells = [_cell(res.values(g, k)) for k in keys]
+        lines.append(f"| {_group_label(g)} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def _keys(res: SuiteResults) -> tuple[list[str], list[str]]:
+    """(construction slices, attractor slices) present, in report order."""
+    present = list(dict.fromkeys(k for s in res.runs.values() for k in s))
+    order = list(MARVIN_LINZEN.values())
+    constructions = [k for k in present if k in order]
+    constructions.sort(key=order.index)
+    constructions += sorted(
+        k for k in present if k not in order and "=" not in k and k not in (ALL, WITH_ATTRACTOR,
+                                                                             ACROSS_CLAUSE)
+    )  # fmt: skip
+    attractors = sorted((k for k in present if k.startswith("attractors=")),
+                        key=lambda k: int(k.split("=")[1]))  # fmt: skip
+    return constructions, attractors
+
+
+def _difference(a: np.ndarray, b: np.ndarray) -> tuple[float, float]:
+    """Mean of a minus mean of b and the standard error of that difference (as the report's
+    other verdicts)."""
+    se = math.sqrt(
+        (a.var(ddof=1) / len(a) if len(a) > 1 else 0)
+        + (b.var(ddof=1) / len(b) if len(b) > 1 else 0)
+    )
+    return float(a.mean() - b.mean()), se
+
+
+def _beyond_noise(d: float, se: float) -> str:
+    """ "higher" or "lower" when a difference is at least twice its standard error (and not
+    zero), else ""."""
+    if d == 0 or abs(d) < 2 * se:
+        return ""
+    return "higher" if d > 0 else "lower"
+
+
+def claims(suites: dict[str, SuiteResults], groups: dict) -> list[str]:
+    """The paper's claims re-judged on each suite: does the LSTM beat each Transformer with an
+    attractor and across relative clauses (no distillation), and does distillation raise each
+    student there (against the same student without a teacher)? A difference counts when it
+    is at least twice its standard error over seeds."""
+    from ibkd.report import find_group, signed
+
+    out = []
+    for res in suites.values():
+        focus = [k for k in (ALL, WITH_ATTRACTOR, ACROSS_CLAUSE)
+                 if any(k in s for s in res.runs.values())]  # fmt: skip
+        lstm = find_group(groups, "lstm", None)
+        rivals = [
+            g for g in _ordered_groups(groups)
+            if g.row == "none" and "transformer" in g.model and g.teacher_model is None
+        ]  # fmt: skip
+        if lstm is not None and rivals:
+            for k in focus[1:] or focus:
+                lines, wins = [], 0
+                for g in rivals:
+                    a, b = res.values(lstm, k), res.values(g, k)
+                    if len(a) and len(b):
+                        d, se = _difference(a, b)
+                        wins += _beyond_noise(d, se) == "higher"
+                        lines.append(f"  - LSTM − {g.model}: {signed(d, se)}")
+                if lines:
+                    out.append(
+                        f"- **{res.name}, {k}: the LSTM beats {wins} of {len(lines)} "
+                        "Transformer(s)** (no distillation; beats: by 2 standard errors)"
+                    )
+                    out += lines  # fmt: skip
+        for g in _ordered_groups(groups):
+            if g.teacher_model is None:
+                continue
+            alone = find_group(groups, g.model, None)
+            if alone is None:
+                continue
+            parts = []
+            for k in focus:
+                a, b = res.values(g, k), res.values(alone, k)
+                if len(a) and len(b):
+                    d, se = _difference(a, b)
+                    verdict = {"higher": ": raised", "lower": ": lowered"}.get(
+                        _beyond_noise(d, se), ""
+                    )
+                    parts.append(f"{k} {signed(d, se)}{verdict}")
+            if parts:
+                out.append(f"- {res.name}: {g.name} against {g.model} alone: " + "; ".join(parts))
+    return out
+
+
+def plot(res: SuiteResults, groups: dict, keys: list[str], path: Path) -> None:
+    """Accuracy by construction (mean over seeds, sample std as error bars), a bar per group
+    side by side: a colour per model, a hatch per teacher."""
+    from ibkd.report import _color, _plt, _save, _teacher_mark
+
+    shown = [g for g in _ordered_groups(groups) if any(r.name in res.runs for r in g.runs)]
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(max(7, 0.9 * len(keys) * max(1, len(shown)) / 3), 4.4))
+    width = 0.8 / max(1, len(shown))
+    x = np.arange(len(keys))
+    for i, g in enumerate(shown):
+        vals = [res.values(g, k) for k in keys]
+        means = [v.mean() if len(v) else np.nan for v in vals]
+        errs = [v.std(ddof=1) if len(v) > 1 else 0 for v in vals]
+        hatch = _teacher_mark(g.teacher_model)[1] if g.teacher_model else None
+        ax.bar(
+            x + (i - (len(shown) - 1) / 2) * width, means, width, yerr=errs, capsize=2,
+            color=_color(g.model), hatch=hatch, edgecolor="white", label=_group_label(g),
+        )  # fmt: skip
+    ax.axhline(0.5, color="grey", linewidth=0.8, linestyle=":")
+    ax.set_xticks(x, keys, rotation=30, ha="right", fontsize=7)
+    ax.set(ylabel="accuracy (mean over seeds)", ylim=(0, 1), title=f"{res.name}: by construction")
+    _save(fig, ax, path, {"ncol": 2})
+
+
+def sections(groups: dict, folder: Path, fig_dir: Path) -> list[str]:
+    """The report's suite section (markdown parts) for a grid folder, and one figure per suite
+    in `fig_dir`; [] when no run was scored on a suite."""
+    suites = load_suites(folder, groups)
+    if not suites:
+        return []
+    parts = [
+        "## Targeted suites\n",
+        "Accuracy of the correct over the wrong alternative on the suites every run was scored "
+        "on (`RUN/suites/NAME.npz`; classification: the verb number's probability at the "
+        "target prefix; LM: whole-sentence log-probability for Marvin & Linzen and BLiMP, the two "
+        "forms at the target for Linzen's and Gulordava et al.'s sets), mean ± sample std over "
+        "seeds; items the vocabulary mapping leaves unscorable are left out (coverage below). "
+        + NOT_VERIFIED
+        + "\n",
+    ]
+    for res in suites.values():
+        constructions, attractors = _keys(res)
+        cov = np.array(list(res.coverage.values()), dtype=float)
+        parts.append(f"### {res.name}\n")
+        parts.append(
+            f"{len(res.runs)} runs scored; coverage {cov.min():.1%}–{cov.max():.1%} of the items.\n"
+        )
+        keys = constructions + ([ALL] if len(constructions) != 1 else [])
+        parts.append("By construction:\n")
+        parts.append(table(res, groups, keys, keys))
+        if attractors:
+            parts.append("By attractor count:\n")
+            parts.append(table(res, groups, attractors, [k.split("=")[1] for k in attractors]))
+        if len(constructions) > 1:
+            name = f"suite_{res.name}.png"
+            plot(res, groups, constructions, fig_dir / name)
+            parts.append(f"![{res.name} by construction](figures/{name})\n")
+    verdicts = claims(suites, groups)
+    if verdicts:
+        parts += ["### The claims on the suites\n", "\n".join(verdicts) + "\n"]
+    return parts

@@ -1,0 +1,357 @@
+"""A run scored on a targeted suite: per-item predictions saved in the run folder, the summary
+computed from them (as the test split's metrics are from `predictions/test.npz`).
+
+`RUN/suites/NAME.npz` holds the arrays of `ibkd.metrics.SUITE_KEYS`, one entry per item of the
+suite in the order the suite's reader gives them (items that could not be scored included,
+with NaN scores and their `skip_reason`); `RUN/suites/NAME.json` is `metrics.suite_metrics` of
+that file plus where the suite came from, how an LM compared the pairs, and the vocabulary
+coverage. Both are written atomically, the npz first.
+
+What an item's two scores are:
+- classification: the probability of the correct verb number after the prefix (`score_good`)
+  and of the wrong one (`score_bad`); where the suite varies the subject instead (BLiMP's
+  two-prefix agreement paradigms), the probability of the verb's number after the correct
+  prefix and after the wrong one (Warstadt et al. 2020's two-prefix method).
+- language model, `sentence` comparison (BLiMP, Marvin & Linzen): the two whole sentences'
+  log-probabilities compared, each the sum of its tokens' log-probabilities after `<bos>`, both
+  tokenised alike (the field's standard: Marvin & Linzen 2018, Warstadt et al. 2020,
+  lm-eval-harness, minicons' `sequence_score`); the closing `<eos>` is included, as ibkd's
+  language models end every training sentence with it. The words both sentences begin with
+  get the same log-probability in both, so each score saved is the sentence's log-probability
+  from the first word where the two differ to its `<eos>`, given that shared beginning
+  (`continuation_logprobs`): the same decision as whole sentences, with the output layer run
+  only at the positions from there on.
+- language model, `target` comparison (the Linzen test set, Gulordava et al. 2018's nonce set):
+  log P(form | prefix) of the correct and of the wrong form at the target, as Gulordava et al.
+  (2018) score them; items without a sentence pair (Linzen TSVs) are always scored this way.
+Scores are in nats (log-probabilities) or probabilities; only their order within an item counts.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.nn import functional as F
+
+from ibkd.data.suites import NAMES, SENTENCE, SuiteItem, detect_format, read_suite, suite_name
+from ibkd.data.vocab import BOS, EOS, UNK, Vocab
+from ibkd.errors import IbkdError
+from ibkd.files import atomic_write
+from ibkd.metrics import SUITE_KEYS, suite_metrics
+
+SENTENCE_LOGPROB, TARGET_FORMS = "sentence", "target"
+LM_COMPARISON = {
+    "blimp": SENTENCE_LOGPROB,
+    "marvin-linzen": SENTENCE_LOGPROB,
+    "colorlessgreen": TARGET_FORMS,
+    "linzen": TARGET_FORMS,
+}
+"""How a language model compares an item's alternatives, per suite format."""
+SKIP_WRONG_FORM = "wrong form unknown"
+SKIP_OUT_OF_VOCABULARY = "a verb form out of the vocabulary"
+SHIPPED_SUITES = ("marvin-linzen",)
+"""The suites every reproduction scores its runs on (they ship with ibkd: no network)."""
+
+
+@dataclass(frozen=True)
+class Suite:
+    """A suite to score runs on: `source` is a name (`ibkd.data.suites.NAMES`) or a path;
+    `fmt` its format (None: from the name or path)."""
+
+    source: str
+    fmt: str | None = None
+
+    @property
+    def name(self) -> str:
+        """The name its results are saved under (`RUN/suites/NAME.*`)."""
+        return suite_name(self.source)
+
+    def format(self) -> str:
+        """The suite's format, without fetching anything."""
+        if self.fmt is not None:
+            return self.fmt
+        if self.source in NAMES:
+            from ibkd.data.suites.named import REMOTE, SHIPPED
+
+            return SHIPPED[self.source][0] if self.source in SHIPPED else REMOTE[self.source].fmt
+        return detect_format(Path(self.source))
+
+    def read(self, skip_bad_rows: bool = False) -> list[SuiteItem]:
+        """The suite's items (`read_suite`; IbkdError naming a bad file or line)."""
+        return read_suite(self.source, self.fmt, skip_bad_rows=skip_bad_rows)
+
+
+def grid_suites(extra: list[str] = ()) -> list[Suite]:
+    """The suites a reproduction scores its runs on: the shipped ones (`SHIPPED_SUITES`), then
+    each of `extra` (names or paths), once per name."""
+    out: dict[str, Suite] = {}
+    for source in (*SHIPPED_SUITES, *extra):
+        suite = Suite(str(source))
+        out.setdefault(suite.name, suite)
+    return list(out.values())
+
+
+def predict_suite(
+    model, vocab: Vocab, setup: str, items: list[SuiteItem], device,
+    lm_comparison: str = SENTENCE_LOGPROB, mapped=None,
+) -> tuple[dict[str, np.ndarray], dict]:  # fmt: skip
+    """Score every item of a suite: (the `SUITE_KEYS` arrays, [N] each for the N `items`, in
+    their order; `{"vocabulary": coverage}` of the mapping into `vocab`).
+
+    The words are mapped into the vocabulary as the model's training data mapped them
+    (`ibkd.data.suites.vocabulary.map_suite`); items that mapping makes unscorable, and LM items
+    whose wrong form is unknown or whose forms are out of the vocabulary (target comparison),
+    get NaN scores and their reason. `lm_comparison`: `sentence` or `target` (module note).
+    `mapped`: `map_items(items, vocab, setup)` when the caller has it already."""
+    from ibkd.data.suites.vocabulary import SKIP_NUMBER
+    from ibkd.data.verbs import verb_number
+    from ibkd.evaluate import next_token_logprobs, verb_number_probs
+
+    if lm_comparison not in (SENTENCE_LOGPROB, TARGET_FORMS):
+        raise ValueError(f"lm_comparison {lm_comparison!r}: expected sentence or target")
+    n = len(items)
+    mapped = map_items(items, vocab, setup) if mapped is None else mapped
+    pred = {
+        "item": np.arange(n, dtype=np.int64),
+        "construction": np.array([it.suite for it in items], dtype=str),
+        "n_attractors": np.array(
+            [-1 if it.n_attractors is None else it.n_attractors for it in items], dtype=np.int64
+        ),
+        "score_good": np.full(n, np.nan),
+        "score_bad": np.full(n, np.nan),
+    }
+    reasons = [""] * n
+    for (_, i), reason in mapped.skipped_items.items():
+        reasons[i] = reason
+
+    def put(done: list[SuiteItem], good: np.ndarray, bad: np.ndarray) -> None:
+        at = np.array([it.index for it in done], dtype=np.int64)
+        pred["score_good"][at], pred["score_bad"][at] = good, bad
+
+    def cls_probs(prefixes):
+        return verb_number_probs(model, vocab, prefixes, device)
+
+    def continuations(pairs):
+        return continuation_logprobs(model, vocab, [p for p, _ in pairs], [c for _, c in pairs],
+                                     device)  # fmt: skip
+
+    def next_logprobs(pairs):
+        return next_token_logprobs(
+            model, vocab, [p for p, _ in pairs], [t for _, t in pairs], device
+        )
+
+    if setup == "cls":
+        jobs, numbers = [], []
+        for it in mapped.items:
+            number = it.number or verb_number(it.good[0])
+            if number is None:
+                reasons[it.index] = SKIP_NUMBER
+            else:
+                jobs.append(it)
+                numbers.append(0 if number == "VBZ" else 1)
+        c, at = np.array(numbers, dtype=np.int64), np.arange(len(jobs))
+        probs = _distinct(cls_probs, [it.prefix for it in jobs])
+        good, bad = probs[at, c], probs[at, 1 - c]
+        two = np.array([k for k, it in enumerate(jobs) if it.prefix_bad is not None], dtype=int)
+        if len(two):  # the same number after the wrong subject
+            probs_bad = _distinct(cls_probs, [jobs[k].prefix_bad for k in two])
+            bad[two] = probs_bad[np.arange(len(two)), c[two]]
+        put(jobs, good, bad)
+        return pred | {"skip_reason": np.array(reasons, dtype=str)}, _info(mapped)
+    sentences, targets = [], []
+    for it in mapped.items:
+        whole = it.sentence_good is not None and it.sentence_bad is not None and it.bad
+        if whole and (lm_comparison == SENTENCE_LOGPROB or it.kind == SENTENCE):
+            sentences.append(it)
+        elif not it.bad:
+            reasons[it.index] = SKIP_WRONG_FORM
+        elif UNK in (vocab.stoi.get(it.good[0], UNK), vocab.stoi.get(it.bad[0], UNK)):
+            reasons[it.index] = SKIP_OUT_OF_VOCABULARY
+        else:
+            targets.append(it)
+    split = [_shared(it.sentence_good, it.sentence_bad) for it in sentences]
+    put(
+        sentences,
+        _distinct(continuations, [(it.sentence_good[:k], it.sentence_good[k:])
+                                  for it, k in zip(sentences, split)]),
+        _distinct(continuations, [(it.sentence_bad[:k], it.sentence_bad[k:])
+                                  for it, k in zip(sentences, split)]),
+    )  # fmt: skip
+    put(
+        targets,
+        _distinct(next_logprobs, [(it.prefix, vocab.stoi[it.good[0]]) for it in targets]),
+        _distinct(next_logprobs, [(it.prefix, vocab.stoi[it.bad[0]]) for it in targets]),
+    )
+    return pred | {"skip_reason": np.array(reasons, dtype=str)}, _info(mapped)
+
+
+def _shared(a: tuple[str, ...], b: tuple[str, ...]) -> int:
+    """How many words two sentences begin with alike."""
+    return next((i for i, (x, y) in enumerate(zip(a, b)) if x != y), min(len(a), len(b)))
+
+
+@torch.no_grad()
+def continuation_logprobs(
+    model, vocab: Vocab, prefixes: list[tuple[str, ...]], continuations: list[tuple[str, ...]],
+    device, batch_size: int = 256,
+) -> np.ndarray:  # fmt: skip
+    """log P(continuation, `<eos>` | `<bos>`, prefix) under a language model, summed over the
+    continuation's tokens and the closing `<eos>`: [N] in nats. The model runs over each whole
+    sentence; its output layer (`model.head`), the costly part over a large vocabulary, only at
+    the positions that predict the continuation. `model.features(tokens, lengths)` gives
+    [B, L, D] (`ibkd.models`)."""
+    from ibkd.data.batching import batches, pack
+
+    n = len(prefixes)
+    seqs = [[BOS] + vocab.encode(p) + vocab.encode(c) + [EOS]
+            for p, c in zip(prefixes, continuations)]  # fmt: skip
+    start = torch.tensor([len(p) for p in prefixes], dtype=torch.long)  # predicts c[0]
+    data = pack("lm", seqs, [len(s) - 1 for s in seqs], [0] * n, [0] * n, None)
+    out = np.zeros(n)
+    model.eval()
+    for index in batches(data.lengths, batch_size, shuffle=False, generator=None):
+        tokens, lengths, targets = (t.to(device) for t in data.batch(index))
+        pos = torch.arange(tokens.shape[1], device=device)[None, :]
+        keep = (pos >= start[index].to(device)[:, None]) & (pos < lengths[:, None])
+        logp = F.log_softmax(model.head(model.features(tokens, lengths)[keep]).float(), -1)
+        token = logp.gather(1, targets[keep][:, None])[:, 0].double()
+        rows = torch.arange(len(index), device=device)[:, None].expand_as(keep)[keep]
+        total = torch.zeros(len(index), dtype=torch.float64, device=device)
+        out[index.numpy()] = total.index_add_(0, rows, token).cpu().numpy()
+    return out
+
+
+def map_items(items: list[SuiteItem], vocab: Vocab, setup: str):
+    """`map_suite` of `items` with each item's index set to its position in `items` (so that
+    scores land in the suite's order)."""
+    from ibkd.data.suites.vocabulary import map_suite
+
+    return map_suite([replace(it, index=i) for i, it in enumerate(items)], vocab, setup)
+
+
+def _distinct(score, keys: list) -> np.ndarray:
+    """`score` (a list of inputs -> an array, one row per input) run on the distinct `keys`
+    only, its rows put back in the order of `keys` (suites repeat prefixes and sentences:
+    Marvin & Linzen's 121,220 items have 12,820 distinct prefixes)."""
+    unique = list(dict.fromkeys(keys))
+    where = {k: i for i, k in enumerate(unique)}
+    return score(unique)[np.array([where[k] for k in keys], dtype=np.int64)]
+
+
+def _info(mapped) -> dict:
+    return {"vocabulary": mapped.coverage.as_dict()}
+
+
+def suite_files(run: str | os.PathLike, name: str) -> tuple[Path, Path]:
+    """(`RUN/suites/NAME.npz`, `RUN/suites/NAME.json`)."""
+    folder = Path(run) / "suites"
+    return folder / f"{name}.npz", folder / f"{name}.json"
+
+
+def save_suite(run: str | os.PathLike, name: str, pred: dict[str, np.ndarray], info: dict) -> dict:
+    """Write a suite's per-item predictions (`RUN/suites/NAME.npz`), then its summary
+    (`NAME.json`: `suite_metrics` of the saved file, plus `info`), each atomically. Returns the
+    summary."""
+    npz, summary_path = suite_files(run, name)
+    with atomic_write(npz, text=False) as f:
+        np.savez_compressed(f, **pred)
+    summary = suite_metrics(load_suite(npz)) | info
+    with atomic_write(summary_path) as f:
+        json.dump(summary, f, indent=2)
+        f.write("\n")
+    return summary
+
+
+def load_suite(path: str | os.PathLike) -> dict[str, np.ndarray]:
+    """A suite's saved per-item predictions ({key: array}, `SUITE_KEYS`); IbkdError naming the
+    file when it is missing, unreadable or lacks an array."""
+    path = Path(path)
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            out = {k: data[k] for k in data.files}
+    except FileNotFoundError:
+        raise IbkdError(f"{path}: no such suite predictions file") from None
+    except (OSError, ValueError, EOFError) as e:
+        raise IbkdError(f"{path}: not a readable suite predictions file ({e})") from None
+    missing = [k for k in SUITE_KEYS if k not in out]
+    if missing:
+        raise IbkdError(f"{path}: not a suite predictions file (no {', '.join(missing)})")
+    return out
+
+
+def score_suite_into(
+    run: str | os.PathLike, loaded, suite: Suite, items: list[SuiteItem], device, mapped=None
+) -> dict:
+    """Score a loaded run (`ibkd.distill.load_run`) on a suite's `items` (`mapped`: their
+    `map_items` into the run's vocabulary, when known) and save the results in the run folder
+    `run`; returns the summary (`save_suite`), with the suite's source and format."""
+    fmt = suite.format()
+    comparison = LM_COMPARISON.get(fmt, SENTENCE_LOGPROB)
+    pred, info = predict_suite(
+        loaded.model, loaded.vocab, loaded.config.setup, items, device, comparison, mapped
+    )
+    info = {"suite": suite.source, "format": fmt} | info
+    if loaded.config.setup == "lm":
+        info["lm_comparison"] = comparison
+    return save_suite(run, suite.name, pred, info)
+
+
+class SuiteScorer:
+    """Scores finished runs on `suites`, each suite read once (`read`, which fails fast on a bad
+    suite) and mapped once per vocabulary and setup (the runs of a grid share their data's
+    vocabulary). Calling it on a run folder scores the suites the run has no
+    `suites/NAME.npz` for (all of them with `force`); a run that cannot be scored (an
+    `IbkdError`, such as a sentence longer than the model takes) is reported on stderr and
+    kept in `failed` (run -> reason), not raised, so that a grid goes on."""
+
+    def __init__(
+        self, suites: list[Suite], device="cpu", *, force: bool = False,
+        skip_bad_rows: bool = False,
+    ):  # fmt: skip
+        self.suites, self.device, self.force = list(suites), device, force
+        self.skip_bad_rows = skip_bad_rows
+        self.items: dict[str, list[SuiteItem]] = {}
+        self.mapped: dict[tuple, object] = {}
+        self.failed: dict[str, str] = {}
+
+    def read(self) -> SuiteScorer:
+        """Read every suite now (IbkdError naming a bad file or line); returns self."""
+        for suite in self.suites:
+            if suite.name not in self.items:
+                self.items[suite.name] = suite.read(self.skip_bad_rows)
+        return self
+
+    def todo(self, run: str | os.PathLike) -> list[Suite]:
+        """The suites `run` has not been scored on (all with `force`)."""
+        return [s for s in self.suites if self.force or not suite_files(run, s.name)[0].exists()]
+
+    def __call__(self, run: str | os.PathLike) -> dict[str, dict]:
+        """Score one finished run; returns {name: summary} of the suites scored now."""
+        import sys
+
+        from ibkd.runs import load_run
+
+        todo = self.todo(run)
+        if not todo:
+            return {}
+        out = {}
+        try:
+            loaded = load_run(run, self.device)
+            self.read()
+            for suite in todo:
+                items = self.items[suite.name]
+                key = (suite.name, loaded.config.setup, tuple(loaded.vocab.itos))
+                if key not in self.mapped:
+                    self.mapped[key] = map_items(items, loaded.vocab, loaded.config.setup)
+                out[suite.name] = score_suite_into(
+                    run, loaded, suite, items, self.device, self.mapped[key]
+                )
+        except IbkdError as e:
+            self.failed[str(run)] = str(e)
+            print(f"ibkd: {run}: not scored on the suites: {e}", file=sys.stderr)
+        return out

@@ -1,0 +1,223 @@
+"""Suite scoring: per-item predictions saved in the run folder, summaries computed from them;
+LM pairs compared by whole-sentence log-probability or at the target, on models whose
+log-probabilities are known."""
+
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+from test_train import tiny_config
+
+from ibkd.cli import main
+from ibkd.data.suites import SuiteItem
+from ibkd.data.suites.vocabulary import SKIP_IDENTICAL
+from ibkd.data.vocab import SPECIALS, Vocab
+from ibkd.metrics import SUITE_KEYS, suite_metrics
+from ibkd.suite_predictions import (
+    SKIP_OUT_OF_VOCABULARY,
+    TARGET_FORMS,
+    continuation_logprobs,
+    load_suite,
+    predict_suite,
+    save_suite,
+)
+from ibkd.train import train_run
+
+WORDS = ("the", "dog", "dogs", "barks", "bark")
+VOCAB = Vocab(list(SPECIALS) + list(WORDS))
+CPU = torch.device("cpu")
+# a bigram LM: P(next | current), rows sum to 1 (powers of two, so log-probabilities are exact)
+BIGRAM = {
+    "<bos>": {"the": 0.5, "dog": 0.25, "dogs": 0.25},
+    "the": {"dog": 0.5, "dogs": 0.25, "bark": 0.125, "barks": 0.125},
+    "dog": {"barks": 0.5, "bark": 0.25, "<eos>": 0.25},
+    "dogs": {"bark": 0.5, "barks": 0.125, "<eos>": 0.375},
+    "barks": {"<eos>": 0.5, "the": 0.5},
+    "bark": {"<eos>": 0.5, "dog": 0.5},
+}
+TINY = 2.0**-30  # every other next token (the rows then sum to 1 + 1e-8)
+
+
+class Bigram(torch.nn.Module):
+    """An LM whose next-token distribution depends on the current token only (`BIGRAM`)."""
+
+    def __init__(self):
+        super().__init__()
+        v = len(VOCAB)
+        logp = torch.full((v, v), math.log(TINY))
+        for cur, nxt in BIGRAM.items():
+            for w, p in nxt.items():
+                logp[VOCAB.stoi[cur], VOCAB.stoi[w]] = math.log(p)
+        self.head = torch.nn.Linear(v, v, bias=False)
+        self.head.weight.data = logp.T.contiguous()
+
+    def features(self, tokens, lengths):
+        return torch.nn.functional.one_hot(tokens.long(), len(VOCAB)).float()
+
+    def forward(self, tokens, lengths):
+        return self.head(self.features(tokens, lengths))
+
+
+class LastWordClassifier(torch.nn.Module):
+    """P(VBZ) after a prefix depends on its last word only: 3/4 after `dog`, 1/4 after `dogs`,
+    1/2 otherwise."""
+
+    P_VBZ = {"dog": 0.75, "dogs": 0.25}
+
+    def __init__(self):
+        super().__init__()
+        v = len(VOCAB)
+        logp = torch.full((2, v), math.log(0.5))
+        for w, p in self.P_VBZ.items():
+            logp[:, VOCAB.stoi[w]] = torch.tensor([math.log(p), math.log(1 - p)])
+        self.head = torch.nn.Linear(v, 2, bias=False)
+        self.head.weight.data = logp
+
+    def features(self, tokens, lengths):
+        last = tokens[torch.arange(len(tokens)), lengths - 1]
+        return torch.nn.functional.one_hot(last.long(), len(VOCAB)).float()
+
+    def forward(self, tokens, lengths):
+        return self.head(self.features(tokens, lengths))
+
+
+def sentence_logprob(words):
+    seq = ["<bos>", *words, "<eos>"]
+    return sum(math.log(BIGRAM[a].get(b, TINY)) for a, b in zip(seq, seq[1:]))
+
+
+def pair(prefix, good, bad, rest="", **kw):
+    prefix, rest = tuple(prefix.split()), tuple(rest.split())
+    sentences = {"sentence_good": prefix + (good,) + rest, "sentence_bad": prefix + (bad,) + rest}
+    return SuiteItem("c", 0, prefix, (good,), (bad,), **sentences, **kw)
+
+
+ITEMS = [
+    pair("the dog", "barks", "bark", number="VBZ", n_attractors=0),
+    pair("the dogs", "bark", "barks", number="VBP", n_attractors=1),
+    pair("dogs", "bark", "barks", "the", number="VBP"),
+]
+
+
+def test_lm_sentence_pairs_are_compared_as_whole_sentences_exactly():
+    pred, _ = predict_suite(Bigram(), VOCAB, "lm", ITEMS, CPU)
+    for k, it in enumerate(ITEMS):  # the decision is the whole sentences'
+        whole = sentence_logprob(it.sentence_good) - sentence_logprob(it.sentence_bad)
+        assert pred["score_good"][k] - pred["score_bad"][k] == pytest.approx(whole, abs=1e-5)
+    # each score: the sentence from the verb on, given the words both share
+    # the dog | barks <eos>: 1/2 · 1/2; the dog | bark <eos>: 1/4 · 1/2
+    assert pred["score_good"][0] == pytest.approx(math.log(1 / 4), abs=1e-6)
+    assert pred["score_bad"][0] == pytest.approx(math.log(1 / 8), abs=1e-6)
+    # the dogs | bark <eos> (1/2 · 1/2) beats the dogs | barks <eos> (1/8 · 1/2) by log 4
+    assert pred["score_good"][1] - pred["score_bad"][1] == pytest.approx(math.log(4), abs=1e-6)
+    # dogs bark the: the words after the verb count (bark -> the is improbable), so the whole
+    # sentence loses although the verb form alone wins
+    assert pred["score_good"][2] < pred["score_bad"][2]
+    summary = suite_metrics(pred)
+    assert summary["accuracy"] == pytest.approx(2 / 3) and summary["coverage"] == 1.0
+    assert summary["by_attractors"] == {"0": {"accuracy": 1.0, "n": 1},
+                                        "1": {"accuracy": 1.0, "n": 1}}  # fmt: skip
+
+
+def test_continuation_log_probabilities_are_exact():
+    prefixes, rests = [(), ("the",), ("the", "dog")], [("the", "dog"), ("dogs",), ("bark",)]
+    got = continuation_logprobs(Bigram(), VOCAB, prefixes, rests, CPU)
+    # <bos> the dog <eos>: 1/2 · 1/2 · 1/4; the | dogs <eos>: 1/4 · 3/8; the dog | bark <eos>: ...
+    expected = [1 / 16, 3 / 32, 1 / 4 * 1 / 2]
+    assert got == pytest.approx(np.log(expected), abs=1e-6)
+
+
+def test_lm_target_comparison_scores_the_two_forms_after_the_prefix():
+    pred, _ = predict_suite(Bigram(), VOCAB, "lm", ITEMS, CPU, lm_comparison=TARGET_FORMS)
+    expected = [(0.5, 0.25), (0.5, 0.125), (0.5, 0.125)]  # P(form | last prefix word)
+    for k, (good, bad) in enumerate(expected):
+        assert pred["score_good"][k] == pytest.approx(math.log(good), abs=1e-6)
+        assert pred["score_bad"][k] == pytest.approx(math.log(bad), abs=1e-6)
+    assert suite_metrics(pred)["accuracy"] == 1.0  # the third item is now right
+
+
+def test_lm_form_out_of_vocabulary_is_kept_with_its_reason():
+    items = [
+        pair("the dog", "barks", "barkz", number="VBZ"),  # the wrong form is <unk>
+        ITEMS[0],
+        pair("the dog", "sleeps", "sleep", number="VBZ"),  # both <unk>: the same sentence
+    ]
+    pred, _ = predict_suite(Bigram(), VOCAB, "lm", items, CPU, lm_comparison=TARGET_FORMS)
+    assert list(pred["item"]) == [0, 1, 2]
+    assert list(np.isnan(pred["score_good"])) == [True, False, True]
+    assert list(pred["skip_reason"]) == [SKIP_OUT_OF_VOCABULARY, "", SKIP_IDENTICAL]
+    s = suite_metrics(pred)
+    assert s["scored"] == 1 and s["coverage"] == pytest.approx(1 / 3)
+    assert s["skipped"] == {SKIP_OUT_OF_VOCABULARY: 1, SKIP_IDENTICAL: 1}
+
+
+def test_classifier_scores_are_the_verb_number_probabilities():
+    two_prefix = SuiteItem("c", 0, ("the", "dog"), ("barks",), ("barks",), number="VBZ",
+                           prefix_bad=("the", "dogs"))  # fmt: skip
+    pred, _ = predict_suite(LastWordClassifier(), VOCAB, "cls", ITEMS[:2] + [two_prefix], CPU)
+    # P(correct number), P(wrong number) after the prefix; two-prefix: P(VBZ) after each subject
+    assert pred["score_good"] == pytest.approx([0.75, 0.75, 0.75], abs=1e-6)
+    assert pred["score_bad"] == pytest.approx([0.25, 0.25, 0.25], abs=1e-6)
+
+
+def test_saved_suite_round_trips_and_summary_comes_from_it(tmp_path):
+    pred, info = predict_suite(Bigram(), VOCAB, "lm", ITEMS, CPU)
+    summary = save_suite(tmp_path, "s", pred, info)
+    loaded = load_suite(tmp_path / "suites" / "s.npz")
+    assert set(loaded) == {*SUITE_KEYS, "skip_reason"}
+    assert json.loads((tmp_path / "suites" / "s.json").read_text()) == json.loads(
+        json.dumps(summary)
+    )
+    assert summary["accuracy"] == suite_metrics(loaded)["accuracy"]
+    assert not list((tmp_path / "suites").glob("*.tmp*"))
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    root = tmp_path_factory.mktemp("runs")
+    for setup in ("cls", "lm"):
+        train_run(tiny_config(setup, rows=120), root / setup, progress=False)
+    return root
+
+
+def write_colorlessgreen(folder):
+    (folder / "subj_agr_filtered.text").write_text(
+        "the keys to the cabinet are here <eos>\nthe author laughs <eos>\n"
+    )
+    (folder / "subj_agr_filtered.gold").write_text("5\tare\tis\t1\n2\tlaughs\tlaugh\t0\n")
+    pattern = "L!NOUN_VERB!Number=Plur"
+    gold = ["\t".join([pattern, "1", str(i), "3", "VERB", "Number=Plur|Tense=Pres", "are",
+                       "is", "be", "1", "NOUN", "x"]) for i in range(2)]  # fmt: skip
+    (folder / "generated.text").write_text(
+        "The keys blorb fip here . <eos>\nthe dogs gleep zup here <eos>\n"
+    )
+    (folder / "generated.gold").write_text("\n".join(gold) + "\n")
+    tab = ["pattern\tconstr_id\tsent_id\tclass\tform\tn_attr"] + [
+        f"L__NOUN_VERB\t1\t{i}\t{cls}\t{form}\t{i}"
+        for i in range(2) for cls, form in (("correct", "are"), ("wrong", "is"))
+    ]  # fmt: skip
+    (folder / "generated.tab").write_text("\n".join(tab) + "\n")
+
+
+@pytest.mark.parametrize("setup", ["cls", "lm"])
+def test_evaluate_writes_predictions_and_summaries(runs, tmp_path, setup, capsys):
+    write_colorlessgreen(tmp_path)
+    run = runs / setup
+    for suite in ("subj_agr_filtered", "generated"):
+        args = ["evaluate", str(run), "--suite", str(tmp_path / suite), "--format",
+                "colorlessgreen", "--device", "cpu"]  # fmt: skip
+        assert main(args) == 0
+        pred = load_suite(run / "suites" / f"{suite}.npz")
+        summary = json.loads((run / "suites" / f"{suite}.json").read_text())
+        assert len(pred["item"]) == 2 and summary["format"] == "colorlessgreen"
+        assert {"accuracy", "by_construction", "by_attractors", "coverage"} <= set(summary)
+        recomputed = suite_metrics(pred)
+        for key in ("accuracy", "by_attractors", "by_construction", "coverage", "skipped"):
+            assert json.dumps(summary[key]) == json.dumps(recomputed[key])
+        if setup == "lm":
+            assert summary["lm_comparison"] == "target"
+    generated = load_suite(run / "suites" / "generated.npz")
+    assert list(generated["n_attractors"]) == [0, 1]  # from generated.tab
+    assert "generated: accuracy" in capsys.readouterr().out
