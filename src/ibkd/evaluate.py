@@ -80,7 +80,9 @@ def validation_loss(
 ) -> tuple[float, float]:
     """(mean gold cross-entropy in nats per example, or per token for the LM; accuracy of the
     top class, NaN for the LM) over `data`."""
-    total, count, right = 0.0, 0, 0
+    from ibkd.metrics import top1_accuracy
+
+    total, count, scores, labels = 0.0, 0, [], []
     for out in infer(model, data, device, batch_size):
         mask = out.mask
         total += masked_cross_entropy(out.logits, out.targets, mask, "sum").item()
@@ -88,8 +90,11 @@ def validation_loss(
             count += int(mask.sum())
         else:
             count += len(out.targets)
-            right += int((out.logits.argmax(1) == out.targets).sum())
-    accuracy = right / count if data.setup != "lm" and count else float("nan")
+            scores.append(out.logits.cpu().numpy())
+            labels.append(out.targets.cpu().numpy())
+    accuracy = (
+        top1_accuracy(np.concatenate(scores), np.concatenate(labels)) if scores else float("nan")
+    )
     return total / max(count, 1), accuracy
 
 
