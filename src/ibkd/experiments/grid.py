@@ -134,11 +134,13 @@ def default_workers(device: str = "auto") -> int:
 def run_grid(
     runs: list[GridRun], out: str | Path, *, progress: bool = True, workers: int = 1,
     title: str = "", notes: str = "", executor: Executor | None = None,
+    scenario: str | None = None, budget: str | None = None,
 ) -> GridResult:  # fmt: skip
     """Run every run of the grid into `out/<name>`, on `executor` (default: in this process
     when `workers` is 1, else a pool of `workers` processes with cores / workers threads each).
     A run starts once its teacher has finished, not when a whole stage has. `title` and `notes`
-    are kept in grid.json for the report."""
+    are kept in grid.json for the report, with the `scenario` and `budget` names that the
+    report dispatches on."""
     from ibkd.experiments.executors import local
 
     out = Path(out).absolute()
@@ -198,7 +200,7 @@ def run_grid(
         if bar is not None:
             bar.close()
     result.seconds = time.perf_counter() - t0
-    write_manifest(runs, out, result, title, notes)
+    write_manifest(runs, out, result, title, notes, scenario, budget)
     return result
 
 
@@ -214,13 +216,16 @@ def _teacher_state(run: GridRun, result: GridResult) -> str:
 
 
 def write_manifest(
-    runs: list[GridRun], out: Path, result: GridResult, title: str = "", notes: str = ""
-) -> None:
-    """grid.json: every run, its group, teacher and status, and the grid's title and notes
-    (what `ibkd report` reads)."""
+    runs: list[GridRun], out: Path, result: GridResult, title: str = "", notes: str = "",
+    scenario: str | None = None, budget: str | None = None,
+) -> None:  # fmt: skip
+    """grid.json: every run, its group, teacher and status, the grid's title, notes, scenario
+    and budget (what `ibkd report` reads), this call's seconds and the total over all calls."""
     status = {n: "trained" for n in result.finished} | {n: "done" for n in result.skipped}
     status |= {n: f"failed: {why}" for n, why in result.failed.items()}
     manifest = {
+        "scenario": scenario,
+        "budget": budget,
         "title": title,
         "notes": notes,
         "data": runs[0].config.data.data if runs else "default",
@@ -237,8 +242,33 @@ def write_manifest(
             }
             for r in runs
         ],
-        "last_call_seconds": round(result.seconds, 1),
+        **_timings(out / "grid.json", result),
     }
     with atomic_write(out / "grid.json") as f:
         json.dump(manifest, f, indent=2)
         f.write("\n")
+
+
+def _timings(manifest: Path, result: GridResult) -> dict:
+    """The grid's wall time: this call's seconds, every call so far (seconds and runs trained,
+    skipped, failed) and their total, carried over from the grid.json already there."""
+    try:
+        old = json.loads(manifest.read_text(encoding="utf-8"))
+        calls = list(old.get("calls") or [])
+        if not calls and old.get("last_call_seconds"):  # written before calls were kept
+            calls = [{"seconds": old["last_call_seconds"]}]
+    except (OSError, ValueError, AttributeError):
+        calls = []
+    calls.append(
+        {
+            "seconds": round(result.seconds, 1),
+            "trained": len(result.finished),
+            "skipped": len(result.skipped),
+            "failed": len(result.failed),
+        }
+    )
+    return {
+        "last_call_seconds": round(result.seconds, 1),
+        "total_seconds": round(sum(c.get("seconds", 0) for c in calls), 1),
+        "calls": calls,
+    }

@@ -7,10 +7,15 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
+from pathlib import Path
 
 from ibkd.config import DISTILL_PRESETS, DataConfig, DistillConfig, RunConfig, preset
 from ibkd.errors import IbkdError
+from ibkd.experiments import Scenario, register
+from ibkd.experiments.figures import plot_groups_by, pyplot, save, style
 from ibkd.experiments.grid import GridRun, pick_budget
+from ibkd.experiments.results import Group, Run, cell, find_group
+from ibkd.experiments.verdicts import claim3, difference, signed
 
 # the paper's column order: weakest bias to strongest
 CLS_MODELS = ("transformer", "transformer-seq", "utransformer-seq", "lstm")
@@ -50,7 +55,7 @@ BUDGETS = {
         self_distill=False,
         note="quick budget: the no-KD and LSTM-teacher rows (no LSTM -> LSTM); "
         "distilled students learn the teacher's answers on the training rows "
-        "plus the transfer set at T = 3; the row `none + transfer` trains on "
+        "plus the transfer set at T = {temperature}; the row `none + transfer` trains on "
         "the same inputs with the verb's tag as label, without a teacher",
     ),
     "paper": Budget("paper", 4, CLS_MODELS),
@@ -150,3 +155,347 @@ def grid(
         else:
             raise IbkdError(f"--setup {setup!r}: expected cls or lm")
     return runs
+
+
+# ---------------------------------------------------------------------------------------------
+# tables
+
+
+def table_rows(groups: dict[str, Group]) -> list[str]:
+    """The rows present: no teacher, the teachers from strongest bias to weakest, then any
+    variants (such as a control row) in the order they appear."""
+    present = list(dict.fromkeys(g.row for g in groups.values()))
+    order = ["none", "lstm", "utransformer-seq", "transformer-seq", "transformer"]
+    return [r for r in order if r in present] + [r for r in present if r not in order]
+
+
+def cls_tables(groups: dict[str, Group]) -> str:
+    out = []
+    for title, key, paper in (
+        ("µ-accuracy", "mu_accuracy", PAPER_CLS_ACCURACY),
+        ("D-accuracy", "d_accuracy", None),
+        ("A-accuracy", "a_accuracy", None),
+        ("ECE (20 bins)", "ece", PAPER_CLS_ECE),
+    ):
+        note = " (the paper's number in brackets)" if paper else " (the paper gives plots only)"
+        out.append(f"### {title}{note}\n")
+        out.append("| teacher \\ student | " + " | ".join(CLS_MODELS) + " |")
+        out.append("|---" * (len(CLS_MODELS) + 1) + "|")
+        for row in table_rows(groups):
+            by_student = paper.get(None if row == "none" else row, {}) if paper else {}
+            cells = [
+                cell(find_group(groups, s, row), key, by_student.get(s), 4 if key == "ece" else 3)
+                for s in CLS_MODELS
+            ]
+            out.append(f"| {row} | " + " | ".join(cells) + " |")
+        out.append("")
+    return "\n".join(out)
+
+
+def lm_table(groups: dict[str, Group]) -> str:
+    out = [
+        "| model | perplexity (paper) | A-accuracy (paper) | agreement µ-accuracy | "
+        "D-accuracy | ECE |",
+        "|---|---|---|---|---|---|",
+    ]
+    for (t, s), (ppl, acc) in PAPER_LM.items():
+        g = find_group(groups, s, t)
+        if g is None:
+            continue
+        out.append(
+            f"| {g.name} | {cell(g, 'perplexity', ppl, 1)} | "
+            f"{cell(g, 'a_accuracy', acc)} | {cell(g, 'mu_accuracy', None)} | "
+            f"{cell(g, 'd_accuracy', None)} | {cell(g, 'ece', None, 4)} |"
+        )
+    return "\n".join(out) + "\n"
+
+
+def counts_note(runs: list[Run]) -> str:
+    m = runs[0].metrics
+    d = ", ".join(f"{k}: {v['n']}" for k, v in m["accuracy_by_distance"].items())
+    a = ", ".join(f"{k}: {v['n']}" for k, v in m["accuracy_by_attractors"].items())
+    return (
+        f"Test examples per group (the same for every run): distance {d}; "
+        f"all-attractor examples by attractor count {a}. Groups with few examples make "
+        "D- and A-accuracy noisy; empty groups are left out of their means.\n"
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# claims (PAPER.md, "The claims to reproduce")
+
+
+def _ordered_means(groups, models, key):
+    return [
+        (m, find_group(groups, m, None).mean(key)) for m in models if find_group(groups, m, None)
+    ]
+
+
+def _monotone(values: list[float], increasing: bool) -> bool:
+    pairs = list(zip(values, values[1:]))
+    return all(b > a for a, b in pairs) if increasing else all(b < a for a, b in pairs)
+
+
+def claim1(groups) -> str:
+    acc = _ordered_means(groups, CLS_MODELS, "mu_accuracy")
+    ece = _ordered_means(groups, CLS_MODELS, "ece")
+    if len(acc) < len(CLS_MODELS):
+        return "**Claim 1** (each added bias helps, without KD): not all four models ran."
+    a_ok, e_ok = _monotone([v for _, v in acc], True), _monotone([v for _, v in ece], False)
+    verdict = (
+        "held"
+        if a_ok and e_ok
+        else "held for accuracy only"
+        if a_ok
+        else "held for ECE only"
+        if e_ok
+        else "did not hold"
+    )
+    return (
+        "**Claim 1** (without KD, accuracy rises and ECE falls from Transformer to "
+        f"Transformer-seq to UTransformer-seq to LSTM): **{verdict}**. µ-accuracy "
+        + ", ".join(f"{m} {v:.3f}" for m, v in acc)
+        + "; ECE "
+        + ", ".join(f"{m} {v:.4f}" for m, v in ece)
+        + "."
+    )
+
+
+def claim2(groups) -> str:
+    students = [s for s in CLS_MODELS if s != "lstm"]
+    lines, acc_up, ece_down, a_most, over_control = [], 0, 0, 0, 0
+    tested = 0
+    for s in students:
+        alone, taught = find_group(groups, s, None), find_group(groups, s, "lstm")
+        if not (alone and taught):
+            continue
+        tested += 1
+        dm, sm = difference(taught, alone, "mu_accuracy")
+        da, sa = difference(taught, alone, "a_accuracy")
+        dd, sd = difference(taught, alone, "d_accuracy")
+        de, se = difference(taught, alone, "ece")
+        acc_up += dm > 0
+        ece_down += de < 0
+        a_most += da > max(dm, dd)
+        lines.append(
+            f"  - {s}: µ-accuracy {signed(dm, sm)}, D-accuracy {signed(dd, sd)}, "
+            f"A-accuracy {signed(da, sa)}, ECE {signed(de, se, 4)}"
+        )
+        control = find_group(groups, s, CONTROL_ROW)
+        if control is not None:
+            cm, csm = difference(taught, control, "mu_accuracy")
+            ca, csa = difference(taught, control, "a_accuracy")
+            ce_, cse = difference(taught, control, "ece")
+            over_control += cm > 0
+            lines.append(
+                f"    - against `{CONTROL_ROW}` (the same inputs, the verb's tag as label, no "
+                f"teacher): µ-accuracy {signed(cm, csm)}, A-accuracy {signed(ca, csa)}, "
+                f"ECE {signed(ce_, cse, 4)}"
+            )
+    if not tested:
+        return "**Claim 2** (an LSTM teacher helps every Transformer student): not run."
+    verdict = (
+        "held"
+        if acc_up == ece_down == tested
+        else "partly held"
+        if acc_up or ece_down
+        else "did not hold"
+    )
+    text = (
+        f"**Claim 2** (an LSTM teacher raises every Transformer student's accuracy, "
+        f"A-accuracy most, and lowers its ECE): **{verdict}**: accuracy rose for {acc_up} "
+        f"of {tested} students, ECE fell for {ece_down} of {tested}, A-accuracy gained "
+        f"most for {a_most} of {tested}. Distilled minus alone (± standard error; "
+        "'within noise' when under two standard errors):\n" + "\n".join(lines)
+    )
+    if any(find_group(groups, st, CONTROL_ROW) for st in students):
+        text += (
+            f"\n  - against the control row the distilled student was more accurate for "
+            f"{over_control} of {tested} students, so the gain over `none` is not the extra "
+            "inputs' alone."
+        )
+    order = ["lstm", "utransformer-seq", "transformer-seq", "transformer"]
+    teachers = [t for t in order if any(g.row == t for g in groups.values())]
+    if len(teachers) > 1:
+        ranked = []
+        for s in CLS_MODELS:
+            accs = [
+                (t, find_group(groups, s, t).mean("mu_accuracy"))
+                for t in teachers
+                if find_group(groups, s, t)
+            ]
+            ranked.append(_monotone([v for _, v in accs], False))
+        text += (
+            f"\n  - a stronger-bias teacher helped more (accuracy ordered LSTM > UT-seq > "
+            f"T-seq > Transformer teacher) for {sum(ranked)} of {len(ranked)} students."
+        )
+    else:
+        text += (
+            "\n  - whether a stronger-bias teacher helps more needs the other teacher rows "
+            "(`--budget paper`)."
+        )
+    return text
+
+
+def claim4(groups) -> str:
+    lstm, small = find_group(groups, "lstm", None), find_group(groups, "small-lstm", None)
+    tr = find_group(groups, "transformer", None)
+    parts = []
+    if lstm and tr:
+        worse_ppl = lstm.mean("perplexity") > tr.mean("perplexity")
+        better_agr = lstm.mean("a_accuracy") > tr.mean("a_accuracy")
+        parts.append(
+            f"LSTM perplexity {lstm.mean('perplexity'):.1f} vs Transformer "
+            f"{tr.mean('perplexity'):.1f}, A-accuracy {lstm.mean('a_accuracy'):.3f} vs "
+            f"{tr.mean('a_accuracy'):.3f} (the paper's pattern, worse perplexity but "
+            f"better agreement: {'yes' if worse_ppl and better_agr else 'no'})"
+        )
+    for teacher in (lstm, small):
+        if teacher is None or tr is None:
+            continue
+        taught = find_group(groups, "transformer", teacher.model)
+        if taught is None:
+            continue
+        da, sa = difference(taught, tr, "a_accuracy")
+        dp, sp = difference(taught, tr, "perplexity")
+        toward = abs(taught.mean("perplexity") - teacher.mean("perplexity")) < abs(
+            tr.mean("perplexity") - teacher.mean("perplexity")
+        )
+        parts.append(
+            f"{teacher.model} -> transformer: A-accuracy {signed(da, sa)}, perplexity "
+            f"{signed(dp, sp, 1)}; perplexity moved toward the teacher's: "
+            f"{'yes' if toward else 'no'}"
+        )
+    if not parts:
+        return "**Claim 4** (perplexity is not agreement): not run."
+    return (
+        "**Claim 4** (better perplexity does not mean better agreement; distillation "
+        "raises a Transformer's agreement and brings its perplexity toward the "
+        "teacher's):\n" + "\n".join(f"  - {p}" for p in parts)
+    )
+
+
+def claim5(groups) -> str:
+    rows = []
+    for big, small, expect in (
+        ("transformer", "small-transformer", "smaller better"),
+        ("lstm", "small-lstm", "bigger better"),
+    ):
+        b, s = find_group(groups, big, None), find_group(groups, small, None)
+        if b and s:
+            small_better = (
+                s.mean("perplexity") < b.mean("perplexity"),
+                s.mean("a_accuracy") > b.mean("a_accuracy"),
+            )
+            rows.append(
+                f"{small} vs {big}: perplexity {s.mean('perplexity'):.1f} vs "
+                f"{b.mean('perplexity'):.1f}, A-accuracy {s.mean('a_accuracy'):.3f} vs "
+                f"{b.mean('a_accuracy'):.3f} (paper: {expect}; here the smaller is "
+                f"better in perplexity: {'yes' if small_better[0] else 'no'}, in "
+                f"agreement: {'yes' if small_better[1] else 'no'})"
+            )
+    if not rows:
+        return "**Claim 5** (model size with limited data): not run."
+    return (
+        "**Claim 5** (with limited data a smaller Transformer does better than a bigger "
+        "one, a smaller LSTM worse):\n" + "\n".join(f"  - {r}" for r in rows)
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# figures and the report
+
+
+def plot_lm(groups: dict[str, Group], path: Path) -> None:
+    """LM setup: every run's test perplexity against its A-accuracy, a style per group."""
+    fig, ax = pyplot().subplots(figsize=(5.5, 4.2))
+    for g in groups.values():
+        look = style(g)
+        ax.scatter(
+            [r.metrics["perplexity"] for r in g.runs],
+            [r.metrics["a_accuracy"] for r in g.runs],
+            label=g.name,
+            marker=look["marker"],
+            color=look["color"],
+        )
+    ax.set(xlabel="test perplexity", ylabel="A-accuracy")
+    ax.grid(alpha=0.3)
+    save(fig, ax, path)
+
+
+def sections(groups, runs, rep, fig_dir: Path) -> list[str]:
+    """Scenario 1: the tables, the verdicts and the figures of an agreement grid."""
+    plot_groups_by(
+        groups,
+        "accuracy_by_distance",
+        "distance (verb index - subject index)",
+        fig_dir / "accuracy_by_distance.png",
+    )
+    plot_groups_by(
+        groups,
+        "accuracy_by_attractors",
+        "attractors (all intervening nouns)",
+        fig_dir / "accuracy_by_attractors.png",
+    )
+    if runs[0].setup == "cls":
+        parts = [
+            "## Tables (test split)\n",
+            cls_tables(groups),
+            counts_note(runs),
+            "## The paper's claims\n",
+            claim1(groups) + "\n",
+            claim2(groups) + "\n",
+            claim3(groups, rep, "lstm", "lstm") + "\n",
+        ]
+    else:
+        plot_lm(groups, fig_dir / "perplexity_vs_agreement.png")
+        parts = [
+            "## Table (test split)\n",
+            lm_table(groups),
+            counts_note(runs),
+            "## The paper's claims\n",
+            claim4(groups) + "\n",
+            claim5(groups) + "\n",
+            claim3(groups, rep, "lstm", "lstm") + "\n",
+            "![perplexity vs agreement](figures/perplexity_vs_agreement.png)\n",
+        ]
+    return parts + [
+        "## Figures\n",
+        "![accuracy by distance](figures/accuracy_by_distance.png)\n",
+        "![accuracy by attractors](figures/accuracy_by_attractors.png)\n",
+    ]
+
+
+def prepare(runs: list[GridRun], out: Path) -> None:
+    """Load every data set the runs name, so that a missing or malformed one is refused
+    (`IbkdError` naming it) before any run starts."""
+    from ibkd.data.splits import load_splits
+
+    seen = set()
+    for r in runs:
+        d = r.config.data
+        key = (d.data, d.split_seed, d.train_fraction, d.valid_fraction)
+        if key not in seen:
+            seen.add(key)
+            load_splits(d.data, seed=d.split_seed, fractions=(d.train_fraction, d.valid_fraction))
+
+
+def notes(budget: str, configs: list[dict]) -> str:
+    """The budget's note, its temperature read from the distilled runs' configs."""
+    note = BUDGETS[budget].note if budget in BUDGETS else ""
+    temps = sorted({c["distill"]["temperature"] for c in configs if c.get("distill")})
+    return note.format(temperature=" / ".join(f"{t:g}" for t in temps) or "?")
+
+
+register(
+    Scenario(
+        name="scenario1",
+        help="LSTM -> Transformers on subject-verb agreement",
+        budgets=tuple(BUDGETS),
+        setups=("cls", "lm"),
+        grid=grid,
+        prepare=prepare,
+        notes=notes,
+        sections=sections,
+    )
+)
