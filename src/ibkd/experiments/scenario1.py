@@ -15,7 +15,7 @@ from ibkd.experiments import Scenario, register
 from ibkd.experiments.figures import plot_groups_by, pyplot, save, style
 from ibkd.experiments.grid import GridRun, pick_budget
 from ibkd.experiments.results import Group, Run, cell, find_group
-from ibkd.experiments.verdicts import claim3, difference, signed
+from ibkd.experiments.verdicts import METHOD, Comparison, claim3, compare, seeds_of, verdict
 
 # the paper's column order: weakest bias to strongest
 CLS_MODELS = ("transformer", "transformer-seq", "utransformer-seq", "lstm")
@@ -225,109 +225,119 @@ def counts_note(runs: list[Run]) -> str:
 # claims (PAPER.md, "The claims to reproduce")
 
 
-def _ordered_means(groups, models, key):
-    return [
-        (m, find_group(groups, m, None).mean(key)) for m in models if find_group(groups, m, None)
-    ]
+def _steps(groups, models, key: str, increasing: bool) -> list[tuple[str, str, Comparison]]:
+    """Each adjacent pair of `models` trained alone: (weaker, stronger, stronger minus weaker
+    of `key`, signed so that +1 is the claimed direction)."""
+    alone = [(m, find_group(groups, m, None)) for m in models]
+    out = []
+    for (ma, a), (mb, b) in zip(alone, alone[1:]):
+        c = compare(b, a, key)
+        out.append((ma, mb, c if increasing else _flip(c)))
+    return out
 
 
-def _monotone(values: list[float], increasing: bool) -> bool:
-    pairs = list(zip(values, values[1:]))
-    return all(b > a for a, b in pairs) if increasing else all(b < a for a, b in pairs)
+def _flip(c: Comparison) -> Comparison:
+    """b minus a instead of a minus b."""
+    return Comparison(-c.diff, -c.high, -c.low, c.n, c.paired, c.seeds_needed)
 
 
 def claim1(groups) -> str:
-    acc = _ordered_means(groups, CLS_MODELS, "mu_accuracy")
-    ece = _ordered_means(groups, CLS_MODELS, "ece")
-    if len(acc) < len(CLS_MODELS):
+    """Without KD, µ-accuracy rises and ECE falls with each added bias (Transformer <
+    Transformer-seq < UTransformer-seq < LSTM), judged step by step between adjacent models."""
+    if not all(find_group(groups, m, None) for m in CLS_MODELS):
         return "**Claim 1** (each added bias helps, without KD): not all four models ran."
-    a_ok, e_ok = _monotone([v for _, v in acc], True), _monotone([v for _, v in ece], False)
-    verdict = (
-        "held"
-        if a_ok and e_ok
-        else "held for accuracy only"
-        if a_ok
-        else "held for ECE only"
-        if e_ok
-        else "did not hold"
-    )
+    n = seeds_of(groups)
+    parts, lines = [], []
+    for label, key, up, digits in (
+        ("µ-accuracy", "mu_accuracy", True, 3),
+        ("ECE", "ece", False, 4),
+    ):
+        steps = _steps(groups, CLS_MODELS, key, up)
+        parts.append(f"{verdict([c.sign for *_, c in steps], n)} for {label}")
+        means = ", ".join(
+            f"{m} {find_group(groups, m, None).mean(key):.{digits}f}" for m in CLS_MODELS
+        )
+        diffs = "; ".join(f"{b} − {a} {(c if up else _flip(c)).text(digits)}" for a, b, c in steps)
+        lines.append(f"  - {label}: {means}. Steps: {diffs}")
     return (
         "**Claim 1** (without KD, accuracy rises and ECE falls from Transformer to "
-        f"Transformer-seq to UTransformer-seq to LSTM): **{verdict}**. µ-accuracy "
-        + ", ".join(f"{m} {v:.3f}" for m, v in acc)
-        + "; ECE "
-        + ", ".join(f"{m} {v:.4f}" for m, v in ece)
-        + "."
+        f"Transformer-seq to UTransformer-seq to LSTM): **{'; '.join(parts)}**. "
+        "Each step compares adjacent models trained alone:\n" + "\n".join(lines)
     )
 
 
 def claim2(groups) -> str:
+    """An LSTM teacher raises every Transformer student's accuracy (A-accuracy most) and
+    lowers its ECE: distilled minus alone, paired by seed; also against the control row and,
+    with several teacher rows, whether a stronger-bias teacher helps more."""
     students = [s for s in CLS_MODELS if s != "lstm"]
-    lines, acc_up, ece_down, a_most, over_control = [], 0, 0, 0, 0
+    lines, signs, acc_up, ece_down, a_most, over_control = [], [], 0, 0, 0, 0
     tested = 0
     for s in students:
         alone, taught = find_group(groups, s, None), find_group(groups, s, "lstm")
         if not (alone and taught):
             continue
         tested += 1
-        dm, sm = difference(taught, alone, "mu_accuracy")
-        da, sa = difference(taught, alone, "a_accuracy")
-        dd, sd = difference(taught, alone, "d_accuracy")
-        de, se = difference(taught, alone, "ece")
-        acc_up += dm > 0
-        ece_down += de < 0
-        a_most += da > max(dm, dd)
+        dm, dd = compare(taught, alone, "mu_accuracy"), compare(taught, alone, "d_accuracy")
+        da, de = compare(taught, alone, "a_accuracy"), compare(taught, alone, "ece")
+        signs += [dm.sign, -de.sign]
+        acc_up += dm.sign > 0
+        ece_down += de.sign < 0
+        a_most += da.sign > 0 and da.diff > max(dm.diff, dd.diff)
         lines.append(
-            f"  - {s}: µ-accuracy {signed(dm, sm)}, D-accuracy {signed(dd, sd)}, "
-            f"A-accuracy {signed(da, sa)}, ECE {signed(de, se, 4)}"
+            f"  - {s}: µ-accuracy {dm.text()}, D-accuracy {dd.text()}, "
+            f"A-accuracy {da.text()}, ECE {de.text(4)}"
         )
         control = find_group(groups, s, CONTROL_ROW)
         if control is not None:
-            cm, csm = difference(taught, control, "mu_accuracy")
-            ca, csa = difference(taught, control, "a_accuracy")
-            ce_, cse = difference(taught, control, "ece")
-            over_control += cm > 0
+            cm = compare(taught, control, "mu_accuracy")
+            ca, ce = compare(taught, control, "a_accuracy"), compare(taught, control, "ece")
+            over_control += cm.sign > 0
             lines.append(
                 f"    - against `{CONTROL_ROW}` (the same inputs, the verb's tag as label, no "
-                f"teacher): µ-accuracy {signed(cm, csm)}, A-accuracy {signed(ca, csa)}, "
-                f"ECE {signed(ce_, cse, 4)}"
+                f"teacher): µ-accuracy {cm.text()}, A-accuracy {ca.text()}, "
+                f"ECE {ce.text(4)}"
             )
     if not tested:
         return "**Claim 2** (an LSTM teacher helps every Transformer student): not run."
-    verdict = (
-        "held"
-        if acc_up == ece_down == tested
-        else "partly held"
-        if acc_up or ece_down
-        else "did not hold"
+    n = seeds_of(groups)
+    counts = (
+        f"accuracy rose for {acc_up} of {tested} students, ECE fell for {ece_down} of "
+        f"{tested}, A-accuracy rose and gained most for {a_most} of {tested} (counting only "
+        "differences whose interval excludes zero)"
+        if n >= 2
+        else "differences of one seed are shown without a judgement"
     )
     text = (
         f"**Claim 2** (an LSTM teacher raises every Transformer student's accuracy, "
-        f"A-accuracy most, and lowers its ECE): **{verdict}**: accuracy rose for {acc_up} "
-        f"of {tested} students, ECE fell for {ece_down} of {tested}, A-accuracy gained "
-        f"most for {a_most} of {tested}. Distilled minus alone (± standard error; "
-        "'within noise' when under two standard errors):\n" + "\n".join(lines)
+        f"A-accuracy most, and lowers its ECE): **{verdict(signs, n)}**: {counts}. "
+        "Distilled minus alone:\n" + "\n".join(lines)
     )
-    if any(find_group(groups, st, CONTROL_ROW) for st in students):
+    if n >= 2 and any(find_group(groups, st, CONTROL_ROW) for st in students):
         text += (
-            f"\n  - against the control row the distilled student was more accurate for "
-            f"{over_control} of {tested} students, so the gain over `none` is not the extra "
-            "inputs' alone."
+            f"\n  - against the control row the distilled student was more accurate (interval "
+            f"above zero) for {over_control} of {tested} students"
+            + (
+                ", so the gain over `none` is not the extra inputs' alone."
+                if over_control == tested
+                else "."
+            )
         )
     order = ["lstm", "utransformer-seq", "transformer-seq", "transformer"]
     teachers = [t for t in order if any(g.row == t for g in groups.values())]
     if len(teachers) > 1:
-        ranked = []
+        ranked, steps = 0, []
         for s in CLS_MODELS:
-            accs = [
-                (t, find_group(groups, s, t).mean("mu_accuracy"))
-                for t in teachers
-                if find_group(groups, s, t)
-            ]
-            ranked.append(_monotone([v for _, v in accs], False))
+            rows = [find_group(groups, s, t) for t in teachers]
+            rows = [g for g in rows if g is not None]
+            cs = [compare(a, b, "mu_accuracy") for a, b in zip(rows, rows[1:])]
+            ranked += bool(cs) and all(c.sign > 0 for c in cs)
+            steps += cs
+        unclear = sum(c.sign == 0 for c in steps)
         text += (
-            f"\n  - a stronger-bias teacher helped more (accuracy ordered LSTM > UT-seq > "
-            f"T-seq > Transformer teacher) for {sum(ranked)} of {len(ranked)} students."
+            f"\n  - a stronger-bias teacher helped more (accuracy LSTM > UT-seq > T-seq > "
+            f"Transformer teacher, each step separable) for {ranked} of {len(CLS_MODELS)} "
+            f"students; {unclear} of {len(steps)} steps not separable with {n} seeds."
         )
     else:
         text += (
@@ -338,17 +348,20 @@ def claim2(groups) -> str:
 
 
 def claim4(groups) -> str:
+    """LM setup: better perplexity does not mean better agreement (LSTM vs Transformer, Welch),
+    and distillation raises a Transformer's agreement and moves its perplexity toward the
+    teacher's (distilled minus alone, paired by seed)."""
     lstm, small = find_group(groups, "lstm", None), find_group(groups, "small-lstm", None)
     tr = find_group(groups, "transformer", None)
     parts = []
     if lstm and tr:
-        worse_ppl = lstm.mean("perplexity") > tr.mean("perplexity")
-        better_agr = lstm.mean("a_accuracy") > tr.mean("a_accuracy")
+        ppl, agr = compare(lstm, tr, "perplexity"), compare(lstm, tr, "a_accuracy")
         parts.append(
             f"LSTM perplexity {lstm.mean('perplexity'):.1f} vs Transformer "
-            f"{tr.mean('perplexity'):.1f}, A-accuracy {lstm.mean('a_accuracy'):.3f} vs "
-            f"{tr.mean('a_accuracy'):.3f} (the paper's pattern, worse perplexity but "
-            f"better agreement: {'yes' if worse_ppl and better_agr else 'no'})"
+            f"{tr.mean('perplexity'):.1f} (LSTM minus Transformer {ppl.text(1)}), A-accuracy "
+            f"{lstm.mean('a_accuracy'):.3f} vs {tr.mean('a_accuracy'):.3f} ({agr.text()}); "
+            "the paper's pattern, worse perplexity but better agreement: "
+            + _yes_no(ppl.sign > 0 and agr.sign > 0, ppl.sign < 0 or agr.sign < 0, ppl.n)
         )
     for teacher in (lstm, small):
         if teacher is None or tr is None:
@@ -356,15 +369,12 @@ def claim4(groups) -> str:
         taught = find_group(groups, "transformer", teacher.model)
         if taught is None:
             continue
-        da, sa = difference(taught, tr, "a_accuracy")
-        dp, sp = difference(taught, tr, "perplexity")
-        toward = abs(taught.mean("perplexity") - teacher.mean("perplexity")) < abs(
-            tr.mean("perplexity") - teacher.mean("perplexity")
-        )
+        da, dp = compare(taught, tr, "a_accuracy"), compare(taught, tr, "perplexity")
+        toward = 1 if teacher.mean("perplexity") > tr.mean("perplexity") else -1
         parts.append(
-            f"{teacher.model} -> transformer: A-accuracy {signed(da, sa)}, perplexity "
-            f"{signed(dp, sp, 1)}; perplexity moved toward the teacher's: "
-            f"{'yes' if toward else 'no'}"
+            f"{teacher.model} -> transformer: A-accuracy {da.text()}, perplexity "
+            f"{dp.text(1)}; perplexity moved toward the teacher's: "
+            + _yes_no(dp.sign == toward, dp.sign == -toward, dp.n)
         )
     if not parts:
         return "**Claim 4** (perplexity is not agreement): not run."
@@ -375,7 +385,16 @@ def claim4(groups) -> str:
     )
 
 
+def _yes_no(yes: bool, no: bool, n: int) -> str:
+    """yes / no when the intervals decide it, else that the seeds do not separate it."""
+    if n < 2:
+        return "no verdict with 1 seed (needs ≥ 2 seeds)"
+    return "yes" if yes else "no" if no else f"not separable with {n} seeds"
+
+
 def claim5(groups) -> str:
+    """LM setup, limited data: a smaller Transformer does better than a bigger one, a smaller
+    LSTM worse (smaller minus bigger, Welch)."""
     rows = []
     for big, small, expect in (
         ("transformer", "small-transformer", "smaller better"),
@@ -383,16 +402,14 @@ def claim5(groups) -> str:
     ):
         b, s = find_group(groups, big, None), find_group(groups, small, None)
         if b and s:
-            small_better = (
-                s.mean("perplexity") < b.mean("perplexity"),
-                s.mean("a_accuracy") > b.mean("a_accuracy"),
-            )
+            ppl, agr = compare(s, b, "perplexity"), compare(s, b, "a_accuracy")
             rows.append(
                 f"{small} vs {big}: perplexity {s.mean('perplexity'):.1f} vs "
-                f"{b.mean('perplexity'):.1f}, A-accuracy {s.mean('a_accuracy'):.3f} vs "
-                f"{b.mean('a_accuracy'):.3f} (paper: {expect}; here the smaller is "
-                f"better in perplexity: {'yes' if small_better[0] else 'no'}, in "
-                f"agreement: {'yes' if small_better[1] else 'no'})"
+                f"{b.mean('perplexity'):.1f} ({ppl.text(1)}), A-accuracy "
+                f"{s.mean('a_accuracy'):.3f} vs {b.mean('a_accuracy'):.3f} ({agr.text()}) "
+                f"(paper: {expect}; here the smaller is better in perplexity: "
+                f"{_yes_no(ppl.sign < 0, ppl.sign > 0, ppl.n)}, in agreement: "
+                f"{_yes_no(agr.sign > 0, agr.sign < 0, agr.n)})"
             )
     if not rows:
         return "**Claim 5** (model size with limited data): not run."
@@ -443,6 +460,7 @@ def sections(groups, runs, rep, fig_dir: Path) -> list[str]:
             cls_tables(groups),
             counts_note(runs),
             "## The paper's claims\n",
+            METHOD,
             claim1(groups) + "\n",
             claim2(groups) + "\n",
             claim3(groups, rep, "lstm", "lstm") + "\n",
@@ -454,6 +472,7 @@ def sections(groups, runs, rep, fig_dir: Path) -> list[str]:
             lm_table(groups),
             counts_note(runs),
             "## The paper's claims\n",
+            METHOD,
             claim4(groups) + "\n",
             claim5(groups) + "\n",
             claim3(groups, rep, "lstm", "lstm") + "\n",
