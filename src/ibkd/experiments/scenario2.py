@@ -151,9 +151,10 @@ def plot_by_test_set(groups: dict[str, Group], path: Path) -> None:
             edgecolor="white",
         )
     ax.set_xticks(np.arange(len(TEST_SETS)) + 0.4 - width / 2, list(TEST_SETS.values()))
-    ax.set(ylabel="accuracy (mean over seeds)", ylim=(0, 1))
+    ax.axhline(0.1, color="grey", linewidth=0.8, linestyle=(0, (4, 3)), label="chance (0.1)")
+    ax.set(ylabel="accuracy (mean ± std over seeds)", ylim=(0, 1))
     ax.grid(alpha=0.3, axis="y")
-    save(fig, ax, path, {"ncol": len(groups), "loc": "lower center", "bbox_to_anchor": (0.5, 1)})
+    save(fig, ax, path)
 
 
 def plot_shift_examples(images: np.ndarray, path: Path) -> None:
