@@ -256,6 +256,7 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
         notes=(note[0].upper() + note[1:] + ".") if note else "",
         scenario=args.scenario,
         budget=args.budget,
+        force=args.force,
     )
     print(result.summary(), file=sys.stderr)
     print(f"report: {write_report(out)}")
@@ -515,6 +516,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--max-train-rows",
         type=int,
         help="train on the first N training rows (and N transfer prefixes) only (smoke tests)",
+    )
+    r.add_argument(
+        "--force",
+        action="store_true",
+        help="retrain runs of --out that were trained with other settings (and their "
+        "students) instead of stopping with an error",
     )
     r.add_argument("--no-progress", action="store_true")
     r.set_defaults(func=cmd_reproduce)

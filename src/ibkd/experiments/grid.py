@@ -6,9 +6,11 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import sys
 import time
 import traceback
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -93,23 +95,34 @@ def resolved(run: GridRun, out: Path) -> RunConfig:
     return cfg
 
 
-def _train_one(cfg: RunConfig, folder: str, threads: int | None, progress: bool) -> None:
-    """One grid run (in this process or a pool worker)."""
+def _train_one(
+    cfg: RunConfig, folder: str, threads: int | None, progress: bool,
+    report: Callable[[int], None] | None = None,
+) -> None:  # fmt: skip
+    """One grid run (in this process, a pool worker or a Ray task): `threads` torch threads
+    (None: leave as is) and `report(step)` after every optimizer step (e.g. progress for the
+    grid's display). Errors other than `IbkdError` leave their traceback in error.txt."""
     import torch
 
     from ibkd.train import train_run
 
-    on_step = None
-    if threads is not None:  # a pool worker: stop if the grid process is killed
+    checks = [report] if report is not None else []
+    if threads is not None:  # a worker: stop if the grid process is killed
         torch.set_num_threads(threads)
         parent = os.getppid()
 
-        def on_step(step: int) -> None:
+        def orphaned(step: int) -> None:
             if os.getppid() != parent:
                 raise SystemExit(f"{folder}: the grid process has gone; stopping at step {step}")
 
+        checks.append(orphaned)
+
+    def on_step(step: int) -> None:
+        for check in checks:
+            check(step)
+
     try:
-        train_run(cfg, folder, resume=True, progress=progress, on_step=on_step)
+        train_run(cfg, folder, resume=True, progress=progress, on_step=on_step if checks else None)
     except IbkdError:
         raise
     except Exception as e:
@@ -134,13 +147,18 @@ def default_workers(device: str = "auto") -> int:
 def run_grid(
     runs: list[GridRun], out: str | Path, *, progress: bool = True, workers: int = 1,
     title: str = "", notes: str = "", executor: Executor | None = None,
-    scenario: str | None = None, budget: str | None = None,
+    scenario: str | None = None, budget: str | None = None, force: bool = False,
 ) -> GridResult:  # fmt: skip
     """Run every run of the grid into `out/<name>`, on `executor` (default: in this process
     when `workers` is 1, else a pool of `workers` processes with cores / workers threads each).
     A run starts once its teacher has finished, not when a whole stage has. `title` and `notes`
     are kept in grid.json for the report, with the `scenario` and `budget` names that the
-    report dispatches on."""
+    report dispatches on.
+
+    A run already in `out` (finished or not) is reused only if its saved config is the one
+    asked for; otherwise `IbkdError` names the run and the differing options before anything
+    starts, unless `force`, which deletes such runs (and their students) and trains them
+    again."""
     from ibkd.experiments.executors import local
 
     out = Path(out).absolute()
@@ -167,6 +185,18 @@ def run_grid(
     executor = executor or local(workers, progress)
     running: dict = {}  # handle -> run
     try:
+        stale = stale_runs(pending, out)
+        if stale and not force:
+            name, diffs = next(iter(stale.items()))
+            raise IbkdError(
+                f"{out / name}: trained with other settings than this grid asks for "
+                f"({'; '.join(diffs[:4])}{'; ...' if len(diffs) > 4 else ''})"
+                + (f" and {len(stale) - 1} more runs" if len(stale) > 1 else "")
+                + ": rerun with the grid's own options, use another --out, or --force to "
+                "train them again"
+            )
+        for name in with_students(stale, pending):
+            shutil.rmtree(out / name, ignore_errors=True)
         while pending or running:
             for run in list(pending):
                 if executor.slots is not None and len(running) >= executor.slots:
@@ -192,7 +222,15 @@ def run_grid(
                 raise IbkdError("grid: runs wait for teachers that will never run")
             if running:
                 if bar is not None:
-                    bar.set_description("grid: " + ", ".join(r.name for r in running.values()))
+                    steps = getattr(executor, "steps", {})
+                    bar.set_description(
+                        "grid: "
+                        + ", ".join(
+                            r.name + (f" step {steps[str(out / r.name)]}" if str(out / r.name)
+                                      in steps else "")
+                            for r in running.values()
+                        )
+                    )  # fmt: skip
                 for handle, error in executor.wait(list(running)):
                     settle(running.pop(handle), error)
     finally:
@@ -272,3 +310,52 @@ def _timings(manifest: Path, result: GridResult) -> dict:
         "total_seconds": round(sum(c.get("seconds", 0) for c in calls), 1),
         "calls": calls,
     }
+
+
+HOST_SETTINGS = ("device", "compile")  # how a run executes, not what it computes
+
+
+def config_differences(saved: dict, wanted: dict, prefix: str = "") -> list[str]:
+    """'section.option: saved -> wanted' for every option that differs between two
+    `RunConfig.to_dict()` dicts, leaving out how a run executes (device, compile) and the
+    teacher's folder (a grid names teachers by run, and a grid folder may move)."""
+    out = []
+    for key in sorted(set(saved) | set(wanted), key=str):
+        path = f"{prefix}{key}"
+        if path in {f"train.{h}" for h in HOST_SETTINGS} or path == "distill.teacher":
+            continue
+        a, b = saved.get(key), wanted.get(key)
+        if isinstance(a, dict) and isinstance(b, dict):
+            out += config_differences(a, b, path + ".")
+        elif a != b:
+            out.append(f"{path}: {a!r} there, {b!r} asked")
+    return out
+
+
+def stale_runs(runs: list[GridRun], out: Path) -> dict[str, list[str]]:
+    """Runs already in `out` whose saved config.yaml differs from what the grid asks:
+    name -> the differing options (`config_differences`). An unreadable config counts as
+    differing."""
+    stale = {}
+    for run in runs:
+        path = out / run.name / "config.yaml"
+        if not path.exists():
+            continue
+        try:
+            saved = RunConfig.load(path).to_dict()
+        except IbkdError as e:
+            stale[run.name] = [f"config.yaml unreadable: {e}"]
+            continue
+        diffs = config_differences(saved, resolved(run, out).to_dict())
+        if diffs:
+            stale[run.name] = diffs
+    return stale
+
+
+def with_students(names, runs: list[GridRun]) -> list[str]:
+    """`names` and, transitively, every run of `runs` taught by one of them."""
+    out = set(names)
+    for run in runs:  # teachers come first (`ordered`)
+        if run.teacher in out:
+            out.add(run.name)
+    return [r.name for r in runs if r.name in out]
