@@ -198,10 +198,12 @@ class Ray:
         check_shared_storage(out)
 
     def submit(self, cfg: RunConfig, folder: str):
+        """Start the run as a Ray task; its object ref is the handle."""
         # a GPU task sees only its own GPU(s) as cuda:0; "auto" picks it
         return self.task.remote(cfg, folder, self.threads, False)
 
     def wait(self, handles):
+        """Block until one task ends; its error is the task's own exception when it has one."""
         done, _ = self.ray.wait(handles, num_returns=1)
         ended = []
         for ref in done:
@@ -215,7 +217,7 @@ class Ray:
         return ended
 
     def close(self) -> None:
-        pass  # the cluster belongs to whoever started it
+        """Nothing: the cluster belongs to whoever started it."""
 
 
 def _sees(path: str, token: str) -> tuple[str, bool]:

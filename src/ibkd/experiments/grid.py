@@ -34,12 +34,16 @@ class GridRun:
 
 @dataclass
 class GridResult:
+    """What one call of `run_grid` did: runs trained, skipped (finished before), failed (name
+    -> reason), and its wall time in seconds."""
+
     finished: list[str] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)  # finished before this call
     failed: dict[str, str] = field(default_factory=dict)  # name -> reason
     seconds: float = 0.0
 
     def summary(self) -> str:
+        """One line of counts and seconds, then a line per failed run."""
         text = (
             f"{len(self.finished)} runs trained, {len(self.skipped)} already done, "
             f"{len(self.failed)} failed ({self.seconds:.0f} s)"

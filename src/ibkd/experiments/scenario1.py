@@ -25,6 +25,10 @@ LM_PAIRS = (("lstm", "transformer"), ("small-lstm", "transformer"))
 
 @dataclass(frozen=True)
 class Budget:
+    """A named budget of scenario 1: preset, seeds, which teacher rows, and the quick
+    budget's departures from the paper (transfer set, temperature, control row); `note` is a
+    template filled from the runs' configs by `notes`."""
+
     preset: str
     seeds: int
     cls_teachers: tuple[str, ...]  # which teacher rows of the paper's table to run
@@ -170,6 +174,8 @@ def table_rows(groups: dict[str, Group]) -> list[str]:
 
 
 def cls_tables(groups: dict[str, Group]) -> str:
+    """The paper's classification tables (µ-, D-, A-accuracy, ECE), teacher rows x student
+    columns, mean ± std over seeds with the paper's number in brackets; markdown."""
     out = []
     for title, key, paper in (
         ("µ-accuracy", "mu_accuracy", PAPER_CLS_ACCURACY),
@@ -193,6 +199,8 @@ def cls_tables(groups: dict[str, Group]) -> str:
 
 
 def lm_table(groups: dict[str, Group]) -> str:
+    """The LM setup's table: perplexity and A-accuracy beside the paper's (read off its
+    plots), agreement µ-/D-accuracy and ECE; markdown."""
     out = [
         "| model | perplexity (paper) | A-accuracy (paper) | agreement µ-accuracy | "
         "D-accuracy | ECE |",
@@ -211,6 +219,8 @@ def lm_table(groups: dict[str, Group]) -> str:
 
 
 def counts_note(runs: list[Run]) -> str:
+    """How many test examples each distance and attractor count holds (the same for every
+    run of a grid)."""
     m = runs[0].metrics
     d = ", ".join(f"{k}: {v['n']}" for k, v in m["accuracy_by_distance"].items())
     a = ", ".join(f"{k}: {v['n']}" for k, v in m["accuracy_by_attractors"].items())

@@ -32,6 +32,9 @@ TEST_SETS = {
 
 @dataclass(frozen=True)
 class Budget:
+    """A named budget of scenario 2: preset, seeds, per-model epochs and its note (a
+    template filled from the runs' configs by `notes`)."""
+
     preset: str
     seeds: int
     epochs: dict[str, int] = field(default_factory=dict)  # per model, overriding the preset
