@@ -101,7 +101,9 @@ def test_a_failed_run_is_reported_its_students_skipped_and_the_rest_go_on(tmp_pa
         r["name"]: r["status"] for r in json.loads((tmp_path / "grid.json").read_text())["runs"]
     }
     assert status["lstm/seed0"].startswith("failed") and status["transformer/seed0"] == "trained"
-    assert "Runs missing from this report" in write_report(tmp_path).read_text()
+    text = write_report(tmp_path).read_text()
+    assert "Runs missing from this report" in text
+    assert "one seed: means alone" in text and "±" not in text  # no spread from one seed
 
 
 def test_process_pool_matches_sequential_runs(tmp_path, small_data):

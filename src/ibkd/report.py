@@ -149,7 +149,12 @@ def write_report(folder: str | Path) -> Path:
     parts = [
         f"# {title or 'Grid (' + setup + ')'}\n",
         f"{len(runs)} finished runs in {len(groups)} groups, seeds {seeds}; "
-        f"mean ± sample std over seeds. {notes}\n",
+        + (
+            "mean ± sample std over seeds. "
+            if len(seeds) > 1
+            else "one seed: means alone, no spread and no verdicts (they need ≥ 2 seeds). "
+        )
+        + f"{notes}\n",
     ]
     if missing:
         parts.append(
