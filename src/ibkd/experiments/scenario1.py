@@ -15,7 +15,7 @@ from ibkd.experiments import Scenario, register
 from ibkd.experiments.figures import plot_groups_by, pyplot, save, style
 from ibkd.experiments.grid import GridRun, pick_budget
 from ibkd.experiments.results import Group, Run, cell, find_group
-from ibkd.experiments.verdicts import METHOD, Comparison, claim3, compare, seeds_of, verdict
+from ibkd.experiments.verdicts import METHOD, Comparison, claim3, compare, fewest, verdict
 
 # the paper's column order: weakest bias to strongest
 CLS_MODELS = ("transformer", "transformer-seq", "utransformer-seq", "lstm")
@@ -256,14 +256,14 @@ def claim1(groups) -> str:
     Transformer-seq < UTransformer-seq < LSTM), judged step by step between adjacent models."""
     if not all(find_group(groups, m, None) for m in CLS_MODELS):
         return "**Claim 1** (each added bias helps, without KD): not all four models ran."
-    n = seeds_of(groups)
     parts, lines = [], []
     for label, key, up, digits in (
         ("µ-accuracy", "mu_accuracy", True, 3),
         ("ECE", "ece", False, 4),
     ):
         steps = _steps(groups, CLS_MODELS, key, up)
-        parts.append(f"{verdict([c.sign for *_, c in steps], n)} for {label}")
+        cs = [c for *_, c in steps]
+        parts.append(f"{verdict([c.sign for c in cs], fewest(cs))} for {label}")
         means = ", ".join(
             f"{m} {find_group(groups, m, None).mean(key):.{digits}f}" for m in CLS_MODELS
         )
@@ -281,7 +281,7 @@ def claim2(groups) -> str:
     lowers its ECE: distilled minus alone, paired by seed; also against the control row and,
     with several teacher rows, whether a stronger-bias teacher helps more."""
     students = [s for s in CLS_MODELS if s != "lstm"]
-    lines, signs, acc_up, ece_down, a_most, over_control = [], [], 0, 0, 0, 0
+    lines, signs, used, acc_up, ece_down, a_most, over_control = [], [], [], 0, 0, 0, 0
     tested = 0
     for s in students:
         alone, taught = find_group(groups, s, None), find_group(groups, s, "lstm")
@@ -291,6 +291,7 @@ def claim2(groups) -> str:
         dm, dd = compare(taught, alone, "mu_accuracy"), compare(taught, alone, "d_accuracy")
         da, de = compare(taught, alone, "a_accuracy"), compare(taught, alone, "ece")
         signs += [dm.sign, -de.sign]
+        used += [dm, de]
         acc_up += dm.sign > 0
         ece_down += de.sign < 0
         a_most += da.sign > 0 and da.diff > max(dm.diff, dd.diff)
@@ -310,7 +311,7 @@ def claim2(groups) -> str:
             )
     if not tested:
         return "**Claim 2** (an LSTM teacher helps every Transformer student): not run."
-    n = seeds_of(groups)
+    n = fewest(used)
     counts = (
         f"accuracy rose for {acc_up} of {tested} students, ECE fell for {ece_down} of "
         f"{tested}, A-accuracy rose and gained most for {a_most} of {tested} (counting only "
@@ -347,7 +348,8 @@ def claim2(groups) -> str:
         text += (
             f"\n  - a stronger-bias teacher helped more (accuracy LSTM > UT-seq > T-seq > "
             f"Transformer teacher, each step separable) for {ranked} of {len(CLS_MODELS)} "
-            f"students; {unclear} of {len(steps)} steps not separable with {n} seeds."
+            f"students; {unclear} of {len(steps)} steps not separable with {fewest(steps)} "
+            "seeds."
         )
     else:
         text += (

@@ -16,7 +16,7 @@ from ibkd.experiments import Scenario, register
 from ibkd.experiments.figures import color, plot_reliability, pyplot, save, teacher_mark
 from ibkd.experiments.grid import GridRun, pick_budget
 from ibkd.experiments.results import Group, find_group, fmt
-from ibkd.experiments.verdicts import METHOD, claim3, compare, seeds_of, verdict
+from ibkd.experiments.verdicts import METHOD, claim3, compare, fewest, verdict
 
 MODELS = ("cnn", "mlp")
 PAIRS = (("cnn", "mlp"), ("mlp", "mlp"), ("cnn", "cnn"), ("mlp", "cnn"))  # teacher, student
@@ -221,10 +221,11 @@ def claim_convolution(groups) -> str:
     self_taught = find_group(groups, "mlp", "mlp")
     if not (mlp and taught):
         return "**Claim** (the CNN's bias reaches the MLP): not run."
-    lines, signs = [], []
+    lines, signs, used = [], [], []
     for on in ("scale", "translate"):
         da, de = compare(taught, mlp, "mu_accuracy", on), compare(taught, mlp, "ece", on)
         signs += [da.sign, -de.sign]
+        used += [da, de]
         line = (
             f"  - {on}: accuracy {mlp.mean('mu_accuracy', on):.3f} -> "
             f"{taught.mean('mu_accuracy', on):.3f} ({da.text()}), ECE "
@@ -236,7 +237,7 @@ def claim_convolution(groups) -> str:
         lines.append(line)
     return (
         "**Claim** (a CNN teacher makes the MLP more accurate and better calibrated on "
-        f"scaled and translated digits): **{verdict(signs, seeds_of(groups))}**. CNN -> MLP "
+        f"scaled and translated digits): **{verdict(signs, fewest(used))}**. CNN -> MLP "
         "minus the MLP alone:\n" + "\n".join(lines)
     )
 

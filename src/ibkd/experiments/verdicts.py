@@ -144,20 +144,20 @@ def compare(a: Group, b: Group, key: str, on: str = "test") -> Comparison:
     return compare_values(a.by_seed(key, on), b.by_seed(key, on), paired=a.model == b.model)
 
 
-def seeds_of(groups: dict[str, Group]) -> int:
-    """The fewest seeds any group has."""
-    return min((len(g.runs) for g in groups.values()), default=0)
+def fewest(comparisons: list[Comparison]) -> int:
+    """The fewest seeds any of the comparisons rests on (0 for none)."""
+    return min((c.n for c in comparisons), default=0)
 
 
 def verdict(signs: list[int], n: int) -> str:
     """A claim's verdict from its comparisons' signs (+1 as the claim expects, -1 against it,
     0 within the noise) and the seeds `n` they rest on."""
-    if n < 2:
-        return f"no verdict with {n} seed: needs ≥ 2 seeds"
-    right, wrong = signs.count(1), signs.count(-1)
-    unclear = len(signs) - right - wrong
     if not signs:
         return "not run"
+    if n < 2:
+        return "no verdict with one seed: needs ≥ 2 seeds"
+    right, wrong = signs.count(1), signs.count(-1)
+    unclear = len(signs) - right - wrong
     if right == len(signs):
         return "held"
     if wrong == len(signs):
@@ -186,7 +186,7 @@ def claim3(
     distances)?"""
     if rep is None:
         return "**Claim 3** (representations): no saved representations."
-    signs, lines = [], []
+    signs, lines, used = [], [], []
     for g in groups.values():
         if g.teacher_model != teacher_model or g.model == teacher_model:
             continue
@@ -202,6 +202,7 @@ def claim3(
                     dist[r.seed], own[r.seed] = rep.between(r, t, m), rep.between(a, t, m)
         if per_seed["rsa"][0]:
             c = compare_values(*per_seed["rsa"], paired=True)
+            used.append(c)
             signs.append(-c.sign)  # closer: a negative difference
             rsa, cka = per_seed["rsa"], per_seed["cka"]
             lines.append(
@@ -223,9 +224,10 @@ def claim3(
             if m in strong_family or math.isnan(spreads[m]):
                 continue
             c = compare_values(dict(enumerate(pairwise_spreads(rep, g))), strong_pairs, False)
+            used.append(c)
             signs.append(c.sign)
             spread_lines.append(f"    - {m} minus {strong}: {c.text()}")
-    n = seeds_of(groups)
+    n = fewest(used)
     text = (
         f"**Claim 3** (distilled students' representations move toward the teacher's, and "
         f"weak-bias models vary more across seeds than the {strong}): "
