@@ -58,10 +58,10 @@ class Comparison:
 
     def text(self, digits: int = 3) -> str:
         """The difference and its interval and, within the noise, how many seeds would
-        separate it; with one seed the difference alone and that it needs >= 2 seeds."""
+        separate it; with one seed the difference alone (the claim's verdict says why)."""
         d = f"{self.diff:+.{digits}f}"
         if not self.judged:
-            return f"{d} (one seed: needs ≥ 2 seeds to judge)"
+            return d
         out = f"{d} [{self.low:+.{digits}f}, {self.high:+.{digits}f}]"
         return out + (" " + not_separable(self) if self.sign == 0 else "")
 
@@ -216,7 +216,7 @@ def claim3(
     spreads = {m: spread(rep, g) for m, g in alone_groups.items()}
     cka_spreads = {m: spread(rep, g, "cka") for m, g in alone_groups.items()}
     spread_lines = []
-    if strong in alone_groups and len(pairwise_spreads(rep, alone_groups[strong])) < 2:
+    if strong in alone_groups and len(pairwise_spreads(rep, alone_groups[strong])) == 1:
         spread_lines.append("    - comparing spreads needs ≥ 3 seeds (two pairs of seeds)")
     elif strong in alone_groups:
         strong_pairs = dict(enumerate(pairwise_spreads(rep, alone_groups[strong])))
@@ -227,20 +227,24 @@ def claim3(
             used.append(c)
             signs.append(c.sign)
             spread_lines.append(f"    - {m} minus {strong}: {c.text()}")
+    shown = {m: v for m, v in spreads.items() if not math.isnan(v)}
+    spread_text = (
+        "spread across seeds (mean pairwise distance): "
+        + ", ".join(f"{m} {v:.3f}" for m, v in shown.items())
+        + " (1 − linear CKA: "
+        + ", ".join(f"{m} {v:.3f}" for m, v in cka_spreads.items() if not math.isnan(v))
+        + "). CKA centres the features, so it does not read every pair of non-negative "
+        "(post-ReLU) representations as similar; the verdict uses the paper's measure."
+        if shown
+        else "spread across seeds: needs ≥ 2 seeds."
+    )
     n = fewest(used)
     text = (
         f"**Claim 3** (distilled students' representations move toward the teacher's, and "
         f"weak-bias models vary more across seeds than the {strong}): "
         f"**{verdict(signs, n)}**. Distance is the paper's RSA distance (1 − mean row cosine "
         f"of the similarity matrices, on {len(rep.runs[0].features)} test examples); "
-        "distilled minus alone, paired by seed:\n"
-        + "\n".join(lines)
-        + "\n  - spread across seeds (mean pairwise distance): "
-        + ", ".join(f"{m} {v:.3f}" for m, v in spreads.items() if not math.isnan(v))
-        + " (1 − linear CKA: "
-        + ", ".join(f"{m} {v:.3f}" for m, v in cka_spreads.items() if not math.isnan(v))
-        + "). CKA centres the features, so it does not read every pair of non-negative "
-        "(post-ReLU) representations as similar; the verdict uses the paper's measure."
+        "distilled minus alone, paired by seed:\n" + "\n".join(lines) + "\n  - " + spread_text
     )
     if spread_lines:
         text += (
