@@ -59,13 +59,13 @@ def test_clearly_separated_groups_give_an_ordering_verdict():
         teacher_gain=0.03,
         noise=0.001,
     )
-    assert "**held for µ-accuracy; held for ECE**" in claim1(groups)
+    assert "**µ-accuracy: held; ECE: held**" in claim1(groups)
     assert "**held**" in claim2(groups)
     c = compare_values({0: 0.9, 1: 0.91, 2: 0.92}, {0: 0.8, 1: 0.81, 2: 0.83}, True)
     assert c.sign == 1 and c.seeds_needed == 2 and "not separable" not in c.text()
     reversed_ = cls_groups({m: [0.9 - 0.05 * i + d for d in (0, 0.01, -0.01)]
                             for i, m in enumerate(CLS_MODELS)})  # fmt: skip
-    assert "did not hold for µ-accuracy" in claim1(reversed_)
+    assert "µ-accuracy: did not hold" in claim1(reversed_)
 
 
 def test_one_seed_gives_no_plus_minus_and_no_verdict():

@@ -263,7 +263,7 @@ def claim1(groups) -> str:
     ):
         steps = _steps(groups, CLS_MODELS, key, up)
         cs = [c for *_, c in steps]
-        parts.append(f"{verdict([c.sign for c in cs], fewest(cs))} for {label}")
+        parts.append(f"{label}: {verdict([c.sign for c in cs], fewest(cs))}")
         means = ", ".join(
             f"{m} {find_group(groups, m, None).mean(key):.{digits}f}" for m in CLS_MODELS
         )
