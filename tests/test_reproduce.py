@@ -277,3 +277,19 @@ def test_scenario2_end_to_end(tmp_path, tiny_mnist):
     assert "![the shifted test digits](figures/shift_examples.png)" in text
     for fig in ("accuracy_by_test_set", "shift_examples", "reliability_translate", "mds"):
         assert (out / "figures" / f"{fig}.png").stat().st_size > 1000
+
+
+def test_config_differences_name_the_option_and_ignore_how_a_run_executes(tmp_path):
+    from ibkd.experiments.grid import config_differences
+
+    saved = {"data": {"data": str(tmp_path / "d")}, "train": {"device": "cpu", "epochs": 1},
+             "distill": {"teacher": "/old/grid/lstm/seed0", "temperature": 3.0}}  # fmt: skip
+    asked = {"data": {"data": str(tmp_path / "d")}, "train": {"device": "cuda", "epochs": 1},
+             "distill": {"teacher": "/new/grid/lstm/seed0", "temperature": 3.0}}  # fmt: skip
+    assert config_differences(saved, asked) == []
+    asked["distill"]["temperature"] = 1.0
+    asked["data"]["data"] = "default"
+    assert config_differences(saved, asked) == [
+        f"data.data: {str(tmp_path / 'd')!r} there, 'default' asked",
+        "distill.temperature: 3.0 there, 1.0 asked",
+    ]

@@ -331,9 +331,16 @@ def config_differences(saved: dict, wanted: dict, prefix: str = "") -> list[str]
         a, b = saved.get(key), wanted.get(key)
         if isinstance(a, dict) and isinstance(b, dict):
             out += config_differences(a, b, path + ".")
-        elif a != b:
+        elif a != b and not (path == "data.data" and _same_path(a, b)):
             out.append(f"{path}: {a!r} there, {b!r} asked")
     return out
+
+
+def _same_path(a, b) -> bool:
+    """Two data options naming the same file or folder (a relative and an absolute path)."""
+    if not (isinstance(a, str) and isinstance(b, str)) or "default" in (a, b):
+        return False
+    return Path(a).absolute() == Path(b).absolute()
 
 
 def stale_runs(runs: list[GridRun], out: Path) -> dict[str, list[str]]:
