@@ -1,5 +1,6 @@
 """Grids: the scenarios as data, the runner's behaviour on tiny synthetic grids (a few dozen
-rows, tiny models, one epoch), and one end-to-end `ibkd reproduce` per scenario."""
+rows, tiny models, one epoch), and the end-to-end `ibkd reproduce scenario1` (scenario 2's is
+in test_mnist.py)."""
 
 import json
 import os
@@ -263,20 +264,20 @@ def tiny_mnist(tmp_path_factory):
     return folder
 
 
-def test_scenario2_end_to_end(tmp_path, tiny_mnist):
-    """The one full `ibkd reproduce scenario2`: tiny MNIST files, 1 epoch, 2 seeds; the
-    note states the epochs the runs were trained for, not the budget's."""
-    out = tmp_path / "grid"
-    args = ["reproduce", "scenario2", "--data-dir", str(tiny_mnist), "--seeds", "2",
-            "--epochs", "1", "--out", str(out), "--no-progress", "--device", "cpu",
-            "--workers", "1"]  # fmt: skip
-    assert main(args) == 0
-    text = (out / "report.md").read_text()
-    assert "a CNN with 32 filters per layer, 1 epochs; the MLP 1 epochs" in text
-    assert "| accuracy | cnn -> mlp |" in text and "**Claim**" in text
-    assert "![the shifted test digits](figures/shift_examples.png)" in text
-    for fig in ("accuracy_by_test_set", "shift_examples", "reliability_translate", "mds"):
-        assert (out / "figures" / f"{fig}.png").stat().st_size > 1000
+def test_scenario2_notes_and_figure_come_from_the_grid_not_the_report(tmp_path, tiny_mnist):
+    """The budget's note states the epochs the runs were set to (here overridden to 1), and the
+    shifted-digits figure is drawn before the runs (the report reads no MNIST). The scenario's
+    end-to-end run is tests/test_mnist.py::test_scenario2_grid_report_and_skip."""
+    from ibkd.experiments import get
+
+    s2 = get("scenario2")
+    runs = s2.grid(budget="quick", seeds=1, data=str(tiny_mnist))
+    for r in runs:
+        r.config.train.epochs = 1
+    note = s2.notes("quick", [r.config.to_dict() for r in runs])
+    assert "a CNN with 32 filters per layer, 1 epochs; the MLP 1 epochs" in note
+    s2.prepare(runs, tmp_path)
+    assert (tmp_path / "figures" / "shift_examples.png").stat().st_size > 1000
 
 
 def test_config_differences_name_the_option_and_ignore_how_a_run_executes(tmp_path):
