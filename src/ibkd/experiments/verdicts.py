@@ -15,7 +15,6 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import stats
 
 from ibkd.experiments.results import (
     Group,
@@ -86,6 +85,9 @@ METHOD = (
 
 
 def _t(df: float) -> float:
+    """The two-sided `CONFIDENCE` quantile of Student's t with `df` degrees of freedom."""
+    from scipy import stats  # imported on first use: the CLI lists scenarios without it
+
     return float(stats.t.ppf(0.5 + CONFIDENCE / 2, df))
 
 
