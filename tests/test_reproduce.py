@@ -1,5 +1,16 @@
-import json
+"""Grids: the scenarios as data, the runner's behaviour on tiny synthetic grids (a few dozen
+rows, tiny models, one epoch), and the end-to-end `ibkd reproduce scenario1` (scenario 2's is
+in test_mnist.py)."""
 
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
 import pytest
 
 from ibkd.cli import main
@@ -10,11 +21,33 @@ from ibkd.report import write_report
 
 
 def tiny(runs, rows=250):
+    """The runs with tiny models, one epoch, `rows` training rows (and transfer prefixes)."""
     for r in runs:
         m, t = r.config.model, r.config.train
         m.dim, m.hidden, m.layers, m.heads = 16, 16, 1, 2
         t.epochs, t.batch_size, t.warmup_steps, t.device = 1, 32, 5, "cpu"
         r.config.data.max_train_rows = rows  # also caps the transfer prefixes
+    return runs
+
+
+@pytest.fixture(scope="module")
+def small_data(tmp_path_factory):
+    """The first 80 / 24 / 24 rows of the shipped splits, as a data folder."""
+    from ibkd.data.splits import Splits, load_splits, write_splits
+
+    s = load_splits("default")
+    folder = tmp_path_factory.mktemp("data")
+    write_splits(Splits(s.train[:80], s.valid[:24], s.test[:24], "test"), folder)
+    return folder
+
+
+def mini_grid(data, seeds=1):
+    """lstm, transformer and lstm -> transformer per seed, tiny, on `data`, no transfer set."""
+    keep = {"lstm", "transformer", "transformer--from-lstm"}
+    runs = [r for r in tiny(grid("cls", "quick", seeds=seeds)) if r.name.split("/")[0] in keep]
+    for r in runs:
+        r.config.data.data, r.config.data.transfer = str(data), None
+        r.config.model.dim = r.config.model.hidden = 8
     return runs
 
 
@@ -36,78 +69,50 @@ def test_grid_as_data():
         grid("cls", "huge")
 
 
-def test_reproduce_end_to_end_then_skip(tmp_path):
-    runs = tiny(grid("cls", "quick", seeds=2))
-    result = run_grid(runs, tmp_path, progress=False)
-    assert len(result.finished) == len(runs) and not result.failed
-    report = write_report(tmp_path)
-    text = report.read_text()
-    assert "µ-accuracy" in text and "**Claim 1**" in text and "**Claim 3**" in text
-    assert "| none |" in text and "| lstm |" in text and "(0.954)" in text
-    for fig in ("accuracy_by_distance", "accuracy_by_attractors", "reliability", "mds"):
-        assert (tmp_path / "figures" / f"{fig}.png").stat().st_size > 1000
-    summary = json.loads((tmp_path / "summary.json").read_text())
-    assert summary["lstm -> transformer"]["test"]["mu_accuracy"]["n"] == 2
+def test_finished_runs_are_reused_only_with_the_same_settings(tmp_path, small_data):
+    runs = mini_grid(small_data)
+    first = run_grid(runs, tmp_path, progress=False)
+    assert sorted(first.finished) == sorted(r.name for r in runs) and not first.failed
     again = run_grid(runs, tmp_path, progress=False)
     assert again.finished == [] and len(again.skipped) == len(runs)
-
-
-def test_a_failed_run_is_reported_and_the_rest_go_on(tmp_path):
-    runs = tiny(grid("cls", "quick", seeds=1))
-    bad = runs[0]  # transformer alone: give it an impossible width
-    bad.config.model.heads = 3
-    result = run_grid(runs, tmp_path, progress=False)
-    assert list(result.failed) == [bad.name] and "divisible" in result.failed[bad.name]
-    assert len(result.finished) == len(runs) - 1
     manifest = json.loads((tmp_path / "grid.json").read_text())
-    status = {r["name"]: r["status"] for r in manifest["runs"]}
-    assert status[bad.name].startswith("failed") and status["lstm/seed0"] == "trained"
-    assert "Runs missing from this report" in write_report(tmp_path).read_text()
+    assert len(manifest["calls"]) == 2 and manifest["calls"][1]["skipped"] == len(runs)
+    assert manifest["total_seconds"] >= manifest["calls"][0]["seconds"] > 0  # never reset
+    before = (tmp_path / "transformer" / "seed0" / "metrics.json").read_text()
+    for r in runs:
+        r.config.train.epochs = 2
+    with pytest.raises(IbkdError, match=r"seed0: trained with other .*train\.epochs: 1 there, 2"):
+        run_grid(runs, tmp_path, progress=False)
+    assert (tmp_path / "transformer" / "seed0" / "metrics.json").read_text() == before
+    forced = run_grid(runs, tmp_path, progress=False, force=True)
+    assert sorted(forced.finished) == sorted(r.name for r in runs)
+    trained = json.loads((tmp_path / "transformer" / "seed0" / "metrics.json").read_text())
+    assert trained["training"]["epochs"] == 2
 
 
-def test_students_of_a_failed_teacher_are_skipped(tmp_path):
-    runs = tiny(grid("cls", "quick", seeds=1))
-    teacher = next(r for r in runs if r.name == "lstm/seed0")
-    teacher.config.model.arch = "gru"
+def test_a_failed_run_is_reported_its_students_skipped_and_the_rest_go_on(tmp_path, small_data):
+    runs = mini_grid(small_data)
+    bad = next(r for r in runs if r.name == "lstm/seed0")
+    bad.config.model.arch = "gru"
     result = run_grid(runs, tmp_path, progress=False)
+    assert list(result.failed) == ["lstm/seed0", "transformer--from-lstm/seed0"]
     assert "teacher lstm/seed0 failed" in result.failed["transformer--from-lstm/seed0"]
-    assert len(result.failed) == 1 + 3
+    assert result.finished == ["transformer/seed0"]
+    status = {
+        r["name"]: r["status"] for r in json.loads((tmp_path / "grid.json").read_text())["runs"]
+    }
+    assert status["lstm/seed0"].startswith("failed") and status["transformer/seed0"] == "trained"
+    text = write_report(tmp_path).read_text()
+    assert "Runs missing from this report" in text
+    assert "one seed: means alone" in text and "±" not in text  # no spread from one seed
 
 
-def test_cli_reproduce_and_report(tmp_path, capsys):
-    out = tmp_path / "grid"
-    args = [
-        "reproduce",
-        "scenario1",
-        "--seeds",
-        "1",
-        "--epochs",
-        "1",
-        "--max-train-rows",
-        "200",
-        "--out",
-        str(out),
-        "--no-progress",
-        "--device",
-        "cpu",
-    ]
-    assert main(args) == 0
-    assert (out / "report.md").exists()
-    assert main(["report", str(out)]) == 0
-    assert "report:" in capsys.readouterr().out
-    assert main(args) == 0  # everything skipped the second time
-    assert "0 runs trained, 10 already done" in capsys.readouterr().err
-    assert main(["report", str(tmp_path)]) == 2
-
-
-def test_process_pool_matches_sequential_runs(tmp_path):
-    import os
-
+def test_process_pool_matches_sequential_runs(tmp_path, small_data):
     import torch
 
-    runs = tiny(grid("cls", "quick", seeds=1), rows=150)[:5]  # 4 alone + lstm -> transformer
+    runs = mini_grid(small_data)
     pooled = run_grid(runs, tmp_path / "pool", progress=False, workers=2)
-    assert len(pooled.finished) == 5 and not pooled.failed
+    assert len(pooled.finished) == 3 and not pooled.failed
     threads = torch.get_num_threads()
     torch.set_num_threads(max(1, (os.cpu_count() or 1) // 2))  # what each pool worker uses
     try:
@@ -121,9 +126,93 @@ def test_process_pool_matches_sequential_runs(tmp_path):
         assert a["test"]["ece"] == b["test"]["ece"], r.name
 
 
-def test_lm_grid_and_report(tmp_path):
-    runs = tiny(grid("lm", "quick", seeds=2), rows=120)
-    result = run_grid(runs, tmp_path, progress=False, workers=2)
+def _children(pid: int) -> list[int]:
+    out = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            out.append(int(stat.parent.name))
+    return out
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"  # a zombie has exited (its new parent reaps it)
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs Linux /proc")
+def test_pool_workers_exit_when_the_grid_process_is_killed(tmp_path):
+    script = (
+        "import time\n"
+        "from ibkd.experiments.executors import Pool\n"
+        "p = Pool(2)\n"
+        "fs = [p.pool.submit(time.sleep, 120) for _ in range(2)]\n"
+        "time.sleep(0.5)\n"
+        "print('ready', flush=True)\n"
+        "time.sleep(120)\n"
+    )
+    parent = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    try:
+        assert parent.stdout.readline().strip() == "ready"
+        deadline = time.monotonic() + 60
+        while len(workers := _children(parent.pid)) < 2 and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert len(workers) >= 2, workers  # two workers (and the resource tracker, if any)
+        os.kill(parent.pid, signal.SIGKILL)
+        parent.wait()
+        deadline = time.monotonic() + 10
+        while any(_alive(w) for w in workers) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert not [w for w in workers if _alive(w)]
+    finally:
+        for w in _children(parent.pid) + [parent.pid]:
+            try:
+                os.kill(w, signal.SIGKILL)
+            except OSError:
+                pass
+
+
+def test_reproduce_refuses_missing_data_before_any_run(tmp_path, capsys):
+    out = tmp_path / "grid"
+    args = ["reproduce", "scenario1", "--data", str(tmp_path / "nope"), "--out", str(out)]
+    assert main(args + ["--no-progress"]) == 2
+    assert "nope: no such file or folder" in capsys.readouterr().err
+    assert not out.exists()
+    assert main(["reproduce", "scenario2", "--data", str(tmp_path / "nope"), "--out", str(out),
+                 "--no-progress"]) == 2  # fmt: skip
+    assert "nope" in capsys.readouterr().err and not out.exists()
+
+
+def test_report_on_a_corrupt_grid_says_which_file(tmp_path, small_data, capsys):
+    runs = mini_grid(small_data)[:1]
+    run_grid(runs, tmp_path, progress=False)
+    npz = tmp_path / runs[0].name / "predictions" / "test.npz"
+    npz.write_bytes(b"PK\x03\x04 not a zip")
+    assert main(["report", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert f"{npz}: not a readable predictions file" in err and err.count("\n") == 1
+    (tmp_path / "grid.json").write_text('{"runs": [')
+    assert main(["report", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert "grid.json: not a valid grid.json" in err and "Traceback" not in err
+    (tmp_path / "grid.json").write_text('{"runs": [{"name": "x"}]}')
+    assert main(["report", str(tmp_path)]) == 2
+    assert "expected a list 'runs'" in capsys.readouterr().err
+    assert main(["report", str(tmp_path / "absent")]) == 2
+
+
+def test_lm_grid_and_report(tmp_path, small_data):
+    runs = tiny(grid("lm", "quick", seeds=2), rows=80)
+    for r in runs:
+        r.config.data.data = str(small_data)
+        r.config.model.dim = r.config.model.hidden = 8
+    result = run_grid(runs, tmp_path, progress=False, scenario="scenario1", budget="quick")
     assert not result.failed and len(result.finished) == 12
     text = write_report(tmp_path).read_text()
     assert "perplexity (paper)" in text and "(57.5)" in text
@@ -131,3 +220,77 @@ def test_lm_grid_and_report(tmp_path):
     assert (tmp_path / "figures" / "perplexity_vs_agreement.png").exists()
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert summary["lstm -> transformer"]["test"]["perplexity"]["n"] == 2
+
+
+def test_scenario1_end_to_end(tmp_path, small_data, capsys):
+    """The one full `ibkd reproduce scenario1` (cls): the quick budget's models and its
+    transfer set, on a few dozen rows, 1 epoch, 2 seeds."""
+    out = tmp_path / "grid"
+    args = ["reproduce", "scenario1", "--data", str(small_data), "--seeds", "2", "--epochs", "1",
+            "--max-train-rows", "40", "--out", str(out), "--no-progress", "--device", "cpu",
+            "--workers", "1"]  # fmt: skip
+    assert main(args) == 0
+    text = (out / "report.md").read_text()
+    assert "µ-accuracy" in text and "**Claim 1**" in text and "**Claim 3**" in text
+    assert "| none |" in text and "| lstm |" in text and "(0.954)" in text
+    assert "at T = 3" in text  # the note, from the runs' configs
+    for fig in ("accuracy_by_distance", "accuracy_by_attractors", "reliability", "mds"):
+        assert (out / "figures" / f"{fig}.png").stat().st_size > 1000
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["lstm -> transformer"]["test"]["mu_accuracy"]["n"] == 2
+    assert json.loads((out / "grid.json").read_text())["scenario"] == "scenario1"
+    capsys.readouterr()
+    assert main(["report", str(out)]) == 0
+    assert (out / "report.md").read_text() == text  # rebuilt identically
+    assert main(args) == 0  # everything skipped the second time
+    assert "0 runs trained, 20 already done" in capsys.readouterr().err
+
+
+@pytest.fixture(scope="module")
+def tiny_mnist(tmp_path_factory):
+    """Random 28 x 28 'digits' in the four MNIST IDX files: 110 training, 30 test images."""
+    from ibkd.data.mnist import FILES, write_idx
+
+    rng = np.random.default_rng(0)
+    folder = tmp_path_factory.mktemp("mnist")
+    arrays = {
+        "train_images": rng.integers(0, 256, (110, 28, 28), dtype=np.uint8),
+        "train_labels": rng.integers(0, 10, 110, dtype=np.uint8),
+        "test_images": rng.integers(0, 256, (30, 28, 28), dtype=np.uint8),
+        "test_labels": rng.integers(0, 10, 30, dtype=np.uint8),
+    }
+    for key, name in FILES.items():
+        write_idx(folder / name.removesuffix(".gz"), arrays[key])
+    return folder
+
+
+def test_scenario2_notes_and_figure_come_from_the_grid_not_the_report(tmp_path, tiny_mnist):
+    """The budget's note states the epochs the runs were set to (here overridden to 1), and the
+    shifted-digits figure is drawn before the runs (the report reads no MNIST). The scenario's
+    end-to-end run is tests/test_mnist.py::test_scenario2_grid_report_and_skip."""
+    from ibkd.experiments import get
+
+    s2 = get("scenario2")
+    runs = s2.grid(budget="quick", seeds=1, data=str(tiny_mnist))
+    for r in runs:
+        r.config.train.epochs = 1
+    note = s2.notes("quick", [r.config.to_dict() for r in runs])
+    assert "a CNN with 32 filters per layer, 1 epochs; the MLP 1 epochs" in note
+    s2.prepare(runs, tmp_path)
+    assert (tmp_path / "figures" / "shift_examples.png").stat().st_size > 1000
+
+
+def test_config_differences_name_the_option_and_ignore_how_a_run_executes(tmp_path):
+    from ibkd.experiments.grid import config_differences
+
+    saved = {"data": {"data": str(tmp_path / "d")}, "train": {"device": "cpu", "epochs": 1},
+             "distill": {"teacher": "/old/grid/lstm/seed0", "temperature": 3.0}}  # fmt: skip
+    asked = {"data": {"data": str(tmp_path / "d")}, "train": {"device": "cuda", "epochs": 1},
+             "distill": {"teacher": "/new/grid/lstm/seed0", "temperature": 3.0}}  # fmt: skip
+    assert config_differences(saved, asked) == []
+    asked["distill"]["temperature"] = 1.0
+    asked["data"]["data"] = "default"
+    assert config_differences(saved, asked) == [
+        f"data.data: {str(tmp_path / 'd')!r} there, 'default' asked",
+        "distill.temperature: 3.0 there, 1.0 asked",
+    ]

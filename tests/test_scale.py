@@ -3,10 +3,9 @@
 import json
 
 import pytest
-from test_reproduce import tiny
+from test_reproduce import mini_grid
 
 from ibkd.experiments.grid import run_grid
-from ibkd.experiments.scenario1 import grid
 
 
 def metrics(folder, name):
@@ -26,7 +25,7 @@ def test_ray_grid_matches_local_executor(tmp_path, ray_cluster):
 
     from ibkd.experiments.executors import Ray
 
-    runs = tiny(grid("cls", "quick", seeds=1), rows=150)[:5]  # 4 alone + lstm -> transformer
+    runs = mini_grid(small_data(tmp_path / "data", (80, 24, 24)))
     on_ray = run_grid(runs, tmp_path / "ray", progress=False, executor=Ray(tmp_path / "ray"))
     assert sorted(on_ray.finished) == sorted(r.name for r in runs) and not on_ray.failed
     threads = torch.get_num_threads()
@@ -46,14 +45,12 @@ def test_ray_grid_matches_local_executor(tmp_path, ray_cluster):
 def test_ray_failed_task_is_retried_then_reported(tmp_path, ray_cluster):
     from ibkd.experiments.executors import Ray
 
-    runs = tiny(grid("cls", "quick", seeds=1), rows=100)
+    runs = mini_grid(small_data(tmp_path / "data", (80, 24, 24)))
     lstm = next(r for r in runs if r.name == "lstm/seed0")
     lstm.config.data.data = str(tmp_path / "missing.tsv")  # fails on every attempt
-    keep = [lstm] + [r for r in runs if r.teacher == "lstm/seed0"][:1]
-    keep += [r for r in runs if r.name == "transformer/seed0"]
-    result = run_grid(keep, tmp_path / "g", progress=False, executor=Ray(tmp_path / "g"))
+    result = run_grid(runs, tmp_path / "g", progress=False, executor=Ray(tmp_path / "g"))
     assert "missing.tsv" in result.failed["lstm/seed0"]
-    assert "its teacher lstm/seed0 failed" in result.failed[keep[1].name]
+    assert "its teacher lstm/seed0 failed" in result.failed["transformer--from-lstm/seed0"]
     assert result.finished == ["transformer/seed0"]
 
 

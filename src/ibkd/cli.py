@@ -233,20 +233,16 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_reproduce(args: argparse.Namespace) -> int:
-    from ibkd.experiments import scenario1, scenario2
+    from ibkd.experiments import get
     from ibkd.experiments.executors import Ray, local
     from ibkd.experiments.grid import default_workers, run_grid
     from ibkd.report import write_report
 
-    if args.scenario == "scenario1":
-        runs = scenario1.grid(args.setup, args.budget, seeds=args.seeds, data=args.data)
-        note, setup = scenario1.BUDGETS[args.budget].note, args.setup
-    else:
-        from ibkd.data.mnist import load_mnist
-
-        load_mnist(None if args.data == "default" else args.data)  # download once, here
-        runs = scenario2.grid(args.budget, seeds=args.seeds, data=args.data)
-        note, setup = scenario2.BUDGETS[args.budget].note, "mnist"
+    scenario = get(args.scenario)
+    setup = args.setup or scenario.setups[0]
+    if setup not in scenario.setups:
+        raise IbkdError(f"--setup {setup!r}: {args.scenario} has {', '.join(scenario.setups)}")
+    runs = scenario.grid(budget=args.budget, seeds=args.seeds, data=args.data, setup=setup)
     out = Path(args.out or f"runs/{args.scenario}-{setup}-{args.budget}")
     scorer = None
     if args.scenario == "scenario1" and not args.no_suites:  # shipped suites and --suite's
@@ -260,11 +256,13 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
         if args.epochs is not None:
             r.config.train.epochs = args.epochs
         r.config.data.max_train_rows = args.max_train_rows
+    note = scenario.notes(args.budget, [r.config.to_dict() for r in runs])
     print(
         f"{args.scenario} ({setup}, {args.budget} budget): {len(runs)} runs into {out}"
         + (f"; {note}" if note else ""),
         file=sys.stderr,
     )
+    scenario.prepare(runs, out)  # the data checked (and fetched) before any run starts
     if args.executor == "ray":
         executor = Ray(out, args.ray_address, args.cpus_per_run, args.gpus_per_run)
     else:
@@ -279,6 +277,9 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
         title=title,
         notes=(note[0].upper() + note[1:] + ".") if note else "",
         after_run=scorer,
+        scenario=args.scenario,
+        budget=args.budget,
+        force=args.force,
     )
     print(result.summary(), file=sys.stderr)
     print(f"report: {write_report(out)}")
@@ -526,12 +527,14 @@ def build_parser() -> argparse.ArgumentParser:
     d.set_defaults(func=cmd_train)
 
     r = commands.add_parser("reproduce", help="run one of the paper's grids and its report")
+    from ibkd.experiments import scenarios
+
     r.add_argument(
         "scenario",
-        choices=("scenario1", "scenario2"),
-        help="scenario1: LSTM -> Transformers on agreement; scenario2: CNN -> MLP on MNIST",
+        choices=tuple(scenarios()),
+        help="; ".join(f"{n}: {s.help}" for n, s in scenarios().items()),
     )
-    r.add_argument("--setup", choices=("cls", "lm"), default="cls")
+    r.add_argument("--setup", choices=("cls", "lm"), help="scenario1: cls (default) or lm")
     r.add_argument(
         "--budget",
         choices=("quick", "paper"),
@@ -585,6 +588,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--max-train-rows",
         type=int,
         help="train on the first N training rows (and N transfer prefixes) only (smoke tests)",
+    )
+    r.add_argument(
+        "--force",
+        action="store_true",
+        help="retrain runs of --out that were trained with other settings (and their "
+        "students) instead of stopping with an error",
     )
     r.add_argument("--no-progress", action="store_true")
     r.set_defaults(func=cmd_reproduce)

@@ -4,7 +4,8 @@
 `paper` follows Reflect's configs (PAPER.md); `quick` is sized by measurement for a 2-core
 laptop CPU (README, "Speed"). `ibkd train|distill --preset quick` gives exactly the run of the
 quick grid's cell with the same model, teacher and seed (tested in tests/test_cli.py), so a
-hand-run example reproduces a grid cell. Model sizes live with the models (`config.py`).
+hand-run example reproduces a grid cell. Model sizes live with the models (`ibkd.models`,
+each architecture's file).
 
 Plain numbers only (no ibkd imports), so that any module can read them.
 """

@@ -18,15 +18,22 @@ from ibkd.errors import IbkdError
 
 
 class Executor(Protocol):
+    """Starts grid runs and reports each as it ends (see the module's docstring)."""
+
     slots: int | None  # runs in flight at most (None: every ready run at once)
 
-    def submit(self, cfg: RunConfig, folder: str) -> Any: ...
-
-    def wait(self, handles: list) -> list[tuple[Any, BaseException | None]]:
-        """Block until at least one handle has ended; (handle, error or None) for those."""
+    def submit(self, cfg: RunConfig, folder: str) -> Any:
+        """Start training `cfg` into `folder`; a handle for `wait`."""
         ...
 
-    def close(self) -> None: ...
+    def wait(self, handles: list) -> list[tuple[Any, BaseException | None]]:
+        """(handle, error or None) for the handles that have ended; may return none after a
+        short while so that the caller can refresh its progress display."""
+        ...
+
+    def close(self) -> None:
+        """Release the workers (waiting for runs in flight)."""
+        ...
 
 
 class Inline:
@@ -39,10 +46,12 @@ class Inline:
         self.queued: dict[str, RunConfig] = {}  # folder (the handle) -> config
 
     def submit(self, cfg: RunConfig, folder: str):
+        """Queue one run; its folder is the handle."""
         self.queued[folder] = cfg
         return folder
 
     def wait(self, handles):
+        """Train the first handle's run here, now (train_run shows its own progress bar)."""
         from ibkd.experiments.grid import _train_one
 
         folder = handles[0]
@@ -55,36 +64,95 @@ class Inline:
             return [(folder, e)]
 
     def close(self) -> None:
-        pass
+        """Nothing to release."""
+
+
+_PROGRESS = None  # in a pool worker: the queue to the grid process (set by _worker_start)
+WATCH_SECONDS = 0.5  # how often a pool worker checks that the grid process is alive
+
+
+def _worker_start(parent: int, progress) -> None:
+    """A pool worker's initializer: exit as soon as the grid process `parent` is gone (killed
+    with SIGKILL, it cannot stop its workers), polled by a daemon thread, and keep the queue
+    that carries each run's step to the grid's progress display."""
+    import threading
+    import time
+
+    global _PROGRESS
+    _PROGRESS = progress
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(WATCH_SECONDS)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="ibkd-parent-watch", daemon=True).start()
+
+
+def _pool_task(cfg: RunConfig, folder: str, threads: int) -> None:
+    """A pool worker trains one run, sending (folder, step) at most once a second."""
+    import time
+
+    from ibkd.experiments.grid import _train_one
+
+    last = [0.0]
+
+    def report(step: int) -> None:
+        now = time.monotonic()
+        if _PROGRESS is not None and now - last[0] >= 1.0:
+            last[0] = now
+            _PROGRESS.put((folder, step))
+
+    _train_one(cfg, folder, threads, False, report)
 
 
 class Pool:
-    """`workers` processes on this machine, cores / workers torch threads each."""
+    """`workers` processes on this machine, cores / workers torch threads each. Workers exit
+    when the grid process dies; each run's step is shown in the grid's progress display
+    (`steps`: folder -> last step reported)."""
 
     def __init__(self, workers: int):
         import multiprocessing as mp
         from concurrent.futures import ProcessPoolExecutor
 
+        ctx = mp.get_context("spawn")
         self.slots = workers
         self.threads = max(1, (os.cpu_count() or 1) // workers)
-        self.pool = ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn"))
+        self.progress = ctx.Queue()
+        self.steps: dict[str, int] = {}
+        self.pool = ProcessPoolExecutor(
+            workers,
+            mp_context=ctx,
+            initializer=_worker_start,
+            initargs=(os.getpid(), self.progress),
+        )
 
     def submit(self, cfg: RunConfig, folder: str):
-        from ibkd.experiments.grid import _train_one
-
-        return self.pool.submit(_train_one, cfg, folder, self.threads, False)
+        """Queue one run on the pool; its future is the handle."""
+        return self.pool.submit(_pool_task, cfg, folder, self.threads)
 
     def wait(self, handles):
+        """The runs that end within a second (often none), after taking in progress."""
+        import queue
         from concurrent.futures import FIRST_COMPLETED, wait
 
-        done, _ = wait(handles, return_when=FIRST_COMPLETED)
+        done, _ = wait(handles, timeout=1.0, return_when=FIRST_COMPLETED)
+        while True:
+            try:
+                folder, step = self.progress.get_nowait()
+            except (queue.Empty, OSError, ValueError):
+                break
+            self.steps[folder] = step
         return [(f, f.exception()) for f in done]
 
     def close(self) -> None:
+        """Stop the workers once the runs in flight end (queued ones are cancelled)."""
         self.pool.shutdown(wait=True, cancel_futures=True)
+        self.progress.close()
 
 
 def local(workers: int, progress: bool = True) -> Executor:
+    """In this process for one worker (with the run's own progress bar), else a `Pool`."""
     return Inline(progress) if workers <= 1 else Pool(workers)
 
 
@@ -130,10 +198,12 @@ class Ray:
         check_shared_storage(out)
 
     def submit(self, cfg: RunConfig, folder: str):
+        """Start the run as a Ray task; its object ref is the handle."""
         # a GPU task sees only its own GPU(s) as cuda:0; "auto" picks it
         return self.task.remote(cfg, folder, self.threads, False)
 
     def wait(self, handles):
+        """Block until one task ends; its error is the task's own exception when it has one."""
         done, _ = self.ray.wait(handles, num_returns=1)
         ended = []
         for ref in done:
@@ -147,7 +217,7 @@ class Ray:
         return ended
 
     def close(self) -> None:
-        pass  # the cluster belongs to whoever started it
+        """Nothing: the cluster belongs to whoever started it."""
 
 
 def _sees(path: str, token: str) -> tuple[str, bool]:

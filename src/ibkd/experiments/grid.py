@@ -6,9 +6,11 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import sys
 import time
 import traceback
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -32,12 +34,16 @@ class GridRun:
 
 @dataclass
 class GridResult:
+    """What one call of `run_grid` did: runs trained, skipped (finished before), failed (name
+    -> reason), and its wall time in seconds."""
+
     finished: list[str] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)  # finished before this call
     failed: dict[str, str] = field(default_factory=dict)  # name -> reason
     seconds: float = 0.0
 
     def summary(self) -> str:
+        """One line of counts and seconds, then a line per failed run."""
         text = (
             f"{len(self.finished)} runs trained, {len(self.skipped)} already done, "
             f"{len(self.failed)} failed ({self.seconds:.0f} s)"
@@ -93,23 +99,34 @@ def resolved(run: GridRun, out: Path) -> RunConfig:
     return cfg
 
 
-def _train_one(cfg: RunConfig, folder: str, threads: int | None, progress: bool) -> None:
-    """One grid run (in this process or a pool worker)."""
+def _train_one(
+    cfg: RunConfig, folder: str, threads: int | None, progress: bool,
+    report: Callable[[int], None] | None = None,
+) -> None:  # fmt: skip
+    """One grid run (in this process, a pool worker or a Ray task): `threads` torch threads
+    (None: leave as is) and `report(step)` after every optimizer step (e.g. progress for the
+    grid's display). Errors other than `IbkdError` leave their traceback in error.txt."""
     import torch
 
     from ibkd.train import train_run
 
-    on_step = None
-    if threads is not None:  # a pool worker: stop if the grid process is killed
+    checks = [report] if report is not None else []
+    if threads is not None:  # a worker: stop if the grid process is killed
         torch.set_num_threads(threads)
         parent = os.getppid()
 
-        def on_step(step: int) -> None:
+        def orphaned(step: int) -> None:
             if os.getppid() != parent:
                 raise SystemExit(f"{folder}: the grid process has gone; stopping at step {step}")
 
+        checks.append(orphaned)
+
+    def on_step(step: int) -> None:
+        for check in checks:
+            check(step)
+
     try:
-        train_run(cfg, folder, resume=True, progress=progress, on_step=on_step)
+        train_run(cfg, folder, resume=True, progress=progress, on_step=on_step if checks else None)
     except IbkdError:
         raise
     except Exception as e:
@@ -133,13 +150,20 @@ def default_workers(device: str = "auto") -> int:
 
 def run_grid(
     runs: list[GridRun], out: str | Path, *, progress: bool = True, workers: int = 1,
-    title: str = "", notes: str = "", executor: Executor | None = None, after_run=None,
+    title: str = "", notes: str = "", executor: Executor | None = None,
+    scenario: str | None = None, budget: str | None = None, force: bool = False, after_run=None,
 ) -> GridResult:  # fmt: skip
     """Run every run of the grid into `out/<name>`, on `executor` (default: in this process
     when `workers` is 1, else a pool of `workers` processes with cores / workers threads each).
     A run starts once its teacher has finished, not when a whole stage has. `title` and `notes`
-    are kept in grid.json for the report. `after_run(folder)`, when given, is called on every
-    finished run, those finished before included (the suites' scoring)."""
+    are kept in grid.json for the report, with the `scenario` and `budget` names that the
+    report dispatches on.
+
+    A run already in `out` (finished or not) is reused only if its saved config is the one
+    asked for; otherwise `IbkdError` names the run and the differing options before anything
+    starts, unless `force`, which deletes such runs (and their students) and trains them
+    again. `after_run(folder)`, when given, is called on every finished run,
+    those finished before included (the suites' scoring)."""
     from ibkd.experiments.executors import local
 
     out = Path(out).absolute()
@@ -168,6 +192,18 @@ def run_grid(
     executor = executor or local(workers, progress)
     running: dict = {}  # handle -> run
     try:
+        stale = stale_runs(pending, out)
+        if stale and not force:
+            name, diffs = next(iter(stale.items()))
+            raise IbkdError(
+                f"{out / name}: trained with other settings than this grid asks for "
+                f"({'; '.join(diffs[:4])}{'; ...' if len(diffs) > 4 else ''})"
+                + (f" and {len(stale) - 1} more runs" if len(stale) > 1 else "")
+                + ": rerun with the grid's own options, use another --out, or --force to "
+                "train them again"
+            )
+        for name in with_students(stale, pending):
+            shutil.rmtree(out / name, ignore_errors=True)
         while pending or running:
             for run in list(pending):
                 if executor.slots is not None and len(running) >= executor.slots:
@@ -195,7 +231,15 @@ def run_grid(
                 raise IbkdError("grid: runs wait for teachers that will never run")
             if running:
                 if bar is not None:
-                    bar.set_description("grid: " + ", ".join(r.name for r in running.values()))
+                    steps = getattr(executor, "steps", {})
+                    bar.set_description(
+                        "grid: "
+                        + ", ".join(
+                            r.name + (f" step {steps[str(out / r.name)]}" if str(out / r.name)
+                                      in steps else "")
+                            for r in running.values()
+                        )
+                    )  # fmt: skip
                 for handle, error in executor.wait(list(running)):
                     settle(running.pop(handle), error)
     finally:
@@ -203,7 +247,7 @@ def run_grid(
         if bar is not None:
             bar.close()
     result.seconds = time.perf_counter() - t0
-    write_manifest(runs, out, result, title, notes)
+    write_manifest(runs, out, result, title, notes, scenario, budget)
     return result
 
 
@@ -219,13 +263,16 @@ def _teacher_state(run: GridRun, result: GridResult) -> str:
 
 
 def write_manifest(
-    runs: list[GridRun], out: Path, result: GridResult, title: str = "", notes: str = ""
-) -> None:
-    """grid.json: every run, its group, teacher and status, and the grid's title and notes
-    (what `ibkd report` reads)."""
+    runs: list[GridRun], out: Path, result: GridResult, title: str = "", notes: str = "",
+    scenario: str | None = None, budget: str | None = None,
+) -> None:  # fmt: skip
+    """grid.json: every run, its group, teacher and status, the grid's title, notes, scenario
+    and budget (what `ibkd report` reads), this call's seconds and the total over all calls."""
     status = {n: "trained" for n in result.finished} | {n: "done" for n in result.skipped}
     status |= {n: f"failed: {why}" for n, why in result.failed.items()}
     manifest = {
+        "scenario": scenario,
+        "budget": budget,
         "title": title,
         "notes": notes,
         "data": runs[0].config.data.data if runs else "default",
@@ -242,8 +289,89 @@ def write_manifest(
             }
             for r in runs
         ],
-        "last_call_seconds": round(result.seconds, 1),
+        **_timings(out / "grid.json", result),
     }
     with atomic_write(out / "grid.json") as f:
         json.dump(manifest, f, indent=2)
         f.write("\n")
+
+
+def _timings(manifest: Path, result: GridResult) -> dict:
+    """The grid's wall time: this call's seconds, every call so far (seconds and runs trained,
+    skipped, failed) and their total, carried over from the grid.json already there."""
+    try:
+        old = json.loads(manifest.read_text(encoding="utf-8"))
+        calls = list(old.get("calls") or [])
+        if not calls and old.get("last_call_seconds"):  # written before calls were kept
+            calls = [{"seconds": old["last_call_seconds"]}]
+    except (OSError, ValueError, AttributeError):
+        calls = []
+    calls.append(
+        {
+            "seconds": round(result.seconds, 1),
+            "trained": len(result.finished),
+            "skipped": len(result.skipped),
+            "failed": len(result.failed),
+        }
+    )
+    return {
+        "last_call_seconds": round(result.seconds, 1),
+        "total_seconds": round(sum(c.get("seconds", 0) for c in calls), 1),
+        "calls": calls,
+    }
+
+
+HOST_SETTINGS = ("device", "compile")  # how a run executes, not what it computes
+
+
+def config_differences(saved: dict, wanted: dict, prefix: str = "") -> list[str]:
+    """'section.option: saved -> wanted' for every option that differs between two
+    `RunConfig.to_dict()` dicts, leaving out how a run executes (device, compile) and the
+    teacher's folder (a grid names teachers by run, and a grid folder may move)."""
+    out = []
+    for key in sorted(set(saved) | set(wanted), key=str):
+        path = f"{prefix}{key}"
+        if path in {f"train.{h}" for h in HOST_SETTINGS} or path == "distill.teacher":
+            continue
+        a, b = saved.get(key), wanted.get(key)
+        if isinstance(a, dict) and isinstance(b, dict):
+            out += config_differences(a, b, path + ".")
+        elif a != b and not (path == "data.data" and _same_path(a, b)):
+            out.append(f"{path}: {a!r} there, {b!r} asked")
+    return out
+
+
+def _same_path(a, b) -> bool:
+    """Two data options naming the same file or folder (a relative and an absolute path)."""
+    if not (isinstance(a, str) and isinstance(b, str)) or "default" in (a, b):
+        return False
+    return Path(a).absolute() == Path(b).absolute()
+
+
+def stale_runs(runs: list[GridRun], out: Path) -> dict[str, list[str]]:
+    """Runs already in `out` whose saved config.yaml differs from what the grid asks:
+    name -> the differing options (`config_differences`). An unreadable config counts as
+    differing."""
+    stale = {}
+    for run in runs:
+        path = out / run.name / "config.yaml"
+        if not path.exists():
+            continue
+        try:
+            saved = RunConfig.load(path).to_dict()
+        except IbkdError as e:
+            stale[run.name] = [f"config.yaml unreadable: {e}"]
+            continue
+        diffs = config_differences(saved, resolved(run, out).to_dict())
+        if diffs:
+            stale[run.name] = diffs
+    return stale
+
+
+def with_students(names, runs: list[GridRun]) -> list[str]:
+    """`names` and, transitively, every run of `runs` taught by one of them."""
+    out = set(names)
+    for run in runs:  # teachers come first (`ordered`)
+        if run.teacher in out:
+            out.add(run.name)
+    return [r.name for r in runs if r.name in out]

@@ -7,10 +7,15 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
+from pathlib import Path
 
 from ibkd.config import DISTILL_PRESETS, DataConfig, DistillConfig, RunConfig, preset
 from ibkd.errors import IbkdError
+from ibkd.experiments import Scenario, register
+from ibkd.experiments.figures import plot_groups_by, pyplot, save, style
 from ibkd.experiments.grid import GridRun, pick_budget
+from ibkd.experiments.results import Group, Run, cell, find_group
+from ibkd.experiments.verdicts import METHOD, Comparison, claim3, compare, fewest, verdict
 from ibkd.presets import QUICK
 
 # the paper's column order: weakest bias to strongest
@@ -21,6 +26,10 @@ LM_PAIRS = (("lstm", "transformer"), ("small-lstm", "transformer"))
 
 @dataclass(frozen=True)
 class Budget:
+    """A named budget of scenario 1: preset, seeds, which teacher rows, and the quick
+    budget's departures from the paper (transfer set, temperature, control row); `note` is a
+    template filled from the runs' configs by `notes`."""
+
     preset: str
     seeds: int
     cls_teachers: tuple[str, ...]  # which teacher rows of the paper's table to run
@@ -51,7 +60,7 @@ BUDGETS = {
         self_distill=False,
         note="quick budget: the no-KD and LSTM-teacher rows (no LSTM -> LSTM); "
         "distilled students learn the teacher's answers on the training rows "
-        "plus the transfer set at T = 3; the row `none + transfer` trains on "
+        "plus the transfer set at T = {temperature}; the row `none + transfer` trains on "
         "the same inputs with the verb's tag as label, without a teacher",
     ),
     "paper": Budget("paper", 4, CLS_MODELS),
@@ -151,3 +160,374 @@ def grid(
         else:
             raise IbkdError(f"--setup {setup!r}: expected cls or lm")
     return runs
+
+
+# ---------------------------------------------------------------------------------------------
+# tables
+
+
+def table_rows(groups: dict[str, Group]) -> list[str]:
+    """The rows present: no teacher, the teachers from strongest bias to weakest, then any
+    variants (such as a control row) in the order they appear."""
+    present = list(dict.fromkeys(g.row for g in groups.values()))
+    order = ["none", "lstm", "utransformer-seq", "transformer-seq", "transformer"]
+    return [r for r in order if r in present] + [r for r in present if r not in order]
+
+
+def cls_tables(groups: dict[str, Group]) -> str:
+    """The paper's classification tables (µ-, D-, A-accuracy, ECE), teacher rows x student
+    columns, mean ± std over seeds with the paper's number in brackets; markdown."""
+    out = []
+    for title, key, paper in (
+        ("µ-accuracy", "mu_accuracy", PAPER_CLS_ACCURACY),
+        ("D-accuracy", "d_accuracy", None),
+        ("A-accuracy", "a_accuracy", None),
+        ("ECE (20 bins)", "ece", PAPER_CLS_ECE),
+    ):
+        note = " (the paper's number in brackets)" if paper else " (the paper gives plots only)"
+        out.append(f"### {title}{note}\n")
+        out.append("| teacher \\ student | " + " | ".join(CLS_MODELS) + " |")
+        out.append("|---" * (len(CLS_MODELS) + 1) + "|")
+        for row in table_rows(groups):
+            by_student = paper.get(None if row == "none" else row, {}) if paper else {}
+            cells = [
+                cell(find_group(groups, s, row), key, by_student.get(s), 4 if key == "ece" else 3)
+                for s in CLS_MODELS
+            ]
+            out.append(f"| {row} | " + " | ".join(cells) + " |")
+        out.append("")
+    return "\n".join(out)
+
+
+def lm_table(groups: dict[str, Group]) -> str:
+    """The LM setup's table: perplexity and A-accuracy beside the paper's (read off its
+    plots), agreement µ-/D-accuracy and ECE; markdown."""
+    out = [
+        "| model | perplexity (paper) | A-accuracy (paper) | agreement µ-accuracy | "
+        "D-accuracy | ECE |",
+        "|---|---|---|---|---|---|",
+    ]
+    for (t, s), (ppl, acc) in PAPER_LM.items():
+        g = find_group(groups, s, t)
+        if g is None:
+            continue
+        out.append(
+            f"| {g.name} | {cell(g, 'perplexity', ppl, 1)} | "
+            f"{cell(g, 'a_accuracy', acc)} | {cell(g, 'mu_accuracy', None)} | "
+            f"{cell(g, 'd_accuracy', None)} | {cell(g, 'ece', None, 4)} |"
+        )
+    return "\n".join(out) + "\n"
+
+
+def counts_note(runs: list[Run]) -> str:
+    """How many test examples each distance and attractor count holds (the same for every
+    run of a grid)."""
+    m = runs[0].metrics
+    d = ", ".join(f"{k}: {v['n']}" for k, v in m["accuracy_by_distance"].items())
+    a = ", ".join(f"{k}: {v['n']}" for k, v in m["accuracy_by_attractors"].items())
+    return (
+        f"Test examples per group (the same for every run): distance {d}; "
+        f"all-attractor examples by attractor count {a}. Groups with few examples make "
+        "D- and A-accuracy noisy; empty groups are left out of their means.\n"
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# claims (PAPER.md, "The claims to reproduce")
+
+
+def _steps(groups, models, key: str, increasing: bool) -> list[tuple[str, str, Comparison]]:
+    """Each adjacent pair of `models` trained alone: (weaker, stronger, stronger minus weaker
+    of `key`, signed so that +1 is the claimed direction)."""
+    alone = [(m, find_group(groups, m, None)) for m in models]
+    out = []
+    for (ma, a), (mb, b) in zip(alone, alone[1:]):
+        c = compare(b, a, key)
+        out.append((ma, mb, c if increasing else _flip(c)))
+    return out
+
+
+def _flip(c: Comparison) -> Comparison:
+    """b minus a instead of a minus b."""
+    return Comparison(-c.diff, -c.high, -c.low, c.n, c.paired, c.seeds_needed)
+
+
+def claim1(groups) -> str:
+    """Without KD, µ-accuracy rises and ECE falls with each added bias (Transformer <
+    Transformer-seq < UTransformer-seq < LSTM), judged step by step between adjacent models."""
+    if not all(find_group(groups, m, None) for m in CLS_MODELS):
+        return "**Claim 1** (each added bias helps, without KD): not all four models ran."
+    parts, lines = [], []
+    for label, key, up, digits in (
+        ("µ-accuracy", "mu_accuracy", True, 3),
+        ("ECE", "ece", False, 4),
+    ):
+        steps = _steps(groups, CLS_MODELS, key, up)
+        cs = [c for *_, c in steps]
+        parts.append(f"{label}: {verdict([c.sign for c in cs], fewest(cs))}")
+        means = ", ".join(
+            f"{m} {find_group(groups, m, None).mean(key):.{digits}f}" for m in CLS_MODELS
+        )
+        diffs = "; ".join(f"{b} − {a} {(c if up else _flip(c)).text(digits)}" for a, b, c in steps)
+        lines.append(f"  - {label}: {means}. Steps: {diffs}")
+    return (
+        "**Claim 1** (without KD, accuracy rises and ECE falls from Transformer to "
+        f"Transformer-seq to UTransformer-seq to LSTM): **{'; '.join(parts)}**. "
+        "Each step compares adjacent models trained alone:\n" + "\n".join(lines)
+    )
+
+
+def claim2(groups) -> str:
+    """An LSTM teacher raises every Transformer student's accuracy (A-accuracy most) and
+    lowers its ECE: distilled minus alone, paired by seed; also against the control row and,
+    with several teacher rows, whether a stronger-bias teacher helps more."""
+    students = [s for s in CLS_MODELS if s != "lstm"]
+    lines, signs, used, acc_up, ece_down, a_most, over_control = [], [], [], 0, 0, 0, 0
+    tested = 0
+    for s in students:
+        alone, taught = find_group(groups, s, None), find_group(groups, s, "lstm")
+        if not (alone and taught):
+            continue
+        tested += 1
+        dm, dd = compare(taught, alone, "mu_accuracy"), compare(taught, alone, "d_accuracy")
+        da, de = compare(taught, alone, "a_accuracy"), compare(taught, alone, "ece")
+        signs += [dm.sign, -de.sign]
+        used += [dm, de]
+        acc_up += dm.sign > 0
+        ece_down += de.sign < 0
+        a_most += da.sign > 0 and da.diff > max(dm.diff, dd.diff)
+        lines.append(
+            f"  - {s}: µ-accuracy {dm.text()}, D-accuracy {dd.text()}, "
+            f"A-accuracy {da.text()}, ECE {de.text(4)}"
+        )
+        control = find_group(groups, s, CONTROL_ROW)
+        if control is not None:
+            cm = compare(taught, control, "mu_accuracy")
+            ca, ce = compare(taught, control, "a_accuracy"), compare(taught, control, "ece")
+            over_control += cm.sign > 0
+            lines.append(
+                f"    - against `{CONTROL_ROW}` (the same inputs, the verb's tag as label, no "
+                f"teacher): µ-accuracy {cm.text()}, A-accuracy {ca.text()}, "
+                f"ECE {ce.text(4)}"
+            )
+    if not tested:
+        return "**Claim 2** (an LSTM teacher helps every Transformer student): not run."
+    n = fewest(used)
+    counts = (
+        f"accuracy rose for {acc_up} of {tested} students, ECE fell for {ece_down} of "
+        f"{tested}, A-accuracy rose and gained most for {a_most} of {tested} (counting only "
+        "differences whose interval excludes zero)"
+        if n >= 2
+        else "differences of one seed are shown without a judgement"
+    )
+    text = (
+        f"**Claim 2** (an LSTM teacher raises every Transformer student's accuracy, "
+        f"A-accuracy most, and lowers its ECE): **{verdict(signs, n)}**: {counts}. "
+        "Distilled minus alone:\n" + "\n".join(lines)
+    )
+    if n >= 2 and any(find_group(groups, st, CONTROL_ROW) for st in students):
+        text += (
+            f"\n  - against the control row the distilled student was more accurate (interval "
+            f"above zero) for {over_control} of {tested} students"
+            + (
+                ", so the gain over `none` is not the extra inputs' alone."
+                if over_control == tested
+                else "."
+            )
+        )
+    order = ["lstm", "utransformer-seq", "transformer-seq", "transformer"]
+    teachers = [t for t in order if any(g.row == t for g in groups.values())]
+    if len(teachers) > 1:
+        ranked, steps = 0, []
+        for s in CLS_MODELS:
+            rows = [find_group(groups, s, t) for t in teachers]
+            rows = [g for g in rows if g is not None]
+            cs = [compare(a, b, "mu_accuracy") for a, b in zip(rows, rows[1:])]
+            ranked += bool(cs) and all(c.sign > 0 for c in cs)
+            steps += cs
+        unclear = sum(c.sign == 0 for c in steps)
+        text += (
+            f"\n  - a stronger-bias teacher helped more (accuracy LSTM > UT-seq > T-seq > "
+            f"Transformer teacher, each step separable) for {ranked} of {len(CLS_MODELS)} "
+            f"students; {unclear} of {len(steps)} steps not separable with {fewest(steps)} "
+            "seeds."
+        )
+    else:
+        text += (
+            "\n  - whether a stronger-bias teacher helps more needs the other teacher rows "
+            "(`--budget paper`)."
+        )
+    return text
+
+
+def claim4(groups) -> str:
+    """LM setup: better perplexity does not mean better agreement (LSTM vs Transformer, Welch),
+    and distillation raises a Transformer's agreement and moves its perplexity toward the
+    teacher's (distilled minus alone, paired by seed)."""
+    lstm, small = find_group(groups, "lstm", None), find_group(groups, "small-lstm", None)
+    tr = find_group(groups, "transformer", None)
+    parts = []
+    if lstm and tr:
+        ppl, agr = compare(lstm, tr, "perplexity"), compare(lstm, tr, "a_accuracy")
+        parts.append(
+            f"LSTM perplexity {lstm.mean('perplexity'):.1f} vs Transformer "
+            f"{tr.mean('perplexity'):.1f} (LSTM minus Transformer {ppl.text(1)}), A-accuracy "
+            f"{lstm.mean('a_accuracy'):.3f} vs {tr.mean('a_accuracy'):.3f} ({agr.text()}); "
+            "the paper's pattern, worse perplexity but better agreement: "
+            + _yes_no(ppl.sign > 0 and agr.sign > 0, ppl.sign < 0 or agr.sign < 0, ppl.n)
+        )
+    for teacher in (lstm, small):
+        if teacher is None or tr is None:
+            continue
+        taught = find_group(groups, "transformer", teacher.model)
+        if taught is None:
+            continue
+        da, dp = compare(taught, tr, "a_accuracy"), compare(taught, tr, "perplexity")
+        toward = 1 if teacher.mean("perplexity") > tr.mean("perplexity") else -1
+        parts.append(
+            f"{teacher.model} -> transformer: A-accuracy {da.text()}, perplexity "
+            f"{dp.text(1)}; perplexity moved toward the teacher's: "
+            + _yes_no(dp.sign == toward, dp.sign == -toward, dp.n)
+        )
+    if not parts:
+        return "**Claim 4** (perplexity is not agreement): not run."
+    return (
+        "**Claim 4** (better perplexity does not mean better agreement; distillation "
+        "raises a Transformer's agreement and brings its perplexity toward the "
+        "teacher's):\n" + "\n".join(f"  - {p}" for p in parts)
+    )
+
+
+def _yes_no(yes: bool, no: bool, n: int) -> str:
+    """yes / no when the intervals decide it, else that the seeds do not separate it."""
+    if n < 2:
+        return "no verdict with 1 seed (needs ≥ 2 seeds)"
+    return "yes" if yes else "no" if no else f"not separable with {n} seeds"
+
+
+def claim5(groups) -> str:
+    """LM setup, limited data: a smaller Transformer does better than a bigger one, a smaller
+    LSTM worse (smaller minus bigger, Welch)."""
+    rows = []
+    for big, small, expect in (
+        ("transformer", "small-transformer", "smaller better"),
+        ("lstm", "small-lstm", "bigger better"),
+    ):
+        b, s = find_group(groups, big, None), find_group(groups, small, None)
+        if b and s:
+            ppl, agr = compare(s, b, "perplexity"), compare(s, b, "a_accuracy")
+            rows.append(
+                f"{small} vs {big}: perplexity {s.mean('perplexity'):.1f} vs "
+                f"{b.mean('perplexity'):.1f} ({ppl.text(1)}), A-accuracy "
+                f"{s.mean('a_accuracy'):.3f} vs {b.mean('a_accuracy'):.3f} ({agr.text()}) "
+                f"(paper: {expect}; here the smaller is better in perplexity: "
+                f"{_yes_no(ppl.sign < 0, ppl.sign > 0, ppl.n)}, in agreement: "
+                f"{_yes_no(agr.sign > 0, agr.sign < 0, agr.n)})"
+            )
+    if not rows:
+        return "**Claim 5** (model size with limited data): not run."
+    return (
+        "**Claim 5** (with limited data a smaller Transformer does better than a bigger "
+        "one, a smaller LSTM worse):\n" + "\n".join(f"  - {r}" for r in rows)
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# figures and the report
+
+
+def plot_lm(groups: dict[str, Group], path: Path) -> None:
+    """LM setup: every run's test perplexity against its A-accuracy, a style per group."""
+    fig, ax = pyplot().subplots(figsize=(5.5, 4.2))
+    for g in groups.values():
+        look = style(g)
+        ax.scatter(
+            [r.metrics["perplexity"] for r in g.runs],
+            [r.metrics["a_accuracy"] for r in g.runs],
+            label=g.name,
+            marker=look["marker"],
+            color=look["color"],
+        )
+    ax.set(xlabel="test perplexity", ylabel="A-accuracy")
+    ax.grid(alpha=0.3)
+    save(fig, ax, path)
+
+
+def sections(groups, runs, rep, fig_dir: Path) -> list[str]:
+    """Scenario 1: the tables, the verdicts and the figures of an agreement grid."""
+    plot_groups_by(
+        groups,
+        "accuracy_by_distance",
+        "distance (verb index - subject index)",
+        fig_dir / "accuracy_by_distance.png",
+    )
+    plot_groups_by(
+        groups,
+        "accuracy_by_attractors",
+        "attractors (all intervening nouns)",
+        fig_dir / "accuracy_by_attractors.png",
+    )
+    if runs[0].setup == "cls":
+        parts = [
+            "## Tables (test split)\n",
+            cls_tables(groups),
+            counts_note(runs),
+            "## The paper's claims\n",
+            METHOD,
+            claim1(groups) + "\n",
+            claim2(groups) + "\n",
+            claim3(groups, rep, "lstm", "lstm") + "\n",
+        ]
+    else:
+        plot_lm(groups, fig_dir / "perplexity_vs_agreement.png")
+        parts = [
+            "## Table (test split)\n",
+            lm_table(groups),
+            counts_note(runs),
+            "## The paper's claims\n",
+            METHOD,
+            claim4(groups) + "\n",
+            claim5(groups) + "\n",
+            claim3(groups, rep, "lstm", "lstm") + "\n",
+            "![perplexity vs agreement](figures/perplexity_vs_agreement.png)\n",
+        ]
+    return parts + [
+        "## Figures\n",
+        "![accuracy by distance](figures/accuracy_by_distance.png)\n",
+        "![accuracy by attractors](figures/accuracy_by_attractors.png)\n",
+    ]
+
+
+def prepare(runs: list[GridRun], out: Path) -> None:
+    """Load every data set the runs name, so that a missing or malformed one is refused
+    (`IbkdError` naming it) before any run starts."""
+    from ibkd.data.splits import load_splits
+
+    seen = set()
+    for r in runs:
+        d = r.config.data
+        key = (d.data, d.split_seed, d.train_fraction, d.valid_fraction)
+        if key not in seen:
+            seen.add(key)
+            load_splits(d.data, seed=d.split_seed, fractions=(d.train_fraction, d.valid_fraction))
+
+
+def notes(budget: str, configs: list[dict]) -> str:
+    """The budget's note, its temperature read from the distilled runs' configs."""
+    note = BUDGETS[budget].note if budget in BUDGETS else ""
+    temps = sorted({c["distill"]["temperature"] for c in configs if c.get("distill")})
+    return note.format(temperature=" / ".join(f"{t:g}" for t in temps) or "?")
+
+
+register(
+    Scenario(
+        name="scenario1",
+        help="LSTM -> Transformers on subject-verb agreement",
+        budgets=tuple(BUDGETS),
+        setups=("cls", "lm"),
+        grid=grid,
+        prepare=prepare,
+        notes=notes,
+        sections=sections,
+    )
+)

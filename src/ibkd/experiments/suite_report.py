@@ -16,6 +16,9 @@ from pathlib import Path
 
 import numpy as np
 
+from ibkd.experiments.figures import color, pyplot, save, teacher_mark
+from ibkd.experiments.results import find_group, fmt
+from ibkd.experiments.verdicts import compare_values
 from ibkd.metrics import pairwise_accuracy
 from ibkd.suite_predictions import load_suite
 
@@ -84,10 +87,14 @@ class SuiteResults:
     runs: dict[str, dict[str, float]] = field(default_factory=dict)
     coverage: dict[str, float] = field(default_factory=dict)
 
+    def by_seed(self, group, key: str) -> dict[int, float]:
+        """`key`'s accuracy for each seed of `group` that has it: seed -> accuracy."""
+        return {r.seed: self.runs[r.name][key] for r in group.runs
+                if key in self.runs.get(r.name, {})}  # fmt: skip
+
     def values(self, group, key: str) -> np.ndarray:
-        """`key`'s accuracy over the seeds of `group` that have it."""
-        v = [self.runs[r.name][key] for r in group.runs if key in self.runs.get(r.name, {})]
-        return np.array(v, dtype=float)
+        """`key`'s accuracy over the seeds of `group` that have it; shape (seeds,)."""
+        return np.array(list(self.by_seed(group, key).values()), dtype=float)
 
 
 def load_suites(folder: Path, groups: dict) -> dict[str, SuiteResults]:
@@ -105,18 +112,19 @@ def load_suites(folder: Path, groups: dict) -> dict[str, SuiteResults]:
 
 
 def _cell(values: np.ndarray) -> str:
-    from ibkd.report import fmt
-
     if not len(values):
         return "–"
     return fmt(float(values.mean()), float(values.std(ddof=1)) if len(values) > 1 else math.nan)
 
 
 def _ordered_groups(groups: dict) -> list:
-    from ibkd.report import table_rows
+    """The groups in table order: the models alone, then each teacher's students, then the
+    other rows (controls), each by name."""
 
-    rows = table_rows(groups)
-    return sorted(groups.values(), key=lambda g: (rows.index(g.row), g.name))
+    def row_rank(g) -> tuple:
+        return (g.row != "none", g.teacher_model is None, g.row, g.name)
+
+    return sorted(groups.values(), key=row_rank)
 
 
 def _group_label(g) -> str:
@@ -152,31 +160,12 @@ def _keys(res: SuiteResults) -> tuple[list[str], list[str]]:
     return constructions, attractors
 
 
-def _difference(a: np.ndarray, b: np.ndarray) -> tuple[float, float]:
-    """Mean of a minus mean of b and the standard error of that difference (as the report's
-    other verdicts)."""
-    se = math.sqrt(
-        (a.var(ddof=1) / len(a) if len(a) > 1 else 0)
-        + (b.var(ddof=1) / len(b) if len(b) > 1 else 0)
-    )
-    return float(a.mean() - b.mean()), se
-
-
-def _beyond_noise(d: float, se: float) -> str:
-    """ "higher" or "lower" when a difference is at least twice its standard error (and not
-    zero), else ""."""
-    if d == 0 or abs(d) < 2 * se:
-        return ""
-    return "higher" if d > 0 else "lower"
-
-
 def claims(suites: dict[str, SuiteResults], groups: dict) -> list[str]:
     """The paper's claims re-judged on each suite: does the LSTM beat each Transformer with an
     attractor and across relative clauses (no distillation), and does distillation raise each
-    student there (against the same student without a teacher)? A difference counts when it
-    is at least twice its standard error over seeds."""
-    from ibkd.report import find_group, signed
-
+    student there (against the same student without a teacher)? Each difference is judged as
+    the report's other claims are (`ibkd.experiments.verdicts.compare_values`: a 95% t interval
+    over seeds, paired by seed for the same student); one within the noise counts for nothing."""
     out = []
     for res in suites.values():
         focus = [k for k in (ALL, WITH_ATTRACTOR, ACROSS_CLAUSE)
@@ -190,15 +179,15 @@ def claims(suites: dict[str, SuiteResults], groups: dict) -> list[str]:
             for k in focus[1:] or focus:
                 lines, wins = [], 0
                 for g in rivals:
-                    a, b = res.values(lstm, k), res.values(g, k)
-                    if len(a) and len(b):
-                        d, se = _difference(a, b)
-                        wins += _beyond_noise(d, se) == "higher"
-                        lines.append(f"  - LSTM − {g.model}: {signed(d, se)}")
+                    a, b = res.by_seed(lstm, k), res.by_seed(g, k)
+                    if a and b:
+                        c = compare_values(a, b, paired=False)
+                        wins += c.sign > 0
+                        lines.append(f"  - LSTM − {g.model}: {c.text()}")
                 if lines:
                     out.append(
                         f"- **{res.name}, {k}: the LSTM beats {wins} of {len(lines)} "
-                        "Transformer(s)** (no distillation; beats: by 2 standard errors)"
+                        "Transformer(s)** (no distillation; beats: the 95% interval excludes 0)"
                     )
                     out += lines  # fmt: skip
         for g in _ordered_groups(groups):
@@ -209,13 +198,11 @@ def claims(suites: dict[str, SuiteResults], groups: dict) -> list[str]:
                 continue
             parts = []
             for k in focus:
-                a, b = res.values(g, k), res.values(alone, k)
-                if len(a) and len(b):
-                    d, se = _difference(a, b)
-                    verdict = {"higher": ": raised", "lower": ": lowered"}.get(
-                        _beyond_noise(d, se), ""
-                    )
-                    parts.append(f"{k} {signed(d, se)}{verdict}")
+                a, b = res.by_seed(g, k), res.by_seed(alone, k)
+                if a and b:
+                    c = compare_values(a, b, paired=True)
+                    verdict = {1: ": raised", -1: ": lowered"}.get(c.sign, "")
+                    parts.append(f"{k} {c.text()}{verdict}")
             if parts:
                 out.append(f"- {res.name}: {g.name} against {g.model} alone: " + "; ".join(parts))
     return out
@@ -224,10 +211,8 @@ def claims(suites: dict[str, SuiteResults], groups: dict) -> list[str]:
 def plot(res: SuiteResults, groups: dict, keys: list[str], path: Path) -> None:
     """Accuracy by construction (mean over seeds, sample std as error bars), a bar per group
     side by side: a colour per model, a hatch per teacher."""
-    from ibkd.report import _color, _plt, _save, _teacher_mark
-
     shown = [g for g in _ordered_groups(groups) if any(r.name in res.runs for r in g.runs)]
-    plt = _plt()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(max(7, 0.9 * len(keys) * max(1, len(shown)) / 3), 4.4))
     width = 0.8 / max(1, len(shown))
     x = np.arange(len(keys))
@@ -235,15 +220,15 @@ def plot(res: SuiteResults, groups: dict, keys: list[str], path: Path) -> None:
         vals = [res.values(g, k) for k in keys]
         means = [v.mean() if len(v) else np.nan for v in vals]
         errs = [v.std(ddof=1) if len(v) > 1 else 0 for v in vals]
-        hatch = _teacher_mark(g.teacher_model)[1] if g.teacher_model else None
+        hatch = teacher_mark(g.teacher_model)[1] if g.teacher_model else None
         ax.bar(
             x + (i - (len(shown) - 1) / 2) * width, means, width, yerr=errs, capsize=2,
-            color=_color(g.model), hatch=hatch, edgecolor="white", label=_group_label(g),
+            color=color(g.model), hatch=hatch, edgecolor="white", label=_group_label(g),
         )  # fmt: skip
     ax.axhline(0.5, color="grey", linewidth=0.8, linestyle=":")
     ax.set_xticks(x, keys, rotation=30, ha="right", fontsize=7)
     ax.set(ylabel="accuracy (mean over seeds)", ylim=(0, 1), title=f"{res.name}: by construction")
-    _save(fig, ax, path, {"ncol": 2})
+    save(fig, ax, path, {"ncol": 2})
 
 
 def sections(groups: dict, folder: Path, fig_dir: Path) -> list[str]:
