@@ -35,9 +35,10 @@ from torch.nn import functional as F
 
 from ibkd.config import DataConfig, DistillConfig, RunConfig, model_names, preset
 from ibkd.data.batching import batches
+from ibkd.data.prepare import prepare_data
 from ibkd.data.vocab import PAD
 from ibkd.models import build_model
-from ibkd.train import prepare_data, train_run
+from ibkd.train import train_run
 
 
 class TorchEncoderClassifier(nn.Module):

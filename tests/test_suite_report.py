@@ -1,6 +1,7 @@
 """Every run of a grid scored on the suites (skipping what is scored already) and the report's
 suite section: tables per construction and attractor count, the claims, the figure."""
 
+import dataclasses
 import json
 
 import numpy as np
@@ -8,6 +9,7 @@ import pytest
 from test_reproduce import tiny
 
 import ibkd.suite_predictions as suite_predictions
+from ibkd import experiments
 from ibkd.cli import main
 from ibkd.experiments import scenario1
 from ibkd.experiments.grid import run_grid
@@ -36,14 +38,11 @@ def write_suite(folder):
     return folder
 
 
-GRID = scenario1.grid
-
-
 def small_grid(seeds=2, setup="cls"):
     """LSTM and Transformer alone, and the Transformer taught by the LSTM: a few dozen training
     rows, one epoch."""
     keep = ("lstm/", "transformer/", "transformer--from-lstm/")
-    runs = [r for r in GRID(setup, "quick", seeds=seeds) if r.name.startswith(keep)]
+    runs = [r for r in scenario1.grid(setup, "quick", seeds=seeds) if r.name.startswith(keep)]
     return tiny(runs, rows=40)
 
 
@@ -97,7 +96,10 @@ def test_grid_runs_are_scored_once_and_reported(tmp_path, setup):
 def test_reproduce_scores_finished_runs_on_the_shipped_and_added_suites(
     tmp_path, monkeypatch, capsys
 ):
-    monkeypatch.setattr(scenario1, "grid", lambda *a, **k: small_grid(seeds=1))
+    one_seed = dataclasses.replace(
+        experiments.get("scenario1"), grid=lambda **k: small_grid(seeds=1)
+    )
+    monkeypatch.setitem(experiments.SCENARIOS, "scenario1", one_seed)
     monkeypatch.setattr(suite_predictions, "SHIPPED_SUITES", (str(write_suite(tmp_path / "ml")),))
     out = tmp_path / "grid"
     args = ["reproduce", "scenario1", "--out", str(out), "--workers", "1", "--no-progress",

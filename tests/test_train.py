@@ -200,8 +200,8 @@ def test_cached_teacher_outputs_equal_its_logits_batch_by_batch(tmp_path):
     import torch
 
     from ibkd.data.batching import batches
+    from ibkd.data.prepare import prepare_data
     from ibkd.distill import Teacher
-    from ibkd.train import prepare_data
 
     teacher = tmp_path / "teacher"
     train_run(tiny_config(arch="transformer"), teacher, progress=False)

@@ -5,10 +5,10 @@ from conftest import make_row
 
 from ibkd.data.batching import encode
 from ibkd.data.build import build
+from ibkd.data.prepare import transfer_examples
 from ibkd.data.transfer import read_transfer
 from ibkd.data.vocab import build_vocab
 from ibkd.errors import IbkdError
-from ibkd.train import transfer_examples
 
 CONLLU = """1\tThe\tthe\tDET\tDT\t_\t2\tdet\t_\t_
 2\tkeys\tkey\tNOUN\tNNS\t_\t3\tnsubj\t_\t_

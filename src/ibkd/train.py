@@ -29,11 +29,9 @@ import torch
 from torch import nn
 
 from ibkd.config import RunConfig
-from ibkd.data.batching import Encoded, ImageSet, batches, concat, encode, encode_prefixes
-from ibkd.data.mnist import image_sets
-from ibkd.data.splits import default_dir, load_splits
-from ibkd.data.transfer import read_transfer
-from ibkd.data.vocab import PAD, Vocab, build_vocab
+from ibkd.data.batching import batches
+from ibkd.data.prepare import RunData, prepare_data
+from ibkd.data.vocab import PAD
 from ibkd.distill import Teacher
 from ibkd.distributed import Dist, pick_device, seed_everything, set_threads
 from ibkd.errors import IbkdError
@@ -368,63 +366,6 @@ def finish(run: Run) -> dict:
 
 # ---------------------------------------------------------------------------------------------
 # the pieces train_run uses
-
-
-@dataclass
-class RunData:
-    """A run's encoded data: vocabulary (None for images), training and validation sets, and
-    the test sets by name ("test", and for images its shifted versions)."""
-
-    vocab: Vocab | None
-    train: Encoded | ImageSet
-    valid: Encoded | ImageSet
-    tests: dict[str, Encoded | ImageSet]
-
-
-def prepare_data(cfg: RunConfig, vocab: Vocab | None = None) -> RunData:
-    """Load the splits, build the vocabulary from the training split (or check that a given
-    one, e.g. the teacher's, is the same) and encode everything for the run's setup. Raises
-    IbkdError for unusable data or a vocabulary that differs from `vocab`."""
-    d = cfg.data
-    if cfg.setup == "mnist":
-        return RunData(None, *image_sets(d.data, d.max_train_rows))
-    splits = load_splits(d.data, seed=d.split_seed, fractions=(d.train_fraction, d.valid_fraction))
-    train_rows = splits.train[: d.max_train_rows] if d.max_train_rows else splits.train
-    if not train_rows or not splits.valid:
-        raise IbkdError(
-            f"--data {d.data}: needs training and validation rows "
-            f"(got {len(train_rows)} and {len(splits.valid)})"
-        )
-    own = build_vocab(train_rows)
-    if vocab is not None and vocab != own:
-        raise IbkdError(
-            f"the teacher's vocabulary ({len(vocab)} entries, fingerprint {vocab.fingerprint}) "
-            f"differs from the one of the student's training data ({len(own)} entries, "
-            f"{own.fingerprint}): teacher and student must be trained on the same data"
-        )
-    train = encode(train_rows, own, cfg.setup)
-    if d.transfer is not None:
-        extra = transfer_examples(d.transfer, train_rows, own, cfg.setup, d.max_train_rows)
-        train = concat(train, extra)
-    return RunData(
-        own,
-        train,
-        encode(splits.valid, own, cfg.setup),
-        {"test": encode(splits.test, own, cfg.setup)},
-    )
-
-
-def transfer_examples(
-    spec: str, train_rows, vocab: Vocab, setup: str, limit: int | None = None
-) -> Encoded:
-    """The transfer prefixes that are not already training examples (the first `limit`),
-    encoded for classification (`spec`: `default` for the shipped set, or a file)."""
-    if setup != "cls":
-        raise IbkdError("--transfer: transfer sets are for the classification setup")
-    path = default_dir() / "transfer.tsv.gz" if spec == "default" else Path(spec)
-    seen = {tuple(r.tokens[: r.verb_index - 1]) for r in train_rows}
-    extra = [p for p in read_transfer(path) if p.tokens not in seen][:limit]
-    return encode_prefixes([p.tokens for p in extra], [p.label for p in extra], vocab)
 
 
 def _teacher_predictions(teacher: Teacher | None, data: RunData) -> dict:
