@@ -128,6 +128,61 @@ def summary(groups: dict[str, Group], runs: list[Run]) -> dict:
     }
 
 
+PROVENANCE_KEYS = {
+    "ibkd": "ibkd",
+    "git_commit": "git commit",
+    "python": "Python",
+    "torch": "torch",
+    "numpy": "numpy",
+    "cpu": "CPU",
+    "gpu": "GPU",
+    "device": "device",
+    "threads": "threads per run",
+    "processes": "processes per run",
+}
+
+
+def _sessions(run_folder: Path) -> list[dict]:
+    """The training sessions recorded in a run's provenance.json ([] if absent or unreadable:
+    runs trained before it existed have none)."""
+    try:
+        data = json.loads((run_folder / "provenance.json").read_text(encoding="utf-8"))
+        return [s for s in data.get("sessions", []) if isinstance(s, dict)]
+    except (OSError, ValueError, AttributeError):
+        return []
+
+
+def provenance_footer(folder: Path, manifest: dict, runs: list[Run]) -> str:
+    """The report's last section: every value of each provenance field over the runs' training
+    sessions (`ibkd.runs.provenance`), when they trained, and each call of the grid command with
+    its wall time (grid.json)."""
+    sessions = [s for r in runs for s in _sessions(folder / r.name)]
+    lines = ["## Provenance\n"]
+    if sessions:
+        lines.append(f"{len(sessions)} training sessions of {len(runs)} runs:")
+        for key, label in PROVENANCE_KEYS.items():
+            values = sorted({str(s.get(key)) for s in sessions if s.get(key) is not None})
+            if values:
+                lines.append(f"- {label}: {', '.join(values)}")
+        started = sorted(s["started"] for s in sessions if s.get("started"))
+        finished = sorted(s["finished"] for s in sessions if s.get("finished"))
+        if started:
+            lines.append(f"- trained from {started[0]} to {finished[-1] if finished else '?'}")
+    else:
+        lines.append("The runs record no provenance (trained before ibkd kept it).")
+    for call in manifest.get("calls", []):
+        if call.get("command"):
+            lines.append(
+                f"- `{call['command']}`: {call.get('seconds', 0):.0f} s wall time, "
+                f"{call.get('trained', 0)} runs trained, {call.get('skipped', 0)} already done, "
+                f"{call.get('failed', 0)} failed (finished {call.get('finished', '?')}, "
+                f"CPU {call.get('cpu', '?')})"
+            )
+    if manifest.get("total_seconds") is not None:
+        lines.append(f"- grid wall time over all calls: {manifest['total_seconds']:.0f} s")
+    return "\n".join(lines) + "\n"
+
+
 def write_report(folder: str | Path) -> Path:
     """Write `folder/report.md`, `folder/summary.json` and `folder/figures/*.png` from the
     grid's saved predictions; returns the report's path. `IbkdError` for a folder that is not
@@ -170,6 +225,7 @@ def write_report(folder: str | Path) -> Path:
     if rep is not None:
         plot_mds(rep, fig_dir / "mds.png")
         parts.append("![MDS of representations](figures/mds.png)\n")
+    parts.append(provenance_footer(folder, manifest, runs))
     with atomic_write(folder / "summary.json") as f:
         json.dump(summary(groups, runs), f, indent=2)
         f.write("\n")

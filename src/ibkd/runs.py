@@ -317,19 +317,26 @@ def _cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
-def provenance(device: torch.device, threads: int, processes: int) -> dict:
-    """How and where this process runs: versions, git commit, CPU / GPU, threads, device,
-    processes, the command line and the start time."""
+COMMAND_VARIABLE = "IBKD_COMMAND"
+"""Set by a grid to its own command line, so that runs trained in pool workers or Ray tasks
+record the command the user typed rather than the worker's."""
+
+
+def command_line() -> str:
+    """The command that started this work, as typed: `$IBKD_COMMAND` when a grid set it, else
+    this process's own command line (the interpreter, `-m ibkd` or the `ibkd` script, options)."""
+    return os.environ.get(COMMAND_VARIABLE) or shlex.join(sys.orig_argv)
+
+
+def environment() -> dict:
+    """What the numbers of this process depend on besides its config and seed: the versions of
+    ibkd, Python, torch and numpy, the git commit of the checkout (if any), the platform and
+    the CPU model."""
     import numpy
 
     import ibkd
 
-    gpu = torch.cuda.get_device_name(device) if device.type == "cuda" else None
     return {
-        "command": shlex.join(sys.orig_argv),  # as typed: the interpreter, -m ibkd, options
-        "cwd": os.getcwd(),
-        "started": now(),
-        "finished": None,
         "ibkd": ibkd.__version__,
         "git_commit": _git_commit(),
         "python": platform.python_version(),
@@ -337,6 +344,19 @@ def provenance(device: torch.device, threads: int, processes: int) -> dict:
         "numpy": numpy.__version__,
         "platform": platform.platform(),
         "cpu": _cpu_model(),
+    }
+
+
+def provenance(device: torch.device, threads: int, processes: int) -> dict:
+    """How and where this process runs a run: the command line (`command_line`), working
+    folder, start time, `environment()`, the GPU name, device, threads and processes."""
+    gpu = torch.cuda.get_device_name(device) if device.type == "cuda" else None
+    return {
+        "command": command_line(),
+        "cwd": os.getcwd(),
+        "started": now(),
+        "finished": None,
+        **environment(),
         "gpu": gpu,
         "device": str(device),
         "threads": threads,

@@ -165,6 +165,7 @@ def run_grid(
     again. `after_run(folder)`, when given, is called on every finished run,
     those finished before included (the suites' scoring)."""
     from ibkd.experiments.executors import local
+    from ibkd.runs import COMMAND_VARIABLE, command_line
 
     out = Path(out).absolute()
     out.mkdir(parents=True, exist_ok=True)
@@ -189,6 +190,8 @@ def run_grid(
         if bar is not None:
             bar.update(1)
 
+    had_command = COMMAND_VARIABLE in os.environ
+    os.environ[COMMAND_VARIABLE] = command_line()  # runs in workers record the grid's command
     executor = executor or local(workers, progress)
     running: dict = {}  # handle -> run
     try:
@@ -246,6 +249,8 @@ def run_grid(
         executor.close()
         if bar is not None:
             bar.close()
+        if not had_command:
+            os.environ.pop(COMMAND_VARIABLE, None)
     result.seconds = time.perf_counter() - t0
     write_manifest(runs, out, result, title, notes, scenario, budget)
     return result
@@ -297,8 +302,9 @@ def write_manifest(
 
 
 def _timings(manifest: Path, result: GridResult) -> dict:
-    """The grid's wall time: this call's seconds, every call so far (seconds and runs trained,
-    skipped, failed) and their total, carried over from the grid.json already there."""
+    """The grid's wall time and provenance: this call's seconds, every call so far (its command,
+    end time, seconds, runs trained, skipped, failed, and `ibkd.runs.environment()`) and their
+    total, carried over from the grid.json already there."""
     try:
         old = json.loads(manifest.read_text(encoding="utf-8"))
         calls = list(old.get("calls") or [])
@@ -306,12 +312,17 @@ def _timings(manifest: Path, result: GridResult) -> dict:
             calls = [{"seconds": old["last_call_seconds"]}]
     except (OSError, ValueError, AttributeError):
         calls = []
+    from ibkd.runs import command_line, environment, now
+
     calls.append(
         {
+            "command": command_line(),
+            "finished": now(),
             "seconds": round(result.seconds, 1),
             "trained": len(result.finished),
             "skipped": len(result.skipped),
             "failed": len(result.failed),
+            **environment(),
         }
     )
     return {
