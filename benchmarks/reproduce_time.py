@@ -3,12 +3,12 @@
     python benchmarks/reproduce_time.py -- scenario1 --budget quick --out runs/s1-quick
     python benchmarks/reproduce_time.py -- scenario2 --budget quick --data-dir DIR --out runs/s2
 
-runs `ibkd reproduce ARGS` in a subprocess (the end of its output shown when it ends) and adds
-an entry to `docs/results/timings.json` (`--record`): the command, its wall time, exit status,
-the number of runs trained, the CPU model, cores, load average before and after (another job on
-the machine slows the command down), and the versions (`ibkd.runs.environment`). The README's times are
-taken from this file. The output folder must not hold finished runs, or they are skipped and
-the time says nothing.
+runs `ibkd reproduce ARGS` in a subprocess (the end of its output shown when it ends) and
+adds an entry to `docs/results/timings.json` (`--record`): the command, its wall time, exit
+status, the number of runs trained, the CPU model, cores, the load average before and after
+(another job on the machine slows the command down) and the versions (`ibkd.runs.environment`).
+The README's times are taken from this file. The output folder must not hold finished runs, or
+they are skipped and the time says nothing.
 """
 
 from __future__ import annotations
