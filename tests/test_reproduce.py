@@ -226,9 +226,26 @@ def test_scenario1_end_to_end(tmp_path, small_data, capsys):
     """The one full `ibkd reproduce scenario1` (cls): the quick budget's models and its
     transfer set, on a few dozen rows, 1 epoch, 2 seeds."""
     out = tmp_path / "grid"
-    args = ["reproduce", "scenario1", "--data", str(small_data), "--seeds", "2", "--epochs", "1",
-            "--max-train-rows", "40", "--out", str(out), "--no-progress", "--device", "cpu",
-            "--workers", "1", "--no-suites"]  # fmt: skip (suites: tests/test_suite_report.py)
+    args = [
+        "reproduce",
+        "scenario1",
+        "--data",
+        str(small_data),
+        "--seeds",
+        "2",
+        "--epochs",
+        "1",
+        "--max-train-rows",
+        "40",
+        "--out",
+        str(out),
+        "--no-progress",
+        "--device",
+        "cpu",
+        "--workers",
+        "1",
+        "--no-suites",
+    ]  # fmt: skip (suites: tests/test_suite_report.py)
     assert main(args) == 0
     text = (out / "report.md").read_text()
     assert "µ-accuracy" in text and "**Claim 1**" in text and "**Claim 3**" in text
