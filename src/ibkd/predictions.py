@@ -57,20 +57,28 @@ def save_predictions(path: str | os.PathLike, predictions: dict[str, np.ndarray]
         np.savez_compressed(f, **predictions)
 
 
-def load_predictions(path: str | os.PathLike) -> dict[str, np.ndarray]:
-    """Read one split's predictions: {key: array} as described in the module docstring. A
-    missing or unreadable file raises IbkdError naming it."""
+def load_arrays(path: str | os.PathLike, what: str, required: tuple[str, ...]) -> dict:
+    """Read a saved `.npz` of per-example arrays ({key: array}, no pickles); IbkdError naming
+    the file when it is missing, unreadable or lacks one of the `required` arrays (`what`
+    names the kind of file in the message)."""
     path = Path(path)
     try:
         with np.load(path, allow_pickle=False) as data:
             out = {k: data[k] for k in data.files}
     except FileNotFoundError:
-        raise IbkdError(f"{path}: no such predictions file") from None
+        raise IbkdError(f"{path}: no such {what}") from None
     except (OSError, ValueError, EOFError, zipfile.BadZipFile) as e:
-        raise IbkdError(f"{path}: not a readable predictions file ({_reason(e)})") from None
-    if "label" not in out:
-        raise IbkdError(f"{path}: not a predictions file (no `label` array)")
+        raise IbkdError(f"{path}: not a readable {what} ({_reason(e)})") from None
+    missing = [k for k in required if k not in out]
+    if missing:
+        raise IbkdError(f"{path}: not a {what} (no {', '.join(f'`{k}`' for k in missing)} array)")
     return out
+
+
+def load_predictions(path: str | os.PathLike) -> dict[str, np.ndarray]:
+    """Read one split's predictions: {key: array} as described in the module docstring. A
+    missing or unreadable file raises IbkdError naming it."""
+    return load_arrays(path, "predictions file", ("label",))
 
 
 def _reason(e: BaseException) -> str:

@@ -43,6 +43,7 @@ from ibkd.data.vocab import BOS, EOS, UNK, Vocab
 from ibkd.errors import IbkdError
 from ibkd.files import atomic_write
 from ibkd.metrics import SUITE_KEYS, suite_metrics
+from ibkd.predictions import load_arrays
 
 SENTENCE_LOGPROB, TARGET_FORMS = "sentence", "target"
 LM_COMPARISON = {
@@ -270,24 +271,13 @@ def save_suite(run: str | os.PathLike, name: str, pred: dict[str, np.ndarray], i
 def load_suite(path: str | os.PathLike) -> dict[str, np.ndarray]:
     """A suite's saved per-item predictions ({key: array}, `SUITE_KEYS`); IbkdError naming the
     file when it is missing, unreadable or lacks an array."""
-    path = Path(path)
-    try:
-        with np.load(path, allow_pickle=False) as data:
-            out = {k: data[k] for k in data.files}
-    except FileNotFoundError:
-        raise IbkdError(f"{path}: no such suite predictions file") from None
-    except (OSError, ValueError, EOFError) as e:
-        raise IbkdError(f"{path}: not a readable suite predictions file ({e})") from None
-    missing = [k for k in SUITE_KEYS if k not in out]
-    if missing:
-        raise IbkdError(f"{path}: not a suite predictions file (no {', '.join(missing)})")
-    return out
+    return load_arrays(path, "suite predictions file", tuple(SUITE_KEYS))
 
 
 def score_suite_into(
     run: str | os.PathLike, loaded, suite: Suite, items: list[SuiteItem], device, mapped=None
 ) -> dict:
-    """Score a loaded run (`ibkd.distill.load_run`) on a suite's `items` (`mapped`: their
+    """Score a loaded run (`ibkd.runs.load_run`) on a suite's `items` (`mapped`: their
     `map_items` into the run's vocabulary, when known) and save the results in the run folder
     `run`; returns the summary (`save_suite`), with the suite's source and format."""
     fmt = suite.format()
