@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ibkd.experiments.figures import color, pyplot, save, teacher_mark
+from ibkd.experiments.figures import CHANCE, pyplot, row_label, row_style, write
 from ibkd.experiments.results import find_group, fmt
 from ibkd.experiments.verdicts import compare_values
 from ibkd.metrics import pairwise_accuracy
@@ -209,26 +209,41 @@ def claims(suites: dict[str, SuiteResults], groups: dict) -> list[str]:
 
 
 def plot(res: SuiteResults, groups: dict, keys: list[str], path: Path) -> None:
-    """Accuracy by construction (mean over seeds, sample std as error bars), a bar per group
-    side by side: a colour per model, a hatch per teacher."""
+    """Accuracy by construction as small multiples: a panel per student model, a row per
+    construction, a marker per table row of that model (alone, from each teacher, controls;
+    `figures.row_style`) at the mean over seeds with ± one sample std, and the chance line."""
     shown = [g for g in _ordered_groups(groups) if any(r.name in res.runs for r in g.runs)]
+    panels: dict[str, list] = {}
+    for g in shown:
+        panels.setdefault(g.model, []).append(g)
     plt = pyplot()
-    fig, ax = plt.subplots(figsize=(max(7, 0.9 * len(keys) * max(1, len(shown)) / 3), 4.4))
-    width = 0.8 / max(1, len(shown))
-    x = np.arange(len(keys))
-    for i, g in enumerate(shown):
-        vals = [res.values(g, k) for k in keys]
-        means = [v.mean() if len(v) else np.nan for v in vals]
-        errs = [v.std(ddof=1) if len(v) > 1 else 0 for v in vals]
-        hatch = teacher_mark(g.teacher_model)[1] if g.teacher_model else None
-        ax.bar(
-            x + (i - (len(shown) - 1) / 2) * width, means, width, yerr=errs, capsize=2,
-            color=color(g.model), hatch=hatch, edgecolor="white", label=_group_label(g),
-        )  # fmt: skip
-    ax.axhline(0.5, color="grey", linewidth=0.8, linestyle=":")
-    ax.set_xticks(x, keys, rotation=30, ha="right", fontsize=7)
-    ax.set(ylabel="accuracy (mean over seeds)", ylim=(0, 1), title=f"{res.name}: by construction")
-    save(fig, ax, path, {"ncol": 2})
+    fig, axes = plt.subplots(
+        1, len(panels), figsize=(2.9 * len(panels) + 2.6, 0.32 * len(keys) + 1.3),
+        sharey=True, squeeze=False,
+    )  # fmt: skip
+    y = np.arange(len(keys))[::-1]
+    handles = {}
+    for ax, (model, rows) in zip(axes[0], panels.items()):
+        for i, g in enumerate(rows):
+            vals = [res.values(g, k) for k in keys]
+            means = np.array([v.mean() if len(v) else np.nan for v in vals])
+            errs = np.array([v.std(ddof=1) if len(v) > 1 else 0.0 for v in vals])
+            st = row_style(g.row, g.teacher_model)
+            label = row_label(g)
+            handles[label] = ax.errorbar(
+                means, y + (i - (len(rows) - 1) / 2) * 0.18, xerr=errs, color=st["color"],
+                marker=st["marker"], linestyle="none", markersize=4, capsize=2, label=label,
+            )  # fmt: skip
+        ax.axvline(CHANCE, color="grey", linewidth=0.8, linestyle="--")
+        ax.set(xlim=(0.3, 1.0), title=model)
+        ax.grid(alpha=0.3)
+    axes[0][0].set_yticks(y, keys, fontsize=8)
+    fig.supxlabel("accuracy (mean ± std over seeds); dashed: chance", fontsize=9)
+    fig.suptitle(f"{res.name}: accuracy by construction", fontsize=10)
+    fig.legend(handles.values(), handles.keys(), fontsize=8, loc="upper left",
+               bbox_to_anchor=(1.0, 0.9))  # fmt: skip
+    fig.tight_layout()
+    write(fig, path)
 
 
 def sections(groups: dict, folder: Path, fig_dir: Path) -> list[str]:
