@@ -184,12 +184,6 @@ def plot_groups_by(groups: dict[str, Group], key: str, xlabel: str, path: Path) 
     write(fig, path)
 
 
-def pooled_reliability(g: Group, on: str = "test") -> tuple[list[float], list[float]]:
-    """Each non-empty confidence bin's mean confidence and accuracy over all seeds' examples."""
-    xs, ys, _ = reliability_bins(g, on)
-    return xs, ys
-
-
 def reliability_bins(g: Group, on: str = "test"):
     """Per non-empty confidence bin, pooled over seeds: mean confidence, accuracy, and the
     examples per run (the pooled count / seeds). Bins as `ibkd.metrics` writes them."""
