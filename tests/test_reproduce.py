@@ -189,6 +189,28 @@ def test_reproduce_refuses_missing_data_before_any_run(tmp_path, capsys):
     assert "nope" in capsys.readouterr().err and not out.exists()
 
 
+@pytest.mark.parametrize(
+    "option, message",
+    [
+        (["--workers", "0"], "--workers 0: expected a number >= 1"),
+        (["--epochs", "0"], "--epochs 0: expected a value >= 1"),
+        (["--max-train-rows", "-5"], "--max-train-rows -5: expected a value >= 1"),
+    ],
+)
+def test_reproduce_checks_its_options_before_anything_is_written(tmp_path, capsys, option, message):
+    out = tmp_path / "grid"
+    assert main(["reproduce", "scenario1", "--out", str(out), "--no-progress", *option]) == 2
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1 and not out.exists()
+
+
+def test_reproduce_out_naming_a_file_is_one_line(tmp_path, capsys):
+    out = tmp_path / "afile"
+    out.write_text("keep me")
+    assert main(["reproduce", "scenario1", "--out", str(out), "--no-progress"]) == 2
+    assert "is a file" in capsys.readouterr().err and out.read_text() == "keep me"
+
+
 def test_report_on_a_corrupt_grid_says_which_file(tmp_path, small_data, capsys):
     runs = mini_grid(small_data)[:1]
     run_grid(runs, tmp_path, progress=False)

@@ -117,6 +117,7 @@ def test_reproduce_scores_finished_runs_on_the_shipped_and_added_suites(
         assert scored == ["added.npz", "ml.npz"]
     report = (out / "report.md").read_text()
     assert "### ml" in report and "### added" in report
+    assert "no verdict with one seed" in report and "the LSTM beats" not in report
 
     bad = tmp_path / "bad.jsonl"
     bad.write_text("not json\n")

@@ -221,3 +221,13 @@ def test_evaluate_writes_predictions_and_summaries(runs, tmp_path, setup, capsys
     generated = load_suite(run / "suites" / "generated.npz")
     assert list(generated["n_attractors"]) == [0, 1]  # from generated.tab
     assert "generated: accuracy" in capsys.readouterr().out
+
+
+def test_a_suite_with_no_items_is_refused_and_nothing_is_written(runs, tmp_path, capsys):
+    empty = tmp_path / "empty.jsonl"
+    empty.write_text("")
+    run = runs / "cls"
+    assert main(["evaluate", str(run), "--suite", str(empty), "--device", "cpu"]) == 2
+    assert "empty.jsonl: no items to score" in capsys.readouterr().err
+    assert not (run / "suites" / "empty.json").exists()
+    assert not (run / "suites" / "empty.npz").exists()

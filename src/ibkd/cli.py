@@ -250,12 +250,17 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
         from ibkd.suite_predictions import SuiteScorer, grid_suites
 
         scorer = SuiteScorer(grid_suites(args.suite), pick_device(args.device)).read()
+    if args.workers is not None and args.workers < 1:
+        raise IbkdError(f"--workers {args.workers}: expected a number >= 1")
+    if out.exists() and not out.is_dir():
+        raise IbkdError(f"--out {out}: is a file, not a grid folder")
     for r in runs:
         r.config.train.device = args.device
         _apply_speed_options(args, r.config.train)
         if args.epochs is not None:
             r.config.train.epochs = args.epochs
         r.config.data.max_train_rows = args.max_train_rows
+        r.config.validate()  # a bad --epochs or --max-train-rows stops here, nothing written
     note = scenario.notes(args.budget, [r.config.to_dict() for r in runs])
     print(
         f"{args.scenario} ({setup}, {args.budget} budget): {len(runs)} runs into {out}"

@@ -83,8 +83,12 @@ class Suite:
         return detect_format(Path(self.source))
 
     def read(self, skip_bad_rows: bool = False) -> list[SuiteItem]:
-        """The suite's items (`read_suite`; IbkdError naming a bad file or line)."""
-        return read_suite(self.source, self.fmt, skip_bad_rows=skip_bad_rows)
+        """The suite's items (`read_suite`; IbkdError naming a bad file or line, or a suite
+        with no item to score)."""
+        items = read_suite(self.source, self.fmt, skip_bad_rows=skip_bad_rows)
+        if not items:
+            raise IbkdError(f"--suite {self.source}: no items to score")
+        return items
 
 
 def grid_suites(extra: list[str] = ()) -> list[Suite]:

@@ -177,17 +177,20 @@ def claims(suites: dict[str, SuiteResults], groups: dict) -> list[str]:
         ]  # fmt: skip
         if lstm is not None and rivals:
             for k in focus[1:] or focus:
-                lines, wins = [], 0
+                lines, wins, judged = [], 0, True
                 for g in rivals:
                     a, b = res.by_seed(lstm, k), res.by_seed(g, k)
                     if a and b:
                         c = compare_values(a, b, paired=False)
                         wins += c.sign > 0
+                        judged = judged and c.judged
                         lines.append(f"  - LSTM − {g.model}: {c.text()}")
                 if lines:
                     out.append(
                         f"- **{res.name}, {k}: the LSTM beats {wins} of {len(lines)} "
                         "Transformer(s)** (no distillation; beats: the 95% interval excludes 0)"
+                        if judged
+                        else f"- **{res.name}, {k}: no verdict with one seed** (needs ≥ 2 seeds)"
                     )
                     out += lines  # fmt: skip
         for g in _ordered_groups(groups):
@@ -257,10 +260,9 @@ def sections(groups: dict, folder: Path, fig_dir: Path) -> list[str]:
         "Accuracy of the correct over the wrong alternative on the suites every run was scored "
         "on (`RUN/suites/NAME.npz`; classification: the verb number's probability at the "
         "target prefix; LM: whole-sentence log-probability for Marvin & Linzen and BLiMP, the two "
-        "forms at the target for Linzen's and Gulordava et al.'s sets), mean ± sample std over "
-        "seeds; items the vocabulary mapping leaves unscorable are left out (coverage below). "
-        + NOT_VERIFIED
-        + "\n",
+        "forms at the target for Linzen's and Gulordava et al.'s sets), the mean over seeds "
+        "(± sample std with two or more); items the vocabulary mapping leaves unscorable are "
+        "left out (coverage below). " + NOT_VERIFIED + "\n",
     ]
     for res in suites.values():
         constructions, attractors = _keys(res)
