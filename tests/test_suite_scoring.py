@@ -4,6 +4,7 @@ log-probabilities are known."""
 
 import json
 import math
+import shutil
 
 import numpy as np
 import pytest
@@ -231,3 +232,21 @@ def test_a_suite_with_no_items_is_refused_and_nothing_is_written(runs, tmp_path,
     assert "empty.jsonl: no items to score" in capsys.readouterr().err
     assert not (run / "suites" / "empty.json").exists()
     assert not (run / "suites" / "empty.npz").exists()
+
+
+def test_two_suites_of_one_name_never_overwrite_each_other(runs, tmp_path, capsys):
+    run = tmp_path / "run"
+    shutil.copytree(runs / "cls", run, ignore=shutil.ignore_patterns("suites"))
+    for folder in ("a", "b"):
+        (tmp_path / folder).mkdir()
+        write_colorlessgreen(tmp_path / folder)
+    a, b = str(tmp_path / "a" / "generated"), str(tmp_path / "b" / "generated")
+    args = ["evaluate", str(run), "--format", "colorlessgreen", "--device", "cpu", "--suite"]
+    assert main([*args, a, b]) == 2  # both would be saved as suites/generated.*
+    assert "would be saved as `generated`" in capsys.readouterr().err
+    assert main([*args, a]) == 0
+    before = (run / "suites" / "generated.json").read_text()
+    assert json.loads(before)["suite"] == a  # the absolute source is recorded
+    assert main([*args, b]) == 2  # a result of that name from another file is kept
+    assert f"scored on {a}, not on {b}" in capsys.readouterr().err
+    assert (run / "suites" / "generated.json").read_text() == before

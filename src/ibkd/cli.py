@@ -295,12 +295,14 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     """`ibkd evaluate`: score a finished run on external suites; results in RUN/suites/."""
     from ibkd.distributed import pick_device
     from ibkd.runs import load_run, user_os_error
-    from ibkd.suite_predictions import Suite, score_suite_into
+    from ibkd.suite_predictions import Suite, check_source, distinct, score_suite_into
 
+    suites = distinct([Suite(str(source), args.format) for source in args.suite])
+    for suite in suites:
+        check_source(args.run, suite)
     device = pick_device(args.device)
     run = load_run(args.run, device)
-    for source in args.suite:
-        suite = Suite(str(source), args.format)
+    for suite in suites:
         try:
             result = score_suite_into(args.run, run, suite, suite.read(args.skip_bad_rows), device)
         except OSError as e:

@@ -67,6 +67,10 @@ class Suite:
     source: str
     fmt: str | None = None
 
+    def __post_init__(self) -> None:
+        if self.source not in NAMES:  # a path: kept absolute, as results record where from
+            object.__setattr__(self, "source", str(Path(self.source).absolute()))
+
     @property
     def name(self) -> str:
         """The name its results are saved under (`RUN/suites/NAME.*`)."""
@@ -94,11 +98,35 @@ class Suite:
 def grid_suites(extra: list[str] = ()) -> list[Suite]:
     """The suites a reproduction scores its runs on: the shipped ones (`SHIPPED_SUITES`), then
     each of `extra` (names or paths), once per name."""
+    return distinct([Suite(str(source)) for source in (*SHIPPED_SUITES, *extra)])
+
+
+def distinct(suites: list[Suite]) -> list[Suite]:
+    """`suites` without repeats; IbkdError when two different sources share a name (their
+    results would be saved over each other in `RUN/suites/NAME.*`)."""
     out: dict[str, Suite] = {}
-    for source in (*SHIPPED_SUITES, *extra):
-        suite = Suite(str(source))
-        out.setdefault(suite.name, suite)
+    for suite in suites:
+        seen = out.setdefault(suite.name, suite)
+        if seen.source != suite.source:
+            raise IbkdError(
+                f"--suite {suite.source}: its results would be saved as `{suite.name}`, as "
+                f"those of {seen.source}; rename one of them"
+            )
     return list(out.values())
+
+
+def check_source(run: str | os.PathLike, suite: Suite) -> None:
+    """IbkdError when `run` was already scored under `suite.name` on another source."""
+    summary = suite_files(run, suite.name)[1]
+    try:
+        scored_on = json.loads(summary.read_text(encoding="utf-8")).get("suite")
+    except (OSError, ValueError, AttributeError):
+        return
+    if scored_on not in (None, suite.source):
+        raise IbkdError(
+            f"{summary}: scored on {scored_on}, not on {suite.source} (the same name); rename "
+            "the suite file or delete that result"
+        )
 
 
 def predict_suite(
@@ -321,7 +349,11 @@ class SuiteScorer:
         return self
 
     def todo(self, run: str | os.PathLike) -> list[Suite]:
-        """The suites `run` has not been scored on (all with `force`)."""
+        """The suites `run` has not been scored on (all with `force`); IbkdError for a result
+        under a suite's name that came from another source (`check_source`)."""
+        if not self.force:
+            for s in self.suites:
+                check_source(run, s)
         return [s for s in self.suites if self.force or not suite_files(run, s.name)[0].exists()]
 
     def __call__(self, run: str | os.PathLike) -> dict[str, dict]:
