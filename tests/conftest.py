@@ -54,3 +54,12 @@ def make_row(
         all_nouns=tokens[subj_index - 1],
         nouns_up_to_verb=tokens[subj_index - 1],
     )
+
+
+@pytest.fixture(scope="session")
+def nlp():
+    """spaCy's English pipeline, loaded once (skipped where spaCy is not installed)."""
+    pytest.importorskip("spacy")
+    from ibkd.data.build import load_spacy
+
+    return load_spacy()

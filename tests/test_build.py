@@ -163,14 +163,6 @@ def test_vocab_size_keeps_the_most_frequent_words(tmp_path):
     assert r1.orig_sentence == "the keys to the cabinet are here ."
 
 
-@pytest.fixture(scope="module")
-def nlp():
-    pytest.importorskip("spacy")
-    from ibkd.data.build import load_spacy
-
-    return load_spacy()
-
-
 def test_spacy_path_on_raw_and_pretokenized_text(tmp_path, nlp):
     corpus = tmp_path / "corpus.txt"
     corpus.write_text(

@@ -150,14 +150,6 @@ def test_conllu_form_with_a_space_and_a_bom(tmp_path):
     assert row.tokens == ["the", "key_s", "are"]
 
 
-@pytest.fixture(scope="module")
-def nlp():
-    pytest.importorskip("spacy")
-    from ibkd.data.build import load_spacy
-
-    return load_spacy()
-
-
 def test_text_with_double_spaces_tabs_and_a_bom_reads_back(tmp_path, nlp):
     corpus = tmp_path / "c.txt"
     corpus.write_text(
