@@ -245,7 +245,7 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
     runs = scenario.grid(budget=args.budget, seeds=args.seeds, data=args.data, setup=setup)
     out = Path(args.out or f"runs/{args.scenario}-{setup}-{args.budget}")
     scorer = None
-    if args.scenario == "scenario1" and not args.no_suites:  # shipped suites and --suite's
+    if scenario.scores_suites and not args.no_suites:  # shipped suites and --suite's
         from ibkd.distributed import pick_device
         from ibkd.suite_predictions import SuiteScorer, grid_suites
 

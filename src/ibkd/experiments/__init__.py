@@ -34,6 +34,8 @@ class Scenario:
       markdown parts (tables, claims, figures) for a grid's groups of runs
       (`ibkd.experiments.results.Group`).
     - `setups`: the `--setup` values it accepts (the first is the default).
+    - `scores_suites`: whether `ibkd reproduce` scores its finished runs on the targeted
+      agreement suites (the shipped ones and `--suite`).
     """
 
     name: str
@@ -45,6 +47,7 @@ class Scenario:
     notes: Callable[[str, list[dict]], str]
     sections: Callable[..., list[str]]
     setup_of: Callable[[str], str] = lambda setup: setup  # the setup a grid's runs train
+    scores_suites: bool = False  # its runs are scored on the agreement suites (`--suite`)
 
 
 SCENARIOS: dict[str, Scenario] = {}

@@ -529,5 +529,6 @@ register(
         prepare=prepare,
         notes=notes,
         sections=sections,
+        scores_suites=True,
     )
 )
