@@ -220,3 +220,23 @@ def test_stable_color_index_is_fixed_per_name():
     assert first == [stable_color_index(n) for n in names]  # no salted hash
     assert all(0 <= i < 10 for i in first) and len(set(first)) > 1
     assert stable_color_index("gru", 3) in range(3)
+
+
+def test_paper_lm_models_keep_reflects_sizes_and_train_on_a_cpu():
+    """The paper budget's LMs (LSTM 1024 / 512 hidden, Transformer d = 512 / 256): on a CPU,
+    a forward and backward pass gives a finite loss and finite, non-zero gradients."""
+    sizes = {n: preset("lm", n, "paper")[0] for n in LM_MODELS}
+    assert (sizes["lstm"].hidden, sizes["small-lstm"].hidden) == (1024, 512)
+    assert (sizes["transformer"].dim, sizes["small-transformer"].dim) == (512, 256)
+    tokens, lengths = batch([9, 6, 12, 4])
+    targets = torch.roll(tokens, -1, 1) * (torch.arange(12)[None] < lengths[:, None] - 1)
+    for name, cfg in sizes.items():
+        torch.manual_seed(0)
+        model = build_model(cfg, VOCAB, "lm").train()
+        logits = model(tokens, lengths)
+        assert logits.shape == (4, 12, VOCAB)
+        loss = torch.nn.functional.cross_entropy(logits.transpose(1, 2), targets, ignore_index=0)
+        assert torch.isfinite(loss), name
+        loss.backward()
+        grad = model.head.weight.grad
+        assert torch.isfinite(grad).all() and grad.abs().sum() > 0, name

@@ -119,6 +119,7 @@ RUN_OPTIONS = (
     "preset",
     "data",
     "transfer",
+    "vocab_size",
     "seed",
     "epochs",
     "batch_size",
@@ -142,7 +143,7 @@ def run_config(args: argparse.Namespace):
     options) from the run folder. `--preset quick` gives the quick grid's cell: its epochs, and
     for a distilled classification student its temperature and transfer set."""
     from ibkd.config import DataConfig, DistillConfig, RunConfig, preset
-    from ibkd.presets import distill_settings
+    from ibkd.presets import distill_settings, vocab_size
 
     saved = Path(args.out) / "config.yaml"
     given = [o for o in RUN_OPTIONS if getattr(args, o, None) is not None]
@@ -172,7 +173,10 @@ def run_config(args: argparse.Namespace):
     data = (
         teacher_cfg.data
         if teacher_cfg and args.data is None
-        else DataConfig(data=_absolute(args.data or "default"))
+        else DataConfig(
+            data=_absolute(args.data or "default"),
+            vocab_size=vocab_size(setup, budget, getattr(args, "vocab_size", None)),
+        )
     )
     distill = None
     if teacher_cfg is not None:
@@ -384,6 +388,13 @@ def _add_run_options(p: argparse.ArgumentParser, distill: bool) -> None:
         "a file; `none`: no); labelled by the teacher when distilling, by the verb's tag "
         "otherwise",
     )
+    if not distill:  # a student shares its teacher's vocabulary
+        p.add_argument(
+            "--vocab-size",
+            type=int,
+            help="keep the N most frequent training words (specials included), the rest <unk> "
+            "(default: the preset's; every training word)",
+        )
     p.add_argument("--seed", type=int, help="seed (default 0)")
     p.add_argument("--out", required=True, help="the run folder")
     p.add_argument("--epochs", type=int, help="override the preset (>= 1)")

@@ -22,6 +22,7 @@ from typing import Any
 import yaml
 
 from ibkd import presets
+from ibkd.data.vocab import SPECIALS
 from ibkd.errors import IbkdError
 from ibkd.files import atomic_write
 from ibkd.models import ModelConfig, config_from_dict, model_presets
@@ -41,6 +42,9 @@ class DataConfig:
     train_fraction: float = 0.10
     valid_fraction: float = 0.01
     max_train_rows: int | None = None  # only the first N training rows (and transfer prefixes)
+    # the vocabulary's size cap (specials included): the most frequent training words, the rest
+    # `<unk>`; None keeps every training word
+    vocab_size: int | None = None
     # classification: extra training inputs, the prefix before every VBZ/VBP of the training
     # corpus (`default`: the shipped one, or a path); labelled by the teacher when distilling,
     # by the verb's tag otherwise
@@ -152,6 +156,8 @@ class RunConfig:
         d = self.data
         if d.max_train_rows is not None:
             _check_range("--max-train-rows", d.max_train_rows, low=1)
+        if d.vocab_size is not None:
+            _check_range("--vocab-size", d.vocab_size, low=len(SPECIALS) + 1)
         _check_range(f"{where}: data.train_fraction", d.train_fraction, low=0, high=1)
         _check_range(f"{where}: data.valid_fraction", d.valid_fraction, low=0, high=1)
         if self.distill is not None:

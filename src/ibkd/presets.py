@@ -54,6 +54,15 @@ TRAIN: dict[tuple[str, str], dict] = {
 # epochs that differ from TRAIN for one model: (setup, preset) -> {model: epochs}
 MODEL_EPOCHS: dict[tuple[str, str], dict[str, int]] = {("mnist", "quick"): MNIST_QUICK_EPOCHS}
 
+# the vocabulary cap per (setup, preset) (DataConfig.vocab_size); absent: every training word
+VOCAB_SIZE: dict[tuple[str, str], int] = {}
+
+
+def vocab_size(setup: str, preset: str, given: int | None = None) -> int | None:
+    """The vocabulary cap of a run: `given` (`--vocab-size`), else the preset's, else None."""
+    return given if given is not None else VOCAB_SIZE.get((setup, preset))
+
+
 # Reflect's distillation settings per setup (DistillConfig fields)
 DISTILL: dict[str, dict[str, float]] = {
     "cls": {"temperature": 1.0, "alpha": 1.0},

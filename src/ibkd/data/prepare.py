@@ -9,6 +9,7 @@ from pathlib import Path
 
 from ibkd.config import RunConfig
 from ibkd.data.batching import Encoded, ImageSet, concat, encode, encode_prefixes
+from ibkd.data.linzen import AgreementRow
 from ibkd.data.mnist import image_sets
 from ibkd.data.splits import default_dir, load_splits
 from ibkd.data.transfer import read_transfer
@@ -41,14 +42,14 @@ def prepare_data(cfg: RunConfig, vocab: Vocab | None = None) -> RunData:
             f"--data {d.data}: needs training and validation rows "
             f"(got {len(train_rows)} and {len(splits.valid)})"
         )
-    own = build_vocab(train_rows)
+    own = build_vocab(train_rows, max_size=d.vocab_size)
     if vocab is not None and vocab != own:
         raise IbkdError(
             f"the teacher's vocabulary ({len(vocab)} entries, fingerprint {vocab.fingerprint}) "
             f"differs from the one of the student's training data ({len(own)} entries, "
             f"{own.fingerprint}): teacher and student must be trained on the same data"
         )
-    train = encode(train_rows, own, cfg.setup)
+    train = encode(lm_sentences(train_rows) if cfg.setup == "lm" else train_rows, own, cfg.setup)
     if d.transfer is not None:
         extra = transfer_examples(d.transfer, train_rows, own, cfg.setup, d.max_train_rows)
         train = concat(train, extra)
@@ -58,6 +59,20 @@ def prepare_data(cfg: RunConfig, vocab: Vocab | None = None) -> RunData:
         encode(splits.valid, own, cfg.setup),
         {"test": encode(splits.test, own, cfg.setup)},
     )
+
+
+def lm_sentences(rows: list[AgreementRow]) -> list[AgreementRow]:
+    """The rows of distinct sentences, each sentence's first row: a language model trains on
+    each training sentence once per epoch, however many of its verbs are agreement rows (the
+    builder writes one row per verb; Linzen et al.'s file has one row per sentence)."""
+    seen: set[tuple[str, ...]] = set()
+    out = []
+    for r in rows:
+        key = tuple(r.tokens)
+        if key not in seen:
+            seen.add(key)
+            out.append(r)
+    return out
 
 
 def transfer_examples(

@@ -16,7 +16,7 @@ from ibkd.experiments.figures import plot_groups_by, pyplot, save, style
 from ibkd.experiments.grid import GridRun, pick_budget
 from ibkd.experiments.results import Group, Run, cell, find_group
 from ibkd.experiments.verdicts import METHOD, Comparison, claim3, compare, fewest, verdict
-from ibkd.presets import QUICK
+from ibkd.presets import QUICK, vocab_size
 
 # the paper's column order: weakest bias to strongest
 CLS_MODELS = ("transformer", "transformer-seq", "utransformer-seq", "lstm")
@@ -118,7 +118,7 @@ def _run(
         setup=setup,
         model=model,
         seed=seed,
-        data=DataConfig(data=data, transfer=transfer),
+        data=DataConfig(data=data, transfer=transfer, vocab_size=vocab_size(setup, budget.preset)),
         train=train,
         distill=distill,
     )
