@@ -27,14 +27,14 @@ from ibkd.files import read_lines
 
 BUCKETS = ("0", "1", "2", "3", "4+")
 UD_FILES = {"valid": "en_ewt-ud-dev.conllu.gz", "test": "en_ewt-ud-test.conllu.gz"}
-# Brown tags by number (suffixes -tl, -hl, -nc and the prefix fw- removed first)
+# Brown tags by number (suffixes -tl, -hl, -nc, the negation * and the prefix fw- removed)
 BROWN_SINGULAR = {"nn": "NN", "vbz": "VBZ", "bez": "VBZ", "hvz": "VBZ", "doz": "VBZ"}
 BROWN_PLURAL = {"nns": "NNS", "vb": "VBP", "ber": "VBP", "bem": "VBP", "hv": "VBP", "do": "VBP"}
 
 
 def brown_base(tag: str) -> str:
-    """A Brown tag without its title / headline / cited / foreign markers."""
-    tag = tag.removeprefix("fw-")
+    """A Brown tag without its title / headline / cited / foreign / negation markers."""
+    tag = tag.removeprefix("fw-").replace("*", "")
     for suffix in ("-tl", "-hl", "-nc"):
         tag = tag.replace(suffix, "")
     return tag
