@@ -145,3 +145,42 @@ def test_merge_keeps_every_corpus_split_apart(tmp_path, capsys):
         merge([read_part("ud", pb)])
     assert main(["data", "merge", f"x={tmp_path / 'nope'}", "--out", str(tmp_path / "m2")]) == 2
     assert "part x:" in capsys.readouterr().err and not (tmp_path / "m2").exists()
+
+
+def test_brown_download_is_checked_and_cached(tmp_path, monkeypatch):
+    """The download path on a local file:// URL: fetched once into the cache, verified by its
+    pinned SHA-256; a wrong digest leaves nothing behind."""
+    from ibkd.data import corpora
+    from ibkd.data.download import content_digest
+
+    folder = _brown_folder(tmp_path, n_docs=2)
+    tgz = tmp_path / "served.tgz"
+    with tarfile.open(tgz, "w:gz") as tar:
+        tar.add(folder, arcname="package")
+    monkeypatch.setenv("IBKD_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr(corpora, "BROWN_URL", tgz.as_uri())
+    monkeypatch.setattr(corpora, "BROWN_SHA256", "0" * 64)
+    with pytest.raises(IbkdError, match="checksum .* does not match"):
+        corpora.brown_source("download")
+    assert not list((tmp_path / "cache" / "brown").iterdir())
+    monkeypatch.setattr(corpora, "BROWN_SHA256", content_digest(tgz))
+    cached = corpora.brown_source("download")
+    assert cached == tmp_path / "cache" / "brown" / corpora.BROWN_FILE
+    assert len(list(read_brown("download"))) == 4
+
+
+def test_keep_words_and_option_errors(tmp_path, capsys):
+    from ibkd.data.build import read_keep_words
+
+    words = tmp_path / "ptb.txt"
+    words.write_text("The <unk> costs N\nrose\n")
+    assert read_keep_words(words, ["<unk>", "N"]) == {"the", "costs", "rose"}
+    corpus = tmp_path / "c.conllu"
+    corpus.write_text("")
+    out = str(tmp_path / "r.tsv")
+    assert main(["data", "build", "--corpus", str(corpus), "--format", "conllu",
+                 "--split", "train", "--out", out]) == 2  # fmt: skip
+    assert "--split train: only for --format brown" in capsys.readouterr().err
+    assert main(["data", "build", "--corpus", str(corpus), "--format", "text",
+                 "--ptb-style", "--out", out]) == 2  # fmt: skip
+    assert "--ptb-style: only for --format conllu" in capsys.readouterr().err
