@@ -9,10 +9,12 @@ LSTM (128/128, the quick budget's epochs and learning rate) on the shipped PTB d
   (256/256, its heavy dropout) with the quick budget's training; the learning rate x3 and /3.
 
 Every run is scored on validation and test (µ-accuracy; test accuracy on rows with >= 1 and
->= 2 attractors, i.e. n_diff_intervening) and on the shipped Marvin & Linzen suite (across a
-prepositional phrase, across a relative clause). Choices are made on validation µ-accuracy and
-the Marvin & Linzen columns; the test columns are reported, never chosen on. Linzen's real test
-sentences and Gulordava's nonce set are not used here at all.
+>= 2 attractors, i.e. n_diff_intervening), on the shipped Marvin & Linzen suite (across a
+prepositional phrase, across a relative clause) and on PTB's test split as a suite (`ptb-test`),
+so that the data levers, whose own test splits differ, are compared on the same rows. Choices
+are made on validation µ-accuracy and the Marvin & Linzen columns; the test columns are
+reported, never chosen on. Linzen's real test sentences and Gulordava's nonce set are not used
+here at all.
 
 Runs live in `--out/<variant>/seed<k>`; a finished run (and its suite scores) is reused, so
 the study resumes where it stopped. Writes `--json` and prints a markdown table.
@@ -37,12 +39,15 @@ from pathlib import Path
 import numpy as np
 
 from ibkd.config import DataConfig, RunConfig, preset
+from ibkd.data.splits import default_dir
 from ibkd.experiments.grid import GridRun, run_grid
 from ibkd.experiments.suite_report import ACROSS_CLAUSE, slices
+from ibkd.metrics import pairwise_accuracy
 from ibkd.predictions import load_predictions
-from ibkd.suite_predictions import Suite, SuiteScorer, suite_files
+from ibkd.suite_predictions import Suite, SuiteScorer, load_suite, suite_files
 
 SUITE = "marvin-linzen"
+PTB_TEST = "ptb-test"  # the shipped PTB test split, scored as a suite (a link in --out)
 ACROSS_PP = "across a prepositional phrase"
 # name: (data: "ptb" or "merged", model preset, epochs: "quick" or "long", lr factor)
 VARIANTS = {
@@ -96,12 +101,21 @@ def wall_seconds(run: Path) -> float:
     )
 
 
+def suite_accuracy(pred: dict[str, np.ndarray], min_attractors: int = 0) -> float | None:
+    """Pairwise accuracy (Marvin & Linzen's: good scored above bad) over a suite's scored
+    items with at least `min_attractors` attractors; None when there are none."""
+    good, bad = pred["score_good"].astype(float), pred["score_bad"].astype(float)
+    mask = ~(np.isnan(good) | np.isnan(bad)) & (pred["n_attractors"] >= min_attractors)
+    return float(pairwise_accuracy(good[mask], bad[mask])) if mask.any() else None
+
+
 def measure(run: Path) -> dict:
     """One finished run's figures (see the module note)."""
     valid = load_predictions(run / "predictions" / "valid.npz")
     test = load_predictions(run / "predictions" / "test.npz")
     attractors = test["n_diff_intervening"]
-    suite = slices(dict(np.load(suite_files(run, SUITE)[0], allow_pickle=False)))
+    suite = slices(load_suite(suite_files(run, SUITE)[0]))
+    ptb = load_suite(suite_files(run, PTB_TEST)[0])
     return {
         "valid_mu_accuracy": accuracy(valid, np.ones(len(valid["label"]), dtype=bool)),
         "test_mu_accuracy": accuracy(test, np.ones(len(test["label"]), dtype=bool)),
@@ -112,6 +126,9 @@ def measure(run: Path) -> dict:
         "ml_across_pp": suite.get(ACROSS_PP),
         "ml_across_rc": suite.get(ACROSS_CLAUSE),
         "ml_all": suite.get("all items"),
+        "ptb_test_mu_accuracy": suite_accuracy(ptb),
+        "ptb_test_attractors_ge1": suite_accuracy(ptb, 1),
+        "ptb_test_attractors_ge2": suite_accuracy(ptb, 2),
         "wall_seconds": wall_seconds(run),
     }
 
@@ -119,6 +136,8 @@ def measure(run: Path) -> dict:
 COLUMNS = (
     ("valid µ-acc", "valid_mu_accuracy"), ("test µ-acc", "test_mu_accuracy"),
     ("test ≥1 attr.", "test_attractors_ge1"), ("test ≥2 attr.", "test_attractors_ge2"),
+    ("PTB test µ-acc", "ptb_test_mu_accuracy"), ("PTB test ≥1", "ptb_test_attractors_ge1"),
+    ("PTB test ≥2", "ptb_test_attractors_ge2"),
     ("M&L across PP", "ml_across_pp"), ("M&L across RC", "ml_across_rc"),
     ("wall s", "wall_seconds"),
 )  # fmt: skip
@@ -181,7 +200,11 @@ def main() -> None:
         for v in args.variants
         for s in range(args.seeds)
     ]
-    scorer = SuiteScorer([Suite(SUITE)])
+    args.out.mkdir(parents=True, exist_ok=True)
+    ptb_test = args.out / f"{PTB_TEST}.tsv.gz"
+    if not ptb_test.exists():
+        ptb_test.symlink_to(default_dir() / "test.tsv.gz")
+    scorer = SuiteScorer([Suite(SUITE), Suite(str(ptb_test))])
     result = run_grid(runs, args.out, workers=args.workers, after_run=scorer)
     print(result.summary())
     per_run: dict[str, list[dict]] = {}
