@@ -4,6 +4,8 @@ import tarfile
 
 import pytest
 from conftest import make_row
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from ibkd.cli import main
 from ibkd.data.build import Token, build, extract
@@ -44,6 +46,25 @@ def test_ptb_style_drops_punctuation_and_renumbers_heads():
     assert (d.subj_index, d.verb_index) == (1, 5)
 
 
+@st.composite
+def parsed_sentences(draw):
+    """Any sentence of words and punctuation with any heads (cycles and all)."""
+    n = draw(st.integers(1, 12))
+    words = draw(st.lists(st.sampled_from(["The", "dogs", ",", "1961", "''", "bark", "."]),
+                          min_size=n, max_size=n))  # fmt: skip
+    heads = draw(st.lists(st.integers(0, n), min_size=n, max_size=n))
+    return [Token(w, "X", h, "dep") for w, h in zip(words, heads)]
+
+
+@settings(max_examples=200, deadline=None)
+@given(parsed_sentences())
+def test_ptb_style_keeps_words_in_order_with_heads_in_range(sent):
+    out = ptb_style(sent)
+    assert [t.word for t in out] == [w for w in map(ptb_word, (t.word for t in sent)) if w]
+    assert all(0 <= t.head <= len(out) for t in out)
+    extract(out)  # any result, no error
+
+
 def _brown_folder(tmp_path, n_docs=10):
     folder = tmp_path / "brown"
     folder.mkdir()
@@ -81,6 +102,11 @@ def test_brown_bad_token_names_file_and_line(tmp_path):
     assert main(["data", "build", "--corpus", str(bad), "--format", "brown",
                  "--out", str(tmp_path / "r.tsv")]) == 2  # fmt: skip
     assert not (tmp_path / "r.tsv").exists()
+    good = tmp_path / "one" / "ca01"
+    good.parent.mkdir()
+    good.write_text(BROWN_DOC)
+    with pytest.raises(IbkdError, match="no Brown sentences in split test"):
+        build(good.parent, tmp_path / "r.tsv", fmt="brown", split="test")
 
 
 def test_build_brown_ptb_like_with_kept_words(tmp_path, nlp):

@@ -415,6 +415,11 @@ def build(
         for s in read_brown(corpus, split):
             counts.update(w for w in map(ptb_word, s.words) if w and w not in placeholders)
             report.sentences += 1
+        if not report.sentences:
+            raise IbkdError(
+                f"--corpus {corpus}: no Brown sentences in split {split} (by document: a "
+                "genre's 9th of 10 documents is valid, its 10th test)"
+            )
         nlp = nlp or load_spacy(spacy_model)
 
         def sentences() -> Iterator[list[Token]]:
