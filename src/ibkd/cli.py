@@ -127,6 +127,8 @@ RUN_OPTIONS = (
     "alpha",
     "kd_loss",
     "kd_scale",
+    "teacher_calibration",
+    "online",
     "teacher_dropout",
 )
 
@@ -152,6 +154,9 @@ def run_config(args: argparse.Namespace):
         cfg.train.compile = args.compile
         return cfg
     teacher_cfg = None
+    online = getattr(args, "online", None)
+    if args.command == "distill" and bool(args.teacher) == bool(online):
+        raise IbkdError("distill: give either --teacher RUN_DIR or --online MODEL (not both)")
     if getattr(args, "teacher", None):
         teacher_yaml = Path(args.teacher) / "config.yaml"
         if not teacher_yaml.is_file():
@@ -175,12 +180,14 @@ def run_config(args: argparse.Namespace):
         else DataConfig(data=_absolute(args.data or "default"))
     )
     distill = None
-    if teacher_cfg is not None:
+    if teacher_cfg is not None or online:
         values, transfer = distill_settings(setup, budget)
         if transfer is not None:
             data = dataclasses.replace(data, transfer=transfer)
         distill = DistillConfig(
-            teacher=_absolute(args.teacher),
+            teacher=_absolute(args.teacher) if args.teacher else "",
+            online=dataclasses.asdict(preset(setup, online, budget)[0]) if online else None,
+            calibration=args.teacher_calibration or "none",
             loss=args.kd_loss or "kd",
             temperature=values["temperature"] if args.temperature is None else args.temperature,
             alpha=values["alpha"] if args.alpha is None else args.alpha,
@@ -407,7 +414,20 @@ def _add_run_options(p: argparse.ArgumentParser, distill: bool) -> None:
         help="also write TensorBoard event files into the run folder (needs ibkd[tensorboard])",
     )
     if distill:
-        p.add_argument("--teacher", required=True, help="the teacher's (finished) run folder")
+        p.add_argument("--teacher", help="the teacher's (finished) run folder")
+        p.add_argument(
+            "--online",
+            metavar="MODEL",
+            help="online distillation (instead of --teacher): train a MODEL teacher from "
+            "scratch on gold labels beside the student, which learns from its current outputs; "
+            "the teacher is saved in RUN/teacher (MODEL: a --model name of the setup)",
+        )
+        p.add_argument(
+            "--teacher-calibration",
+            choices=("none", "temperature"),
+            help="temperature: fit one temperature on the teacher's validation NLL (Guo et al. "
+            "2017) and distil from its calibrated logits (default none; cls and mnist)",
+        )
         p.add_argument(
             "--temperature",
             type=float,
