@@ -245,12 +245,19 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
     from ibkd.experiments.grid import default_workers, run_grid
     from ibkd.report import write_report
 
-    scenario = get(args.scenario)
+    scenario = get(args.scenario, args.grid)
     setup = args.setup or scenario.setups[0]
     if setup not in scenario.setups:
-        raise IbkdError(f"--setup {setup!r}: {args.scenario} has {', '.join(scenario.setups)}")
+        raise IbkdError(f"--setup {setup!r}: {scenario.key} has {', '.join(scenario.setups)}")
     runs = scenario.grid(budget=args.budget, seeds=args.seeds, data=args.data, setup=setup)
-    out = Path(args.out or f"runs/{args.scenario}-{setup}-{args.budget}")
+    main_out = Path(f"runs/{args.scenario}-{setup}-{args.budget}")  # the main grid's default
+    grid_part = "" if args.grid == "main" else f"-{args.grid}"
+    out = Path(args.out or f"runs/{args.scenario}{grid_part}-{setup}-{args.budget}")
+    reuse = Path(args.reuse) if args.reuse else main_out if args.grid != "main" else None
+    if reuse is not None and not (reuse / "grid.json").is_file():
+        if args.reuse:
+            raise IbkdError(f"--reuse {reuse}: not a grid folder (no grid.json)")
+        reuse = None
     scorer = None
     if scenario.scores_suites and not args.no_suites:  # shipped suites and --suite's
         from ibkd.distributed import pick_device
@@ -281,6 +288,8 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
         workers = default_workers(args.device) if args.workers is None else args.workers
         executor = local(workers, not args.no_progress)
     title = f"Scenario {args.scenario[-1]} ({setup}, {args.budget} budget)"
+    if args.grid != "main":
+        title = f"Scenario {args.scenario[-1]}, {args.grid} ({setup}, {args.budget} budget)"
     result = run_grid(
         runs,
         out,
@@ -289,9 +298,10 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
         title=title,
         notes=(note[0].upper() + note[1:] + ".") if note else "",
         after_run=scorer,
-        scenario=args.scenario,
+        scenario=scenario.key,
         budget=args.budget,
         force=args.force,
+        reuse=reuse,
     )
     print(result.summary(), file=sys.stderr)
     print(f"report: {write_report(out)}")
@@ -554,12 +564,27 @@ def build_parser() -> argparse.ArgumentParser:
     d.set_defaults(func=cmd_train)
 
     r = commands.add_parser("reproduce", help="run one of the paper's grids and its report")
-    from ibkd.experiments import scenarios
+    from ibkd.experiments import grid_names, names, scenarios
 
     r.add_argument(
         "scenario",
-        choices=tuple(scenarios()),
-        help="; ".join(f"{n}: {s.help}" for n, s in scenarios().items()),
+        choices=tuple(names()),
+        help="; ".join(f"{n}: {s.help}" for n, s in scenarios().items() if n in names()),
+    )
+    r.add_argument(
+        "--grid",
+        choices=tuple(grid_names()),
+        default="main",
+        help="main: the paper's grid (default); kd-methods: the distillation-methods study "
+        "(the same teacher and seeds, one student under kd, hard, similarity, hint, "
+        "a calibrated teacher and online distillation; default --out "
+        "runs/SCENARIO-kd-methods-SETUP-BUDGET)",
+    )
+    r.add_argument(
+        "--reuse",
+        metavar="GRID_DIR",
+        help="copy runs finished there with the same settings instead of training them "
+        "(default for --grid other than main: the main grid's default folder, if present)",
     )
     r.add_argument("--setup", choices=("cls", "lm"), help="scenario1: cls (default) or lm")
     r.add_argument(
