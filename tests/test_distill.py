@@ -216,3 +216,22 @@ def test_old_configs_load_as_kd_without_calibration_or_online():
             {"setup": "lm", "model": {"name": "lstm", "arch": "lstm", "dim": 4, "layers": 1},
              "distill": {"teacher": "t", "calibration": "temperature"}}
         )  # fmt: skip
+
+
+def test_online_hint_run_resumes_to_the_same_numbers(tmp_path):
+    """What trains beside the student (the hint's map, an online teacher) is in the checkpoint:
+    a run killed mid-epoch and resumed ends as an uninterrupted one, its teacher included."""
+    import dataclasses
+
+    from test_train import Killed, kill_at, same_predictions, tiny_config
+
+    from ibkd.train import train_run
+
+    teacher_model = dataclasses.asdict(tiny_config().model)
+    cfg = tiny_config(arch="transformer", rows=100, teacher="", online=teacher_model, loss="hint")
+    train_run(cfg, tmp_path / "a", progress=False)
+    with pytest.raises(Killed):
+        train_run(cfg, tmp_path / "b", progress=False, on_step=kill_at(5))
+    train_run(cfg, tmp_path / "b", resume=True, progress=False)
+    same_predictions(tmp_path / "a", tmp_path / "b")
+    same_predictions(tmp_path / "a" / "teacher", tmp_path / "b" / "teacher")

@@ -129,7 +129,8 @@ class Teacher:
     def calibrate(self, valid, device: torch.device) -> dict:
         """Fit T_cal on the validation split `valid` (`fit_temperature`) and use it from now
         on; returns (and keeps as `calibration`) {temperature, nll_before, nll_after,
-        ece_before, ece_after} (natural log; ECE from `ibkd.metrics.ece`, its default bins)."""
+        ece_before, ece_after, examples, at_bound} (natural log; ECE from `ibkd.metrics.ece`,
+        its default bins; `at_bound`: the fit stopped at an end of `T_BOUNDS`)."""
         from ibkd.evaluate import infer
         from ibkd.metrics import decisions, ece
 
@@ -146,9 +147,11 @@ class Teacher:
 
         (nll0, ece0), (nll1, ece1) = scored(1.0), scored(t)
         self.temperature = t
+        at_bound = not T_BOUNDS[0] * 1.001 < t < T_BOUNDS[1] / 1.001
         self.calibration = {"method": "temperature", "temperature": t, "nll_before": nll0,
                             "nll_after": nll1, "ece_before": ece0, "ece_after": ece1,
-                            "examples": len(labels)}  # fmt: skip
+                            "examples": len(labels),
+                            "at_bound": at_bound}  # fmt: skip
         return self.calibration
 
 

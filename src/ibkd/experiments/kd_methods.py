@@ -265,35 +265,30 @@ def ranking(values, measure: Measure) -> str:
     if not means:
         return f"- **{measure.label}**: no run has it."
     order = sorted(means, key=lambda m: -means[m] if measure.higher_better else means[m])
-    best = order[0]
-    parts = [f"**{best}** {means[best]:.{measure.digits}f}"]
-    tied, below = [], []
+    best, tied, below = order[0], [], []
     for m in order[1:]:
         c = compare_values(values[best][measure.label], values[m][measure.label], paired=True)
-        sign = c.sign if measure.higher_better else -c.sign
-        (below if sign > 0 else tied).append(m)
-        parts.append(f"{m} {means[m]:.{measure.digits}f} (best minus it {c.text(measure.digits)})")
-    n = min((len(values[m][measure.label]) for m in order), default=0)
-    if n < 2:
+        (below if (c.sign if measure.higher_better else -c.sign) > 0 else tied).append(m)
+    if min(len(values[m][measure.label]) for m in order) < 2:
         verdict = "one seed: an order of means, no ranking"
     else:
         verdict = (
-            f"best {best}"
+            f"best **{best}**"
             + (f"; not separable from it: {', '.join(tied)}" if tied else "; ahead of all")
-            + (f"; behind it: {', '.join(below)}" if below else "")
+            + (f"; behind it (interval excludes zero): {', '.join(below)}" if below else "")
         )
+    text = (
+        f"- **{measure.label}** ({'higher' if measure.higher_better else 'lower'} is better): "
+        f"{verdict}. Means: " + ", ".join(f"{m} {means[m]:.{measure.digits}f}" for m in order)
+    )
     alone = values.get("alone", {}).get(measure.label)
-    gains = []
     if alone:
-        for m in order:
-            if m != "alone":
-                c = compare_values(values[m][measure.label], alone, paired=True)
-                gains.append(f"{m} {c.text(measure.digits)}")
-    text = f"- **{measure.label}** ({'higher' if measure.higher_better else 'lower'} is better): "
-    text += f"{verdict}. Means: " + "; ".join(parts) + "."
-    if gains:
-        text += " Minus the student alone: " + "; ".join(gains) + "."
-    return text
+        gains = []
+        for m in (m for m in order if m != "alone"):
+            c = compare_values(values[m][measure.label], alone, paired=True)
+            gains.append(f"{m} {c.text(measure.digits)}")
+        text += ". Minus the student alone: " + "; ".join(gains)
+    return text + "."
 
 
 def _calibration_note(runs: list[Run], folder: Path) -> str:
@@ -308,11 +303,12 @@ def _calibration_note(runs: list[Run], folder: Path) -> str:
             found.append(json.loads(path.read_text(encoding="utf-8")))
     if not found:
         return ""
-    t = [c["temperature"] for c in found]
+    t = [f"{c['temperature']:.3f}" + (" (at the search's bound)" if c.get("at_bound") else "")
+         for c in found]  # fmt: skip
     before, after = [c["ece_before"] for c in found], [c["ece_after"] for c in found]
     return (
         f"Calibrated teachers (temperature scaling on the validation split, {len(found)} seeds): "
-        f"T_cal {', '.join(f'{x:.3f}' for x in t)}; the teacher's validation ECE "
+        f"T_cal {', '.join(t)}; the teacher's validation ECE "
         f"{np.mean(before):.4f} before, {np.mean(after):.4f} after (mean over seeds).\n"
     )
 
