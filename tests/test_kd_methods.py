@@ -31,6 +31,12 @@ def test_the_study_grids_share_the_main_grids_runs():
         for r in by_group["online"]:
             assert r.teacher is None and r.config.distill.online["name"] in r.name
         assert {r.config.distill.loss for r in by_group["hint"]} == {"hint"}
+        # representation losses keep gold CE beside them (RepDistiller's weights)
+        assert {r.config.distill.alpha for r in by_group["similarity"]} == {3000 / 3001}
+        assert {r.config.distill.alpha for r in by_group["hint"]} == {100 / 101}
+        assert {r.config.distill.alpha for r in by_group["hard"]} == {
+            r.config.distill.alpha for r in by_group["kd"]
+        }
         assert all(r.name.startswith(student) for g in METHODS for r in by_group[g.name])
     with pytest.raises(Exception, match="--grid kd-methods: for --setup cls"):
         get("scenario1", "kd-methods").grid(budget="quick", setup="lm")

@@ -12,6 +12,14 @@ the main grid also has (the teachers, the student alone, `kd`) have its names an
 `ibkd reproduce --grid kd-methods` copies them from the main grid's folder when finished there
 (`ibkd.experiments.grid.run_grid`'s `reuse`).
 
+Weights. `kd`, `hard` and the calibrated and online runs keep the scenario's alpha (1: the
+student learns from the teacher alone, as the main grid's KD). A representation loss alone
+would leave the student's output layer untrained, so `similarity` and `hint` are mixed with the
+gold cross-entropy at RepDistiller's weights (Tian et al. 2020: CE weight 1, beta = 3000 for
+Tung & Mori's loss, 100 for FitNets' hint), i.e. alpha = beta / (1 + beta); AdamW makes the
+overall scale immaterial. With the quick recipe's transfer set, the gold label of a transfer
+prefix is the verb's tag (as for the main grid's control row).
+
 The report ranks the methods, with the verdict statistics of `ibkd.experiments.verdicts`
 (95% intervals over seeds, paired by seed), on the bias measures (scenario 1: A-accuracy,
 accuracy by attractor count, Marvin & Linzen's suites across a prepositional phrase and across
@@ -50,14 +58,18 @@ class Method:
     loss: str = "kd"
     calibration: str = "none"
     online: bool = False
+    alpha: float | None = None  # None: the scenario's
+
+
+SP_BETA, HINT_BETA = 3000.0, 100.0  # RepDistiller's weights of the two losses beside CE (1)
 
 
 METHODS = (
     Method("alone", None),
     Method("kd", ""),
     Method("hard", "--hard", loss="hard"),
-    Method("similarity", "--similarity", loss="similarity"),
-    Method("hint", "--hint", loss="hint"),
+    Method("similarity", "--similarity", loss="similarity", alpha=SP_BETA / (1 + SP_BETA)),
+    Method("hint", "--hint", loss="hint", alpha=HINT_BETA / (1 + HINT_BETA)),
     Method("kd-calibrated", "--calibrated", calibration="temperature"),
     Method("online", "--online", online=True),
 )
@@ -76,6 +88,8 @@ def method_runs(teacher: GridRun, alone: GridRun, distilled: GridRun, seed: int)
             continue
         cfg = copy.deepcopy(distilled.config)
         cfg.distill.loss, cfg.distill.calibration = m.loss, m.calibration
+        if m.alpha is not None:
+            cfg.distill.alpha = m.alpha
         name, teacher_name = distilled.name.replace("/", f"{m.suffix}/"), distilled.teacher
         if m.online:
             cfg.distill.online = dataclasses.asdict(teacher.config.model)
