@@ -197,7 +197,9 @@ def test_each_method_through_the_cli(tmp_path, monkeypatch, capsys):
 
     capsys.readouterr()
     assert main([*student, "--teacher", "t", "--online", "lstm", "--out", "x"]) == 2
-    assert "either --teacher RUN_DIR or --online MODEL" in capsys.readouterr().err
+    assert "needs only one of --teacher RUN_DIR and --online MODEL" in capsys.readouterr().err
+    assert main([*student, "--setup", "cls", "--online", "gru", "--out", "x"]) == 2
+    assert "--online 'gru': unknown for --setup cls" in capsys.readouterr().err
     assert main([*student, "--setup", "cls", "--online", "lstm", "--out", "x",
                  "--teacher-calibration", "temperature"]) == 2  # fmt: skip
     assert "--teacher-calibration: calibrates a finished teacher" in capsys.readouterr().err

@@ -156,7 +156,8 @@ def run_config(args: argparse.Namespace):
     teacher_cfg = None
     online = getattr(args, "online", None)
     if args.command == "distill" and bool(args.teacher) == bool(online):
-        raise IbkdError("distill: give either --teacher RUN_DIR or --online MODEL (not both)")
+        which = "one of" if not online else "only one of"
+        raise IbkdError(f"distill: needs {which} --teacher RUN_DIR and --online MODEL")
     if getattr(args, "teacher", None):
         teacher_yaml = Path(args.teacher) / "config.yaml"
         if not teacher_yaml.is_file():
@@ -186,7 +187,7 @@ def run_config(args: argparse.Namespace):
             data = dataclasses.replace(data, transfer=transfer)
         distill = DistillConfig(
             teacher=_absolute(args.teacher) if args.teacher else "",
-            online=dataclasses.asdict(preset(setup, online, budget)[0]) if online else None,
+            online=_online_model(setup, online, budget) if online else None,
             calibration=args.teacher_calibration or "none",
             loss=args.kd_loss or "kd",
             temperature=values["temperature"] if args.temperature is None else args.temperature,
@@ -203,6 +204,16 @@ def run_config(args: argparse.Namespace):
     )
     cfg.validate()
     return cfg
+
+
+def _online_model(setup: str, name: str, budget: str) -> dict:
+    """The config dict of the `--online MODEL` teacher: the preset's model of that name."""
+    from ibkd.config import preset
+
+    try:
+        return dataclasses.asdict(preset(setup, name, budget)[0])
+    except IbkdError as e:
+        raise IbkdError(str(e).replace("--model", "--online", 1)) from None
 
 
 def cmd_train(args: argparse.Namespace) -> int:
