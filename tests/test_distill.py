@@ -96,7 +96,7 @@ def test_the_kd_loss_is_registered_and_selected_by_name():
     from ibkd.config import RunConfig
 
     assert "kd" in LOSSES and not LOSSES["kd"].representations
-    with pytest.raises(Exception, match="--kd-loss 'nope': expected one of kd"):
+    with pytest.raises(Exception, match="--kd-loss .nope.: expected one of hard, hint, kd, sim"):
         RunConfig.from_dict(
             {"setup": "cls", "model": {"name": "lstm", "arch": "lstm", "dim": 4, "layers": 1},
              "distill": {"teacher": "t", "loss": "nope"}}
@@ -104,9 +104,9 @@ def test_the_kd_loss_is_registered_and_selected_by_name():
 
 
 def test_a_new_loss_is_one_registered_function(tmp_path, monkeypatch):
-    """A loss that needs the penultimate representations (a FitNets-style hint, Romero et al.
-    2015) registered by name trains through the loop: the teacher is then not cached and both
-    representations reach the loss with the batch's shape."""
+    """A loss that needs the penultimate representations, registered by name, trains through
+    the loop: the teacher's representations are cached beside its logits and both reach the
+    loss with the batch's shape."""
     from test_train import tiny_config, without
 
     from ibkd.losses import DistillLoss, LossParts
@@ -114,21 +114,126 @@ def test_a_new_loss_is_one_registered_function(tmp_path, monkeypatch):
 
     seen = []
 
-    def hint(student_logits, teacher_logits, student_repr, teacher_repr, gold, mask, cfg):
+    def distance(student_logits, teacher_logits, student_repr, teacher_repr, gold, mask, cfg):
         seen.append((student_repr.shape, teacher_repr.shape, student_logits.shape[0]))
         ce = masked_cross_entropy(student_logits, gold, mask)
         distance = (student_repr - teacher_repr).pow(2).mean()
         return LossParts(ce + distance, ce, distance)
 
-    monkeypatch.setitem(LOSSES, "hint", DistillLoss("hint", hint, representations=True))
+    monkeypatch.setitem(LOSSES, "distance", DistillLoss("distance", distance, True))
     teacher = tmp_path / "teacher"
     cfg = tiny_config(rows=100)
     cfg.train.epochs = 1
     train_run(cfg, teacher, progress=False)
-    student = tiny_config(arch="transformer", rows=100, teacher=str(teacher), loss="hint")
+    student = tiny_config(arch="transformer", rows=100, teacher=str(teacher), loss="distance")
     student.train.epochs = 1
-    metrics = train_run(student, tmp_path / "student", progress=False)
-    assert metrics["training"]["teacher_cache_seconds"] == 0  # not cached
+    from ibkd.distill import Teacher
+
+    def uncached(*args):
+        raise AssertionError("the teacher ran during training: its outputs were not cached")
+
+    monkeypatch.setattr(Teacher, "outputs", uncached)  # cached, representations too
+    train_run(student, tmp_path / "student", progress=False)
     assert seen and all(s == t == (b, 16) for s, t, b in seen)
     kd = [float(r["kd"]) for r in without(tmp_path / "student" / "log.csv")]
     assert len(kd) == len(seen) and all(k > 0 for k in kd)
+
+
+def test_each_method_through_the_cli(tmp_path, monkeypatch, capsys):
+    """`ibkd distill --kd-loss hard|similarity|hint`, `--teacher-calibration temperature` and
+    `--online` end to end on tiny data: each saves its settings in config.yaml, and each leaves
+    what it promises in the run folder."""
+    import json
+    from pathlib import Path
+
+    from test_train import tiny_data
+
+    from ibkd.cli import main
+    from ibkd.config import RunConfig
+    from ibkd.runs import load_checkpoint, load_run
+
+    tiny_data(tmp_path / "data", (300, 100, 100))
+    monkeypatch.chdir(tmp_path)
+    common = ["--preset", "quick", "--epochs", "1", "--batch-size", "32", "--no-progress",
+              "--device", "cpu", "--threads", "1", "--transfer", "none"]  # fmt: skip
+    assert main(["train", "--setup", "cls", "--model", "lstm", "--data", "data", "--out", "t",
+                 *common]) == 0  # fmt: skip
+    student = ["distill", "--model", "transformer", *common]
+    for loss in ("hard", "similarity", "hint"):
+        assert main([*student, "--teacher", "t", "--kd-loss", loss, "--out", loss]) == 0
+        cfg = RunConfig.load(tmp_path / loss / "config.yaml")
+        assert cfg.distill.loss == loss and cfg.distill.online is None
+        m = json.loads((tmp_path / loss / "metrics.json").read_text())
+        assert 0 <= m["test"]["fidelity"]["top1_match"] <= 1
+    # hint: the learned map is trained (in the optimizer) and saved in the checkpoint
+    ckpt = load_checkpoint(tmp_path / "hint" / "checkpoint.pt")
+    w = ckpt["companions"]["projection.weight"]
+    widths = [load_run(tmp_path / r).model.head.in_features for r in ("t", "hint")]
+    assert w.shape == tuple(widths) and len(ckpt["optimizer"]["state"]) > len(
+        load_checkpoint(tmp_path / "hard" / "checkpoint.pt")["optimizer"]["state"]
+    )
+
+    assert main([*student, "--teacher", "t", "--teacher-calibration", "temperature",
+                 "--out", "cal"]) == 0  # fmt: skip
+    saved = json.loads((tmp_path / "cal" / "teacher_calibration.json").read_text())
+    m = json.loads((tmp_path / "cal" / "metrics.json").read_text())
+    assert m["teacher_calibration"] == saved and saved["temperature"] > 0
+    assert saved["nll_after"] <= saved["nll_before"] + 1e-9  # the fit never raises the NLL
+    assert 0 <= saved["ece_after"] <= 1 and saved["examples"] == 100
+    assert RunConfig.load(tmp_path / "cal" / "config.yaml").distill.calibration == "temperature"
+
+    assert main([*student, "--setup", "cls", "--data", "data", "--online", "lstm",
+                 "--out", "online"]) == 0  # fmt: skip
+    cfg = RunConfig.load(tmp_path / "online" / "config.yaml")
+    assert cfg.distill.online["name"] == "lstm" and cfg.distill.teacher == ""
+    teacher = load_run(tmp_path / "online" / "teacher")  # a finished run folder of its own
+    assert teacher.config.model.name == "lstm" and teacher.config.distill is None
+    m = json.loads((tmp_path / "online" / "metrics.json").read_text())
+    assert m["teacher"] == str(Path("online") / "teacher")  # beside `run`, as given
+    assert 0 <= m["test"]["fidelity"]["top1_match"] <= 1
+    # the online teacher learned from scratch: its weights differ from a fresh model's
+    fresh = load_run(tmp_path / "t").model.state_dict()
+    assert any((teacher.model.state_dict()[k] != v).any() for k, v in fresh.items())
+
+    capsys.readouterr()
+    assert main([*student, "--teacher", "t", "--online", "lstm", "--out", "x"]) == 2
+    assert "needs only one of --teacher RUN_DIR and --online MODEL" in capsys.readouterr().err
+    assert main([*student, "--setup", "cls", "--online", "gru", "--out", "x"]) == 2
+    assert "--online 'gru': unknown for --setup cls" in capsys.readouterr().err
+    assert main([*student, "--setup", "cls", "--online", "lstm", "--out", "x",
+                 "--teacher-calibration", "temperature"]) == 2  # fmt: skip
+    assert "--teacher-calibration: calibrates a finished teacher" in capsys.readouterr().err
+
+
+def test_old_configs_load_as_kd_without_calibration_or_online():
+    from ibkd.config import RunConfig
+
+    cfg = RunConfig.from_dict(
+        {"setup": "cls", "model": {"name": "lstm", "arch": "lstm", "dim": 4, "layers": 1},
+         "distill": {"teacher": "t", "temperature": 2.0}}
+    )  # fmt: skip
+    assert (cfg.distill.loss, cfg.distill.calibration, cfg.distill.online) == ("kd", "none", None)
+    with pytest.raises(Exception, match="--teacher-calibration: for the cls and mnist setups"):
+        RunConfig.from_dict(
+            {"setup": "lm", "model": {"name": "lstm", "arch": "lstm", "dim": 4, "layers": 1},
+             "distill": {"teacher": "t", "calibration": "temperature"}}
+        )  # fmt: skip
+
+
+def test_online_hint_run_resumes_to_the_same_numbers(tmp_path):
+    """What trains beside the student (the hint's map, an online teacher) is in the checkpoint:
+    a run killed mid-epoch and resumed ends as an uninterrupted one, its teacher included."""
+    import dataclasses
+
+    from test_train import Killed, kill_at, same_predictions, tiny_config
+
+    from ibkd.train import train_run
+
+    teacher_model = dataclasses.asdict(tiny_config().model)
+    cfg = tiny_config(arch="transformer", rows=100, teacher="", online=teacher_model, loss="hint")
+    train_run(cfg, tmp_path / "a", progress=False)
+    with pytest.raises(Killed):
+        train_run(cfg, tmp_path / "b", progress=False, on_step=kill_at(5))
+    train_run(cfg, tmp_path / "b", resume=True, progress=False)
+    same_predictions(tmp_path / "a", tmp_path / "b")
+    same_predictions(tmp_path / "a" / "teacher", tmp_path / "b" / "teacher")

@@ -146,6 +146,8 @@ RUN_OPTIONS = (
     "alpha",
     "kd_loss",
     "kd_scale",
+    "teacher_calibration",
+    "online",
     "teacher_dropout",
 )
 
@@ -171,6 +173,10 @@ def run_config(args: argparse.Namespace):
         cfg.train.compile = args.compile
         return cfg
     teacher_cfg = None
+    online = getattr(args, "online", None)
+    if args.command == "distill" and bool(args.teacher) == bool(online):
+        which = "one of" if not online else "only one of"
+        raise IbkdError(f"distill: needs {which} --teacher RUN_DIR and --online MODEL")
     if getattr(args, "teacher", None):
         teacher_yaml = Path(args.teacher) / "config.yaml"
         if not teacher_yaml.is_file():
@@ -197,12 +203,14 @@ def run_config(args: argparse.Namespace):
         )
     )
     distill = None
-    if teacher_cfg is not None:
+    if teacher_cfg is not None or online:
         values, transfer = distill_settings(setup, budget)
         if transfer is not None:
             data = dataclasses.replace(data, transfer=transfer)
         distill = DistillConfig(
-            teacher=_absolute(args.teacher),
+            teacher=_absolute(args.teacher) if args.teacher else "",
+            online=_online_model(setup, online, budget) if online else None,
+            calibration=args.teacher_calibration or "none",
             loss=args.kd_loss or "kd",
             temperature=values["temperature"] if args.temperature is None else args.temperature,
             alpha=values["alpha"] if args.alpha is None else args.alpha,
@@ -218,6 +226,16 @@ def run_config(args: argparse.Namespace):
     )
     cfg.validate()
     return cfg
+
+
+def _online_model(setup: str, name: str, budget: str) -> dict:
+    """The config dict of the `--online MODEL` teacher: the preset's model of that name."""
+    from ibkd.config import preset
+
+    try:
+        return dataclasses.asdict(preset(setup, name, budget)[0])
+    except IbkdError as e:
+        raise IbkdError(str(e).replace("--model", "--online", 1)) from None
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -260,12 +278,19 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
     from ibkd.experiments.grid import default_workers, run_grid
     from ibkd.report import write_report
 
-    scenario = get(args.scenario)
+    scenario = get(args.scenario, args.grid)
     setup = args.setup or scenario.setups[0]
     if setup not in scenario.setups:
-        raise IbkdError(f"--setup {setup!r}: {args.scenario} has {', '.join(scenario.setups)}")
+        raise IbkdError(f"--setup {setup!r}: {scenario.key} has {', '.join(scenario.setups)}")
     runs = scenario.grid(budget=args.budget, seeds=args.seeds, data=args.data, setup=setup)
-    out = Path(args.out or f"runs/{args.scenario}-{setup}-{args.budget}")
+    main_out = Path(f"runs/{args.scenario}-{setup}-{args.budget}")  # the main grid's default
+    grid_part = "" if args.grid == "main" else f"-{args.grid}"
+    out = Path(args.out or f"runs/{args.scenario}{grid_part}-{setup}-{args.budget}")
+    reuse = Path(args.reuse) if args.reuse else main_out if args.grid != "main" else None
+    if reuse is not None and not (reuse / "grid.json").is_file():
+        if args.reuse:
+            raise IbkdError(f"--reuse {reuse}: not a grid folder (no grid.json)")
+        reuse = None
     scorer = None
     if scenario.scores_suites and not args.no_suites:  # shipped suites and --suite's
         from ibkd.distributed import pick_device
@@ -296,6 +321,8 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
         workers = default_workers(args.device) if args.workers is None else args.workers
         executor = local(workers, not args.no_progress)
     title = f"Scenario {args.scenario[-1]} ({setup}, {args.budget} budget)"
+    if args.grid != "main":
+        title = f"Scenario {args.scenario[-1]}, {args.grid} ({setup}, {args.budget} budget)"
     result = run_grid(
         runs,
         out,
@@ -304,9 +331,10 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
         title=title,
         notes=(note[0].upper() + note[1:] + ".") if note else "",
         after_run=scorer,
-        scenario=args.scenario,
+        scenario=scenario.key,
         budget=args.budget,
         force=args.force,
+        reuse=reuse,
     )
     print(result.summary(), file=sys.stderr)
     print(f"report: {write_report(out)}")
@@ -436,7 +464,20 @@ def _add_run_options(p: argparse.ArgumentParser, distill: bool) -> None:
         help="also write TensorBoard event files into the run folder (needs ibkd[tensorboard])",
     )
     if distill:
-        p.add_argument("--teacher", required=True, help="the teacher's (finished) run folder")
+        p.add_argument("--teacher", help="the teacher's (finished) run folder")
+        p.add_argument(
+            "--online",
+            metavar="MODEL",
+            help="online distillation (instead of --teacher): train a MODEL teacher from "
+            "scratch on gold labels beside the student, which learns from its current outputs; "
+            "the teacher is saved in RUN/teacher (MODEL: a --model name of the setup)",
+        )
+        p.add_argument(
+            "--teacher-calibration",
+            choices=("none", "temperature"),
+            help="temperature: fit one temperature on the teacher's validation NLL (Guo et al. "
+            "2017) and distil from its calibrated logits (default none; cls and mnist)",
+        )
         p.add_argument(
             "--temperature",
             type=float,
@@ -601,12 +642,27 @@ def build_parser() -> argparse.ArgumentParser:
     d.set_defaults(func=cmd_train)
 
     r = commands.add_parser("reproduce", help="run one of the paper's grids and its report")
-    from ibkd.experiments import scenarios
+    from ibkd.experiments import grid_names, names, scenarios
 
     r.add_argument(
         "scenario",
-        choices=tuple(scenarios()),
-        help="; ".join(f"{n}: {s.help}" for n, s in scenarios().items()),
+        choices=tuple(names()),
+        help="; ".join(f"{n}: {s.help}" for n, s in scenarios().items() if n in names()),
+    )
+    r.add_argument(
+        "--grid",
+        choices=tuple(grid_names()),
+        default="main",
+        help="main: the paper's grid (default); kd-methods: the distillation-methods study "
+        "(the same teacher and seeds, one student under kd, hard, similarity, hint, "
+        "a calibrated teacher and online distillation; default --out "
+        "runs/SCENARIO-kd-methods-SETUP-BUDGET)",
+    )
+    r.add_argument(
+        "--reuse",
+        metavar="GRID_DIR",
+        help="copy runs finished there with the same settings instead of training them "
+        "(default for --grid other than main: the main grid's default folder, if present)",
     )
     r.add_argument("--setup", choices=("cls", "lm"), help="scenario1: cls (default) or lm")
     r.add_argument(

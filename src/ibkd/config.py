@@ -74,16 +74,22 @@ class TrainConfig:
 
 @dataclass
 class DistillConfig:
-    """Distillation from a finished teacher run (Hinton et al. 2015; Abnar et al. 2020, sec. 2):
-    `loss` names a loss of the `ibkd.losses` registry."""
+    """Distillation from a finished teacher run (Hinton et al. 2015; Abnar et al. 2020, sec. 2)
+    or from an online teacher trained beside the student (`online`): `loss` names a loss of the
+    `ibkd.losses` registry; `calibration` (`ibkd.distill`) is `none` or `temperature` (Guo et
+    al. 2017). Configs saved before a field existed load with its default."""
 
-    teacher: str  # the teacher's run folder
+    teacher: str  # the teacher's run folder ("" for an online teacher)
     loss: str = "kd"  # the distillation loss (ibkd.losses registry)
     temperature: float = 1.0
     alpha: float = 1.0  # weight of the KD term; 1 - alpha goes to the gold CE
     kd_scale: str = "t2"  # t2 (Hinton) | inv-t2 (Reflect) | none
     teacher_dropout: bool = False  # Reflect computed the teacher's targets with dropout on
     cache_teacher: bool = True  # compute the (deterministic) teacher outputs once, when possible
+    calibration: str = "none"  # none | temperature: fit T_cal on the teacher's validation NLL
+    # online distillation: the teacher's model config (`ModelConfig.to_dict()`), trained from
+    # scratch on gold labels in the student's loop; None: a finished teacher run (`teacher`)
+    online: dict | None = None
 
 
 @dataclass
@@ -171,6 +177,7 @@ class RunConfig:
                 raise IbkdError(
                     f"--kd-scale {self.distill.kd_scale!r}: expected one of {', '.join(KD_SCALES)}"
                 )
+            _check_distill(self.distill, self.setup)
             _check_range("--alpha", self.distill.alpha, low=0, high=1)
             _check_range("--temperature", self.distill.temperature, low=0, open_low=True)
         if self.train.precision not in ("fp32", "bf16"):
@@ -206,6 +213,31 @@ class RunConfig:
         if not isinstance(data, dict):
             raise IbkdError(f"{path}: expected a mapping of run settings")
         return cls.from_dict(data, where=str(path))
+
+
+def _check_distill(d: DistillConfig, setup: str) -> None:
+    """The teacher's source (a run folder or --online, not both), the calibration and the
+    setups they apply to; IbkdError naming the option."""
+    from ibkd.distill import CALIBRATIONS
+
+    if d.calibration not in CALIBRATIONS:
+        raise IbkdError(
+            f"--teacher-calibration {d.calibration!r}: expected one of {', '.join(CALIBRATIONS)}"
+        )
+    if d.calibration != "none" and setup == "lm":
+        raise IbkdError(
+            "--teacher-calibration: for the cls and mnist setups (a language model's "
+            "next-token distribution is not calibrated by ibkd)"
+        )
+    if d.online is None:
+        return
+    if d.teacher:
+        raise IbkdError("--online: trains its own teacher; give it without --teacher")
+    if d.calibration != "none":
+        raise IbkdError("--teacher-calibration: calibrates a finished teacher, not --online")
+    if not isinstance(d.online, dict):
+        raise IbkdError(f"distill.online: expected a model config mapping, got {d.online!r}")
+    config_from_dict(d.online, "--online")
 
 
 _TYPE_NAMES = {"int": "an integer", "float": "a number", "str": "a string", "bool": "true or false"}

@@ -1,30 +1,56 @@
-"""The teacher of a distillation run: a finished run, loaded from its folder and frozen.
+"""The teacher of a distillation run: a finished run, frozen (optionally calibrated), or an
+online teacher trained from scratch beside its student.
 
 The distillation losses themselves are in `ibkd.losses` (`kd`: Hinton et al. 2015, the paper's
-loss). In eval mode the teacher's outputs are deterministic and may be computed once per
-training example (`Teacher.cache`); Reflect computed them with dropout on (`teacher_dropout`),
-which rules the cache out, as does a loss that needs the teacher's representations.
+loss; `hard`, `similarity`, `hint`). In eval mode a frozen teacher's outputs are deterministic and
+may be computed once per training example (`Teacher.cache`: logits, and the penultimate
+representations when the loss needs them); Reflect computed them with dropout on
+(`teacher_dropout`), which rules the cache out.
+
+- Calibration (`DistillConfig.calibration = "temperature"`): temperature scaling (Guo et al.
+  2017, "On Calibration of Modern Neural Networks", sec. 4.2): one T_cal > 0 minimising the
+  teacher's negative log-likelihood on the validation split; the student then learns from
+  z_t / T_cal, before the distillation temperature T (so the targets are softmax(z_t / (T_cal
+  T))). The fitted T_cal and the teacher's validation ECE before and after are recorded.
+- Online (`DistillConfig.online`: the teacher's model config): Reflect's online distiller
+  (`distill/online_distiller.py`; also Anil et al. 2018, "codistillation"): teacher and
+  student start from scratch in the one training loop; the teacher learns from the gold labels,
+  the student from the teacher's current outputs (detached: no gradient flows back).
 """
 
 from __future__ import annotations
 
+import math
+
+import numpy as np
 import torch
+from torch import nn
+from torch.nn import functional as F
 
 from ibkd.config import DistillConfig, RunConfig
 from ibkd.errors import IbkdError
 from ibkd.losses import LOSSES
 from ibkd.runs import LoadedRun, load_run
 
+CALIBRATIONS = ("none", "temperature")
+T_BOUNDS = (0.05, 20.0)  # the temperature search's range (a bounded 1-D search on log T)
+
 
 class Teacher:
-    """A frozen teacher giving logits (and, for losses that need them, penultimate
-    representations) for the student's batches."""
+    """A teacher giving logits (and, for losses that need them, penultimate representations)
+    for the student's batches: a finished run (`load`; frozen) or an online model (`online`;
+    trained in the student's loop). `temperature` is the calibration T_cal (1: none)."""
 
-    def __init__(self, run: LoadedRun, cfg: DistillConfig):
-        self.run, self.cfg = run, cfg
-        self.model = run.model.requires_grad_(False)
+    def __init__(self, model: nn.Module, cfg: DistillConfig, run: LoadedRun | None = None):
+        self.run, self.cfg, self.model = run, cfg, model
+        self.is_online = run is None
+        if not self.is_online:
+            self.model.requires_grad_(False)
         self.cached: torch.Tensor | None = None
+        self.cached_repr: torch.Tensor | None = None
         self.representations = LOSSES[cfg.loss].representations
+        self.temperature = 1.0
+        self.calibration: dict | None = None  # what `calibrate` found
 
     @classmethod
     def load(cls, cfg: RunConfig, device: torch.device) -> Teacher:
@@ -36,43 +62,115 @@ class Teacher:
                 f"--teacher {cfg.distill.teacher}: a {run.config.setup} run, "
                 f"cannot teach a {cfg.setup} student"
             )
-        return cls(run, cfg.distill)
+        return cls(run.model, cfg.distill, run)
+
+    @classmethod
+    def online(cls, cfg: RunConfig, vocab_size: int, device: torch.device) -> Teacher:
+        """A fresh teacher model of `cfg.distill.online` (a model config dict) for the student
+        run `cfg`, to be trained beside it (seeded by the student's seed)."""
+        from ibkd.models import build_model, config_from_dict
+
+        model_cfg = config_from_dict(cfg.distill.online, "--online")
+        return cls(build_model(model_cfg, vocab_size, cfg.setup).to(device), cfg.distill)
 
     @property
     def cacheable(self) -> bool:
         """Whether its outputs are deterministic and may be computed once per example."""
-        return self.cfg.cache_teacher and not self.cfg.teacher_dropout and not self.representations
+        return self.cfg.cache_teacher and not self.cfg.teacher_dropout and not self.is_online
 
     def outputs(
         self, tokens: torch.Tensor, lengths: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """(logits, penultimate representation) of a batch, without gradients, with dropout
-        on only under `teacher_dropout`."""
+        """(logits / T_cal, penultimate representation) of a batch. Frozen: without gradients,
+        dropout on only under `teacher_dropout`; online: in training mode, with gradients (the
+        loop trains the teacher on them and detaches them for the student)."""
+        if self.is_online:
+            self.model.train()
+            h = self.model.features(tokens, lengths)
+            return self.model.head(h).float(), h
         self.model.train(self.cfg.teacher_dropout)
         with torch.no_grad():
             h = self.model.features(tokens, lengths)
-            return self.model.head(h), h
+            return self.model.head(h).float() / self.temperature, h
 
     def cache(self, encoded, device: torch.device, batch_size: int = 512) -> None:
-        """Compute the teacher's logits for every example of `encoded` once (classification and
-        images: [N, C] float32 on the CPU; the LM's [N, L, V] would not fit in memory and is not
-        cached)."""
+        """Compute the teacher's logits / T_cal (and, when the loss needs them, its penultimate
+        representations) for every example of `encoded` once: [N, C] (and [N, H]) float32 on
+        the CPU. Classification and images only: the LM's [N, L, V] would not fit in memory and
+        is not cached."""
         from ibkd.evaluate import infer
 
-        out = None
+        out = rep = None
         for b in infer(self.model, encoded, device, batch_size):
-            z = b.logits.cpu()
+            z = b.logits.cpu() / self.temperature
             if out is None:
                 out = torch.empty(len(encoded), z.shape[-1])
+                if self.representations:
+                    rep = torch.empty(len(encoded), b.features.shape[-1])
             out[b.index] = z
-        self.cached = out
+            if rep is not None:
+                rep[b.index] = b.features.float().cpu()
+        self.cached, self.cached_repr = out, rep
 
     def for_batch(
         self, index: torch.Tensor, tokens: torch.Tensor, lengths: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """(logits, representation or None) for the training examples `index` (their inputs
-        `tokens`, `lengths`): from the cache when there is one."""
+        `tokens`, `lengths`): from the cache when there is one. The representation is None
+        unless the loss needs it."""
         if self.cached is not None:
-            return self.cached[index].to(tokens.device, non_blocking=True), None
+            logits = self.cached[index].to(tokens.device, non_blocking=True)
+            if self.cached_repr is None:
+                return logits, None
+            return logits, self.cached_repr[index].to(tokens.device, non_blocking=True)
         logits, h = self.outputs(tokens, lengths)
         return logits, (h if self.representations else None)
+
+    def calibrate(self, valid, device: torch.device) -> dict:
+        """Fit T_cal on the validation split `valid` (`fit_temperature`) and use it from now
+        on; returns (and keeps as `calibration`) {temperature, nll_before, nll_after,
+        ece_before, ece_after, examples, at_bound} (natural log; ECE from `ibkd.metrics.ece`,
+        its default bins; `at_bound`: the fit stopped at an end of `T_BOUNDS`)."""
+        from ibkd.evaluate import infer
+        from ibkd.metrics import decisions, ece
+
+        parts = [(b.logits.cpu(), b.targets.cpu()) for b in infer(self.model, valid, device)]
+        logits = torch.cat([z for z, _ in parts]).double()
+        labels = torch.cat([y for _, y in parts])
+        t = fit_temperature(logits, labels)
+
+        def scored(temp: float) -> tuple[float, float]:
+            z = logits / temp
+            probs = z.softmax(-1).numpy()
+            pred = {"probs": probs, "label": labels.numpy().astype(np.int64)}
+            return float(F.cross_entropy(z, labels)), ece(decisions(pred))
+
+        (nll0, ece0), (nll1, ece1) = scored(1.0), scored(t)
+        self.temperature = t
+        at_bound = not T_BOUNDS[0] * 1.001 < t < T_BOUNDS[1] / 1.001
+        self.calibration = {"method": "temperature", "temperature": t, "nll_before": nll0,
+                            "nll_after": nll1, "ece_before": ece0, "ece_after": ece1,
+                            "examples": len(labels),
+                            "at_bound": at_bound}  # fmt: skip
+        return self.calibration
+
+
+def fit_temperature(
+    logits: torch.Tensor, labels: torch.Tensor, bounds: tuple[float, float] = T_BOUNDS
+) -> float:
+    """The temperature T in `bounds` minimising the mean negative log-likelihood of `labels`
+    [N] under softmax(`logits` / T), logits [N, C] (Guo et al. 2017, temperature scaling): a
+    bounded 1-D search on log T (scipy's `minimize_scalar`, Brent's method), which is convex in
+    1/T, so the search finds the one minimum. Raises IbkdError for an empty set."""
+    from scipy.optimize import minimize_scalar
+
+    if len(labels) == 0:
+        raise IbkdError("--teacher-calibration temperature: the validation split is empty")
+    z, y = logits.double(), labels.long()
+
+    def nll(log_t: float) -> float:
+        return float(F.cross_entropy(z / math.exp(log_t), y))
+
+    lo, hi = (math.log(b) for b in bounds)
+    best = minimize_scalar(nll, bounds=(lo, hi), method="bounded", options={"xatol": 1e-7})
+    return float(math.exp(best.x))

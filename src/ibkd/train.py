@@ -4,7 +4,8 @@
 says what a run folder holds and when it may be resumed), build the model and optimizer, loop
 over epochs and batches (`train_step`), validate at each epoch's end (`end_epoch`), then predict
 every test set with the best weights and write the metrics (`finish`). Distillation only adds a
-teacher and a loss term (`ibkd.losses`).
+teacher and a loss term (`ibkd.losses`); a loss with a learned map (`hint`) and an online teacher
+are trained beside the model (`Run.companions`: in the optimizer and the checkpoint).
 
 Determinism: the same config and seed, on the same machine with the same library build and the
 same number of threads, give identical log.csv and epochs.csv (all but the timing columns
@@ -21,7 +22,7 @@ import json
 import math
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -37,9 +38,9 @@ from ibkd.distributed import Dist, pick_device, seed_everything, set_threads
 from ibkd.errors import IbkdError
 from ibkd.evaluate import check_fits, predict, validation_loss
 from ibkd.files import atomic_write
-from ibkd.losses import LOSSES, LossParts, gold_loss
+from ibkd.losses import LOSSES, LossParts, gold_loss, masked_cross_entropy
 from ibkd.metrics import compute_metrics, fidelity
-from ibkd.models import build_model
+from ibkd.models import build_model, config_from_dict
 from ibkd.predictions import load_predictions, save_predictions
 from ibkd.runs import (
     CsvLog,
@@ -93,6 +94,9 @@ class Run:
     state: TrainState
     best_model: dict | None = None
     cache_seconds: float = 0.0
+    # trained beside the model: "projection" (a loss's learned map), "teacher" (online)
+    companions: nn.ModuleDict = field(default_factory=nn.ModuleDict)
+    best_companions: dict | None = None  # their state at the model's best epoch
 
 
 def _user_errors(fn):
@@ -132,6 +136,9 @@ def train_run(
         raise IbkdError(f"--precision bf16: for CUDA devices, not {device.type}")
     if dist.enabled and cfg.distill is not None and LOSSES[cfg.distill.loss].representations:
         raise IbkdError(f"--kd-loss {cfg.distill.loss}: not supported under torchrun")
+    online = cfg.distill is not None and cfg.distill.online is not None
+    if dist.enabled and online:
+        raise IbkdError("--online: not supported under torchrun")
     board_class = _summary_writer() if tensorboard and dist.is_rank0 else None
     with contextlib.ExitStack() as stack:
         stack.callback(dist.close)
@@ -145,17 +152,26 @@ def train_run(
 
         # --- data, teacher and model, all checked before anything is written
         seed_everything(cfg.seed)
-        teacher = Teacher.load(cfg, device) if cfg.distill is not None else None
+        teacher = Teacher.load(cfg, device) if cfg.distill is not None and not online else None
         data = prepare_data(cfg, teacher.run.vocab if teacher else None)
         model = build_model(cfg.model, len(data.vocab) if data.vocab else 0, cfg.setup)
         model = model.to(device)
+        if online:
+            teacher = Teacher.online(cfg, len(data.vocab) if data.vocab else 0, device)
         for name, split in [("train", data.train), ("valid", data.valid), *data.tests.items()]:
-            check_fits(model, split, f"--data {cfg.data.data} ({name})")
-        teacher_predictions = _teacher_predictions(teacher, data) if dist.is_rank0 else {}
+            for m in (model, teacher.model) if online else (model,):
+                check_fits(m, split, f"--data {cfg.data.data} ({name})")
+        teacher_predictions = (
+            _teacher_predictions(teacher, data) if dist.is_rank0 and not online else {}
+        )
+        if teacher is not None and cfg.distill.calibration == "temperature":
+            teacher.calibrate(data.valid, device)  # deterministic: the same fit on a resume
+        companions = _companions(cfg, model, teacher)
         run = Run(
             cfg, out, data, teacher, teacher_predictions, device, dist, model,
-            _wrap(model, cfg, dist, device), *_optimizer(model, cfg, len(data.train)),
-            TrainState(),
+            _wrap(model, cfg, dist, device),
+            *_optimizer([model, companions], cfg, len(data.train)), TrainState(),
+            companions=companions,
         )  # fmt: skip
 
         # --- the run folder
@@ -165,6 +181,10 @@ def train_run(
             if data.vocab is not None:
                 data.vocab.save(out / "vocab.json")
             record_provenance(out, record, append=resume)
+            if teacher is not None and teacher.calibration is not None:
+                with atomic_write(out / "teacher_calibration.json") as f:
+                    json.dump(teacher.calibration, f, indent=2)
+                    f.write("\n")
         if resume:
             restore(run)
         if dist.enabled:  # a dropout stream per process (at the start and after a resume)
@@ -251,7 +271,9 @@ def train_step(run: Run, index: torch.Tensor) -> dict:
     run.opt.zero_grad(set_to_none=True)
     (parts.total * (share * dist.world_size) if dist.enabled else parts.total).backward()
     params = [p for p in run.model.parameters() if p.requires_grad]
-    grad_norm = nn.utils.clip_grad_norm_(params, cfg.train.clip)
+    grad_norm = nn.utils.clip_grad_norm_(params, cfg.train.clip)  # the model's, logged
+    for module in run.companions.values():  # each clipped on its own
+        nn.utils.clip_grad_norm_(list(module.parameters()), cfg.train.clip)
     run.opt.step()
     run.sched.step()
     # one device sync per step for everything logged
@@ -279,7 +301,9 @@ def train_step(run: Run, index: torch.Tensor) -> dict:
 
 
 def _loss(run: Run, index, tokens, lengths, targets) -> LossParts:
-    """The training loss of a batch: gold cross-entropy, or the run's distillation loss."""
+    """The training loss of a batch: gold cross-entropy, or the run's distillation loss. With
+    an online teacher, plus the teacher's own gold cross-entropy (the student learns from its
+    detached outputs, so each model gets only its own term's gradients)."""
     mask = targets != PAD if run.cfg.setup == "lm" else None
     if run.teacher is None:
         return gold_loss(run.net(tokens, lengths).float(), targets, mask)
@@ -288,11 +312,21 @@ def _loss(run: Run, index, tokens, lengths, targets) -> LossParts:
     if loss.representations:
         student_repr = run.model.features(tokens, lengths)
         logits = run.model.head(student_repr)
+        if loss.projection:
+            student_repr = run.companions["projection"](student_repr)
     else:
         logits = run.net(tokens, lengths)
     teacher_logits, teacher_repr = run.teacher.for_batch(index, tokens, lengths)
-    return loss.fn(logits.float(), teacher_logits.float(), student_repr, teacher_repr, targets,
-                   mask, run.cfg.distill)  # fmt: skip
+    teacher_ce = None
+    if run.teacher.is_online:
+        teacher_ce = masked_cross_entropy(teacher_logits, targets, mask)
+        teacher_logits = teacher_logits.detach()
+        teacher_repr = teacher_repr.detach() if teacher_repr is not None else None
+    parts = loss.fn(logits.float(), teacher_logits.float(), student_repr, teacher_repr, targets,
+                    mask, run.cfg.distill)  # fmt: skip
+    if teacher_ce is not None:
+        parts = LossParts(parts.total + teacher_ce, parts.ce, parts.kd)
+    return parts
 
 
 def end_epoch(run: Run, train_loss: float, epochs_log: CsvLog) -> dict:
@@ -309,6 +343,10 @@ def end_epoch(run: Run, train_loss: float, epochs_log: CsvLog) -> dict:
     if better:
         state.best_loss, state.best_epoch, state.bad_epochs = valid_loss, state.epoch, 0
         run.best_model = {k: v.detach().clone() for k, v in run.model.state_dict().items()}
+        if len(run.companions):
+            run.best_companions = {
+                k: v.detach().clone() for k, v in run.companions.state_dict().items()
+            }
     else:
         state.bad_epochs += 1
         state.stopped = state.bad_epochs >= run.cfg.train.patience
@@ -335,9 +373,16 @@ def finish(run: Run) -> dict:
         return {}
     if run.best_model is not None:
         run.model.load_state_dict(run.best_model)
+    if run.best_companions is not None:
+        run.companions.load_state_dict(run.best_companions)
+    if run.teacher is not None and run.teacher.is_online:
+        run.teacher_predictions = _save_online_teacher(run)
     metrics = {
         "run": str(out), "model": cfg.model.name, "setup": cfg.setup, "seed": cfg.seed,
-        "teacher": cfg.distill.teacher if cfg.distill else None,
+        "teacher": (
+            str(out / ONLINE_TEACHER) if run.teacher is not None and run.teacher.is_online
+            else cfg.distill.teacher if cfg.distill else None
+        ),
         "training": {
             "epochs": state.epoch, "best_epoch": state.best_epoch, "steps": state.step,
             "early_stopped": state.stopped, "seconds": round(state.seconds, 1),
@@ -349,6 +394,8 @@ def finish(run: Run) -> dict:
             "parameters": sum(p.numel() for p in run.model.parameters()),
         },
     }  # fmt: skip
+    if run.teacher is not None and run.teacher.calibration is not None:
+        metrics["teacher_calibration"] = run.teacher.calibration
     (out / "predictions").mkdir(exist_ok=True)
     for name, split in [("valid", run.data.valid), *run.data.tests.items()]:
         pred = predict(run.model, split, run.data.vocab, run.device)
@@ -356,7 +403,7 @@ def finish(run: Run) -> dict:
         metrics[name] = compute_metrics(pred)
         if run.teacher is not None:
             metrics[name]["fidelity"] = fidelity(pred, run.teacher_predictions[name])
-    run.best_model = None
+    run.best_model = run.best_companions = None
     checkpoint(run, final=True)
     with atomic_write(out / "metrics.json") as f:
         json.dump(metrics, f, indent=2)
@@ -385,15 +432,64 @@ def _teacher_predictions(teacher: Teacher | None, data: RunData) -> dict:
     return out
 
 
+def _companions(cfg: RunConfig, model: nn.Module, teacher: Teacher | None) -> nn.ModuleDict:
+    """What trains beside the model: the loss's learned linear map from the model's
+    penultimate width to the teacher's (`projection`, FitNets' regressor) and an online
+    teacher's model (`teacher`); empty for plain training and a frozen teacher's `kd`."""
+    out = nn.ModuleDict()
+    if teacher is None:
+        return out
+    if LOSSES[cfg.distill.loss].projection:
+        width = teacher.model.head.in_features
+        out["projection"] = nn.Linear(model.head.in_features, width).to(
+            next(model.parameters()).device
+        )
+    if teacher.is_online:
+        out["teacher"] = teacher.model
+    return out
+
+
+ONLINE_TEACHER = "teacher"  # an online run's teacher: a run folder inside the student's
+
+
+def _save_online_teacher(run: Run) -> dict[str, dict[str, np.ndarray]]:
+    """Write an online run's teacher (its weights at the student's best epoch) as a finished
+    run folder `ONLINE_TEACHER` inside the student's (config.yaml, vocab.json, checkpoint.pt,
+    predictions, metrics.json), so that it loads with `ibkd.runs.load_run` and fidelity and
+    representational distance can be measured; returns its predictions by split."""
+    cfg, out = run.cfg, run.out / ONLINE_TEACHER
+    model = run.teacher.model
+    tcfg = RunConfig(setup=cfg.setup, model=config_from_dict(cfg.distill.online, "--online"),
+                     seed=cfg.seed, data=cfg.data, train=cfg.train)  # fmt: skip
+    (out / "predictions").mkdir(parents=True, exist_ok=True)
+    tcfg.save(out / "config.yaml")
+    if run.data.vocab is not None:
+        run.data.vocab.save(out / "vocab.json")
+    save_checkpoint(out / "checkpoint.pt", model=model.state_dict(), finished=True,
+                    vocab_fingerprint=_fingerprint(run), config=config_identity(tcfg))  # fmt: skip
+    preds = {}
+    metrics = {"run": str(out), "model": tcfg.model.name, "setup": cfg.setup, "seed": cfg.seed,
+               "teacher": None, "online_student": str(run.out)}  # fmt: skip
+    for name, split in [("valid", run.data.valid), *run.data.tests.items()]:
+        preds[name] = predict(model, split, run.data.vocab, run.device)
+        save_predictions(out / "predictions" / f"{name}.npz", preds[name])
+        metrics[name] = compute_metrics(preds[name])
+    with atomic_write(out / "metrics.json") as f:
+        json.dump(metrics, f, indent=2)
+        f.write("\n")
+    return preds
+
+
 def _wrap(model: nn.Module, cfg: RunConfig, dist: Dist, device: torch.device) -> nn.Module:
     """What training steps run: the model, DDP-wrapped under torchrun, compiled on request."""
     net = dist.wrap(model, device)
     return torch.compile(net) if cfg.train.compile else net
 
 
-def _optimizer(model: nn.Module, cfg: RunConfig, n_train: int):
-    """AdamW (weight decay on matrices only) and its warm-up + cosine / constant schedule."""
-    params = [p for p in model.parameters() if p.requires_grad]
+def _optimizer(modules: list[nn.Module], cfg: RunConfig, n_train: int):
+    """AdamW over the trainable parameters of `modules` (weight decay on matrices only) and its
+    warm-up + cosine / constant schedule."""
+    params = [p for m in modules for p in m.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(
         [
             {"params": [p for p in params if p.dim() >= 2], "weight_decay": cfg.train.weight_decay},
@@ -482,6 +578,7 @@ def checkpoint(run: Run, final: bool = False) -> None:
         scheduler=run.sched.state_dict(), state=asdict(run.state),
         rng=_rng_state(run.device), best_model=run.best_model,
         vocab_fingerprint=_fingerprint(run), config=config_identity(run.cfg), finished=final,
+        companions=run.companions.state_dict(), best_companions=run.best_companions,
     )  # fmt: skip
 
 
@@ -504,6 +601,9 @@ def restore(run: Run) -> None:
         run.sched.load_state_dict(ckpt["scheduler"])
         run.state = TrainState(**ckpt["state"])
         run.best_model = ckpt.get("best_model")
+        if len(run.companions):
+            run.companions.load_state_dict(ckpt["companions"])
+            run.best_companions = ckpt.get("best_companions")
         torch.set_rng_state(ckpt["rng"]["cpu"])
         if run.device.type == "cuda" and "cuda" in ckpt["rng"]:
             torch.cuda.set_rng_state(ckpt["rng"]["cuda"], run.device)

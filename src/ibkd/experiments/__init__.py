@@ -3,7 +3,10 @@
 A scenario module owns its grid (which runs, which teacher -> student pairs, which seeds), the
 paper's numbers, its tables, its claims and its figures, and registers itself here as a
 `Scenario`. `ibkd reproduce NAME` and `ibkd report` find it by name (the name is saved in the
-grid's `grid.json`). Adding a scenario is one new module plus its line in `BUILTIN`.
+grid's `grid.json`). Adding a scenario is one new module plus its line in `BUILTIN`. A scenario
+may have further grids beside its main one (`ibkd reproduce NAME --grid GRID`, e.g. the
+distillation-methods study `kd-methods`), each registered as a `Scenario` of its own with that
+`grid_name`.
 """
 
 from __future__ import annotations
@@ -17,7 +20,9 @@ from typing import Any
 from ibkd.errors import IbkdError
 
 # the modules that register the shipped scenarios (imported on first lookup)
-BUILTIN = ("ibkd.experiments.scenario1", "ibkd.experiments.scenario2")
+BUILTIN = ("ibkd.experiments.scenario1", "ibkd.experiments.scenario2",
+           "ibkd.experiments.kd_methods")  # fmt: skip
+MAIN = "main"  # the grid of `ibkd reproduce NAME` without --grid
 
 
 @dataclass(frozen=True)
@@ -48,6 +53,12 @@ class Scenario:
     sections: Callable[..., list[str]]
     setup_of: Callable[[str], str] = lambda setup: setup  # the setup a grid's runs train
     scores_suites: bool = False  # its runs are scored on the agreement suites (`--suite`)
+    grid_name: str = MAIN  # which of the scenario's grids (`--grid`)
+
+    @property
+    def key(self) -> str:
+        """Its name in the registry and in grid.json: `name`, or `name:grid_name`."""
+        return self.name if self.grid_name == MAIN else f"{self.name}:{self.grid_name}"
 
 
 SCENARIOS: dict[str, Scenario] = {}
@@ -55,7 +66,7 @@ SCENARIOS: dict[str, Scenario] = {}
 
 def register(scenario: Scenario) -> Scenario:
     """Make `scenario` available to `ibkd reproduce` and `ibkd report` under its name."""
-    SCENARIOS[scenario.name] = scenario
+    SCENARIOS[scenario.key] = scenario
     return scenario
 
 
@@ -66,12 +77,29 @@ def scenarios() -> dict[str, Scenario]:
     return SCENARIOS
 
 
-def get(name: str) -> Scenario:
-    """The scenario called `name`; `IbkdError` naming the known ones otherwise."""
+def names() -> list[str]:
+    """The scenarios' names (their main grids)."""
+    return [s.name for s in scenarios().values() if s.grid_name == MAIN]
+
+
+def grid_names() -> list[str]:
+    """Every grid name some scenario has (`main` first)."""
+    return list(dict.fromkeys([MAIN, *(s.grid_name for s in scenarios().values())]))
+
+
+def get(name: str, grid: str = MAIN) -> Scenario:
+    """The scenario called `name` (or a registry key `name:grid`), its grid `grid`; `IbkdError`
+    naming the known ones otherwise."""
     known = scenarios()
-    if name not in known:
-        raise IbkdError(f"scenario {name!r}: expected one of {', '.join(known)}")
-    return known[name]
+    if name in known and ":" in name:
+        return known[name]
+    key = name if grid == MAIN else f"{name}:{grid}"
+    if name not in names():
+        raise IbkdError(f"scenario {name!r}: expected one of {', '.join(names())}")
+    if key not in known:
+        has = [s.grid_name for s in known.values() if s.name == name]
+        raise IbkdError(f"--grid {grid!r}: {name} has {', '.join(has)}")
+    return known[key]
 
 
 def scenario_of(manifest: dict[str, Any]) -> Scenario:

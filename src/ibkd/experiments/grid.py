@@ -152,6 +152,7 @@ def run_grid(
     runs: list[GridRun], out: str | Path, *, progress: bool = True, workers: int = 1,
     title: str = "", notes: str = "", executor: Executor | None = None,
     scenario: str | None = None, budget: str | None = None, force: bool = False, after_run=None,
+    reuse: str | Path | None = None,
 ) -> GridResult:  # fmt: skip
     """Run every run of the grid into `out/<name>`, on `executor` (default: in this process
     when `workers` is 1, else a pool of `workers` processes with cores / workers threads each).
@@ -163,7 +164,9 @@ def run_grid(
     asked for; otherwise `IbkdError` names the run and the differing options before anything
     starts, unless `force`, which deletes such runs (and their students) and trains them
     again. `after_run(folder)`, when given, is called on every finished run,
-    those finished before included (the suites' scoring)."""
+    those finished before included (the suites' scoring). `reuse`: another grid folder whose
+    finished runs of the same name and settings are copied in (`reuse_runs`) rather than
+    trained."""
     from ibkd.experiments.executors import local
     from ibkd.runs import COMMAND_VARIABLE, command_line
 
@@ -207,6 +210,8 @@ def run_grid(
             )
         for name in with_students(stale, pending):
             shutil.rmtree(out / name, ignore_errors=True)
+        if reuse is not None:
+            reuse_runs(pending, out, Path(reuse).absolute())
         while pending or running:
             for run in list(pending):
                 if executor.slots is not None and len(running) >= executor.slots:
@@ -377,6 +382,34 @@ def stale_runs(runs: list[GridRun], out: Path) -> dict[str, list[str]]:
         if diffs:
             stale[run.name] = diffs
     return stale
+
+
+def reuse_runs(runs: list[GridRun], out: Path, source: Path) -> list[str]:
+    """Copy into `out` every run of `runs` that `out` lacks and `source` (another grid folder)
+    holds finished (metrics.json) with the same settings (`config_differences`; a student's
+    teacher must be copied too or already be in `out`); returns their names. Each copy goes to a
+    temporary folder first, then is renamed, so a killed copy leaves no half run."""
+    copied: list[str] = []
+    if source == out:
+        return copied
+    for run in runs:  # teachers come first (`ordered`)
+        src, dst = source / run.name, out / run.name
+        if dst.exists() or not (src / "metrics.json").is_file():
+            continue
+        if run.teacher is not None and not (out / run.teacher / "metrics.json").is_file():
+            continue
+        try:
+            saved = RunConfig.load(src / "config.yaml").to_dict()
+        except IbkdError:
+            continue
+        if config_differences(saved, resolved(run, out).to_dict()):
+            continue
+        tmp = dst.with_name(dst.name + ".copying")
+        shutil.rmtree(tmp, ignore_errors=True)
+        shutil.copytree(src, tmp)
+        tmp.rename(dst)
+        copied.append(run.name)
+    return copied
 
 
 def with_students(names, runs: list[GridRun]) -> list[str]:

@@ -10,9 +10,13 @@ A distillation loss is one file in this package that registers a function under 
 
 - `student_logits`, `teacher_logits`: [B, C] (classification, images) or [B, L, V] (LM), float32
 - `student_repr`, `teacher_repr`: the penultimate representations ([B, H] or [B, L, H]); None
-  unless the loss is registered with `representations=True` (then the teacher is not cached)
+  unless the loss is registered with `representations=True` (then the teacher's representations
+  are cached beside its logits). A loss registered with `projection=True` gets the student's
+  representation through a learned linear map to the teacher's width (FitNets' regressor),
+  trained with the student: in its optimizer and saved in its checkpoint.
 - `gold`: [B] class ids or [B, L] next-token ids (`<pad>` = 0 beyond each sentence)
-- `mask`: None (every example scores) or [B, L] bool, True at the positions that score (LM)
+- `mask`: None (every example scores) or [B, L] bool, True at the positions that score (LM;
+  a representation loss treats every scored token position as one example: `scored_rows`)
 - `cfg`: the run's `DistillConfig` (temperature, alpha, ...)
 
 It returns `LossParts`: the total that is minimised and its named terms, logged as the `ce`
@@ -43,23 +47,25 @@ class LossParts:
 
 @dataclass(frozen=True)
 class DistillLoss:
-    """A registered distillation loss: its function and whether it needs the penultimate
-    representations of student and teacher."""
+    """A registered distillation loss: its function, whether it needs the penultimate
+    representations of student and teacher, and whether the student's goes through a learned
+    linear map to the teacher's width first (`projection`)."""
 
     name: str
     fn: Callable[..., LossParts]
     representations: bool = False
+    projection: bool = False
 
 
 LOSSES: dict[str, DistillLoss] = {}
 
 
-def register(name: str, *, representations: bool = False):
+def register(name: str, *, representations: bool = False, projection: bool = False):
     """Decorator: register a distillation loss under `name` (see the module docstring for the
-    signature)."""
+    signature); `projection` implies `representations`."""
 
     def add(fn: Callable[..., LossParts]) -> Callable[..., LossParts]:
-        LOSSES[name] = DistillLoss(name, fn, representations)
+        LOSSES[name] = DistillLoss(name, fn, representations or projection, projection)
         return fn
 
     return add
@@ -80,6 +86,20 @@ def masked_cross_entropy(
     if mask is not None:
         logits, targets = logits[mask], targets[mask]
     return F.cross_entropy(logits.float(), targets, reduction=reduction)
+
+
+def scored_rows(x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+    """Representations as one row per scored example, float32: [B, H] as it is; [B, L, H]
+    (LM) -> [N, H], the N positions where `mask` [B, L] is True (every non-pad token)."""
+    x = x.float()
+    return x if mask is None else x[mask]
+
+
+def with_gold(distill: torch.Tensor, logits, gold, mask, cfg) -> LossParts:
+    """alpha * `distill` + (1 - alpha) * CE(logits, gold): how every distillation term is
+    combined with the gold loss (`cfg.alpha`, Hinton et al. 2015)."""
+    ce = masked_cross_entropy(logits, gold, mask)
+    return LossParts(cfg.alpha * distill + (1 - cfg.alpha) * ce, ce, distill)
 
 
 def gold_loss(logits: torch.Tensor, targets: torch.Tensor, mask: torch.Tensor | None) -> LossParts:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import torch
 from torch.nn import functional as F
 
-from ibkd.losses import LossParts, masked_cross_entropy, register
+from ibkd.losses import LossParts, register, with_gold
 
 
 def kd_scale_factor(temperature: float, kd_scale: str) -> float:
@@ -39,5 +39,4 @@ def kd(student_logits, teacher_logits, student_repr, teacher_repr, gold, mask, c
     """alpha * s(T) * KL + (1 - alpha) * CE on gold (the module docstring); the
     representations are not used."""
     distill = kd_loss(student_logits, teacher_logits, cfg.temperature, cfg.kd_scale, mask)
-    ce = masked_cross_entropy(student_logits, gold, mask)
-    return LossParts(cfg.alpha * distill + (1 - cfg.alpha) * ce, ce, distill)
+    return with_gold(distill, student_logits, gold, mask, cfg)
