@@ -12,7 +12,11 @@ the LM and scenario 2's models, whose "tokens" are images):
   training time (the caching pass included) and whole-run wall time.
 
     python benchmarks/throughput.py [--rows 3000] [--setups cls lm mnist] [--parts models distill]
-        [--presets quick paper] [--device cpu|cuda] [--json out.json]
+        [--presets quick paper] [--lm-vocab all preset] [--threads N] [--device cpu|cuda]
+        [--json out.json]
+
+`--lm-vocab all preset` measures each LM with every training word in its vocabulary and with
+the preset's cap (the quick LM recipe keeps the 4,000 most frequent words).
 
 Targets (issue 3): ibkd >= 0.95x bare; transformer >= 3x nn.TransformerEncoderLayer;
 distillation with a cached teacher <= 1.1x plain training.
@@ -38,6 +42,7 @@ from ibkd.data.batching import batches
 from ibkd.data.prepare import prepare_data
 from ibkd.data.vocab import PAD
 from ibkd.models import build_model
+from ibkd.presets import VOCAB_SIZE
 from ibkd.train import train_run
 
 
@@ -95,28 +100,33 @@ def bare_loop(model, data, cfg, setup: str, epochs: int, bucket: bool = True) ->
 
 
 DEVICE = "cpu"  # --device
+THREADS = None  # --threads
 
 
-def config(setup, name, preset_name, rows, epochs, seed=0, **distill):
+def config(setup, name, preset_name, rows, epochs, seed=0, vocab_size=None, **distill):
     model, train = preset(setup, name, preset_name)
     train = dataclasses.replace(train, epochs=epochs, device=DEVICE, patience=epochs + 1)
     return RunConfig(
         setup=setup,
         model=model,
         seed=seed,
-        data=DataConfig(max_train_rows=rows),
+        data=DataConfig(max_train_rows=rows, vocab_size=vocab_size),
         train=train,
         distill=DistillConfig(**distill) if distill else None,
     )
 
 
-def measure(setup, name, preset_name, rows, epochs, tmp: Path, repeat: int) -> dict:
-    """Best of `repeat` alternating measurements of each loop (a 2-core machine is noisy)."""
-    cfg = config(setup, name, preset_name, rows, epochs)
+def measure(
+    setup, name, preset_name, rows, epochs, tmp: Path, repeat: int, vocab_size=None
+) -> dict:
+    """Best of `repeat` alternating measurements of each loop (a 2-core machine is noisy);
+    `vocab_size`: the run's vocabulary cap (None: every training word)."""
+    cfg = config(setup, name, preset_name, rows, epochs, vocab_size=vocab_size)
     data = prepare_data(cfg)
     ours = bare = 0.0
     for r in range(repeat):
-        metrics = train_run(cfg, tmp / f"{setup}-{name}-{preset_name}-{r}", progress=False)
+        folder = tmp / f"{setup}-{name}-{preset_name}-{vocab_size}-{r}"
+        metrics = train_run(cfg, folder, progress=False, threads=THREADS)
         ours = max(ours, metrics["training"]["tokens_per_s"])
         torch.manual_seed(cfg.seed)
         model = build_model(cfg.model, len(data.vocab) if data.vocab else 0, setup)
@@ -125,6 +135,7 @@ def measure(setup, name, preset_name, rows, epochs, tmp: Path, repeat: int) -> d
         "setup": setup,
         "model": name,
         "preset": preset_name,
+        "vocabulary": len(data.vocab) if data.vocab else None,
         "ibkd_tok_s": ours,
         "bare_tok_s": round(bare),
         "ibkd_vs_bare": round(ours / bare, 3),
@@ -199,11 +210,19 @@ def main() -> None:
     )
     ap.add_argument("--distill-epochs", type=int, default=3)
     ap.add_argument("--device", default="cpu", help="cpu, cuda or mps (both loops)")
+    ap.add_argument("--threads", type=int, help="CPU threads of both loops (default: every core)")
+    ap.add_argument(
+        "--lm-vocab",
+        nargs="+",
+        default=["preset"],
+        help="LM vocabulary caps to measure: numbers, `all` (every training word) or "
+        "`preset` (the preset's cap)",
+    )
     ap.add_argument("--json", type=Path)
     args = ap.parse_args()
-    global DEVICE
-    DEVICE = args.device
-    torch.set_num_threads(os.cpu_count() or 1)
+    global DEVICE, THREADS
+    DEVICE, THREADS = args.device, args.threads
+    torch.set_num_threads(args.threads or os.cpu_count() or 1)
     machine = (
         f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
         f"torch {torch.__version__}, {torch.get_num_threads()} threads"
@@ -223,12 +242,21 @@ def main() -> None:
         tmp = Path(tmp)
         for setup in setups:
             for preset_name in args.presets:
+                caps = [None]
+                if setup == "lm":
+                    caps = [
+                        None if v == "all" else VOCAB_SIZE.get(("lm", preset_name))
+                        if v == "preset" else int(v)
+                        for v in args.lm_vocab
+                    ]  # fmt: skip
                 for name in model_names(setup):
-                    row = measure(
-                        setup, name, preset_name, args.rows, args.epochs, tmp, args.repeat
-                    )
-                    results["runs"].append(row)
-                    print(json.dumps(row))
+                    for cap in dict.fromkeys(caps):
+                        row = measure(
+                            setup, name, preset_name, args.rows, args.epochs, tmp, args.repeat,
+                            cap,
+                        )  # fmt: skip
+                        results["runs"].append(row)
+                        print(json.dumps(row))
         for preset_name in args.presets if "distill" in args.parts else []:
             row = distill_cost(
                 args.distill_rows, args.distill_epochs, preset_name, tmp, args.repeat

@@ -69,7 +69,7 @@ def test_a_second_writer_is_refused_while_the_first_trains(tmp_path):
     """Fault injection with two real processes: A trains and holds the folder (it pauses at
     step 2 until released); B, the same command, is refused with one line; A then finishes
     with a log written by one process only."""
-    out, release = tmp_path / "run", tmp_path / "release"
+    out, release, paused = tmp_path / "run", tmp_path / "release", tmp_path / "paused"
     a = python(f"""
         import time
         from pathlib import Path
@@ -77,6 +77,8 @@ def test_a_second_writer_is_refused_while_the_first_trains(tmp_path):
         from ibkd.train import train_run
 
         def wait(step):
+            if step == 2:
+                Path({str(paused)!r}).touch()
             while step == 2 and not Path({str(release)!r}).exists():
                 time.sleep(0.05)
 
@@ -86,9 +88,9 @@ def test_a_second_writer_is_refused_while_the_first_trains(tmp_path):
     """)
     try:
         deadline = time.time() + 120
-        while not ((out / "log.csv").exists() and (out / ".lock").read_text().strip()):
+        while not paused.exists():  # A holds the folder, paused after its second step
             assert a.poll() is None, a.communicate()
-            assert time.time() < deadline, "the first writer did not start"
+            assert time.time() < deadline, "the first writer did not reach its second step"
             time.sleep(0.1)
         snapshot = {p.name: p.stat().st_mtime_ns for p in out.iterdir()}
         b = ibkd("train", "--out", str(out), "--resume", "--no-progress", "--device", "cpu")

@@ -230,3 +230,13 @@ def test_suite_accuracy_by_construction_and_attractors():
         suite_metrics(pred)
     nothing = {k: v[:0] for k, v in suite_pred().items()}
     assert math.isnan(suite_metrics(nothing)["accuracy"]) and suite_metrics(nothing)["scored"] == 0
+
+
+def test_unigram_perplexity_by_hand():
+    from ibkd.metrics import unigram_perplexity
+
+    # vocabulary of 6 ids, 4 predictable (not <pad> 0, <bos> 2); train counts: id 4 x3, 3 x1
+    train = [[4, 4, 3], [4]]
+    # add-one: P(4) = 4/8, P(3) = 2/8, P(5) = 1/8, P(1) = 1/8
+    ppl = unigram_perplexity(train, [[4, 5, 3]], vocab_size=6)
+    assert ppl == pytest.approx((0.5 * 0.125 * 0.25) ** (-1 / 3))

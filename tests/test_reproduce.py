@@ -239,6 +239,7 @@ def test_lm_grid_and_report(tmp_path, small_data):
     text = write_report(tmp_path).read_text()
     assert "perplexity (paper)" in text and "(57.5)" in text
     assert "**Claim 4**" in text and "**Claim 5**" in text
+    assert "| unigram model (add-one, the same vocabulary) |" in text
     assert (tmp_path / "figures" / "perplexity_vs_agreement.png").exists()
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert summary["lstm -> transformer"]["test"]["perplexity"]["n"] == 2

@@ -438,8 +438,8 @@ def _add_run_options(p: argparse.ArgumentParser, distill: bool) -> None:
         p.add_argument(
             "--vocab-size",
             type=int,
-            help="keep the N most frequent training words (specials included), the rest <unk> "
-            "(default: the preset's; every training word)",
+            help="keep the N most frequent training words (specials included), the rest <unk>; "
+            "0: every training word (default: the preset's: 4000 for the quick LM, else 0)",
         )
     p.add_argument("--seed", type=int, help="seed (default 0)")
     p.add_argument("--out", required=True, help="the run folder")

@@ -193,6 +193,20 @@ def ece(d: Decisions, bins: int = ECE_BINS) -> float:
     )
 
 
+def unigram_perplexity(train: list[list[int]], test: list[list[int]], vocab_size: int) -> float:
+    """The perplexity of an add-one (Laplace) unigram model: the reference an LM must beat.
+
+    `train`, `test`: sentences as token ids, each ending with `<eos>` as the LMs are scored
+    (ids 0 and 2, `<pad>` and `<bos>`, never occur as targets and are not in the support);
+    P(w) = (count(w) + 1) / (N + V - 2) over the V - 2 predictable ids. Returns
+    exp(- mean log P) over the test tokens (nats inside, unitless perplexity out)."""
+    counts = np.bincount(np.concatenate([np.asarray(s) for s in train]), minlength=vocab_size)
+    support = vocab_size - 2
+    logp = np.log((counts + 1.0) / (counts.sum() + support))
+    ids = np.concatenate([np.asarray(s) for s in test])
+    return math.exp(-logp[ids].mean())
+
+
 def perplexity(pred: Predictions) -> float:
     """exp of the token-averaged cross-entropy over non-pad tokens (LM): exp(sum `sum_nll` /
     sum `n_tokens`), from nats."""

@@ -30,6 +30,21 @@ class QuickRecipe:
 
 QUICK = QuickRecipe()
 
+
+@dataclass(frozen=True)
+class LMQuickRecipe:
+    """The quick budget's language-model setup, sized by measurement to finish in 15 minutes on
+    a 2-core CPU (README, "The language-model setup"): the 4,000 most frequent training words
+    (the rest `<unk>`; the output layer over all 9.5K words costs twice the time per token),
+    3 epochs, 2 seeds."""
+
+    epochs: int = 3
+    vocab_size: int = 4000
+    seeds: int = 2
+
+
+LM_QUICK = LMQuickRecipe()
+
 # Scenario 2's quick budget: epochs per model (Reflect trained up to 400)
 MNIST_QUICK_EPOCHS = {"mlp": 20, "cnn": 5}
 
@@ -43,7 +58,7 @@ TRAIN: dict[tuple[str, str], dict] = {
     ("cls", "paper"): _AGREEMENT["paper"],
     ("cls", "quick"): _AGREEMENT["quick"],
     ("lm", "paper"): _AGREEMENT["paper"],
-    ("lm", "quick"): _AGREEMENT["quick"],
+    ("lm", "quick"): _AGREEMENT["quick"] | {"epochs": LM_QUICK.epochs},
     # Reflect's MNIST runs: Adam 1e-4, batch 128, up to 400 epochs
     ("mnist", "paper"): {"epochs": 400, "batch_size": 128, "lr": 1e-4, "weight_decay": 0.0,
                          "warmup_steps": 0, "schedule": "constant", "patience": 20},
@@ -55,12 +70,15 @@ TRAIN: dict[tuple[str, str], dict] = {
 MODEL_EPOCHS: dict[tuple[str, str], dict[str, int]] = {("mnist", "quick"): MNIST_QUICK_EPOCHS}
 
 # the vocabulary cap per (setup, preset) (DataConfig.vocab_size); absent: every training word
-VOCAB_SIZE: dict[tuple[str, str], int] = {}
+VOCAB_SIZE: dict[tuple[str, str], int] = {("lm", "quick"): LM_QUICK.vocab_size}
 
 
 def vocab_size(setup: str, preset: str, given: int | None = None) -> int | None:
-    """The vocabulary cap of a run: `given` (`--vocab-size`), else the preset's, else None."""
-    return given if given is not None else VOCAB_SIZE.get((setup, preset))
+    """The vocabulary cap of a run: `given` (`--vocab-size`; 0: no cap), else the preset's;
+    None: every training word."""
+    if given is not None:
+        return given or None
+    return VOCAB_SIZE.get((setup, preset))
 
 
 # Reflect's distillation settings per setup (DistillConfig fields)

@@ -5,7 +5,6 @@ The grid as data, and the paper's numbers (PAPER.md) that the report sets beside
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,7 +15,7 @@ from ibkd.experiments.figures import plot_groups_by, pyplot, save, style
 from ibkd.experiments.grid import GridRun, pick_budget
 from ibkd.experiments.results import Group, Run, cell, find_group
 from ibkd.experiments.verdicts import METHOD, Comparison, claim3, compare, fewest, verdict
-from ibkd.presets import QUICK, vocab_size
+from ibkd.presets import LM_QUICK, QUICK, vocab_size
 
 # the paper's column order: weakest bias to strongest
 CLS_MODELS = ("transformer", "transformer-seq", "utransformer-seq", "lstm")
@@ -33,7 +32,7 @@ class Budget:
     preset: str
     seeds: int
     cls_teachers: tuple[str, ...]  # which teacher rows of the paper's table to run
-    epochs: int | None = None  # override the preset's
+    lm_seeds: int | None = None  # the LM setup's, when not `seeds`
     # classification, beyond the paper: distilled students also learn the teacher's answers on
     # the transfer set (the teacher itself and the no-KD row train on the gold rows only) ...
     transfer: str | None = None
@@ -53,7 +52,7 @@ BUDGETS = {
         "quick",
         3,
         ("lstm",),
-        epochs=QUICK.epochs,
+        lm_seeds=LM_QUICK.seeds,
         transfer=QUICK.transfer,
         temperature=QUICK.temperature,
         control=True,
@@ -103,8 +102,6 @@ def _run(
 ) -> GridRun:
     """One run: `row` is the teacher's model (None: no teacher, or CONTROL_ROW)."""
     model, train = preset(setup, student, budget.preset)
-    if budget.epochs is not None:
-        train = dataclasses.replace(train, epochs=budget.epochs)
     teacher = row if row not in (None, CONTROL_ROW) else None
     distill, transfer = None, None
     if teacher is not None:
@@ -140,6 +137,8 @@ def grid(
 ) -> list[GridRun]:
     """The runs of scenario 1. Student seed k learns from teacher seed k."""
     b, n = pick_budget(BUDGETS, budget, seeds)
+    if setup == "lm" and seeds is None and b.lm_seeds is not None:
+        n = b.lm_seeds
     runs = []
     for seed in range(n):
         if setup == "cls":
@@ -199,9 +198,25 @@ def cls_tables(groups: dict[str, Group]) -> str:
     return "\n".join(out)
 
 
+def unigram_reference(config: dict) -> float:
+    """The test perplexity of the add-one unigram model of a LM run's training sentences, in
+    the run's vocabulary (`metrics.unigram_perplexity`): what each LM must clearly beat."""
+    from ibkd.data.prepare import lm_sentences
+    from ibkd.data.splits import load_splits
+    from ibkd.data.vocab import EOS, build_vocab
+    from ibkd.metrics import unigram_perplexity
+
+    d = DataConfig(**config["data"])
+    splits = load_splits(d.data, seed=d.split_seed, fractions=(d.train_fraction, d.valid_fraction))
+    rows = splits.train[: d.max_train_rows] if d.max_train_rows else splits.train
+    vocab = build_vocab(rows, max_size=d.vocab_size)
+    ids = lambda rs: [vocab.encode(r.tokens) + [EOS] for r in rs]  # noqa: E731
+    return unigram_perplexity(ids(lm_sentences(rows)), ids(splits.test), len(vocab))
+
+
 def lm_table(groups: dict[str, Group]) -> str:
     """The LM setup's table: perplexity and A-accuracy beside the paper's (read off its
-    plots), agreement µ-/D-accuracy and ECE; markdown."""
+    plots), agreement µ-/D-accuracy and ECE, and the unigram model's perplexity; markdown."""
     out = [
         "| model | perplexity (paper) | A-accuracy (paper) | agreement µ-accuracy | "
         "D-accuracy | ECE |",
@@ -215,6 +230,12 @@ def lm_table(groups: dict[str, Group]) -> str:
             f"| {g.name} | {cell(g, 'perplexity', ppl, 1)} | "
             f"{cell(g, 'a_accuracy', acc)} | {cell(g, 'mu_accuracy', None)} | "
             f"{cell(g, 'd_accuracy', None)} | {cell(g, 'ece', None, 4)} |"
+        )
+    first = next(iter(groups.values())).runs[0]
+    if first.config:
+        out.append(
+            f"| unigram model (add-one, the same vocabulary) | "
+            f"{unigram_reference(first.config):.1f} | | | | |"
         )
     return "\n".join(out) + "\n"
 
@@ -514,6 +535,21 @@ def prepare(runs: list[GridRun], out: Path) -> None:
 
 def notes(budget: str, configs: list[dict]) -> str:
     """The budget's note, its temperature read from the distilled runs' configs."""
+    if configs and configs[0]["setup"] == "lm":
+        if budget != "quick":
+            return ""
+        c = configs[0]
+        kd = next((c["distill"] for c in configs if c.get("distill")), None)
+        return (
+            f"quick budget: the {c['data']['vocab_size']:,} most frequent training words "
+            f"(the rest <unk>), {c['train']['epochs']} epochs"
+            + (
+                f"; distilled students learn the teacher's full distribution at every token "
+                f"(T = {kd['temperature']:g}, alpha = {kd['alpha']:g}, Reflect's)"
+                if kd
+                else ""
+            )
+        )
     note = BUDGETS[budget].note if budget in BUDGETS else ""
     temps = sorted({c["distill"]["temperature"] for c in configs if c.get("distill")})
     return note.format(temperature=" / ".join(f"{t:g}" for t in temps) or "?")
