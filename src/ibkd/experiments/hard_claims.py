@@ -37,7 +37,6 @@ from ibkd.experiments.suite_report import ACROSS_CLAUSE, SuiteResults
 from ibkd.experiments.verdicts import Comparison, claim3, compare_values, fewest, verdict
 
 ACROSS_PP = "across a prepositional phrase"
-SUITE = "marvin-linzen"
 MIN_CLAIM3_ROWS = 20  # fewer sampled hard rows than this: claim 3 is not re-judged
 
 
@@ -80,12 +79,13 @@ def _suite_set(res: SuiteResults, key: str, label: str) -> HardSet | None:
 
 
 def hard_sets(runs, suites: dict[str, SuiteResults]) -> list[HardSet]:
-    """The reference (test µ-accuracy) and the hard sets present, in report order."""
+    """The reference (test µ-accuracy) and the hard sets present, in report order: the test
+    split's rows with >= 1 and >= 2 attractors, then each suite's Marvin & Linzen slices."""
     sets = [_test_set(runs, k) for k in (None, 1, 2)]
-    if SUITE in suites:
+    for name, res in suites.items():  # Marvin & Linzen's files, under any suite name
         sets += [
-            _suite_set(suites[SUITE], ACROSS_PP, "Marvin & Linzen, across a PP"),
-            _suite_set(suites[SUITE], ACROSS_CLAUSE, "Marvin & Linzen, across a relative clause"),
+            _suite_set(res, ACROSS_PP, f"{name}, across a PP"),
+            _suite_set(res, ACROSS_CLAUSE, f"{name}, across a relative clause"),
         ]
     return [s for s in sets if s is not None]
 
