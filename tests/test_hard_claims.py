@@ -54,7 +54,7 @@ def test_hard_case_verdicts_can_differ_from_the_mu_accuracy_ones():
 
     text = "\n".join(section(groups, runs, {}, "cls", CLS_MODELS, CONTROL_ROW))
     assert "## The claims on the hard cases" in text
-    assert "| test split, every row (µ-accuracy) (n = 1,000) | held | held |" in text
+    assert "| test split, every row: µ-accuracy (n = 1,000) | held | held |" in text
     assert "| test split, ≥ 1 attractor (n = 80) | did not hold | did not hold |" in text
     assert "| test split, ≥ 2 attractors (n = 12) | not separable with 3 seeds" in text
     assert "differs from the µ-accuracy one for: Claim 1 on test split, ≥ 1 attractor" in text

@@ -55,7 +55,7 @@ def _test_set(runs, minimum: int | None) -> HardSet | None:
     m = runs[0].metrics
     if minimum is None:
         n = m.get("coverage", {}).get("scored", m["n"])
-        return HardSet("test split, every row (µ-accuracy)", n, lambda g: g.by_seed("mu_accuracy"))
+        return HardSet("test split, every row: µ-accuracy", n, lambda g: g.by_seed("mu_accuracy"))
     hard = m.get("accuracy_with_attractors", {}).get(str(minimum))
     if hard is None:
         return None
@@ -241,8 +241,11 @@ def section(groups: dict[str, Group], runs, suites: dict[str, SuiteResults], set
         "prepositional phrase and across a relative clause (their three rows whose relative "
         "clause stands between subject and verb: across a subject relative clause, across an "
         "object relative clause, with and without *that*; the rows *in* an object relative "
-        "clause are not counted). n is the examples per set (the same for every run). A verdict "
-        "whose intervals hold zero is reported as not separable with the seeds run.\n",
+        "clause are not counted). n is the examples per set (the same for every run; suite "
+        "items are minimal pairs). The first row judges the same accuracy comparisons on every "
+        "test row, for reference (the claims' verdicts above also count ECE). A difference "
+        "whose interval holds zero counts for no side; a verdict of not separable means the "
+        "seeds run cannot tell the models apart on those examples.\n",
         "\n".join(lines) + "\n",
         summary + "\n",
         "\n".join(details) + "\n",
