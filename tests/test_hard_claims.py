@@ -59,6 +59,7 @@ def test_hard_case_verdicts_can_differ_from_the_mu_accuracy_ones():
     assert "| test split, ≥ 2 attractors (n = 12) | not separable with 3 seeds" in text
     assert "differs from the µ-accuracy one for: Claim 1 on test split, ≥ 1 attractor" in text
     assert "lstm − utransformer-seq -0.050 [" in text  # the numbers behind the verdict
+    assert "±0.144 on test split, ≥ 2 attractors" in text  # 0.5 / sqrt(12)
     assert "Claim 3 on the hard cases**: not re-judged" in text  # no saved features here
 
 

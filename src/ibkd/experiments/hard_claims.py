@@ -22,6 +22,7 @@ saved representation sample's rows with at least one attractor. The LM setup's a
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -38,6 +39,7 @@ from ibkd.experiments.verdicts import Comparison, claim3, compare_values, fewest
 
 ACROSS_PP = "across a prepositional phrase"
 MIN_CLAIM3_ROWS = 20  # fewer sampled hard rows than this: claim 3 is not re-judged
+SMALL = 500  # sets with fewer examples get their per-run sampling error stated
 
 
 @dataclass(frozen=True)
@@ -230,6 +232,14 @@ def section(groups: dict[str, Group], runs, suites: dict[str, SuiteResults], set
         if differ
         else "Every verdict on the hard cases is the µ-accuracy one."
     )
+    small = [hs for hs in sets if 0 < hs.n < SMALL]
+    if small:
+        summary += (
+            " On few examples one run's accuracy is itself noisy (binomial standard error at "
+            "accuracy 0.5: "
+            + ", ".join(f"±{0.5 / math.sqrt(hs.n):.3f} on {hs.label}" for hs in small)
+            + "); the intervals over seeds include that noise."
+        )
     parts = [
         "## The claims on the hard cases\n",
         "The test split is dominated by adjacent subject-verb pairs, so the claims are judged "
