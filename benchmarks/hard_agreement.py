@@ -7,7 +7,9 @@ LSTM (128/128, the quick budget's epochs and learning rate) on the shipped PTB d
   docs/hard_data.md says), each corpus's own split kept;
 - training, on the merged data: more epochs (`--long-epochs`); the paper preset's LSTM
   (256/256, its heavy dropout) with the quick budget's training, for the quick budget's epochs
-  and for `--long-epochs`; the learning rate x3 and /3; PTB alone for `--long-epochs`.
+  and for `--long-epochs`; the learning rate x3 and /3; PTB alone for `--long-epochs`;
+- PTB alone with the auxiliary next-word objective at weight 1 (`--aux-lm 1`, Enguehard et
+  al. 2017; Linzen et al. 2016's language-model signal beside number prediction).
 
 Every run is scored on validation and test (µ-accuracy; test accuracy on rows with >= 1 and
 >= 2 attractors, i.e. n_diff_intervening), on the shipped Marvin & Linzen suite (across a
@@ -60,7 +62,10 @@ VARIANTS = {
     "merged lr x3": ("merged", "quick", "quick", 3.0),
     "merged lr /3": ("merged", "quick", "quick", 1 / 3),
     "ptb long": ("ptb", "quick", "long", 1.0),
+    "ptb aux-lm": ("ptb", "quick", "quick", 1.0),
 }
+# the auxiliary next-word objective's weight (`--aux-lm`, Enguehard et al. 2017); 0 elsewhere
+AUX_LM = {"ptb aux-lm": 1.0}
 
 
 def config(variant: str, seed: int, args: argparse.Namespace) -> RunConfig:
@@ -70,7 +75,9 @@ def config(variant: str, seed: int, args: argparse.Namespace) -> RunConfig:
     model, _ = preset("cls", "lstm", model_preset)
     _, train = preset("cls", "lstm", "quick")
     n_epochs = args.epochs or (args.long_epochs if epochs == "long" else train.epochs)
-    train = dataclasses.replace(train, epochs=n_epochs, lr=train.lr * lr_factor)
+    train = dataclasses.replace(
+        train, epochs=n_epochs, lr=train.lr * lr_factor, aux_lm=AUX_LM.get(variant, 0.0)
+    )
     folder = "default" if data == "ptb" else str(Path(args.merged).absolute())
     return RunConfig(
         "cls", model, seed=seed, train=train,
@@ -221,6 +228,7 @@ def main() -> None:
         "seeds": args.seeds,
         "variants": {
             v: dict(zip(("data", "model_preset", "epochs", "lr_factor"), VARIANTS[v]))
+            | {"aux_lm": AUX_LM.get(v, 0.0)}
             for v in args.variants
         },  # fmt: skip
         "long_epochs": args.long_epochs,

@@ -3,6 +3,7 @@ suite section: tables per construction and attractor count, the claims, the figu
 
 import dataclasses
 import json
+import re
 
 import numpy as np
 import pytest
@@ -91,6 +92,14 @@ def test_grid_runs_are_scored_once_and_reported(tmp_path, setup):
     assert "the LSTM beats" in section and "against transformer alone" in section
     assert "could not be checked" in section  # no unverified published number
     assert (grid / "figures" / "suite_ml.png").stat().st_size > 1000
+    hard = text[text.index("## The claims on the hard cases") :]
+    claim = "Claim 2: the LSTM teacher" if setup == "cls" else "Claim 4: the LSTM agrees better"
+    assert claim in hard and "| ml, across a PP (n = 3) |" in hard
+    assert "| ml, across a relative clause (n = 2) |" in hard and "≥ 1 attractor (n = " in hard
+    numbers = r"[+-]\d\.\d{3} \[[+-]\d\.\d{3}, [+-]\d\.\d{3}\]"  # a difference, its interval
+    each = "distilled minus alone: transformer"
+    each = "lstm -> transformer minus alone" if setup == "lm" else each
+    assert len(re.findall(f"n = [\\d,]+, Claim \\d: .*{each} {numbers}", hard)) == 5  # per set
 
 
 def test_reproduce_scores_finished_runs_on_the_shipped_and_added_suites(

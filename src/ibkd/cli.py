@@ -142,6 +142,7 @@ RUN_OPTIONS = (
     "epochs",
     "batch_size",
     "lr",
+    "aux_lm",
     "temperature",
     "alpha",
     "kd_loss",
@@ -189,7 +190,7 @@ def run_config(args: argparse.Namespace):
         )
     budget = args.preset or "paper"
     model, train = preset(setup, args.model, budget)
-    for option in ("epochs", "batch_size", "lr"):
+    for option in ("epochs", "batch_size", "lr", "aux_lm"):
         if getattr(args, option) is not None:
             setattr(train, option, getattr(args, option))
     train.device = args.device
@@ -446,6 +447,14 @@ def _add_run_options(p: argparse.ArgumentParser, distill: bool) -> None:
     p.add_argument("--epochs", type=int, help="override the preset (>= 1)")
     p.add_argument("--batch-size", type=int, help="override the preset")
     p.add_argument("--lr", type=float, help="override the preset")
+    p.add_argument(
+        "--aux-lm",
+        type=float,
+        metavar="WEIGHT",
+        help="classification: also predict the next word at every prefix position, adding "
+        "WEIGHT x its mean cross-entropy to the loss (Enguehard et al. 2017; lstm and the "
+        "causal transformers; default 0: off)",
+    )
     p.add_argument("--device", default="auto", help="auto (CUDA, MPS, else CPU), cpu, cuda, mps")
     p.add_argument(
         "--threads",

@@ -70,6 +70,9 @@ class TrainConfig:
     bucket: bool = True  # length-bucketed batches
     precision: str = "fp32"  # fp32 | bf16 (autocast, CUDA only)
     compile: bool = False  # torch.compile the training model
+    # classification: weight of an auxiliary next-word loss over the prefix (Enguehard et al.
+    # 2017; `ibkd.losses.aux_lm`); 0: none (configs saved before it existed load as 0)
+    aux_lm: float = 0.0
 
 
 @dataclass
@@ -159,6 +162,9 @@ class RunConfig:
         _check_range(f"{where}: train.clip", t.clip, low=0, open_low=True)
         _check_range(f"{where}: train.patience", t.patience, low=1)
         _check_range(f"{where}: train.checkpoint_every", t.checkpoint_every, low=1)
+        _check_range("--aux-lm", t.aux_lm, low=0)
+        if t.aux_lm > 0 and self.setup != "cls":
+            raise IbkdError(f"--aux-lm: for the classification setup (cls), not {self.setup}")
         d = self.data
         if d.max_train_rows is not None:
             _check_range("--max-train-rows", d.max_train_rows, low=1)

@@ -10,6 +10,8 @@ are counted in `coverage`). The LM's confidence is the two-way renormalised prob
 - A-accuracy: only examples whose intervening nouns are all attractors, per attractor count
   0..4, unweighted mean. D and A drop examples with distance > `max_distance` (16) or more than
   `max_intervening` (4) intervening nouns (Reflect's filters).
+- Hard cases: accuracy over the examples with at least 1 and at least 2 attractors (nouns of
+  the other number between subject and verb, Linzen et al. 2016), unfiltered.
 - ECE: equal-width confidence bins (20 by default), sum over bins of |bin| / N * |acc - conf|.
 - Fidelity (Stanton et al. 2021, "Does knowledge distillation really work?"): how often the
   student's top-1 decision matches its teacher's (`top1_match`), and the mean KL divergence.
@@ -154,6 +156,22 @@ def accuracy_by_attractors(
     return _grouped(d.correct[keep], d.n_diff_intervening[keep], range(0, max_intervening + 1))
 
 
+HARD_ATTRACTORS = (1, 2)
+
+
+def accuracy_with_attractors(d: Decisions, minimums=HARD_ATTRACTORS) -> dict[str, dict]:
+    """Accuracy over the hard cases: for each k in `minimums`, the examples with at least k
+    attractors (`n_diff_intervening` >= k: nouns of the other number between subject and
+    verb, whatever else intervenes; no distance filter), {accuracy (None if empty), n}, keyed
+    "k". Linzen et al. (2016) count attractors this way."""
+    out = {}
+    for k in minimums:
+        sel = d.n_diff_intervening >= k
+        n = int(sel.sum())
+        out[str(k)] = {"accuracy": float(d.correct[sel].mean()) if n else None, "n": n}
+    return out
+
+
 def reliability(d: Decisions, bins: int = ECE_BINS) -> list[dict]:
     """Equal-width confidence bins over [0, 1]: count, mean confidence, accuracy. A confidence
     on a boundary goes to the bin on its left (as torchmetrics does), 0 to the first."""
@@ -244,7 +262,7 @@ BUILT_IN = frozenset(
     {
         "mu_accuracy", "ece", "reliability", "n", "filters", "d_accuracy", "a_accuracy",
         "accuracy_by_distance", "accuracy_by_attractors", "perplexity", "agreement_accuracy",
-        "coverage", "fidelity",
+        "coverage", "fidelity", "accuracy_with_attractors",
     }
 )  # fmt: skip
 
@@ -293,6 +311,7 @@ def compute_metrics(
             "a_accuracy": _mean_of_groups(by_attractors),
             "accuracy_by_distance": by_distance,
             "accuracy_by_attractors": by_attractors,
+            "accuracy_with_attractors": accuracy_with_attractors(d),
         }
         out["filters"] |= {"max_distance": max_distance, "max_intervening": max_intervening}
     if "sum_nll" in pred:

@@ -17,6 +17,7 @@ from ibkd.errors import IbkdError
 from ibkd.experiments import scenario_of
 from ibkd.experiments.figures import plot_mds, plot_reliability
 from ibkd.experiments.results import Group, Run, analyse_representations, groups_of
+from ibkd.experiments.suite_report import load_suites
 from ibkd.experiments.suite_report import sections as suite_sections
 from ibkd.files import atomic_write
 from ibkd.metrics import compute_metrics
@@ -82,6 +83,10 @@ def load_grid(folder: Path) -> list[Run]:
             continue  # not finished: left out of the report (grid.json says why)
         pred = _predictions(pred_path)
         feats = pred.get("features")
+        sample = sample_indices(len(feats)) if feats is not None else None
+        attractors = pred.get("n_diff_intervening")
+        if feats is None or attractors is None or len(attractors) != len(feats):
+            attractors = None
         sets = {
             f.stem: _metrics(_predictions(f), f)
             for f in sorted(pred_path.parent.glob("*.npz"))
@@ -99,9 +104,10 @@ def load_grid(folder: Path) -> list[Run]:
                 e["setup"],
                 e["seed"],
                 _metrics(pred, pred_path),
-                feats[sample_indices(len(feats))] if feats is not None else None,
+                feats[sample] if feats is not None else None,
                 sets,
                 _config(folder / e["name"]),
+                attractors[sample] if attractors is not None else None,
             )
         )
     if not runs:
@@ -219,7 +225,10 @@ def write_report(folder: str | Path) -> Path:
             + "\n"
         )
     parts += scenario.sections(groups, runs, rep, fig_dir)
-    parts += suite_sections(groups, folder, fig_dir)  # suites scored on the runs, if any
+    suites = load_suites(folder, groups)
+    parts += suite_sections(groups, folder, fig_dir, suites)  # suites scored on the runs
+    if scenario.hard_sections is not None:
+        parts += scenario.hard_sections(groups, runs, suites)
     plot_reliability(groups, fig_dir / "reliability.png")
     parts.append("![reliability](figures/reliability.png)\n")
     if rep is not None:

@@ -38,7 +38,7 @@ from ibkd.distributed import Dist, pick_device, seed_everything, set_threads
 from ibkd.errors import IbkdError
 from ibkd.evaluate import check_fits, predict, validation_loss
 from ibkd.files import atomic_write
-from ibkd.losses import LOSSES, LossParts, gold_loss, masked_cross_entropy
+from ibkd.losses import LOSSES, LossParts, aux_lm, gold_loss, masked_cross_entropy
 from ibkd.metrics import compute_metrics, fidelity
 from ibkd.models import build_model, config_from_dict
 from ibkd.predictions import load_predictions, save_predictions
@@ -156,6 +156,10 @@ def train_run(
         data = prepare_data(cfg, teacher.run.vocab if teacher else None)
         model = build_model(cfg.model, len(data.vocab) if data.vocab else 0, cfg.setup)
         model = model.to(device)
+        if cfg.train.aux_lm > 0:
+            aux_lm.check_model(model, cfg.model.name)
+            if dist.enabled:
+                raise IbkdError("--aux-lm: not supported under torchrun")
         if online:
             teacher = Teacher.online(cfg, len(data.vocab) if data.vocab else 0, device)
         for name, split in [("train", data.train), ("valid", data.valid), *data.tests.items()]:
@@ -167,6 +171,8 @@ def train_run(
         if teacher is not None and cfg.distill.calibration == "temperature":
             teacher.calibrate(data.valid, device)  # deterministic: the same fit on a resume
         companions = _companions(cfg, model, teacher)
+        if cfg.train.aux_lm > 0:
+            companions[aux_lm.COMPANION] = aux_lm.output_layer(model, len(data.vocab))
         run = Run(
             cfg, out, data, teacher, teacher_predictions, device, dist, model,
             _wrap(model, cfg, dist, device),
@@ -301,20 +307,37 @@ def train_step(run: Run, index: torch.Tensor) -> dict:
 
 
 def _loss(run: Run, index, tokens, lengths, targets) -> LossParts:
-    """The training loss of a batch: gold cross-entropy, or the run's distillation loss. With
-    an online teacher, plus the teacher's own gold cross-entropy (the student learns from its
-    detached outputs, so each model gets only its own term's gradients)."""
+    """The training loss of a batch (`_task_loss`); with `--aux-lm W`, plus W times the mean
+    next-word cross-entropy over the prefixes (`ibkd.losses.aux_lm`), the model's states
+    computed once for both. log.csv's `loss` includes that term, its `ce` does not."""
+    weight = run.cfg.train.aux_lm
+    if weight == 0:
+        return _task_loss(run, index, tokens, lengths, targets)
+    states = run.model.states(tokens, lengths)
+    aux = aux_lm.next_word_loss(run.companions[aux_lm.COMPANION](states), tokens)
+    parts = _task_loss(run, index, tokens, lengths, targets, run.model.read(states, lengths))
+    return LossParts(parts.total + weight * aux, parts.ce, parts.kd)
+
+
+def _task_loss(run: Run, index, tokens, lengths, targets, features=None) -> LossParts:
+    """Gold cross-entropy, or the run's distillation loss. With an online teacher, plus the
+    teacher's own gold cross-entropy (the student learns from its detached outputs, so each
+    model gets only its own term's gradients). `features`: the model's penultimate
+    representation of the batch when the caller has it (not recomputed)."""
     mask = targets != PAD if run.cfg.setup == "lm" else None
+    if features is not None:
+        logits = run.model.head(features)
     if run.teacher is None:
-        return gold_loss(run.net(tokens, lengths).float(), targets, mask)
+        return gold_loss((run.net(tokens, lengths) if features is None else logits).float(),
+                         targets, mask)  # fmt: skip
     loss = LOSSES[run.cfg.distill.loss]
     student_repr = None
     if loss.representations:
-        student_repr = run.model.features(tokens, lengths)
+        student_repr = run.model.features(tokens, lengths) if features is None else features
         logits = run.model.head(student_repr)
         if loss.projection:
             student_repr = run.companions["projection"](student_repr)
-    else:
+    elif features is None:
         logits = run.net(tokens, lengths)
     teacher_logits, teacher_repr = run.teacher.for_batch(index, tokens, lengths)
     teacher_ce = None

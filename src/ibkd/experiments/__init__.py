@@ -39,6 +39,8 @@ class Scenario:
       markdown parts (tables, claims, figures) for a grid's groups of runs
       (`ibkd.experiments.results.Group`).
     - `setups`: the `--setup` values it accepts (the first is the default).
+    - `hard_sections(groups, runs, suites) -> list[str]`: optional, the report's parts that
+      judge the claims again on the hard cases (`suites`: `suite_report.load_suites`).
     - `scores_suites`: whether `ibkd reproduce` scores its finished runs on the targeted
       agreement suites (the shipped ones and `--suite`).
     """
@@ -54,6 +56,7 @@ class Scenario:
     setup_of: Callable[[str], str] = lambda setup: setup  # the setup a grid's runs train
     scores_suites: bool = False  # its runs are scored on the agreement suites (`--suite`)
     grid_name: str = MAIN  # which of the scenario's grids (`--grid`)
+    hard_sections: Callable[..., list[str]] | None = None  # claims on the hard cases
 
     @property
     def key(self) -> str:

@@ -17,8 +17,9 @@ class Run:
     """One finished run of a grid: its place in the grid (`group`, `row`, `teacher`), its test
     metrics (`ibkd.metrics.compute_metrics` of `predictions/test.npz`), a sample of its
     penultimate features (rows: `representations.sample_indices`, or None), the metrics of every
-    other saved test set by name (`sets`) and its saved config (`RunConfig.to_dict()`, empty
-    when the run folder has no config.yaml)."""
+    other saved test set by name (`sets`), its saved config (`RunConfig.to_dict()`, empty
+    when the run folder has no config.yaml) and the attractor count of each sampled row
+    (`n_diff_intervening`; None without agreement data)."""
 
     name: str
     group: str
@@ -32,6 +33,7 @@ class Run:
     features: np.ndarray | None = None
     sets: dict[str, dict] = field(default_factory=dict)  # metrics of every test set (images)
     config: dict = field(default_factory=dict)
+    sample_attractors: np.ndarray | None = None  # attractors of the feature sample's rows
 
 
 @dataclass

@@ -13,6 +13,7 @@ from ibkd.errors import IbkdError
 from ibkd.experiments import Scenario, register
 from ibkd.experiments.figures import plot_groups_by, pyplot, save, style
 from ibkd.experiments.grid import GridRun, pick_budget
+from ibkd.experiments.hard_claims import section as hard_section
 from ibkd.experiments.results import Group, Run, cell, find_group
 from ibkd.experiments.verdicts import METHOD, Comparison, claim3, compare, fewest, verdict
 from ibkd.presets import LM_QUICK, QUICK, vocab_size
@@ -566,5 +567,8 @@ register(
         notes=notes,
         sections=sections,
         scores_suites=True,
+        hard_sections=lambda groups, runs, suites: hard_section(
+            groups, runs, suites, runs[0].setup, CLS_MODELS, CONTROL_ROW
+        ),
     )
 )

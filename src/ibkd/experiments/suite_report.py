@@ -54,12 +54,8 @@ def label(construction: str) -> str:
     return MARVIN_LINZEN.get(_base(construction), construction)
 
 
-def slices(pred: dict[str, np.ndarray]) -> dict[str, float]:
-    """Accuracies of one run on one suite, from its saved predictions: `all items`, each
-    construction (`label`), each attractor count (`attractors=K`), `with an attractor` (K >= 1)
-    and, for Marvin & Linzen's files, `across a relative clause` (subject and object relative
-    clauses between subject and verb). Items not scored are left out; a slice with no scored
-    item is absent."""
+def _masks(pred: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]:
+    """(good, bad, slice -> mask) over the scored items of one run's suite predictions."""
     good = np.asarray(pred["score_good"], dtype=np.float64)
     bad = np.asarray(pred["score_bad"], dtype=np.float64)
     scored = ~(np.isnan(good) | np.isnan(bad))
@@ -75,17 +71,33 @@ def slices(pred: dict[str, np.ndarray]) -> dict[str, float]:
         masks[f"attractors={k}"] = attractors == k
     masks[WITH_ATTRACTOR] = attractors >= 1
     masks[ACROSS_CLAUSE] = np.isin(base, ACROSS_RELATIVE)
-    return {k: pairwise_accuracy(good[m], bad[m]) for k, m in masks.items() if m.any()}
+    return good, bad, {k: m for k, m in masks.items() if m.any()}
+
+
+def slices(pred: dict[str, np.ndarray]) -> dict[str, float]:
+    """Accuracies of one run on one suite, from its saved predictions: `all items`, each
+    construction (`label`), each attractor count (`attractors=K`), `with an attractor` (K >= 1)
+    and, for Marvin & Linzen's files, `across a relative clause` (subject and object relative
+    clauses between subject and verb). Items not scored are left out; a slice with no scored
+    item is absent."""
+    good, bad, masks = _masks(pred)
+    return {k: pairwise_accuracy(good[m], bad[m]) for k, m in masks.items()}
+
+
+def slice_counts(pred: dict[str, np.ndarray]) -> dict[str, int]:
+    """The scored items in each of `slices`' slices: slice -> count."""
+    return {k: int(m.sum()) for k, m in _masks(pred)[2].items()}
 
 
 @dataclass
 class SuiteResults:
     """One suite's slice accuracies for every run that has it: run name -> slice -> accuracy,
-    and the suite's summary of the first run (source, format, LM comparison)."""
+    each run's coverage (share of items scored) and the first run's scored items per slice."""
 
     name: str
     runs: dict[str, dict[str, float]] = field(default_factory=dict)
     coverage: dict[str, float] = field(default_factory=dict)
+    counts: dict[str, int] = field(default_factory=dict)  # scored items per slice, first run
 
     def by_seed(self, group, key: str) -> dict[int, float]:
         """`key`'s accuracy for each seed of `group` that has it: seed -> accuracy."""
@@ -106,6 +118,7 @@ def load_suites(folder: Path, groups: dict) -> dict[str, SuiteResults]:
                 pred = load_suite(path)
                 res = out.setdefault(path.stem, SuiteResults(path.stem))
                 res.runs[r.name] = slices(pred)
+                res.counts = res.counts or slice_counts(pred)
                 scored = ~np.isnan(pred["score_good"].astype(float))
                 res.coverage[r.name] = float(scored.mean()) if len(scored) else math.nan
     return dict(sorted(out.items(), key=lambda kv: (kv[0] != "marvin-linzen", kv[0])))
@@ -249,10 +262,13 @@ def plot(res: SuiteResults, groups: dict, keys: list[str], path: Path) -> None:
     write(fig, path)
 
 
-def sections(groups: dict, folder: Path, fig_dir: Path) -> list[str]:
+def sections(
+    groups: dict, folder: Path, fig_dir: Path, suites: dict[str, SuiteResults] | None = None
+) -> list[str]:
     """The report's suite section (markdown parts) for a grid folder, and one figure per suite
-    in `fig_dir`; [] when no run was scored on a suite."""
-    suites = load_suites(folder, groups)
+    in `fig_dir`; [] when no run was scored on a suite. `suites`: `load_suites(folder, groups)`
+    when the caller has it already."""
+    suites = load_suites(folder, groups) if suites is None else suites
     if not suites:
         return []
     parts = [

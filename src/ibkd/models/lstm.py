@@ -122,15 +122,25 @@ class LSTM(nn.Module):
         else:
             self.head = nn.Linear(hidden, n_classes)
 
-    def features(self, tokens: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-        """The penultimate representation: [B, H] (classification) or [B, L, D] (LM)."""
+    causal_states = True  # `states` at t reads tokens up to t only (`--aux-lm`)
+
+    def states(self, tokens: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        """The top layer's state at every position: [B, L, H], from tokens [B, L]."""
         x = nn.functional.dropout(self.embed(tokens), self.cfg.embed_dropout, self.training)
         for layer in self.layers:  # Keras' `dropout`: on every layer's input
             x = layer(locked_dropout(x, self.cfg.dropout, self.training))
-        x = nn.functional.dropout(x, self.cfg.dropout, self.training)
+        return nn.functional.dropout(x, self.cfg.dropout, self.training)
+
+    def read(self, states: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        """The penultimate representation from `states` [B, L, H]: [B, H] (classification:
+        the last non-pad token's) or [B, L, D] (LM)."""
         if self.setup == "lm":
-            return self.proj(x)
-        return x[torch.arange(x.shape[0], device=x.device), last_index(lengths)]
+            return self.proj(states)
+        return states[torch.arange(states.shape[0], device=states.device), last_index(lengths)]
+
+    def features(self, tokens: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        """The penultimate representation: [B, H] (classification) or [B, L, D] (LM)."""
+        return self.read(self.states(tokens, lengths), lengths)
 
     def forward(self, tokens: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         """Logits: [B, n_classes] (classification) or [B, L, vocab_size] (LM), from tokens

@@ -156,9 +156,28 @@ class Transformer(nn.Module):
             for w in (block.out.weight, block.proj.weight):
                 nn.init.normal_(w, std=0.02 / math.sqrt(2 * self.cfg.layers))
 
+    @property
+    def causal_states(self) -> bool:
+        """Whether `states` at t reads tokens up to t only (`--aux-lm`): with a causal mask."""
+        return self.causal
+
     def features(self, tokens: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         """The penultimate representation: [B, D] (classification) or [B, L, D] (LM)."""
-        b, n = tokens.shape
+        return self.read(self.states(tokens, lengths), lengths)
+
+    def read(self, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        """The penultimate representation from `states` [B, L, D]: [B, D] (classification,
+        by `pool`) or the states themselves (LM)."""
+        if self.setup == "lm":
+            return x
+        if self.cfg.pool == "cls":
+            return x[:, 0]
+        return x[torch.arange(x.shape[0], device=x.device), last_index(lengths)]
+
+    def states(self, tokens: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        """The final layer's (normalised) output at every position: [B, L, D]. Raises
+        `ValueError` when L exceeds `max_len`."""
+        n = tokens.shape[1]
         if n > self.cfg.max_len:
             raise ValueError(f"a sequence of {n} tokens exceeds max_len {self.cfg.max_len}")
         x = self.tok(tokens) + self.pos.weight[:n]
@@ -166,12 +185,7 @@ class Transformer(nn.Module):
         key_mask = None if self.causal else padding_mask(lengths, n)[:, None, None, :]
         for i in range(self.cfg.layers):
             x = self.blocks[0 if self.cfg.shared_layers else i](x, key_mask, self.causal)
-        x = self.ln_f(x)
-        if self.setup == "lm":
-            return x
-        if self.cfg.pool == "cls":
-            return x[:, 0]
-        return x[torch.arange(b, device=x.device), last_index(lengths)]
+        return self.ln_f(x)
 
     def forward(self, tokens: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         """Logits: [B, n_classes] (classification) or [B, L, vocab_size] (LM), from tokens
