@@ -317,5 +317,6 @@ def preset(setup: str, model: str, name: str = "paper") -> tuple[ModelConfig, Tr
             f"--model {model!r}: unknown for --setup {setup}; expected one of {', '.join(models)}"
         )
     train = copy.deepcopy(TRAIN_PRESETS[(setup, name)])
-    train.epochs = presets.MODEL_EPOCHS.get((setup, name), {}).get(model, train.epochs)
+    for field_name, value in presets.MODEL_TRAIN.get((setup, name), {}).get(model, {}).items():
+        setattr(train, field_name, value)
     return copy.deepcopy(models[model]), train
