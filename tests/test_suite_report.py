@@ -73,7 +73,7 @@ def test_grid_runs_are_scored_once_and_reported(tmp_path, setup):
     for r in runs:
         assert (grid / r.name / "suites" / "ml.npz").is_file()
         summary = json.loads((grid / r.name / "suites" / "ml.json").read_text())
-        assert summary.get("lm_comparison") == ("sentence" if setup == "lm" else None)
+        assert summary.get("lm_comparison") == ("target" if setup == "lm" else None)
         assert summary["scored"] > 0
     stamp = (grid / runs[0].name / "suites" / "ml.npz").stat().st_mtime_ns
     again = SuiteScorer([Suite(str(suite))])

@@ -12,16 +12,17 @@ What an item's two scores are:
   and of the wrong one (`score_bad`); where the suite varies the subject instead (BLiMP's
   two-prefix agreement paradigms), the probability of the verb's number after the correct
   prefix and after the wrong one (Warstadt et al. 2020's two-prefix method).
-- language model, `sentence` comparison (BLiMP, Marvin & Linzen): the two whole sentences'
+- language model, `sentence` comparison (BLiMP): the two whole sentences'
   log-probabilities compared, each the sum of its tokens' log-probabilities after `<bos>`, both
-  tokenised alike (the field's standard: Marvin & Linzen 2018, Warstadt et al. 2020,
-  lm-eval-harness, minicons' `sequence_score`); the closing `<eos>` is included, as ibkd's
+  tokenised alike (the field's standard for BLiMP: Warstadt et al. 2020, lm-eval-harness,
+  minicons' `sequence_score`); the closing `<eos>` is included, as ibkd's
   language models end every training sentence with it. The words both sentences begin with
   get the same log-probability in both, so each score saved is the sentence's log-probability
   from the first word where the two differ to its `<eos>`, given that shared beginning
   (`continuation_logprobs`): the same decision as whole sentences, with the output layer run
   only at the positions from there on.
-- language model, `target` comparison (the Linzen test set, Gulordava et al. 2018's nonce set):
+- language model, `target` comparison (Marvin & Linzen, the Linzen test set, Gulordava et al.
+  2018's nonce set):
   log P(form | prefix) of the correct and of the wrong form at the target, as Gulordava et al.
   (2018) score them; items without a sentence pair (Linzen TSVs) are always scored this way.
 Scores are in nats (log-probabilities) or probabilities; only their order within an item counts.
@@ -48,7 +49,10 @@ from ibkd.predictions import load_arrays
 SENTENCE_LOGPROB, TARGET_FORMS = "sentence", "target"
 LM_COMPARISON = {
     "blimp": SENTENCE_LOGPROB,
-    "marvin-linzen": SENTENCE_LOGPROB,
+    # the verb forms after the shared prefix: the agreement decision alone (as Linzen et al.
+    # 2016 and Gulordava et al. 2018 score agreement), and 12,820 distinct prefixes to run
+    # for the 121,220 pairs instead of 242,440 whole sentences
+    "marvin-linzen": TARGET_FORMS,
     "colorlessgreen": TARGET_FORMS,
     "linzen": TARGET_FORMS,
 }
