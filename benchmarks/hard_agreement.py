@@ -62,6 +62,7 @@ VARIANTS = {
     "merged lr x3": ("merged", "quick", "quick", 3.0),
     "merged lr /3": ("merged", "quick", "quick", 1 / 3),
     "ptb long": ("ptb", "quick", "long", 1.0),
+    "ptb lr x3": ("ptb", "quick", "quick", 3.0),
     "ptb aux-lm": ("ptb", "quick", "quick", 1.0),
 }
 # the auxiliary next-word objective's weight (`--aux-lm`, Enguehard et al. 2017); 0 elsewhere

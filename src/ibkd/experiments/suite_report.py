@@ -275,8 +275,9 @@ def sections(
         "## Targeted suites\n",
         "Accuracy of the correct over the wrong alternative on the suites every run was scored "
         "on (`RUN/suites/NAME.npz`; classification: the verb number's probability at the "
-        "target prefix; LM: whole-sentence log-probability for Marvin & Linzen and BLiMP, the two "
-        "forms at the target for Linzen's and Gulordava et al.'s sets), the mean over seeds "
+        "target prefix; LM: whole-sentence log-probability for BLiMP, the two verb forms after "
+        "the shared prefix for Marvin & Linzen's, Linzen's and Gulordava et al.'s sets), the "
+        "mean over seeds "
         "(± sample std with two or more); items the vocabulary mapping leaves unscorable are "
         "left out (coverage below). " + NOT_VERIFIED + "\n",
     ]
