@@ -93,6 +93,8 @@ def test_scenario1_study_end_to_end(tmp_path, small_data):  # noqa: F811
     assert "- **M&L across a relative clause** (higher is better): best " in text
     assert "- **fidelity (top-1 match)** (higher is better): " in text
     assert "Calibrated teachers (temperature scaling on the validation split, 2 seeds)" in text
+    effect = text.split("(`kd-calibrated` minus `kd`, paired by seed): ")[1].split("\n")[0]
+    assert effect.startswith("µ-accuracy ") and "; ECE " in effect
     assert (out / "transformer--online-lstm" / "seed1" / "teacher" / "metrics.json").exists()
 
 
@@ -106,5 +108,6 @@ def test_scenario2_study_end_to_end(tmp_path, tiny_mnist):  # noqa: F811
     assert json.loads((out / "grid.json").read_text())["scenario"] == "scenario2:kd-methods"
     assert "## Distillation methods (CNN -> MLP" in text
     assert "- **accuracy translated** (higher is better): " in text
+    assert "minus `kd`, paired by seed): accuracy MNIST " in text and "; ECE translated " in text
     assert "- **RSA distance to teacher** (lower is better): " in text
     assert (out / "mlp--online-cnn" / "seed0" / "teacher" / "predictions" / "scale.npz").exists()

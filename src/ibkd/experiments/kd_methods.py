@@ -327,6 +327,23 @@ def _calibration_note(runs: list[Run], folder: Path) -> str:
     )
 
 
+def _calibration_effect(values, measures: list[Measure]) -> str:
+    """What calibrating the teacher did to its student: `kd-calibrated` minus `kd`, paired by
+    seed, on each ECE and accuracy measure but those by attractor count (the same teachers and
+    seeds)."""
+    if not {"kd", "kd-calibrated"} <= values.keys():
+        return ""
+    parts = []
+    for m in measures:
+        if m.label.startswith(("ECE", "µ-accuracy", "accuracy ")) and "attractor" not in m.label:
+            c = compare_values(values["kd-calibrated"][m.label], values["kd"][m.label], paired=True)
+            parts.append(f"{m.label} {c.text(m.digits)}")
+    return (
+        "The student of the calibrated teacher minus the student of the same teacher "
+        "uncalibrated (`kd-calibrated` minus `kd`, paired by seed): " + "; ".join(parts) + ".\n"
+    )
+
+
 def sections_for(measures: list[Measure], bias: list[str], pair: str):
     """The report's `sections` for one scenario's study: `bias` names the measures that read the
     teacher's bias, `pair` the teacher -> student pair in words."""
@@ -344,6 +361,7 @@ def sections_for(measures: list[Measure], bias: list[str], pair: str):
             "student alone is measured against the grid's teacher of its seed.\n",
             table(values, measures),
             _calibration_note(runs, folder),
+            _calibration_effect(values, measures),
             "## Rankings\n",
             METHOD,
             "### The teacher's bias\n",
