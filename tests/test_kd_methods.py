@@ -92,6 +92,7 @@ def test_scenario1_study_end_to_end(tmp_path, small_data):  # noqa: F811
     assert "- **A-accuracy** (higher is better): " in text
     assert "- **M&L across a relative clause** (higher is better): best " in text
     assert "- **fidelity (top-1 match)** (higher is better): " in text
+    assert "| fidelity, ≥ 1 attractor |" in table
     assert "Calibrated teachers (temperature scaling on the validation split, 2 seeds)" in text
     effect = text.split("(`kd-calibrated` minus `kd`, paired by seed): ")[1].split("\n")[0]
     assert effect.startswith("µ-accuracy ") and "; ECE " in effect

@@ -141,9 +141,10 @@ def _teacher_folder(run: Run, runs: list[Run], folder: Path) -> Path | None:
 
 
 def teacher_measures(run: Run, runs: list[Run], folder: Path) -> dict[str, float]:
-    """Fidelity (`top1_match`) and representational distance (RSA distance, 1 - linear CKA, on
-    the report's fixed sample of test examples) of `run` to its teacher (`_teacher_folder`);
-    {} when the teacher has no saved test predictions."""
+    """Fidelity (`top1_match`; on agreement rows also `top1_match_attractors`, on the test rows
+    with at least one attractor) and representational distance (RSA distance, 1 - linear CKA,
+    on the report's fixed sample of test examples) of `run` to its teacher
+    (`_teacher_folder`); {} when the teacher has no saved test predictions."""
     from ibkd.metrics import fidelity
     from ibkd.predictions import load_predictions
     from ibkd.representations import pairwise, sample_indices
@@ -155,6 +156,13 @@ def teacher_measures(run: Run, runs: list[Run], folder: Path) -> dict[str, float
     student = load_predictions(folder / run.name / "predictions" / "test.npz")
     teacher = load_predictions(path)
     out = {"top1_match": fidelity(student, teacher)["top1_match"]}
+    if "n_diff_intervening" in student:  # agreement rows: fidelity where the bias matters
+        hard = student["n_diff_intervening"] >= 1
+        if hard.any():
+            rows_of = lambda p: {k: v[hard] for k, v in p.items() if k == "probs"}  # noqa: E731
+            out["top1_match_attractors"] = fidelity(rows_of(student), rows_of(teacher))[
+                "top1_match"
+            ]
     if "features" in student and "features" in teacher:
         rows = sample_indices(len(student["features"]))
         p = pairwise([student["features"][rows], teacher["features"][rows]])
@@ -202,6 +210,7 @@ MEASURES_1 = [
     Measure("M&L across a relative clause", _extra("across_rc"), True),
     Measure("ECE", _metric("ece"), False, 4),
     *FIDELITY,
+    Measure("fidelity, ≥ 1 attractor", _extra("top1_match_attractors"), True),
 ]
 MEASURES_2 = [
     Measure("accuracy MNIST", _metric("mu_accuracy"), True),
