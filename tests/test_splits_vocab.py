@@ -5,7 +5,7 @@ import pytest
 from conftest import make_row
 
 from ibkd.data.linzen import write_linzen
-from ibkd.data.splits import default_dir, load_splits, split_rows, write_splits
+from ibkd.data.splits import Splits, default_dir, load_splits, split_rows, write_splits
 from ibkd.data.vocab import SPECIALS, UNK, Vocab, build_vocab
 from ibkd.errors import IbkdError
 
@@ -77,3 +77,33 @@ def test_vocab_from_training_rows(tmp_path):
     path.write_text("{}")
     with pytest.raises(IbkdError, match="not a vocabulary file"):
         Vocab.load(path)
+
+
+def test_a_run_s_vocabulary_cap_and_lm_sentences(tmp_path):
+    """`--vocab-size N` keeps the N most frequent training words with the specials; 0 keeps
+    every word; a language model trains on each distinct sentence once."""
+    from ibkd.cli import build_parser, run_config
+    from ibkd.config import DataConfig, RunConfig, preset
+    from ibkd.data.prepare import lm_sentences, prepare_data
+
+    rows = [make_row("the dog runs", 2, 3), make_row("the dog runs", 2, 3),
+            make_row("a cat sleeps", 2, 3)]  # fmt: skip
+    assert [r.tokens for r in lm_sentences(rows)] == [rows[0].tokens, rows[2].tokens]
+    folder = tmp_path / "data"
+    write_splits(Splits(rows, rows[:1], rows[:1], "test"), folder)
+    model, train = preset("lm", "small-lstm", "quick")
+    cfg = RunConfig("lm", model, data=DataConfig(str(folder), vocab_size=6), train=train)
+    data = prepare_data(cfg)
+    # dog, runs and the twice each: by frequency, ties alphabetically
+    assert data.vocab.itos == [*SPECIALS, "dog", "runs"]
+    assert len(data.train) == 2  # the repeated sentence once
+
+    def parse(*options):
+        argv = ["train", "--setup", "lm", "--model", "lstm", "--out", str(tmp_path / "r")]
+        return run_config(build_parser().parse_args([*argv, *options]))
+
+    assert parse("--preset", "quick").data.vocab_size == 4000
+    assert parse("--preset", "quick", "--vocab-size", "0").data.vocab_size is None
+    assert parse("--vocab-size", "500").data.vocab_size == 500
+    with pytest.raises(IbkdError, match="--vocab-size"):
+        parse("--vocab-size", "3")
