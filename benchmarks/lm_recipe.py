@@ -1,5 +1,5 @@
 """What the quick language-model budget takes: the output layer's vocabulary, epochs and
-learning rate of the LM setup, measured on the shipped data (README, "The language-model setup").
+learning rate of the LM setup, measured on the shipped data (docs/lm.md).
 
 Each variant is one `ibkd train --setup lm --preset quick` run on one thread (as a grid worker
 runs it), seed 0; choices are made on the validation split (perplexity, agreement µ-accuracy at

@@ -2,7 +2,7 @@
 `ibkd distill` and the grids of `ibkd reproduce --budget paper|quick` use.
 
 `paper` follows Reflect's configs (PAPER.md); `quick` is sized by measurement for a 2-core
-laptop CPU (README, "Speed"). `ibkd train|distill --preset quick` gives exactly the run of the
+laptop CPU (docs/speed.md). `ibkd train|distill --preset quick` gives exactly the run of the
 quick grid's cell with the same model, teacher and seed (tested in tests/test_cli.py), so a
 hand-run example reproduces a grid cell. Model sizes live with the models (`ibkd.models`,
 each architecture's file).
@@ -20,7 +20,7 @@ PRESETS = ("paper", "quick")
 @dataclass(frozen=True)
 class QuickRecipe:
     """The quick budget's classification recipe, chosen on validation accuracy by
-    `benchmarks/quick_recipe.py` (README, "What it takes on the default data"): 6 epochs, and
+    `benchmarks/quick_recipe.py` (docs/scenario1.md, "What it takes on the default data"): 6 epochs, and
     distilled students also learn the teacher's answers on the transfer set at T = 3; the LSTM
     learns at 6e-3."""
 
@@ -29,7 +29,7 @@ class QuickRecipe:
     transfer: str = "default"  # the transfer set of distilled classification students
     # the LSTM's learning rate (3x the others' 2e-3): higher validation accuracy (0.949 against
     # 0.928) and Marvin & Linzen accuracy across a PP (0.762 against 0.728) in the same time
-    # (benchmarks/hard_agreement.py, `ptb lr x3`; README, "Agreement across attractors")
+    # (benchmarks/hard_agreement.py, `ptb lr x3`; docs/scenario1.md, "Agreement across attractors")
     lstm_lr: float = 6e-3
 
 
@@ -39,7 +39,7 @@ QUICK = QuickRecipe()
 @dataclass(frozen=True)
 class LMQuickRecipe:
     """The quick budget's language-model setup, sized by measurement to finish in 15 minutes on
-    a 2-core CPU (README, "The language-model setup"): the 4,000 most frequent training words
+    a 2-core CPU (docs/lm.md): the 4,000 most frequent training words
     (the rest `<unk>`; the output layer over all 9.5K words costs twice the time per token),
     3 epochs, 2 seeds, and for the LSTMs a learning rate of 5e-3 (`benchmarks/lm_recipe.py`:
     better validation perplexity and agreement than 2e-3 in 3 epochs; the Transformer does

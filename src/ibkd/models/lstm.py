@@ -47,7 +47,7 @@ def _lstm(name: str, dim: int, hidden: int, embed_dropout: float, dropout: float
 # Reflect's classification LSTM (PAPER.md): 256/256, hidden dropout 0.8 (Keras `dropout` and
 # `recurrent_dropout`), input dropout 0.2. The LM sizes ("LSTM" 1024 / "Small LSTM" 512) are
 # inferred in PAPER.md; their dropouts follow Reflect's `big_lstm_drop5` / `lstm_drop30`.
-# quick: sized by measurement for a 2-core CPU (see README, "Speed").
+# quick: sized by measurement for a 2-core CPU (see docs/speed.md).
 PRESETS = {
     ("cls", "paper"): [_lstm("lstm", 256, 256, 0.2, 0.8)],
     ("lm", "paper"): [_lstm("lstm", 512, 1024, 0.2, 0.5), _lstm("small-lstm", 256, 512, 0.0, 0.3)],

@@ -64,7 +64,7 @@ def _transformer(
 # Reflect's classification Transformers (PAPER.md): d=128 (UT-seq d=256), 6 layers, 8 heads,
 # residual dropout 0.4, embedding 0.2, attention 0.6. The LM sizes ("Transformer" d=512 /
 # "Small Transformer" d=256) are inferred in PAPER.md; their dropouts follow GPT2Config.
-# quick: sized by measurement for a 2-core CPU (see README, "Speed").
+# quick: sized by measurement for a 2-core CPU (see docs/speed.md).
 PRESETS = {
     ("cls", "paper"): [
         _transformer("transformer", 128, 6, False, False, "cls", 0.4, 0.2, 0.6),
