@@ -1,6 +1,7 @@
 """What does it take for the LSTM's bias to reach a Transformer on the shipped data?
 
-The study behind the quick budget's recipe (docs/scenario1.md, "What it takes on the default data"). For
+The study behind the quick budget's recipe (docs/scenario1.md, "What it takes on the default
+data"). For
 each Transformer student, over several seeds, at the quick preset:
 
 - `alone`: trained on the gold training rows (the paper's no-KD row);
