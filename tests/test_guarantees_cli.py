@@ -87,6 +87,16 @@ def test_threads_out_of_range_are_refused_before_anything_runs(
     assert calls == [] and not out.exists()
 
 
+def test_reproduce_workers_out_of_range_are_refused_before_anything_runs(tmp_path, capsys):
+    """As many processes as threads: `--workers 100000` would fork until the machine stops."""
+    out = tmp_path / "g"
+    for workers in ("0", str(max_threads() + 1), "100000"):
+        args = ["reproduce", "scenario2", "--workers", workers, "--out", str(out)]
+        assert main([*args, "--device", "cpu", "--no-progress"]) == 2
+        one_line_error(capsys, f"--workers {workers}: expected a number >= 1 and <= ")
+        assert not out.exists()
+
+
 @pytest.mark.parametrize("value", ["-1", str(SEED_LIMIT), str(2**63), str(2**64 + 5), "1.5"])
 @pytest.mark.parametrize(
     "command",

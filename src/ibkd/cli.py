@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -319,6 +320,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_reproduce(args: argparse.Namespace) -> int:
+    from ibkd.distributed import max_threads
     from ibkd.experiments import get
     from ibkd.experiments.executors import Ray, local
     from ibkd.experiments.grid import default_workers, run_grid
@@ -343,8 +345,11 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
         from ibkd.suite_predictions import SuiteScorer, grid_suites
 
         scorer = SuiteScorer(grid_suites(args.suite), pick_device(args.device)).read()
-    if args.workers is not None and args.workers < 1:
-        raise IbkdError(f"--workers {args.workers}: expected a number >= 1")
+    if args.workers is not None and not 1 <= args.workers <= max_threads():
+        raise IbkdError(  # as many processes as --threads threads: beyond, they only queue
+            f"--workers {args.workers}: expected a number >= 1 and <= {max_threads()} "
+            f"(4 per CPU of this machine's {os.cpu_count() or 1})"
+        )
     if out.exists() and not out.is_dir():
         raise IbkdError(f"--out {out}: is a file, not a grid folder")
     for r in runs:
@@ -777,8 +782,8 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument(
         "--workers",
         type=int,
-        help="local executor: runs at a time, in separate processes (default: one per CPU "
-        "core on a CPU-only machine, 1 with a GPU)",
+        help="local executor: runs at a time, in separate processes, at most 4 per CPU "
+        "(default: one per CPU core on a CPU-only machine, 1 with a GPU)",
     )
     r.add_argument(
         "--executor",
