@@ -36,12 +36,12 @@ def seed(text: str) -> int:
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
     if not 0 <= value < SEED_LIMIT:
-        raise argparse.ArgumentTypeError(f"{text}: expected a seed in [0, 2^32 - 1]")
+        raise argparse.ArgumentTypeError(f"{text}: expected a seed in [0, {SEED_LIMIT - 1}]")
     return value
 
 
 MAX_SEEDS = 1000
-"""The most seeds per cell `ibkd reproduce --seeds` takes (the paper's grids use 3 to 5)."""
+"""The most seeds per cell `ibkd reproduce --seeds` takes (the budgets use 2 to 4)."""
 
 
 def _seed_count(text: str) -> int:
@@ -846,7 +846,7 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument(
         "--skip-bad-rows",
         action="store_true",
-        help="skip malformed suite lines (counted) instead of stopping at the first",
+        help="skip malformed suite lines instead of stopping at the first",
     )
     ev.set_defaults(func=cmd_evaluate)
 
