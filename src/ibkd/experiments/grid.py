@@ -191,7 +191,8 @@ def run_grid(
         else:
             result.failed[run.name] = str(error)
             if progress:
-                print(f"\nrun {run.name} failed: {error}", file=sys.stderr)
+                below_bar = "\n" if bar is not None and not bar.disable else ""
+                print(f"{below_bar}run {run.name} failed: {error}", file=sys.stderr)
         if bar is not None:
             bar.update(1)
 
