@@ -398,18 +398,18 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from ibkd.runs import load_run, user_os_error
     from ibkd.suite_predictions import (
         Suite,
-        check_setup,
+        check_run,
         check_source,
         distinct,
         score_suite_into,
     )
 
+    check_run(args.run)  # an MNIST run has no suites
     suites = distinct([Suite(str(source), args.format) for source in args.suite])
     for suite in suites:
         check_source(args.run, suite)
     device = pick_device(args.device)
     run = load_run(args.run, device)
-    check_setup(run.config.setup, args.run)
     for suite in suites:
         try:
             result = score_suite_into(args.run, run, suite, suite.read(args.skip_bad_rows), device)

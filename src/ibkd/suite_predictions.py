@@ -161,6 +161,16 @@ def check_setup(setup: str, run: str | os.PathLike) -> None:
         )
 
 
+def check_run(run: str | os.PathLike) -> None:
+    """`check_setup` of the run folder `run` from its config.yaml, before its weights are
+    loaded (nothing to check without one: `ibkd.runs.load_run` names what is missing)."""
+    from ibkd.config import RunConfig
+
+    config = Path(run) / "config.yaml"
+    if config.is_file():
+        check_setup(RunConfig.load(config).setup, run)
+
+
 def predict_suite(
     model, vocab: Vocab, setup: str, items: list[SuiteItem], device,
     lm_comparison: str = SENTENCE_LOGPROB, mapped=None,
