@@ -94,7 +94,7 @@ def test_skip_bad_rows_reports(tmp_path, capsys):
     assert main(["data", "stats", str(path)]) == 2
     assert f"{path}:42: has 1 tab-separated columns" in capsys.readouterr().err
     assert main(["data", "stats", str(path), "--skip-bad-rows", "--train", "0.5"]) == 0
-    assert "skipped 1 bad rows; first: line 42" in capsys.readouterr().err
+    assert "skipped 1 bad row; first: line 42" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize(

@@ -315,7 +315,7 @@ def test_scenario2_notes_and_figure_come_from_the_grid_not_the_report(tmp_path, 
     for r in runs:
         r.config.train.epochs = 1
     note = s2.notes("quick", [r.config.to_dict() for r in runs])
-    assert "a CNN with 32 filters per layer, 1 epochs; the MLP 1 epochs" in note
+    assert "a CNN with 32 filters per layer, 1 epoch; the MLP 1 epoch (" in note
     s2.prepare(runs, tmp_path)
     assert (tmp_path / "figures" / "shift_examples.png").stat().st_size > 1000
 

@@ -6,11 +6,13 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from ibkd.errors import IbkdError
+from ibkd.errors import BadRowError, IbkdError
+from ibkd.text import count
 
 
 def _fraction(text: str) -> float:
@@ -21,6 +23,44 @@ def _fraction(text: str) -> float:
     if not 0 <= value < 1:
         raise argparse.ArgumentTypeError(f"{text} is not a fraction in [0, 1)")
     return value
+
+
+def seed(text: str) -> int:
+    """An argparse type for `--seed`: an integer in [0, SEED_LIMIT) (`ibkd.config.SEED_LIMIT`,
+    2^32: numpy's legacy generator takes no other, and every seed a run derives from its own
+    stays in torch's range); anything else is refused before anything runs."""
+    from ibkd.config import SEED_LIMIT
+
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if not 0 <= value < SEED_LIMIT:
+        raise argparse.ArgumentTypeError(f"{text}: expected a seed in [0, {SEED_LIMIT - 1}]")
+    return value
+
+
+MAX_SEEDS = 1000
+"""The most seeds per cell `ibkd reproduce --seeds` takes (the budgets use 2 to 4)."""
+
+
+def _seed_count(text: str) -> int:
+    """An argparse type for `reproduce --seeds`: an integer in [1, MAX_SEEDS]."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if not 1 <= value <= MAX_SEEDS:
+        raise argparse.ArgumentTypeError(f"{text}: expected a number of seeds in [1, {MAX_SEEDS}]")
+    return value
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse's parser, but a mistake is one line, `ibkd: error: ...` (the command and how
+    to see its options named), exit status 2, as every other error of the command."""
+
+    def error(self, message: str):
+        self.exit(2, f"ibkd: error: {message} (see `{self.prog} --help`)\n")
 
 
 def _add_split_options(p: argparse.ArgumentParser) -> None:
@@ -50,7 +90,9 @@ def _add_split_options(p: argparse.ArgumentParser) -> None:
 def _progress(iterable, total: int):
     from tqdm import tqdm
 
-    return tqdm(iterable, total=total, unit=" sent", desc="parsing", dynamic_ncols=True)
+    return tqdm(
+        iterable, total=total, unit=" sent", desc="parsing", dynamic_ncols=True, disable=None
+    )  # disable=None: shown only on a terminal, not as a line per refresh in a log
 
 
 def cmd_data_build(args: argparse.Namespace) -> int:
@@ -97,7 +139,8 @@ def cmd_data_stats(args: argparse.Namespace) -> int:
         print(json.dumps(stats, indent=2))
     else:
         print(format_stats(stats))
-        print(f"vocabulary of the training split: {stats['vocabulary_size']:,} entries")
+        entries = count(stats["vocabulary_size"], "entry", "entries")
+        print(f"vocabulary of the training split: {entries}")
     return 0
 
 
@@ -109,8 +152,8 @@ def cmd_data_split(args: argparse.Namespace) -> int:
     vocab = build_vocab(splits.train)
     files = write_splits(splits, args.out, vocab, force=args.force)
     for name, rows in splits.items():
-        print(f"{files[name]}: {len(rows):,} rows")
-    print(f"{files['vocab']}: {len(vocab):,} entries (from train)")
+        print(f"{files[name]}: {count(len(rows), 'row')}")
+    print(f"{files['vocab']}: {count(len(vocab), 'entry', 'entries')} (from train)")
     return 0
 
 
@@ -126,8 +169,8 @@ def cmd_data_merge(args: argparse.Namespace) -> int:
     for p in parts:
         print(f"{p.name}: " + ", ".join(f"{s} {len(r):,}" for s, r in p.rows.items()) + " rows")
     for name, rows in splits.items():
-        print(f"{files[name]}: {len(rows):,} rows")
-    print(f"{files['vocab']}: {len(vocab):,} entries (from train)")
+        print(f"{files[name]}: {count(len(rows), 'row')}")
+    print(f"{files['vocab']}: {count(len(vocab), 'entry', 'entries')} (from train)")
     return 0
 
 
@@ -200,7 +243,9 @@ def run_config(args: argparse.Namespace):
         if teacher_cfg and args.data is None
         else DataConfig(
             data=_absolute(args.data or "default"),
-            vocab_size=vocab_size(setup, budget, getattr(args, "vocab_size", None)),
+            vocab_size=teacher_cfg.data.vocab_size  # a student shares its teacher's cap
+            if teacher_cfg
+            else vocab_size(setup, budget, getattr(args, "vocab_size", None)),
         )
     )
     distill = None
@@ -257,7 +302,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     print(
         f"{metrics['run']}: {metrics['model']}"
         + (f" taught by {metrics['teacher']}" if metrics["teacher"] else "")
-        + f", {t['epochs']} epochs (best {t['best_epoch']}), {t['seconds']} s on {t['device']}"
+        + f", {count(t['epochs'], 'epoch')} (best {t['best_epoch']}), {t['seconds']} s on "
+        + str(t["device"])
     )
     for split, m in metrics.items():
         if not isinstance(m, dict) or "mu_accuracy" not in m:
@@ -274,6 +320,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_reproduce(args: argparse.Namespace) -> int:
+    from ibkd.distributed import max_threads
     from ibkd.experiments import get
     from ibkd.experiments.executors import Ray, local
     from ibkd.experiments.grid import default_workers, run_grid
@@ -298,8 +345,11 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
         from ibkd.suite_predictions import SuiteScorer, grid_suites
 
         scorer = SuiteScorer(grid_suites(args.suite), pick_device(args.device)).read()
-    if args.workers is not None and args.workers < 1:
-        raise IbkdError(f"--workers {args.workers}: expected a number >= 1")
+    if args.workers is not None and not 1 <= args.workers <= max_threads():
+        raise IbkdError(  # as many processes as --threads threads: beyond, they only queue
+            f"--workers {args.workers}: expected a number >= 1 and <= {max_threads()} "
+            f"(4 per CPU of this machine's {os.cpu_count() or 1})"
+        )
     if out.exists() and not out.is_dir():
         raise IbkdError(f"--out {out}: is a file, not a grid folder")
     for r in runs:
@@ -311,7 +361,7 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
         r.config.validate()  # a bad --epochs or --max-train-rows stops here, nothing written
     note = scenario.notes(args.budget, [r.config.to_dict() for r in runs])
     print(
-        f"{args.scenario} ({setup}, {args.budget} budget): {len(runs)} runs into {out}"
+        f"{args.scenario} ({setup}, {args.budget} budget): {count(len(runs), 'run')} into {out}"
         + (f"; {note}" if note else ""),
         file=sys.stderr,
     )
@@ -346,8 +396,15 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     """`ibkd evaluate`: score a finished run on external suites; results in RUN/suites/."""
     from ibkd.distributed import pick_device
     from ibkd.runs import load_run, user_os_error
-    from ibkd.suite_predictions import Suite, check_source, distinct, score_suite_into
+    from ibkd.suite_predictions import (
+        Suite,
+        check_run,
+        check_source,
+        distinct,
+        score_suite_into,
+    )
 
+    check_run(args.run)  # an MNIST run has no suites
     suites = distinct([Suite(str(source), args.format) for source in args.suite])
     for suite in suites:
         check_source(args.run, suite)
@@ -359,7 +416,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         except OSError as e:
             raise user_os_error(e) from None
         print(
-            f"{suite.name}: accuracy {result['accuracy']:.4f} on {result['scored']} items "
+            f"{suite.name}: accuracy {result['accuracy']:.4f} on {count(result['scored'], 'item')} "
             f"(coverage {result['coverage']:.1%}); {Path(args.run) / 'suites' / suite.name}.json"
         )
     return 0
@@ -407,14 +464,21 @@ class _ModelOption(argparse.Action):
 def _add_run_options(p: argparse.ArgumentParser, distill: bool) -> None:
     from ibkd.config import KD_SCALES, PRESETS, SETUPS
     from ibkd.losses import LOSSES
+    from ibkd.presets import DISTILL, distill_settings
 
-    p.add_argument(
+    needed = p.add_argument_group(
+        "required options ("
+        + ("--setup defaults to the teacher's; " if distill else "")
+        + "none but --out with --resume of an existing run)"
+    )
+    needed.add_argument(
         "--setup",
         choices=SETUPS,
-        help="cls (verb number from the prefix) or lm (language model)"
-        + ("; default: the teacher's" if distill else ""),
+        help="cls (verb number from the prefix), lm (language model) or mnist (digit images, "
+        "scenario 2)" + ("; default: the teacher's" if distill else ""),
     )
-    p.add_argument("--model", action=_ModelOption)
+    needed.add_argument("--model", action=_ModelOption)
+    needed.add_argument("--out", required=True, metavar="RUN", help="the run folder")
     p.add_argument(
         "--preset",
         choices=PRESETS,
@@ -442,8 +506,7 @@ def _add_run_options(p: argparse.ArgumentParser, distill: bool) -> None:
             help="keep the N most frequent training words (specials included), the rest <unk>; "
             "0: every training word (default: the preset's: 4000 for the quick LM, else 0)",
         )
-    p.add_argument("--seed", type=int, help="seed (default 0)")
-    p.add_argument("--out", required=True, help="the run folder")
+    p.add_argument("--seed", type=seed, help="seed, an integer in [0, 2^32 - 1] (default 0)")
     p.add_argument("--epochs", type=int, help="override the preset (>= 1)")
     p.add_argument("--batch-size", type=int, help="override the preset")
     p.add_argument("--lr", type=float, help="override the preset")
@@ -459,14 +522,18 @@ def _add_run_options(p: argparse.ArgumentParser, distill: bool) -> None:
     p.add_argument(
         "--threads",
         type=int,
-        help="CPU threads for this run (default: $OMP_NUM_THREADS, else the physical cores; "
-        "lower it when other jobs share the machine)",
+        help="CPU threads for this run, 1 to 4 per CPU of the machine (default: "
+        "$OMP_NUM_THREADS, else the physical cores; lower it when other jobs share the machine)",
     )
     _add_speed_options(p)
     p.add_argument(
         "--resume", action="store_true", help="continue the run in --out from its checkpoint"
     )
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument(
+        "--no-progress",
+        action="store_true",
+        help="no progress bar (it is shown only when stderr is a terminal)",
+    )
     p.add_argument(
         "--tensorboard",
         action="store_true",
@@ -490,13 +557,16 @@ def _add_run_options(p: argparse.ArgumentParser, distill: bool) -> None:
         p.add_argument(
             "--temperature",
             type=float,
-            help="softmax temperature T > 0 (default: the preset's; 1, quick cls 3)",
+            help="softmax temperature T > 0 (default: the preset's: "
+            + ", ".join(f"{s} {v['temperature']:g}" for s, v in DISTILL.items())
+            + f", quick cls {distill_settings('cls', 'quick')[0]['temperature']:g})",
         )
         p.add_argument(
             "--alpha",
             type=float,
-            help="weight of the KD term in [0, 1]; 1-alpha goes to gold CE (default: cls 1.0, "
-            "lm 0.9)",
+            help="weight of the KD term in [0, 1]; 1-alpha goes to gold CE (default: "
+            + ", ".join(f"{s} {v['alpha']:g}" for s, v in DISTILL.items())
+            + ")",
         )
         p.add_argument(
             "--kd-loss",
@@ -526,7 +596,7 @@ def build_parser() -> argparse.ArgumentParser:
     from ibkd import __version__
     from ibkd.data.build import DEFAULT_PLACEHOLDERS
 
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="ibkd", description="Transferring inductive biases through knowledge distillation."
     )
     parser.add_argument("--version", action="version", version=f"ibkd {__version__}")
@@ -643,10 +713,20 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--force", action="store_true", help="replace the data the folder holds")
     m.set_defaults(func=cmd_data_merge)
 
-    t = commands.add_parser("train", help="train one model (a run folder)")
+    t = commands.add_parser(
+        "train",
+        help="train one model (a run folder)",
+        usage="%(prog)s --setup {cls,lm,mnist} --model MODEL --out RUN [options]\n"
+        "       %(prog)s --out RUN --resume [options]",
+    )
     _add_run_options(t, distill=False)
     t.set_defaults(func=cmd_train)
-    d = commands.add_parser("distill", help="train a student from a teacher run")
+    d = commands.add_parser(
+        "distill",
+        help="train a student from a teacher run",
+        usage="%(prog)s (--teacher RUN | --online MODEL --setup {cls,lm,mnist}) --model MODEL "
+        "--out RUN [options]\n       %(prog)s --out RUN --resume [options]",
+    )
     _add_run_options(d, distill=True)
     d.set_defaults(func=cmd_train)
 
@@ -678,7 +758,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--budget",
         choices=("quick", "paper"),
         default="quick",
-        help="quick: small models, the no-KD and LSTM-teacher rows, minutes on a "
+        help="quick (default): small models, the no-KD and LSTM-teacher rows, minutes on a "
         "laptop; paper: the paper's sizes and full grid",
     )
     r.add_argument(
@@ -689,15 +769,21 @@ def build_parser() -> argparse.ArgumentParser:
         "($IBKD_MNIST_DIR, or the cache, downloaded to when empty) or a folder with the four "
         "MNIST IDX files",
     )
-    r.add_argument("--seeds", type=int, help="seeds per cell (default: the budget's)")
+    r.add_argument(
+        "--seeds",
+        type=_seed_count,
+        help=f"seeds per cell, 1 to {MAX_SEEDS} (default: the budget's, e.g. quick 3, paper 4)",
+    )
     r.add_argument("--out", help="grid folder (default runs/SCENARIO-SETUP-BUDGET)")
-    r.add_argument("--device", default="auto")
+    r.add_argument(
+        "--device", default="auto", help="auto (CUDA, MPS, else CPU), cpu, cuda, mps (every run)"
+    )
     _add_speed_options(r)
     r.add_argument(
         "--workers",
         type=int,
-        help="local executor: runs at a time, in separate processes (default: one per CPU "
-        "core on a CPU-only machine, 1 with a GPU)",
+        help="local executor: runs at a time, in separate processes, at most 4 per CPU "
+        "(default: one per CPU core on a CPU-only machine, 1 with a GPU)",
     )
     r.add_argument(
         "--executor",
@@ -734,7 +820,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="retrain runs of --out that were trained with other settings (and their "
         "students) instead of stopping with an error",
     )
-    r.add_argument("--no-progress", action="store_true")
+    r.add_argument(
+        "--no-progress",
+        action="store_true",
+        help="no progress bar (it is shown only when stderr is a terminal)",
+    )
     r.set_defaults(func=cmd_reproduce)
 
     ev = commands.add_parser("evaluate", help="score a trained run on external test suites")
@@ -752,8 +842,12 @@ def build_parser() -> argparse.ArgumentParser:
         choices=("linzen", "colorlessgreen", "blimp", "marvin-linzen"),
         help="(default: from the file name)",
     )
-    ev.add_argument("--device", default="auto")
-    ev.add_argument("--skip-bad-rows", action="store_true")
+    ev.add_argument("--device", default="auto", help="auto (CUDA, MPS, else CPU), cpu, cuda, mps")
+    ev.add_argument(
+        "--skip-bad-rows",
+        action="store_true",
+        help="skip malformed suite lines instead of stopping at the first",
+    )
     ev.set_defaults(func=cmd_evaluate)
 
     rp = commands.add_parser("report", help="rebuild a grid's report from its predictions")
@@ -768,7 +862,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return args.func(args)
     except IbkdError as e:
-        print(f"ibkd: error: {e}", file=sys.stderr)
+        hint = ""
+        if isinstance(e, BadRowError) and hasattr(args, "skip_bad_rows"):
+            hint = " (use --skip-bad-rows to skip such rows)"  # only where the command has it
+        print(f"ibkd: error: {e}{hint}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("ibkd: interrupted", file=sys.stderr)

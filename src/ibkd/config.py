@@ -31,6 +31,10 @@ from ibkd.models import model_names as model_names  # re-exported: the registry'
 SETUPS = ("cls", "lm", "mnist")  # agreement classification, agreement LM, scenario 2
 PRESETS = presets.PRESETS
 KD_SCALES = ("t2", "inv-t2", "none")
+SEED_LIMIT = 2**32
+"""Seeds (a run's `seed`, the split's `split_seed`) are integers in [0, SEED_LIMIT): numpy's
+legacy generator (Reflect's split) takes no other, and every seed a run derives from its own
+(`ibkd.train`: seed x 1,000,003 + step, x 1009) stays within torch's 64-bit range."""
 
 
 @dataclass
@@ -153,6 +157,7 @@ class RunConfig:
                 _check_types(part, where, name)
         if self.setup not in SETUPS:
             raise IbkdError(f"{where}: setup {self.setup!r}, expected one of {SETUPS}")
+        _check_range("--seed", self.seed, low=0, high=SEED_LIMIT - 1)
         t = self.train
         _check_range("--epochs", t.epochs, low=1)
         _check_range("--batch-size", t.batch_size, low=1)
@@ -170,6 +175,7 @@ class RunConfig:
             _check_range("--max-train-rows", d.max_train_rows, low=1)
         if d.vocab_size is not None:
             _check_range("--vocab-size", d.vocab_size, low=len(SPECIALS) + 1)
+        _check_range(f"{where}: data.split_seed", d.split_seed, low=0, high=SEED_LIMIT - 1)
         _check_range(f"{where}: data.train_fraction", d.train_fraction, low=0, high=1)
         _check_range(f"{where}: data.valid_fraction", d.valid_fraction, low=0, high=1)
         if self.distill is not None:

@@ -63,13 +63,23 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
+def max_threads() -> int:
+    """The most CPU threads a run may ask for: 4 per logical CPU of this machine (more only
+    queue for the same cores; tens of thousands crash or hang OpenMP)."""
+    return 4 * (os.cpu_count() or 1)
+
+
 def set_threads(threads: int | None) -> int:
     """Set torch's intra-op CPU threads; None keeps what the process has (torch's default:
     $OMP_NUM_THREADS when set, else the physical cores; a grid worker's share; torchrun's one
-    per process). Returns the number in use."""
+    per process). Returns the number in use. IbkdError for a number outside
+    [1, `max_threads()`], before any thread starts."""
     if threads is not None:
-        if threads < 1:
-            raise IbkdError(f"--threads {threads}: expected >= 1")
+        if not 1 <= threads <= max_threads():
+            raise IbkdError(
+                f"--threads {threads}: expected >= 1 and <= {max_threads()} "
+                f"(4 per CPU of this machine's {os.cpu_count() or 1})"
+            )
         torch.set_num_threads(threads)
     return torch.get_num_threads()
 

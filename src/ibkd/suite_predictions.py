@@ -39,6 +39,7 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
+from ibkd.data.download import content_digest
 from ibkd.data.suites import NAMES, SENTENCE, SuiteItem, detect_format, read_suite, suite_name
 from ibkd.data.vocab import BOS, EOS, UNK, Vocab
 from ibkd.errors import IbkdError
@@ -61,6 +62,9 @@ SKIP_WRONG_FORM = "wrong form unknown"
 SKIP_OUT_OF_VOCABULARY = "a verb form out of the vocabulary"
 SHIPPED_SUITES = ("marvin-linzen",)
 """The suites every reproduction scores its runs on (they ship with ibkd: no network)."""
+SUITE_SETUPS = ("cls", "lm")
+"""The setups a suite can score: the suites are subject-verb agreement suites, for models of
+sentences; an MNIST run (scenario 2) has none."""
 
 
 @dataclass(frozen=True)
@@ -90,6 +94,20 @@ class Suite:
             return SHIPPED[self.source][0] if self.source in SHIPPED else REMOTE[self.source].fmt
         return detect_format(Path(self.source))
 
+    def same_as(self, source: str) -> bool:
+        """Whether `source` (a name or a path, as results record it) is this suite: the same
+        name, the same file or folder however reached (resolved paths: `./x.tsv`, `x.tsv`,
+        a symlink), or a file of the same content (SHA-256, `content_digest`)."""
+        if source == self.source:
+            return True
+        if source in NAMES or self.source in NAMES:
+            return False
+        mine, theirs = Path(self.source), Path(source)
+        if mine.resolve() == theirs.resolve():
+            return True
+        both_files = mine.is_file() and theirs.is_file()
+        return both_files and content_digest(mine) == content_digest(theirs)
+
     def read(self, skip_bad_rows: bool = False) -> list[SuiteItem]:
         """The suite's items (`read_suite`; IbkdError naming a bad file or line, or a suite
         with no item to score)."""
@@ -111,7 +129,7 @@ def distinct(suites: list[Suite]) -> list[Suite]:
     out: dict[str, Suite] = {}
     for suite in suites:
         seen = out.setdefault(suite.name, suite)
-        if seen.source != suite.source:
+        if not seen.same_as(suite.source):
             raise IbkdError(
                 f"--suite {suite.source}: its results would be saved as `{suite.name}`, as "
                 f"those of {seen.source}; rename one of them"
@@ -126,11 +144,31 @@ def check_source(run: str | os.PathLike, suite: Suite) -> None:
         scored_on = json.loads(summary.read_text(encoding="utf-8")).get("suite")
     except (OSError, ValueError, AttributeError):
         return
-    if scored_on not in (None, suite.source):
+    if scored_on is not None and not suite.same_as(str(scored_on)):
         raise IbkdError(
             f"{summary}: scored on {scored_on}, not on {suite.source} (the same name); rename "
             "the suite file or delete that result"
         )
+
+
+def check_setup(setup: str, run: str | os.PathLike) -> None:
+    """IbkdError unless a run of `setup` can be scored on a suite (`SUITE_SETUPS`)."""
+    if setup not in SUITE_SETUPS:
+        what = "an MNIST run" if setup == "mnist" else f"a run of the {setup} setup"
+        raise IbkdError(
+            f"{run}: the suites are subject-verb agreement suites, for the "
+            f"{' and '.join(SUITE_SETUPS)} setups; {what} has none to be scored on"
+        )
+
+
+def check_run(run: str | os.PathLike) -> None:
+    """`check_setup` of the run folder `run` from its config.yaml, before its weights are
+    loaded (nothing to check without one: `ibkd.runs.load_run` names what is missing)."""
+    from ibkd.config import RunConfig
+
+    config = Path(run) / "config.yaml"
+    if config.is_file():
+        check_setup(RunConfig.load(config).setup, run)
 
 
 def predict_suite(
@@ -151,6 +189,7 @@ def predict_suite(
 
     if lm_comparison not in (SENTENCE_LOGPROB, TARGET_FORMS):
         raise ValueError(f"lm_comparison {lm_comparison!r}: expected sentence or target")
+    check_setup(setup, "the model")
     n = len(items)
     mapped = map_items(items, vocab, setup) if mapped is None else mapped
     pred = {

@@ -26,6 +26,7 @@ from ibkd.data.transfer import HEADER as TRANSFER_HEADER
 from ibkd.data.transfer import write_prefixes
 from ibkd.errors import IbkdError
 from ibkd.files import BOM, atomic_write_all, check_output, read_lines
+from ibkd.text import count
 
 NOUN_TAGS = ("NN", "NNS")
 # subject tag -> the verb tag that agrees with it. Linzen kept common nouns only.
@@ -337,10 +338,15 @@ class BuildReport:
     def summary(self) -> str:
         """One line for the terminal."""
         return (
-            f"{self.sentences:,} sentences, {self.sentences_with_rows:,} with an agreement "
-            f"dependency; {self.rows:,} rows (VBZ {self.by_verb['VBZ']:,}, VBP "
-            f"{self.by_verb['VBP']:,}); {self.vocab_size:,} words kept, the rest as POS tags"
-            + (f"; {self.transfer_prefixes:,} transfer prefixes" if self.transfer_prefixes else "")
+            f"{count(self.sentences, 'sentence')}, {self.sentences_with_rows:,} with an "
+            f"agreement dependency; {count(self.rows, 'row')} (VBZ {self.by_verb['VBZ']:,}, VBP "
+            f"{self.by_verb['VBP']:,}); {count(self.vocab_size, 'word')} kept, the rest as POS "
+            "tags"
+            + (
+                f"; {count(self.transfer_prefixes, 'transfer prefix', 'transfer prefixes')}"
+                if self.transfer_prefixes
+                else ""
+            )
         )
 
 

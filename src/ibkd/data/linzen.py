@@ -19,8 +19,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
-from ibkd.errors import IbkdError
+from ibkd.errors import BadRowError, IbkdError
 from ibkd.files import atomic_write, read_lines
+from ibkd.text import count
 
 COLUMNS = (
     "sentence", "orig_sentence", "pos_sentence", "subj", "verb", "subj_pos", "has_rel",
@@ -86,9 +87,10 @@ class ReadResult:
     def skipped_summary(self) -> str:
         """One line: rows read and, where any, rows skipped with the first reasons."""
         if not self.n_skipped:
-            return f"{self.path}: read {len(self.rows)} rows"
+            return f"{self.path}: read {count(len(self.rows), 'row')}"
         return (
-            f"{self.path}: read {len(self.rows)} rows, skipped {self.n_skipped} bad rows; "
+            f"{self.path}: read {count(len(self.rows), 'row')}, skipped "
+            f"{count(self.n_skipped, 'bad row')}; "
             f"first: {'; '.join(self.skipped)}"
         )
 
@@ -161,7 +163,7 @@ def read_linzen(path: str | os.PathLike, *, skip_bad_rows: bool = False) -> Read
     """Read a Linzen-format TSV (plain or gzipped): a header row with the 18 column names,
     in any order, then one row per dependency.
 
-    A bad row raises an IbkdError naming the file and line; with `skip_bad_rows` it is skipped
+    A bad row raises a BadRowError naming the file and line; with `skip_bad_rows` it is skipped
     and counted instead. Problems with the file as a whole (empty, no header, not UTF-8 text)
     always raise.
     """
@@ -205,9 +207,7 @@ def _read(path: Path, skip_bad_rows: bool) -> ReadResult:
             append(_parse(fields))
         except _BadRow as e:
             if not skip_bad_rows:
-                raise IbkdError(
-                    f"{path}:{lineno}: {e} (use --skip-bad-rows to skip such rows)"
-                ) from None
+                raise BadRowError(f"{path}:{lineno}: {e}") from None
             result.n_skipped += 1
             if len(result.skipped) < MAX_SKIP_EXAMPLES:
                 result.skipped.append(f"line {lineno}: {e}")

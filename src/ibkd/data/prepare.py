@@ -44,6 +44,13 @@ def prepare_data(cfg: RunConfig, vocab: Vocab | None = None) -> RunData:
         )
     own = build_vocab(train_rows, max_size=d.vocab_size)
     if vocab is not None and vocab != own:
+        if build_vocab(train_rows, max_size=len(vocab)) == vocab:  # same data, another cap
+            raise IbkdError(
+                f"the vocabulary cap (--vocab-size, data.vocab_size) differs: the teacher's "
+                f"vocabulary is this data's {len(vocab)} most frequent entries, the student's "
+                f"cap {d.vocab_size or 0} gives {len(own)} (0: every word); a student shares "
+                "its teacher's cap"
+            )
         raise IbkdError(
             f"the teacher's vocabulary ({len(vocab)} entries, fingerprint {vocab.fingerprint}) "
             f"differs from the one of the student's training data ({len(own)} entries, "

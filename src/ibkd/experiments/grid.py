@@ -18,6 +18,7 @@ from ibkd.config import RunConfig
 from ibkd.errors import IbkdError
 from ibkd.experiments.executors import Executor
 from ibkd.files import atomic_write
+from ibkd.text import count
 
 
 @dataclass(frozen=True)
@@ -45,7 +46,7 @@ class GridResult:
     def summary(self) -> str:
         """One line of counts and seconds, then a line per failed run."""
         text = (
-            f"{len(self.finished)} runs trained, {len(self.skipped)} already done, "
+            f"{count(len(self.finished), 'run')} trained, {len(self.skipped)} already done, "
             f"{len(self.failed)} failed ({self.seconds:.0f} s)"
         )
         for name, reason in self.failed.items():
@@ -179,7 +180,8 @@ def run_grid(
     if progress:
         from tqdm import tqdm
 
-        bar = tqdm(total=len(pending), desc="grid", unit="run", dynamic_ncols=True)
+        # disable=None: only on a terminal (in a log it would be a line per refresh)
+        bar = tqdm(total=len(pending), desc="grid", unit="run", dynamic_ncols=True, disable=None)
 
     def settle(run: GridRun, error: BaseException | None) -> None:
         if error is None:
@@ -189,7 +191,8 @@ def run_grid(
         else:
             result.failed[run.name] = str(error)
             if progress:
-                print(f"\nrun {run.name} failed: {error}", file=sys.stderr)
+                below_bar = "\n" if bar is not None and not bar.disable else ""
+                print(f"{below_bar}run {run.name} failed: {error}", file=sys.stderr)
         if bar is not None:
             bar.update(1)
 

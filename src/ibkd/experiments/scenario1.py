@@ -17,6 +17,7 @@ from ibkd.experiments.hard_claims import section as hard_section
 from ibkd.experiments.results import Group, Run, cell, find_group
 from ibkd.experiments.verdicts import METHOD, Comparison, claim3, compare, fewest, verdict
 from ibkd.presets import LM_QUICK, QUICK, vocab_size
+from ibkd.text import count
 
 # the paper's column order: weakest bias to strongest
 CLS_MODELS = ("transformer", "transformer-seq", "utransformer-seq", "lstm")
@@ -543,7 +544,7 @@ def notes(budget: str, configs: list[dict]) -> str:
         kd = next((c["distill"] for c in configs if c.get("distill")), None)
         return (
             f"quick budget: the {c['data']['vocab_size']:,} most frequent training words "
-            f"(the rest <unk>), {c['train']['epochs']} epochs"
+            f"(the rest <unk>), {count(c['train']['epochs'], 'epoch')}"
             + (
                 f"; distilled students learn the teacher's full distribution at every token "
                 f"(T = {kd['temperature']:g}, alpha = {kd['alpha']:g}, Reflect's)"

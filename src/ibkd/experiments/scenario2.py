@@ -47,8 +47,8 @@ BUDGETS = {
         "quick",
         3,
         MNIST_QUICK_EPOCHS,
-        note="quick budget: a CNN with {cnn_width} filters per layer, {cnn_epochs} epochs; "
-        "the MLP {mlp_epochs} epochs (Reflect trained up to 400)",
+        note="quick budget: a CNN with {cnn_width} filters per layer, {cnn_epochs}; "
+        "the MLP {mlp_epochs} (Reflect trained up to 400)",
     ),
     "paper": Budget("paper", 4),
 }
@@ -251,10 +251,14 @@ def notes(budget: str, configs: list[dict]) -> str:
         values = sorted({get(c) for c in configs if c["model"]["name"] == model}, key=str)
         return " / ".join(str(v) for v in values) or "?"
 
+    def epochs(model: str) -> str:
+        text = seen(model, lambda c: c["train"]["epochs"])
+        return f"{text} epoch" + ("" if text == "1" else "s")
+
     return note.format(
         cnn_width=seen("cnn", lambda c: max(c["model"].get("widths") or [0])),
-        cnn_epochs=seen("cnn", lambda c: c["train"]["epochs"]),
-        mlp_epochs=seen("mlp", lambda c: c["train"]["epochs"]),
+        cnn_epochs=epochs("cnn"),
+        mlp_epochs=epochs("mlp"),
     )
 
 

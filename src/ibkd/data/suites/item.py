@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ibkd.data.verbs import irregular_number, to_plural, to_singular
-from ibkd.errors import IbkdError
+from ibkd.errors import BadRowError
 
 TARGET, SENTENCE = "target", "sentence"  # SuiteItem.kind
 
@@ -109,9 +109,9 @@ class LineErrors:
     skipped: list[str] = field(default_factory=list)
 
     def bad(self, lineno: int, message: str) -> None:
-        """Report a bad line: IbkdError naming file and line, or (skipping) count it."""
+        """Report a bad line: BadRowError naming file and line, or (skipping) count it."""
         if not self.skip_bad_rows:
-            raise IbkdError(f"{self.path}:{lineno}: {message} (use --skip-bad-rows to skip)")
+            raise BadRowError(f"{self.path}:{lineno}: {message}")
         self.n_skipped += 1
         if len(self.skipped) < 5:
             self.skipped.append(f"line {lineno}: {message}")
