@@ -192,7 +192,7 @@ def _resumed_config(args: argparse.Namespace, saved: Path):
             continue
         if given_as(value) != before:
             shown = "" if value is True else f" {value}"
-            start = "without it" if before in (None, False) else f"with {before}"
+            start = "without it" if before is None or before is False else f"with {before}"
             refused.append(f"{_flag(dest)}{shown} (started {start})")
     if args.preset is not None:
         same = [name for name in PRESETS if _preset_model(cfg, name, preset) == cfg.model]

@@ -267,25 +267,19 @@ def load_run(path: str | os.PathLike, device: torch.device | str = "cpu") -> Loa
 
 
 class CsvLog:
-    """A CSV file appended row by row. On resume, the rows `keep` accepts (those up to the
-    checkpoint) are kept and the rest dropped (`read_log`: a torn last line is dropped, a
-    malformed line elsewhere is an error). `sync()` makes every row so far durable (flush and
+    """A CSV file appended row by row, starting with `rows` (on resume the rows up to the
+    checkpoint, `kept_rows`; None: none). `sync()` makes every row so far durable (flush and
     fsync), called before each checkpoint. Not `enabled` (processes other than rank 0): writes
     nothing."""
 
-    def __init__(
-        self, path: Path, fields: list[str], keep: Callable[[dict], bool] | None, enabled=True
-    ):
+    def __init__(self, path: Path, fields: list[str], rows: list[dict] | None, enabled=True):
         self.path, self.fields, self.file = path, fields, None
-        self.kept: list[dict] = []
         if not enabled:
             return
-        if keep is not None and path.exists():
-            self.kept = [r for r in read_log(path, fields) if keep(r)]
         self.file = open(path, "w", newline="", encoding="utf-8")  # noqa: SIM115 - see close()
         self.writer = csv.DictWriter(self.file, fields)
         self.writer.writeheader()
-        self.writer.writerows(self.kept)
+        self.writer.writerows(rows or [])
         self.sync()
 
     def write(self, row: dict) -> None:
@@ -305,6 +299,11 @@ class CsvLog:
             self.sync()
             self.file.close()
             self.file = None
+
+
+def kept_rows(path: Path, fields: list[str], keep: Callable[[dict], bool]) -> list[dict]:
+    """The rows of the log `path` that `keep` accepts (`read_log`; none when it is absent)."""
+    return [r for r in read_log(path, fields) if keep(r)] if path.exists() else []
 
 
 def read_log(path: Path, fields: list[str]) -> list[dict]:

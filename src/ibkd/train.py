@@ -49,6 +49,7 @@ from ibkd.runs import (
     CsvLog,
     check_folder,
     config_identity,
+    kept_rows,
     load_checkpoint,
     load_weights,
     locked_folder,
@@ -103,6 +104,7 @@ class Run:
     # trained beside the model: "projection" (a loss's learned map), "teacher" (online)
     companions: nn.ModuleDict = field(default_factory=nn.ModuleDict)
     best_companions: dict | None = None  # their state at the model's best epoch
+    last_checkpoint: int | None = None  # the step of checkpoint.pt (None: none written yet)
 
 
 def _user_errors(fn):
@@ -200,6 +202,16 @@ def train_run(
             companions=companions,
         )  # fmt: skip
 
+        if resume:  # read before anything is written: a broken checkpoint or log changes nothing
+            restore(run)
+        state = run.state
+        log_rows = epoch_rows = None  # a fresh log; on a resume, the rows up to the checkpoint
+        if resume and dist.is_rank0:
+            log_rows = kept_rows(out / "log.csv", LOG_FIELDS,
+                                 lambda r: int(r["step"]) <= state.step)  # fmt: skip
+            epoch_rows = kept_rows(out / "epochs.csv", EPOCH_FIELDS,
+                                   lambda r: int(r["epoch"]) <= state.epoch)  # fmt: skip
+
         # --- the run folder
         record = provenance(device, threads, dist.world_size)
         if dist.is_rank0:
@@ -213,22 +225,17 @@ def train_run(
                 with atomic_write(out / "teacher_calibration.json") as f:
                     json.dump(teacher.calibration, f, indent=2)
                     f.write("\n")
-        if resume:
-            restore(run)
         if dist.enabled:  # a dropout stream per process (at the start and after a resume)
             torch.manual_seed((cfg.seed * 1_000_003 + run.state.step) * 1009 + dist.rank)
         if teacher is not None and teacher.cacheable and cfg.setup != "lm":
             t0 = time.perf_counter()
             teacher.cache(data.train, device)
             run.cache_seconds = time.perf_counter() - t0
-        state = run.state
-        keep_steps = (lambda r: int(r["step"]) <= state.step) if resume else None
-        keep_epochs = (lambda r: int(r["epoch"]) <= state.epoch) if resume else None
         log = stack.enter_context(
-            contextlib.closing(CsvLog(out / "log.csv", LOG_FIELDS, keep_steps, dist.is_rank0))
+            contextlib.closing(CsvLog(out / "log.csv", LOG_FIELDS, log_rows, dist.is_rank0))
         )
         epochs_log = stack.enter_context(
-            contextlib.closing(CsvLog(out / "epochs.csv", EPOCH_FIELDS, keep_epochs, dist.is_rank0))
+            contextlib.closing(CsvLog(out / "epochs.csv", EPOCH_FIELDS, epoch_rows, dist.is_rank0))
         )
         board = None
         if board_class is not None:  # event files beside log.csv
@@ -317,14 +324,14 @@ def train_step(run: Run, index: torch.Tensor) -> dict:
     if not math.isfinite(loss_v):
         raise IbkdError(
             f"{where}: the training loss is {loss_v}; stopping without metrics (lower --lr, or "
-            "check the data and --temperature); the last checkpoint is kept"
+            f"check the data and --temperature); {_kept(run)}"
         )
     for name, norm in zip(["model", *run.companions], [gn, *companion_norms]):
         if not math.isfinite(norm):
             what = "the gradient norm" + ("" if name == "model" else f" of the {name}")
             raise IbkdError(
                 f"{where}: {what} is {norm}; stopping without metrics (lower --lr or "
-                "--aux-lm); the last checkpoint is kept"
+                f"--aux-lm); {_kept(run)}"
             )
     state.step += 1
     state.tokens += n_tokens
@@ -616,6 +623,13 @@ def _progress_bar(cfg: RunConfig, state: TrainState, total: int):
                 mininterval=0.5, disable=None)  # fmt: skip
 
 
+def _kept(run: Run) -> str:
+    """What a run stopped by an error leaves to resume from, truthfully."""
+    if run.last_checkpoint is None:
+        return "no checkpoint was written yet"
+    return f"the checkpoint of step {run.last_checkpoint} is kept"
+
+
 def _resumed_threads(out: Path, started: dict, asked: int | None) -> int:
     """The threads a resume runs with: those the run started with (set here); other `asked`
     threads raise IbkdError (other threads, other sums: the numbers would differ)."""
@@ -644,6 +658,7 @@ def _rng_state(device: torch.device) -> dict:
 def checkpoint(run: Run, final: bool = False) -> None:
     """Save the full training state to checkpoint.pt (rank 0), atomically."""
     if not run.dist.is_rank0:
+        run.last_checkpoint = run.state.step
         return
     save_checkpoint(
         run.out / "checkpoint.pt", model=run.model.state_dict(), optimizer=run.opt.state_dict(),
@@ -652,6 +667,7 @@ def checkpoint(run: Run, final: bool = False) -> None:
         vocab_fingerprint=_fingerprint(run), config=config_identity(run.cfg), finished=final,
         companions=run.companions.state_dict(), best_companions=run.best_companions,
     )  # fmt: skip
+    run.last_checkpoint = run.state.step
 
 
 def restore(run: Run) -> None:
@@ -672,6 +688,7 @@ def restore(run: Run) -> None:
         run.opt.load_state_dict(ckpt["optimizer"])
         run.sched.load_state_dict(ckpt["scheduler"])
         run.state = TrainState(**ckpt["state"])
+        run.last_checkpoint = run.state.step
         run.best_model = ckpt.get("best_model")
         if len(run.companions):
             run.companions.load_state_dict(ckpt["companions"])
