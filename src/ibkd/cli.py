@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import shlex
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -238,6 +239,11 @@ def run_config(args: argparse.Namespace):
         teacher_cfg = RunConfig.load(teacher_yaml)
     setup = args.setup or (teacher_cfg.setup if teacher_cfg else None)
     if setup is None or args.model is None:
+        if args.resume:
+            raise IbkdError(
+                f"--resume: {args.out} holds no run to continue (no config.yaml); to start one "
+                "there, give --setup and --model"
+            )
         raise IbkdError(
             "--setup and --model are required (except with --resume of an existing run)"
         )
@@ -309,9 +315,14 @@ def cmd_train(args: argparse.Namespace) -> int:
                 tensorboard=args.tensorboard,
             )
     except KeyboardInterrupt as e:
+        where = (
+            "continue from the last checkpoint"
+            if (Path(args.out) / "checkpoint.pt").exists()
+            else "no checkpoint was written yet; start again"
+        )
         print(
-            f"ibkd: interrupted ({interrupt_name(e)}); continue from the last checkpoint with: "
-            f"ibkd {args.command} --out {args.out} --resume",
+            f"ibkd: interrupted ({interrupt_name(e)}); {where} with: "
+            f"ibkd {args.command} --out {shlex.quote(args.out)} --resume",
             file=sys.stderr,
         )
         return interrupt_status(e)
