@@ -35,7 +35,8 @@ def _tensor_digest(h, t: torch.Tensor) -> None:
     """Feed a tensor's dtype, shape and bytes into the hash `h`."""
     t = t.detach().cpu().contiguous()
     h.update(f"{t.dtype}{tuple(t.shape)}".encode())
-    h.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    if t.numel():
+        h.update(t.reshape(-1).view(torch.uint8).numpy())  # the bytes, not copied
 
 
 def split_fingerprint(split) -> str:
@@ -107,10 +108,14 @@ def write_started(out: Path, threads: int, tensorboard: bool, inputs: dict[str, 
 
 def check_inputs(out: Path, recorded: dict[str, str], now: dict[str, str], cfg) -> None:
     """Refuse (IbkdError, one line) a resume whose inputs differ from those the run in `out`
-    started with, naming each changed split (with `--data`) or the teacher (`--teacher`)."""
+    started with, naming each changed split (with `--data`) or the teacher (`--teacher`). The
+    splits are fingerprinted as encoded with the training split's vocabulary, so a changed
+    training split is named alone (the other splits' encodings change with it)."""
     changed = []
-    for key in sorted(set(recorded) | set(now), key=lambda k: (k != "teacher", k)):
-        if recorded.get(key) == now.get(key):
+    train_changed = recorded.get("train") != now.get("train")
+    for key in sorted(set(recorded) | set(now), key=lambda k: (k != "teacher", k != "train", k)):
+        encoded_with_another_vocabulary = train_changed and key not in ("train", "teacher")
+        if recorded.get(key) == now.get(key) or encoded_with_another_vocabulary:
             continue
         if key == "teacher":
             changed.append(
