@@ -298,8 +298,8 @@ def test_tensorboard_scalars_follow_the_logs(tmp_path, monkeypatch):
     written = []
 
     class Recorder:
-        def __init__(self, log_dir):
-            assert log_dir == str(tmp_path / "run")
+        def __init__(self, log_dir, purge_step):
+            assert log_dir == str(tmp_path / "run") and purge_step is None  # not a resume
 
         def add_scalar(self, tag, value, step):
             written.append((tag, value, step))

@@ -7,6 +7,7 @@ import argparse
 import dataclasses
 import json
 import os
+import shlex
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -174,48 +175,101 @@ def cmd_data_merge(args: argparse.Namespace) -> int:
     return 0
 
 
-RUN_OPTIONS = (
-    "setup",
-    "model",
-    "preset",
-    "data",
-    "transfer",
-    "vocab_size",
-    "seed",
-    "epochs",
-    "batch_size",
-    "lr",
-    "aux_lm",
-    "temperature",
-    "alpha",
-    "kd_loss",
-    "kd_scale",
-    "teacher_calibration",
-    "online",
-    "teacher_dropout",
-)
-
-
 def _absolute(path: str | None, keep: tuple[str, ...] = ("default",)) -> str | None:
     """A path option as an absolute path (so that --resume works from any directory); the
     names in `keep` (e.g. `default`) stay as they are."""
     return path if path is None or path in keep else str(Path(path).resolve())
 
 
+# what a resume keeps from the run folder, by option: its value in the saved config (or in
+# started.json) and the option's value as the config would hold it
+RESUMED = {
+    "setup": (lambda c, s: c.setup, lambda v: v),
+    "model": (lambda c, s: c.model.name, lambda v: v),
+    "data": (lambda c, s: c.data.data, lambda v: _absolute(v)),
+    "transfer": (lambda c, s: c.data.transfer,
+                 lambda v: None if v == "none" else _absolute(v)),
+    "vocab_size": (lambda c, s: c.data.vocab_size, lambda v: v or None),
+    "seed": (lambda c, s: c.seed, lambda v: v),
+    "epochs": (lambda c, s: c.train.epochs, lambda v: v),
+    "batch_size": (lambda c, s: c.train.batch_size, lambda v: v),
+    "lr": (lambda c, s: c.train.lr, lambda v: v),
+    "aux_lm": (lambda c, s: c.train.aux_lm, lambda v: v),
+    "device": (lambda c, s: c.train.device, lambda v: v),
+    "precision": (lambda c, s: c.train.precision, lambda v: v),
+    "compile": (lambda c, s: c.train.compile, lambda v: v),
+    "threads": (lambda c, s: s.get("threads"), lambda v: v),
+    "tensorboard": (lambda c, s: bool(s.get("tensorboard")), lambda v: v),
+    "teacher": (lambda c, s: c.distill and c.distill.teacher or None, lambda v: _absolute(v)),
+    "online": (lambda c, s: c.distill and (c.distill.online or {}).get("name"), lambda v: v),
+    "teacher_calibration": (lambda c, s: c.distill and c.distill.calibration, lambda v: v),
+    "temperature": (lambda c, s: c.distill and c.distill.temperature, lambda v: v),
+    "alpha": (lambda c, s: c.distill and c.distill.alpha, lambda v: v),
+    "kd_loss": (lambda c, s: c.distill and c.distill.loss, lambda v: v),
+    "kd_scale": (lambda c, s: c.distill and c.distill.kd_scale, lambda v: v),
+    "teacher_dropout": (lambda c, s: c.distill and c.distill.teacher_dropout, lambda v: v),
+    "no_teacher_cache": (lambda c, s: c.distill and not c.distill.cache_teacher, lambda v: v),
+}  # fmt: skip
+
+
+def _flag(dest: str) -> str:
+    return "--" + dest.replace("_", "-")
+
+
+def _resumed_config(args: argparse.Namespace, saved: Path):
+    """The run's own config for `--resume` of the run in --out (its config.yaml, device and
+    compile included: nothing is repeated on the command line). An option given besides is
+    accepted only with the value the run started with; otherwise IbkdError names each such
+    option, its value and the run's."""
+    from ibkd.config import PRESETS, RunConfig, preset
+    from ibkd.resume import read_started
+
+    cfg = RunConfig.load(saved)
+    started = read_started(saved.parent) or {}
+    refused = []
+    for dest, (was, given_as) in RESUMED.items():
+        value = getattr(args, dest, None)
+        if value is None:
+            continue
+        before = was(cfg, started)
+        if dest == "threads" and before is None:  # a run from before started.json
+            continue
+        if given_as(value) != before:
+            shown = "" if value is True else f" {value}"
+            start = "without it" if before is None or before is False else f"with {before}"
+            refused.append(f"{_flag(dest)}{shown} (started {start})")
+    if args.preset is not None:
+        same = [name for name in PRESETS if _preset_model(cfg, name, preset) == cfg.model]
+        if args.preset not in same:
+            start = f"with {same[0]}" if same else "with other model sizes"
+            refused.append(f"--preset {args.preset} (started {start})")
+    if refused:
+        raise IbkdError(
+            f"--resume continues {saved.parent} as it was started; it does not take "
+            f"{', '.join(refused)}"
+        )
+    return cfg
+
+
+def _preset_model(cfg, name: str, preset):
+    """The model config preset `name` gives the run's setup and model (None if it has none)."""
+    try:
+        return preset(cfg.setup, cfg.model.name, name)[0]
+    except IbkdError:
+        return None
+
+
 def run_config(args: argparse.Namespace):
-    """The run's configuration from the `train` / `distill` options, or (for --resume without
-    options) from the run folder. `--preset quick` gives the quick grid's cell: its epochs, and
-    for a distilled classification student its temperature and transfer set."""
+    """The run's configuration from the `train` / `distill` options, or (for --resume of a
+    folder holding a run) from the run folder (`_resumed_config`). `--preset quick` gives the
+    quick grid's cell: its epochs, and for a distilled classification student its temperature
+    and transfer set."""
     from ibkd.config import DataConfig, DistillConfig, RunConfig, preset
     from ibkd.presets import distill_settings, vocab_size
 
     saved = Path(args.out) / "config.yaml"
-    given = [o for o in RUN_OPTIONS if getattr(args, o, None) is not None]
-    if args.resume and saved.exists() and not given:
-        cfg = RunConfig.load(saved)
-        cfg.train.device = args.device
-        cfg.train.compile = args.compile
-        return cfg
+    if args.resume and saved.exists():
+        return _resumed_config(args, saved)
     teacher_cfg = None
     online = getattr(args, "online", None)
     if args.command == "distill" and bool(args.teacher) == bool(online):
@@ -228,6 +282,11 @@ def run_config(args: argparse.Namespace):
         teacher_cfg = RunConfig.load(teacher_yaml)
     setup = args.setup or (teacher_cfg.setup if teacher_cfg else None)
     if setup is None or args.model is None:
+        if args.resume:
+            raise IbkdError(
+                f"--resume: {args.out} holds no run to continue (no config.yaml); to start one "
+                "there, give --setup and --model"
+            )
         raise IbkdError(
             "--setup and --model are required (except with --resume of an existing run)"
         )
@@ -236,7 +295,7 @@ def run_config(args: argparse.Namespace):
     for option in ("epochs", "batch_size", "lr", "aux_lm"):
         if getattr(args, option) is not None:
             setattr(train, option, getattr(args, option))
-    train.device = args.device
+    train.device = args.device or "auto"
     _apply_speed_options(args, train)
     data = (
         teacher_cfg.data
@@ -285,17 +344,33 @@ def _online_model(setup: str, name: str, budget: str) -> dict:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    """`ibkd train` and `ibkd distill`: build the config, train, print the metrics."""
+    """`ibkd train` and `ibkd distill`: build the config, train, print the metrics. SIGTERM
+    stops it as Ctrl-C does (`ibkd.signals`); either ends with one line saying how to resume."""
+    from ibkd.signals import interrupt_name, interrupt_status, sigterm_as_interrupt
     from ibkd.train import train_run
 
-    metrics = train_run(
-        run_config(args),
-        args.out,
-        resume=args.resume,
-        progress=not args.no_progress,
-        threads=args.threads,
-        tensorboard=args.tensorboard,
-    )
+    try:
+        with sigterm_as_interrupt():
+            metrics = train_run(
+                run_config(args),
+                args.out,
+                resume=args.resume,
+                progress=not args.no_progress,
+                threads=args.threads,
+                tensorboard=args.tensorboard,
+            )
+    except KeyboardInterrupt as e:
+        where = (
+            "continue from the last checkpoint"
+            if (Path(args.out) / "checkpoint.pt").exists()
+            else "no checkpoint was written yet; start again"
+        )
+        print(
+            f"ibkd: interrupted ({interrupt_name(e)}); {where} with: "
+            f"ibkd {args.command} --out {shlex.quote(args.out)} --resume",
+            file=sys.stderr,
+        )
+        return interrupt_status(e)
     if not metrics:  # a torchrun process other than rank 0: rank 0 reports
         return 0
     t = metrics["training"]
@@ -433,13 +508,15 @@ def _add_speed_options(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--precision", choices=("fp32", "bf16"), help="bf16: autocast on CUDA (default fp32)"
     )
-    p.add_argument("--compile", action="store_true", help="torch.compile the training model")
+    p.add_argument(
+        "--compile", action="store_true", default=None, help="torch.compile the training model"
+    )
 
 
 def _apply_speed_options(args: argparse.Namespace, train) -> None:
     if args.precision is not None:
         train.precision = args.precision
-    train.compile = train.compile or args.compile
+    train.compile = train.compile or bool(args.compile)
 
 
 class _ModelOption(argparse.Action):
@@ -518,7 +595,7 @@ def _add_run_options(p: argparse.ArgumentParser, distill: bool) -> None:
         "WEIGHT x its mean cross-entropy to the loss (Enguehard et al. 2017; lstm and the "
         "causal transformers; default 0: off)",
     )
-    p.add_argument("--device", default="auto", help="auto (CUDA, MPS, else CPU), cpu, cuda, mps")
+    p.add_argument("--device", help="auto (CUDA, MPS, else CPU; the default), cpu, cuda, mps")
     p.add_argument(
         "--threads",
         type=int,
@@ -527,7 +604,10 @@ def _add_run_options(p: argparse.ArgumentParser, distill: bool) -> None:
     )
     _add_speed_options(p)
     p.add_argument(
-        "--resume", action="store_true", help="continue the run in --out from its checkpoint"
+        "--resume",
+        action="store_true",
+        help="continue the run in --out from its checkpoint, with every setting it started with "
+        "(threads included; other options are refused) and the same data and teacher",
     )
     p.add_argument(
         "--no-progress",
@@ -537,6 +617,7 @@ def _add_run_options(p: argparse.ArgumentParser, distill: bool) -> None:
     p.add_argument(
         "--tensorboard",
         action="store_true",
+        default=None,
         help="also write TensorBoard event files into the run folder (needs ibkd[tensorboard])",
     )
     if distill:
@@ -588,6 +669,7 @@ def _add_run_options(p: argparse.ArgumentParser, distill: bool) -> None:
         p.add_argument(
             "--no-teacher-cache",
             action="store_true",
+            default=None,
             help="recompute the teacher's outputs at every step",
         )
 

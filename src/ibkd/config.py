@@ -58,8 +58,9 @@ class DataConfig:
 @dataclass
 class TrainConfig:
     """The optimisation: AdamW, warm-up then cosine (or constant) learning rate, gradient
-    clipping, early stopping on the validation loss. `device`, `precision` and `compile` say how
-    a run executes and are not part of its identity (`ibkd.runs.config_identity`)."""
+    clipping, early stopping on the validation loss. `device` and `compile` say how a run
+    executes and are not part of its identity (`ibkd.runs.config_identity`); `precision`
+    changes the numbers and is."""
 
     epochs: int = 60
     batch_size: int = 64

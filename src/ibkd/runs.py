@@ -2,6 +2,8 @@
 
     config.yaml        the resolved RunConfig (what the run computes)
     vocab.json         the vocabulary (agreement setups)
+    started.json       what a resume must find unchanged: threads, tensorboard, fingerprints
+                       of the data splits and the teacher (`ibkd.resume`)
     provenance.json    how and where it ran: versions, git commit, CPU/GPU, threads, device,
                        start and end times, the command line (one entry per start or resume;
                        not part of the run's identity)
@@ -15,7 +17,8 @@
     .lock              held (flock) by the one process that writes the folder
 
 Resume policy: `--resume` continues a folder whose config has the same identity (everything
-but how it executes: device, compile); a finished run returns its metrics. Without `--resume`
+but how it executes: device, compile), with the threads and inputs it started with
+(`ibkd.resume`); a finished run returns its metrics. Without `--resume`
 a folder must be empty, or hold only what a run writes before its first checkpoint (a failed
 start), which is replaced.
 """
@@ -48,7 +51,8 @@ from ibkd.files import atomic_write
 CHECKPOINT_FORMAT = 1
 LOCK = ".lock"
 # what a run writes before its first checkpoint: a folder holding only these is a failed start
-BEFORE_CHECKPOINT = {LOCK, "config.yaml", "vocab.json", "provenance.json", "log.csv", "epochs.csv"}
+BEFORE_CHECKPOINT = {LOCK, "config.yaml", "vocab.json", "provenance.json", "log.csv", "epochs.csv",
+                     "started.json"}  # fmt: skip
 HOST_SETTINGS = ("device", "compile")  # how a run executes, not what it computes
 
 
@@ -154,16 +158,38 @@ def locked_folder(out: Path) -> Iterator[None]:
 
 
 def save_checkpoint(path: Path, **state) -> None:
-    """Write the training state atomically: a failed write (full disk, read-only folder) raises
-    IbkdError and leaves the previous checkpoint as it was."""
+    """Write the training state atomically. A failed write raises IbkdError and leaves the
+    previous checkpoint, if there is one, as it was; the message says whether one is kept, and
+    a full disk is named as such (torch's writer reports it as `enforce fail at
+    inline_container.cc`, the OSError behind it as the exception's context)."""
+    had_one = path.is_file()
     try:
         with atomic_write(path, text=False) as f:
             torch.save({"format": CHECKPOINT_FORMAT, **state}, f)
     except (OSError, RuntimeError) as e:
-        raise IbkdError(
-            f"{path}: could not write the checkpoint ({first_line(e)}); the previous "
-            "checkpoint is kept"
-        ) from None
+        kept = (
+            "the previous checkpoint is kept"
+            if had_one
+            else "there is no earlier checkpoint: a resume starts from step 0"
+        )
+        cause = _os_error_behind(e)
+        if cause is not None and cause.errno in (errno.ENOSPC, errno.EDQUOT):
+            raise IbkdError(f"no space left on device writing {path}; {kept}") from None
+        reason = first_line(cause if cause is not None else e)
+        if cause is None and "inline_container" in reason:
+            reason = f"torch's writer stopped short: {reason}"
+        raise IbkdError(f"{path}: could not write the checkpoint ({reason}); {kept}") from None
+
+
+def _os_error_behind(e: BaseException) -> OSError | None:
+    """The first OSError in an exception's chain (itself, its cause or context)."""
+    seen = set()
+    while e is not None and id(e) not in seen:
+        if isinstance(e, OSError):
+            return e
+        seen.add(id(e))
+        e = e.__cause__ or e.__context__
+    return None
 
 
 def load_checkpoint(path: Path, device: torch.device | str = "cpu") -> dict:
@@ -241,25 +267,19 @@ def load_run(path: str | os.PathLike, device: torch.device | str = "cpu") -> Loa
 
 
 class CsvLog:
-    """A CSV file appended row by row. On resume, the rows `keep` accepts (those up to the
-    checkpoint) are kept and the rest dropped. `sync()` makes every row so far durable (flush
-    and fsync), called before each checkpoint. Not `enabled` (processes other than rank 0):
-    writes nothing."""
+    """A CSV file appended row by row, starting with `rows` (on resume the rows up to the
+    checkpoint, `kept_rows`; None: none). `sync()` makes every row so far durable (flush and
+    fsync), called before each checkpoint. Not `enabled` (processes other than rank 0): writes
+    nothing."""
 
-    def __init__(
-        self, path: Path, fields: list[str], keep: Callable[[dict], bool] | None, enabled=True
-    ):
+    def __init__(self, path: Path, fields: list[str], rows: list[dict] | None, enabled=True):
         self.path, self.fields, self.file = path, fields, None
         if not enabled:
             return
-        rows = []
-        if keep is not None and path.exists():
-            with open(path, newline="", encoding="utf-8") as f:
-                rows = [r for r in csv.DictReader(f) if keep(r)]
         self.file = open(path, "w", newline="", encoding="utf-8")  # noqa: SIM115 - see close()
         self.writer = csv.DictWriter(self.file, fields)
         self.writer.writeheader()
-        self.writer.writerows(rows)
+        self.writer.writerows(rows or [])
         self.sync()
 
     def write(self, row: dict) -> None:
@@ -279,6 +299,50 @@ class CsvLog:
             self.sync()
             self.file.close()
             self.file = None
+
+
+def kept_rows(path: Path, fields: list[str], keep: Callable[[dict], bool]) -> list[dict]:
+    """The rows of the log `path` that `keep` accepts (`read_log`; none when it is absent)."""
+    return [r for r in read_log(path, fields) if keep(r)] if path.exists() else []
+
+
+def read_log(path: Path, fields: list[str]) -> list[dict]:
+    """The rows of a run's numeric CSV log (log.csv, epochs.csv) as dicts of strings. The
+    header must name `fields`; every row has one number per field. A last line without its
+    newline (torn by a kill mid-write) is dropped; any other malformed line raises IbkdError
+    naming the file and line."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as e:
+        raise IbkdError(f"{path}: not UTF-8 text (byte {e.start + 1})") from None
+    lines = text.split("\n")[:-1]  # the last piece: "" or a line whose newline never came
+    if not lines:
+        return []
+    header = next(csv.reader([lines[0]]))
+    if header != fields:
+        raise IbkdError(f"{path}:1: header {','.join(header)!r}, expected {','.join(fields)!r}")
+    rows = []
+    for number, line in enumerate(lines[1:], 2):
+        values = next(csv.reader([line]), [])
+        if (
+            len(values) != len(fields)
+            or not values[0].isdigit()  # the step or epoch
+            or not all(_is_number(v) for v in values)
+        ):
+            raise IbkdError(
+                f"{path}:{number}: malformed row {line[:60]!r} (expected {len(fields)} numbers: "
+                f"{','.join(fields)}); repair or remove that line, then resume"
+            )
+        rows.append(dict(zip(fields, values)))
+    return rows
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
 
 
 # ---------------------------------------------------------------------------------------------

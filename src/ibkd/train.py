@@ -11,7 +11,9 @@ Determinism: the same config and seed, on the same machine with the same library
 same number of threads, give identical log.csv and epochs.csv (all but the timing columns
 `tokens_per_s` and `seconds`), identical predictions and identical metrics (all but the timings
 under `training`); a killed run resumed from its checkpoint reaches the same numbers. Across
-CPUs (other vector instructions) or thread counts the numbers agree only within noise.
+CPUs (other vector instructions) or thread counts the numbers agree only within noise. A resume
+therefore runs with the threads the run started with, and is refused when its data or teacher
+changed (`ibkd.resume`).
 """
 
 from __future__ import annotations
@@ -42,10 +44,12 @@ from ibkd.losses import LOSSES, LossParts, aux_lm, gold_loss, masked_cross_entro
 from ibkd.metrics import compute_metrics, fidelity
 from ibkd.models import build_model, config_from_dict
 from ibkd.predictions import load_predictions, save_predictions
+from ibkd.resume import check_inputs, input_fingerprints, read_started, write_started
 from ibkd.runs import (
     CsvLog,
     check_folder,
     config_identity,
+    kept_rows,
     load_checkpoint,
     load_weights,
     locked_folder,
@@ -74,6 +78,9 @@ class TrainState:
     stopped: bool = False  # early stopping fired
     seconds: float = 0.0  # training wall time so far (optimizer steps, logging included)
     tokens: int = 0  # input tokens trained on so far
+    # the logged losses of the current epoch's steps so far (its train_loss is their mean, the
+    # same whether or not the epoch was resumed part-way)
+    epoch_losses: list[float] = field(default_factory=list)
 
 
 @dataclass
@@ -97,6 +104,7 @@ class Run:
     # trained beside the model: "projection" (a loss's learned map), "teacher" (online)
     companions: nn.ModuleDict = field(default_factory=nn.ModuleDict)
     best_companions: dict | None = None  # their state at the model's best epoch
+    last_checkpoint: int | None = None  # the step of checkpoint.pt (None: none written yet)
 
 
 def _user_errors(fn):
@@ -116,20 +124,24 @@ def _user_errors(fn):
 def train_run(
     cfg: RunConfig, out: str | Path, *, resume: bool = False, progress: bool = True,
     on_step: Callable[[int], None] | None = None, threads: int | None = None,
-    tensorboard: bool = False,
+    tensorboard: bool | None = None,
 ) -> dict:  # fmt: skip
     """Train (or distil, when `cfg.distill` is set) one run into the folder `out`; returns its
     metrics (the contents of metrics.json; {} on torchrun processes other than rank 0).
 
     `resume`: continue the run in `out` from its checkpoint (a finished run returns its
-    metrics). `threads`: torch's intra-op CPU threads (None: keep the process's).
-    `tensorboard`: also write TensorBoard event files beside log.csv (losses, learning rate,
-    gradient norm, tokens/s per step; validation loss and accuracy per epoch).
+    metrics), with the threads and TensorBoard setting it started with (`ibkd.resume`; other
+    threads are refused), refused when its data or teacher changed since. `threads`: torch's
+    intra-op CPU threads (None: keep the process's, or on a resume the run's). `tensorboard`:
+    also write TensorBoard event files beside log.csv (losses, learning rate, gradient norm,
+    tokens/s per step; validation loss and accuracy per epoch; None: no, or on a resume as the
+    run started).
     `on_step(step)` is called after every optimizer step. Every user error (bad option, unusable
-    folder, teacher or data, a non-finite loss) raises IbkdError; options and inputs are checked
-    before anything is written."""
+    folder, teacher or data, a non-finite loss or gradient) raises IbkdError; options and inputs
+    are checked before anything is written."""
     out = Path(out)
     cfg.validate()
+    asked_threads = threads
     threads = set_threads(threads)
     dist, device = Dist.from_env(pick_device(cfg.train.device))
     if cfg.train.precision == "bf16" and device.type != "cuda":
@@ -139,7 +151,8 @@ def train_run(
     online = cfg.distill is not None and cfg.distill.online is not None
     if dist.enabled and online:
         raise IbkdError("--online: not supported under torchrun")
-    board_class = _summary_writer() if tensorboard and dist.is_rank0 else None
+    if tensorboard:
+        _summary_writer()  # installed?
     with contextlib.ExitStack() as stack:
         stack.callback(dist.close)
         if dist.is_rank0:  # one process writes a run folder at a time
@@ -149,6 +162,12 @@ def train_run(
         dist.barrier()  # every process has looked at the folder before rank 0 writes to it
         if finished is not None:
             return finished if dist.is_rank0 else {}
+        started = read_started(out) if resume else None
+        if started is not None:  # the run's own settings
+            threads = _resumed_threads(out, started, asked_threads)
+            tensorboard = bool(started.get("tensorboard")) if tensorboard is None else tensorboard
+        tensorboard = bool(tensorboard)
+        board_class = _summary_writer() if tensorboard and dist.is_rank0 else None
 
         # --- data, teacher and model, all checked before anything is written
         seed_everything(cfg.seed)
@@ -168,6 +187,9 @@ def train_run(
         teacher_predictions = (
             _teacher_predictions(teacher, data) if dist.is_rank0 and not online else {}
         )
+        inputs = input_fingerprints(data, teacher.run.path if teacher and not online else None)
+        if started is not None:
+            check_inputs(out, started.get("inputs", {}), inputs, cfg)
         if teacher is not None and cfg.distill.calibration == "temperature":
             teacher.calibrate(data.valid, device)  # deterministic: the same fit on a resume
         companions = _companions(cfg, model, teacher)
@@ -180,6 +202,16 @@ def train_run(
             companions=companions,
         )  # fmt: skip
 
+        if resume:  # read before anything is written: a broken checkpoint or log changes nothing
+            restore(run)
+        state = run.state
+        log_rows = epoch_rows = None  # a fresh log; on a resume, the rows up to the checkpoint
+        if resume and dist.is_rank0:
+            log_rows = kept_rows(out / "log.csv", LOG_FIELDS,
+                                 lambda r: int(r["step"]) <= state.step)  # fmt: skip
+            epoch_rows = kept_rows(out / "epochs.csv", EPOCH_FIELDS,
+                                   lambda r: int(r["epoch"]) <= state.epoch)  # fmt: skip
+
         # --- the run folder
         record = provenance(device, threads, dist.world_size)
         if dist.is_rank0:
@@ -187,30 +219,30 @@ def train_run(
             if data.vocab is not None:
                 data.vocab.save(out / "vocab.json")
             record_provenance(out, record, append=resume)
+            if started is None:  # a start (or a folder from before started.json)
+                write_started(out, threads, tensorboard, inputs)
             if teacher is not None and teacher.calibration is not None:
                 with atomic_write(out / "teacher_calibration.json") as f:
                     json.dump(teacher.calibration, f, indent=2)
                     f.write("\n")
-        if resume:
-            restore(run)
         if dist.enabled:  # a dropout stream per process (at the start and after a resume)
             torch.manual_seed((cfg.seed * 1_000_003 + run.state.step) * 1009 + dist.rank)
         if teacher is not None and teacher.cacheable and cfg.setup != "lm":
             t0 = time.perf_counter()
             teacher.cache(data.train, device)
             run.cache_seconds = time.perf_counter() - t0
-        state = run.state
-        keep_steps = (lambda r: int(r["step"]) <= state.step) if resume else None
-        keep_epochs = (lambda r: int(r["epoch"]) <= state.epoch) if resume else None
         log = stack.enter_context(
-            contextlib.closing(CsvLog(out / "log.csv", LOG_FIELDS, keep_steps, dist.is_rank0))
+            contextlib.closing(CsvLog(out / "log.csv", LOG_FIELDS, log_rows, dist.is_rank0))
         )
         epochs_log = stack.enter_context(
-            contextlib.closing(CsvLog(out / "epochs.csv", EPOCH_FIELDS, keep_epochs, dist.is_rank0))
+            contextlib.closing(CsvLog(out / "epochs.csv", EPOCH_FIELDS, epoch_rows, dist.is_rank0))
         )
         board = None
         if board_class is not None:  # event files beside log.csv
-            board = stack.enter_context(contextlib.closing(board_class(log_dir=str(out))))
+            # a resume drops the events after the checkpoint, as it drops log.csv's rows
+            board = stack.enter_context(contextlib.closing(
+                board_class(log_dir=str(out), purge_step=state.step + 1 if resume else None)
+            ))  # fmt: skip
 
         # --- the loop
         while state.epoch < cfg.train.epochs and not state.stopped:
@@ -219,7 +251,6 @@ def train_run(
                             generator=gen, bucket=cfg.train.bucket)  # fmt: skip
             bar = _progress_bar(cfg, state, len(order)) if progress and dist.is_rank0 else None
             model.train()
-            losses = []
             try:
                 for b in range(state.batch_in_epoch, len(order)):
                     if not dist.usable(order[b]):  # fewer examples than processes
@@ -229,7 +260,7 @@ def train_run(
                     state.batch_in_epoch = b + 1
                     log.write(row)
                     _to_board(board, "train", row, state.step)
-                    losses.append(float(row["loss"]))
+                    state.epoch_losses.append(float(row["loss"]))
                     if bar is not None:
                         bar.update(1)
                         bar.set_postfix(loss=row["loss"][:5], tok_s=row["tokens_per_s"])
@@ -242,6 +273,7 @@ def train_run(
             finally:
                 if bar is not None:
                     bar.close()
+            losses = state.epoch_losses
             row = end_epoch(run, float(np.mean(losses)) if losses else float("nan"), epochs_log)
             _to_board(board, "epoch", row, state.step)
             log.sync()  # the log is durable up to the checkpoint
@@ -257,8 +289,9 @@ def train_run(
 
 def train_step(run: Run, index: torch.Tensor) -> dict:
     """One optimizer step on the training examples `index` (the global batch; under torchrun
-    this process trains on its slice); returns its log.csv row. A non-finite loss raises
-    IbkdError naming the step, before anything of the step is logged or saved."""
+    this process trains on its slice); returns its log.csv row. A non-finite loss or gradient
+    norm (the model's or a companion's, before clipping) raises IbkdError naming the step,
+    before anything of the step is logged or saved."""
     cfg, dist, state = run.cfg, run.dist, run.state
     t0 = time.perf_counter()
     all_lengths = run.data.train.lengths[index]  # of the whole (global) batch
@@ -278,20 +311,28 @@ def train_step(run: Run, index: torch.Tensor) -> dict:
     (parts.total * (share * dist.world_size) if dist.enabled else parts.total).backward()
     params = [p for p in run.model.parameters() if p.requires_grad]
     grad_norm = nn.utils.clip_grad_norm_(params, cfg.train.clip)  # the model's, logged
+    norms = [grad_norm.detach()]
     for module in run.companions.values():  # each clipped on its own
-        nn.utils.clip_grad_norm_(list(module.parameters()), cfg.train.clip)
+        norms.append(nn.utils.clip_grad_norm_(list(module.parameters()), cfg.train.clip))
     run.opt.step()
     run.sched.step()
     # one device sync per step for everything logged
     values = torch.stack([parts.total.detach(), parts.ce.detach(), parts.kd.detach(),
-                          grad_norm.detach()])  # fmt: skip
-    loss_v, ce_v, kd_v, gn = values.tolist()
+                          *(n.detach().float().to(parts.total.device) for n in norms)])  # fmt: skip
+    loss_v, ce_v, kd_v, gn, *companion_norms = values.tolist()
+    where = f"step {state.step + 1} (epoch {state.epoch + 1})"
     if not math.isfinite(loss_v):
         raise IbkdError(
-            f"step {state.step + 1} (epoch {state.epoch + 1}): the training loss is {loss_v}; "
-            "stopping without metrics (lower --lr, or check the data and --temperature); the "
-            "last checkpoint is kept"
+            f"{where}: the training loss is {loss_v}; stopping without metrics (lower --lr, or "
+            f"check the data and --temperature); {_kept(run)}"
         )
+    for name, norm in zip(["model", *run.companions], [gn, *companion_norms]):
+        if not math.isfinite(norm):
+            what = "the gradient norm" + ("" if name == "model" else f" of the {name}")
+            raise IbkdError(
+                f"{where}: {what} is {norm}; stopping without metrics (lower --lr or "
+                f"--aux-lm); {_kept(run)}"
+            )
     state.step += 1
     state.tokens += n_tokens
     return {
@@ -362,6 +403,7 @@ def end_epoch(run: Run, train_loss: float, epochs_log: CsvLog) -> dict:
     valid_loss, valid_acc = dist.from_rank0([valid_loss, valid_acc], run.device)
     state.epoch += 1
     state.batch_in_epoch = 0
+    state.epoch_losses = []
     better = valid_loss < state.best_loss
     if better:
         state.best_loss, state.best_epoch, state.bad_epochs = valid_loss, state.epoch, 0
@@ -581,6 +623,27 @@ def _progress_bar(cfg: RunConfig, state: TrainState, total: int):
                 mininterval=0.5, disable=None)  # fmt: skip
 
 
+def _kept(run: Run) -> str:
+    """What a run stopped by an error leaves to resume from, truthfully."""
+    if run.last_checkpoint is None:
+        return "no checkpoint was written yet"
+    return f"the checkpoint of step {run.last_checkpoint} is kept"
+
+
+def _resumed_threads(out: Path, started: dict, asked: int | None) -> int:
+    """The threads a resume runs with: those the run started with (set here); other `asked`
+    threads raise IbkdError (other threads, other sums: the numbers would differ)."""
+    recorded = started.get("threads")
+    if not isinstance(recorded, int) or recorded < 1:
+        return set_threads(asked)
+    if asked is not None and asked != recorded:
+        raise IbkdError(
+            f"--threads {asked}: the run in {out} started with {recorded} thread(s), and a "
+            "resume keeps them (other threads give other numbers); resume without --threads"
+        )
+    return set_threads(recorded)
+
+
 def _fingerprint(run: Run) -> str | None:
     return run.data.vocab.fingerprint if run.data.vocab is not None else None
 
@@ -595,6 +658,7 @@ def _rng_state(device: torch.device) -> dict:
 def checkpoint(run: Run, final: bool = False) -> None:
     """Save the full training state to checkpoint.pt (rank 0), atomically."""
     if not run.dist.is_rank0:
+        run.last_checkpoint = run.state.step
         return
     save_checkpoint(
         run.out / "checkpoint.pt", model=run.model.state_dict(), optimizer=run.opt.state_dict(),
@@ -603,6 +667,7 @@ def checkpoint(run: Run, final: bool = False) -> None:
         vocab_fingerprint=_fingerprint(run), config=config_identity(run.cfg), finished=final,
         companions=run.companions.state_dict(), best_companions=run.best_companions,
     )  # fmt: skip
+    run.last_checkpoint = run.state.step
 
 
 def restore(run: Run) -> None:
@@ -623,6 +688,7 @@ def restore(run: Run) -> None:
         run.opt.load_state_dict(ckpt["optimizer"])
         run.sched.load_state_dict(ckpt["scheduler"])
         run.state = TrainState(**ckpt["state"])
+        run.last_checkpoint = run.state.step
         run.best_model = ckpt.get("best_model")
         if len(run.companions):
             run.companions.load_state_dict(ckpt["companions"])
