@@ -131,7 +131,7 @@ def test_a_resume_takes_its_settings_from_the_run_folder(tmp_path, capsys):
     out = killed_run(cfg, tmp_path / "run", 2, threads=1)
     args = ["train", "--out", str(out), "--resume", "--no-progress"]
     assert main([*args, "--lr", "0.01", "--threads", "1", "--device", "cpu"]) == 0
-    assert f"{out}: lstm, 1 epochs" in capsys.readouterr().out
+    assert f"{out}: lstm, 1 epoch " in capsys.readouterr().out
     assert without(out / "log.csv", "tokens_per_s") == without(
         tmp_path / "whole" / "log.csv", "tokens_per_s"
     )
