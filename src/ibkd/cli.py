@@ -69,8 +69,9 @@ def cmd_data_build(args: argparse.Namespace) -> int:
 
 
 def _load(args: argparse.Namespace):
-    from ibkd.data.splits import load_splits
+    from ibkd.data.splits import check_seed, load_splits
 
+    check_seed(args.seed)  # before anything is read or written
     reports: list = []
     splits = load_splits(
         args.data,
@@ -102,9 +103,10 @@ def cmd_data_stats(args: argparse.Namespace) -> int:
 
 
 def cmd_data_split(args: argparse.Namespace) -> int:
-    from ibkd.data.splits import write_splits
+    from ibkd.data.splits import check_out_folder, write_splits
     from ibkd.data.vocab import build_vocab
 
+    check_out_folder(args.out, args.force)  # before the data is read
     splits, _ = _load(args)
     vocab = build_vocab(splits.train)
     files = write_splits(splits, args.out, vocab, force=args.force)
@@ -116,15 +118,18 @@ def cmd_data_split(args: argparse.Namespace) -> int:
 
 def cmd_data_merge(args: argparse.Namespace) -> int:
     from ibkd.data.merge import merge, parse_part, read_part
-    from ibkd.data.splits import write_splits
+    from ibkd.data.splits import check_out_folder, write_splits
     from ibkd.data.vocab import build_vocab
 
+    check_out_folder(args.out, args.force)  # before the parts are read
     parts = [read_part(*parse_part(spec)) for spec in args.parts]
-    splits = merge(parts)
+    splits, dropped = merge(parts)
     vocab = build_vocab(splits.train)
     files = write_splits(splits, args.out, vocab, force=args.force)
     for p in parts:
         print(f"{p.name}: " + ", ".join(f"{s} {len(r):,}" for s, r in p.rows.items()) + " rows")
+    for line in dropped.lines():
+        print(f"ibkd: {line}", file=sys.stderr)
     for name, rows in splits.items():
         print(f"{files[name]}: {len(rows):,} rows")
     print(f"{files['vocab']}: {len(vocab):,} entries (from train)")

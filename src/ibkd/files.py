@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import contextlib
+import errno
+import fcntl
+import glob
 import gzip
 import io
 import os
+import re
 import tempfile
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -71,7 +75,9 @@ def _staged(path: Path, text: bool, staged: list[tuple[str, Path]]) -> Iterator[
     """Write to a temporary file beside `path`; on success append (temp, path) to `staged`
     (the caller renames it), on failure remove the temporary file."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    remove_stale_temps(path)
+    prefix = f".{path.name}.{os.getpid()}."  # the pid tells a later writer whether it is stale
+    fd, tmp = tempfile.mkstemp(prefix=prefix, suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as raw:
             stream: IO[bytes] = raw
@@ -125,6 +131,130 @@ def atomic_write_all(
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(tmp)
         raise
+
+
+def temp_owner(temp: Path, path: Path) -> int | None:
+    """The process id of the writer of `temp`, when it is a temporary file of `path` as
+    `atomic_write` names them (`.NAME.PID.RANDOM.tmp`); None for any other file."""
+    m = re.fullmatch(re.escape(f".{path.name}.") + r"(\d+)\.[^.]+\.tmp", temp.name)
+    return int(m.group(1)) if m else None
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # another user's process
+    return True
+
+
+def remove_stale_temps(path: str | os.PathLike) -> list[Path]:
+    """Remove the temporary files of `path` left by writers that died (killed mid-write): those
+    named `.NAME.PID.RANDOM.tmp` whose PID is no running process on this machine. A live
+    writer's file is left alone. Returns the files removed."""
+    path = Path(path)
+    removed = []
+    with contextlib.suppress(OSError):
+        for temp in path.parent.glob(f".{glob.escape(path.name)}.*.tmp"):
+            pid = temp_owner(temp, path)
+            if pid is not None and pid != os.getpid() and not _alive(pid):
+                with contextlib.suppress(FileNotFoundError):
+                    temp.unlink()
+                removed.append(temp)
+    return removed
+
+
+NO_SPACE = (errno.ENOSPC, errno.EDQUOT)
+
+
+@contextlib.contextmanager
+def no_space_error(paths: Sequence[str | os.PathLike]) -> Iterator[None]:
+    """Turn a full disk (or quota) while writing `paths` into one IbkdError line, "no space left
+    on device writing FILE" (the file the OSError names, else the paths written)."""
+    try:
+        yield
+    except OSError as e:
+        if e.errno not in NO_SPACE:
+            raise
+        where = e.filename or ", ".join(str(p) for p in paths)
+        raise IbkdError(f"no space left on device writing {where}") from None
+
+
+LOCK = ".lock"
+
+
+@contextlib.contextmanager
+def locked_folder(
+    out: str | os.PathLike, option: str = "--out", what: str = "run folder", *,
+    keep_lock: bool = True,
+) -> Iterator[None]:  # fmt: skip
+    """Hold a folder's lock (an exclusive flock on `out/.lock`, holding the pid) for the block;
+    another process holding it is refused with an IbkdError naming `option`. A folder this call
+    created and that is still empty afterwards (refused or failed before writing) is removed
+    again, with any parent folders it created. `what` names the folder in messages.
+    `keep_lock=False` removes `.lock` at the end (a data folder holds only its data); a process
+    that opened the removed file before is told apart by its inode and tries again."""
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise IbkdError(f"{option} {out}: is a file, expected a {what}")
+    created = []
+    parent = out
+    while not parent.exists() and parent != parent.parent:
+        created.append(parent)
+        parent = parent.parent
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        _remove_empty(created)
+        raise IbkdError(f"{option} {out}: cannot write there ({e.strerror})") from None
+    fd = _lock(out, option, created)
+    try:
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        yield
+    finally:
+        if not keep_lock or {p.name for p in out.iterdir()} == {LOCK}:
+            (out / LOCK).unlink(missing_ok=True)
+        if not any(out.iterdir()):  # nothing was written: leave no trace
+            _remove_empty(created)
+        os.close(fd)  # releases the lock
+
+
+def _lock(out: Path, option: str, created: list[Path]) -> int:
+    """An fd holding the flock of `out/.lock` (the file that is there now, by inode)."""
+    while True:
+        try:
+            fd = os.open(out / LOCK, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as e:
+            _remove_empty(created)
+            raise IbkdError(f"{option} {out}: cannot write there ({e.strerror})") from None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
+            os.close(fd)
+            raise IbkdError(
+                f"{option} {out}: in use by another ibkd process (pid {holder}); wait for it "
+                "to finish or choose another folder"
+            ) from None
+        try:
+            same = os.stat(out / LOCK).st_ino == os.fstat(fd).st_ino
+        except FileNotFoundError:
+            same = False
+        if same:
+            return fd
+        os.close(fd)  # the holder removed that file as it finished: lock the new one
+
+
+def _remove_empty(folders: list[Path]) -> None:
+    """Remove `folders` (innermost first) where they are empty."""
+    for folder in folders:
+        try:
+            folder.rmdir()
+        except OSError:
+            return
 
 
 def check_output(path: str | os.PathLike, option: str, *, force: bool = False) -> Path:
