@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -89,13 +88,14 @@ def _load(args: argparse.Namespace):
 def cmd_data_stats(args: argparse.Namespace) -> int:
     from ibkd.data.stats import describe, format_stats
     from ibkd.data.vocab import build_vocab
+    from ibkd.files import dumps_json
 
     splits, reports = _load(args)
     stats = describe(splits)
     stats["vocabulary_size"] = len(build_vocab(splits.train))
     stats["skipped_rows"] = {str(r.path): r.n_skipped for r in reports if r.n_skipped}
     if args.json:
-        print(json.dumps(stats, indent=2))
+        print(dumps_json(stats))
     else:
         print(format_stats(stats))
         print(f"vocabulary of the training split: {stats['vocabulary_size']:,} entries")
@@ -351,7 +351,13 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     """`ibkd evaluate`: score a finished run on external suites; results in RUN/suites/."""
     from ibkd.distributed import pick_device
     from ibkd.runs import load_run, user_os_error
-    from ibkd.suite_predictions import Suite, check_source, distinct, score_suite_into
+    from ibkd.suite_predictions import (
+        Suite,
+        check_source,
+        distinct,
+        score_suite_into,
+        suite_files,
+    )
 
     suites = distinct([Suite(str(source), args.format) for source in args.suite])
     for suite in suites:
@@ -365,7 +371,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
             raise user_os_error(e) from None
         print(
             f"{suite.name}: accuracy {result['accuracy']:.4f} on {result['scored']} items "
-            f"(coverage {result['coverage']:.1%}); {Path(args.run) / 'suites' / suite.name}.json"
+            f"(coverage {result['coverage']:.1%}); {suite_files(args.run, suite.name)[1]}"
         )
     return 0
 
@@ -586,7 +592,7 @@ def build_parser() -> argparse.ArgumentParser:
         type=int,
         default=10_000,
         help="keep the K most frequent words, replace the rest by their POS tag "
-        "(default 10000, as Linzen)",
+        "(default 10000, as Linzen; 0: every word)",
     )
     b.add_argument(
         "--placeholders",

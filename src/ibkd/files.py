@@ -8,6 +8,8 @@ import fcntl
 import glob
 import gzip
 import io
+import json
+import math
 import os
 import re
 import tempfile
@@ -117,9 +119,12 @@ def atomic_write_all(
 ) -> Iterator[list[IO]]:
     """Write a set of files all or nothing: one handle per path (temporary files beside each),
     and only when the block succeeds are they renamed over their targets, one after another.
-    A failure inside the block leaves every target as it was. Check the targets first
+    A failure inside the block leaves every target as it was, and removes the temporary files
+    and any folder made for them. Check the targets first
     (`check_output`) so that no rename can fail half-way."""
     staged: list[tuple[str, Path]] = []
+    created = sorted({f for p in paths for f in _missing_folders(Path(p).parent)},
+                     key=lambda f: -len(f.parts))  # fmt: skip
     try:
         with contextlib.ExitStack() as stack:
             handles = [stack.enter_context(_staged(Path(p), text, staged)) for p in paths]
@@ -130,7 +135,19 @@ def atomic_write_all(
         for tmp, _ in staged:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(tmp)
+        for folder in created:  # the folders made for the set, innermost first, where empty
+            with contextlib.suppress(OSError):
+                folder.rmdir()
         raise
+
+
+def _missing_folders(folder: Path) -> list[Path]:
+    """`folder` and its ancestors that do not exist yet, innermost first."""
+    out = []
+    while not folder.exists() and folder != folder.parent:
+        out.append(folder)
+        folder = folder.parent
+    return out
 
 
 def temp_owner(temp: Path, path: Path) -> int | None:
@@ -255,6 +272,47 @@ def _remove_empty(folders: list[Path]) -> None:
             folder.rmdir()
         except OSError:
             return
+
+
+def finite_json(value):
+    """`value` (dicts, lists, tuples, numbers, strings, numpy scalars) with every NaN or
+    infinite float made None, which JSON writes as `null`: JSON has no NaN, and a file holding
+    one is not JSON to other readers."""
+    if isinstance(value, dict):
+        return {k: finite_json(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [finite_json(v) for v in value]
+    if hasattr(value, "item") and callable(value.item) and getattr(value, "shape", None) == ():
+        value = value.item()  # a numpy scalar
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def dump_json(value, f: IO[str], *, indent: int | None = 2) -> None:
+    """Write `value` as strict JSON (`allow_nan=False`; NaN and infinities as `null`, see
+    `finite_json`) followed by a newline."""
+    json.dump(finite_json(value), f, indent=indent, allow_nan=False)
+    f.write("\n")
+
+
+def dumps_json(value, *, indent: int | None = 2) -> str:
+    """`value` as a strict JSON string (see `dump_json`)."""
+    return json.dumps(finite_json(value), indent=indent, allow_nan=False)
+
+
+def gz_or_plain(path: str | os.PathLike) -> Path | None:
+    """The one file of `path` (plain, without `.gz`) and `path.gz` that exists, or None when
+    neither does. IbkdError naming both when both exist: one would silently shadow the other."""
+    plain = Path(path)
+    gz = plain.with_name(plain.name + ".gz")
+    existing = [p for p in (gz, plain) if p.is_file()]
+    if len(existing) > 1:
+        raise IbkdError(
+            f"{gz} and {plain}: both exist; remove or rename one (it is not clear which holds "
+            "the data)"
+        )
+    return existing[0] if existing else None
 
 
 def check_output(path: str | os.PathLike, option: str, *, force: bool = False) -> Path:

@@ -42,7 +42,7 @@ from torch import nn
 from ibkd.config import RunConfig
 from ibkd.data.vocab import Vocab
 from ibkd.errors import IbkdError
-from ibkd.files import LOCK, atomic_write, locked_folder  # noqa: F401 - the runs' lock
+from ibkd.files import LOCK, atomic_write, dump_json, locked_folder  # noqa: F401 - the lock
 
 CHECKPOINT_FORMAT = 1
 # what a run writes before its first checkpoint: a folder holding only these is a failed start
@@ -342,8 +342,7 @@ def record_provenance(out: Path, entry: dict, append: bool) -> None:
     }
     sessions = [*sessions[:-1], entry] if same else [*sessions, entry]
     with atomic_write(path) as f:
-        json.dump({"sessions": sessions}, f, indent=2)
-        f.write("\n")
+        dump_json({"sessions": sessions}, f)
 
 
 def user_os_error(e: OSError) -> IbkdError:

@@ -18,7 +18,13 @@ import numpy as np
 from ibkd.data.linzen import AgreementRow, ReadResult, read_linzen, write_rows
 from ibkd.data.vocab import Vocab
 from ibkd.errors import IbkdError
-from ibkd.files import atomic_write_all, check_output, locked_folder, no_space_error
+from ibkd.files import (
+    atomic_write_all,
+    check_output,
+    gz_or_plain,
+    locked_folder,
+    no_space_error,
+)
 
 SPLIT_NAMES = ("train", "valid", "test")
 REFLECT_SEED = 42
@@ -121,14 +127,9 @@ def find_split_files(folder: Path) -> dict[str, Path]:
     silently shadow the other."""
     found = {}
     for name in SPLIT_NAMES:
-        existing = [c for c in (folder / f"{name}.tsv.gz", folder / f"{name}.tsv") if c.is_file()]
-        if len(existing) > 1:
-            raise IbkdError(
-                f"{existing[0]} and {existing[1]}: two {name} files; remove or rename one "
-                "(it is not clear which holds the data)"
-            )
-        if existing:
-            found[name] = existing[0]
+        existing = gz_or_plain(folder / f"{name}.tsv")
+        if existing is not None:
+            found[name] = existing
     return found
 
 
