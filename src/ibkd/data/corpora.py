@@ -141,7 +141,11 @@ def _documents(source: Path) -> Iterator[tuple[str, str, Iterator[tuple[int, str
         return
     if not source.is_file():
         raise IbkdError(f"--corpus {source}: no such file or folder")
-    if not tarfile.is_tarfile(source):
+    try:
+        is_tar = tarfile.is_tarfile(source)
+    except (EOFError, zlib.error, OSError) as e:
+        raise IbkdError(f"{source}: corrupt or truncated archive ({e}); fetch it again") from None
+    if not is_tar:
         yield source.name, str(source), read_lines(source)
         return
     try:
