@@ -167,8 +167,7 @@ def _documents(source: Path) -> Iterator[tuple[str, str, Iterator[tuple[int, str
                 yield Path(m.name).name, where, enumerate(text.splitlines(), 1)
     except (tarfile.TarError, EOFError, zlib.error, OSError) as e:
         raise IbkdError(
-            f"{source}: corrupt or truncated archive ({str(e) or type(e).__name__}); fetch it "
-            "again"
+            f"{source}: corrupt or truncated archive ({str(e) or type(e).__name__}); fetch it again"
         ) from None
 
 

@@ -97,9 +97,7 @@ def split_rows(
             part += 1
         parts[part].extend(groups[i])
     label = f"{source} split by sentence with seed {seed}"
-    splits = Splits(
-        *parts, f"{label}: {train_frac:g} train / {valid_frac:g} valid / rest test"
-    )
+    splits = Splits(*parts, f"{label}: {train_frac:g} train / {valid_frac:g} valid / rest test")
     check_not_empty(splits, f"{source or 'the rows'} ({len(rows):,} rows, {len(groups):,} "
                     f"sentences) split {train_frac:g} train / {valid_frac:g} valid")  # fmt: skip
     return splits
