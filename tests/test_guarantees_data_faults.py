@@ -30,7 +30,7 @@ from ibkd.data.splits import load_splits, split_rows, write_splits
 from ibkd.data.suites import read_suite, suite_name
 from ibkd.data.verbs import other_form, to_plural, to_singular, verb_number
 from ibkd.errors import IbkdError
-from ibkd.files import dump_json, dumps_json, locked_folder
+from ibkd.files import HOST, dump_json, dumps_json, locked_folder
 from ibkd.suite_predictions import Suite, save_suite
 
 CONLLU = """1\tThe\tthe\tDET\tDT\t_\t2\tdet\t_\t_
@@ -445,19 +445,22 @@ def test_two_concurrent_splits_to_one_folder(tmp_path, monkeypatch):
 
 def test_temp_files_of_a_killed_writer_are_removed_by_the_next_build(tmp_path):
     out = tmp_path / "rows.tsv"
-    killed = subprocess.run(
+    killed = subprocess.Popen(
         [sys.executable, "-c",
          "import os, sys; from ibkd.files import atomic_write; "
          "cm = atomic_write(sys.argv[1]); f = cm.__enter__(); f.write('half'); f.flush(); "
          "os.kill(os.getpid(), 9)", str(out)],
     )  # fmt: skip
-    assert killed.returncode == -9
+    assert killed.wait() == -9
     stale = [p.name for p in tmp_path.iterdir()]
-    assert len(stale) == 1 and stale[0].startswith(".rows.tsv.") and stale[0].endswith(".tmp")
-    live = tmp_path / f".rows.tsv.{os.getppid()}.abc123.tmp"  # a running writer's: kept
+    assert len(stale) == 1 and stale[0].startswith(f".rows.tsv.{killed.pid}@{HOST}.")
+    live = tmp_path / f".rows.tsv.{os.getppid()}@{HOST}.abc123.tmp"  # a running writer's: kept
+    elsewhere = tmp_path / f".rows.tsv.{killed.pid}@another-host.abc123.tmp"  # not ours: kept
+    elsewhere.write_text("in progress on another machine")
     live.write_text("in progress")
     (tmp_path / "c.conllu").write_text(CONLLU)
     build(tmp_path / "c.conllu", out, fmt="conllu")
-    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([live.name, "c.conllu",
-                                                                 "rows.tsv"])  # fmt: skip
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
+        [live.name, elsewhere.name, "c.conllu", "rows.tsv"]
+    )
     assert len(read_linzen(out).rows) == 1

@@ -12,6 +12,7 @@ import json
 import math
 import os
 import re
+import socket
 import tempfile
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -78,7 +79,7 @@ def _staged(path: Path, text: bool, staged: list[tuple[str, Path]]) -> Iterator[
     (the caller renames it), on failure remove the temporary file."""
     path.parent.mkdir(parents=True, exist_ok=True)
     remove_stale_temps(path)
-    prefix = f".{path.name}.{os.getpid()}."  # the pid tells a later writer whether it is stale
+    prefix = f".{path.name}.{os.getpid()}@{HOST}."  # tells a later writer whether it is stale
     fd, tmp = tempfile.mkstemp(prefix=prefix, suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as raw:
@@ -150,11 +151,16 @@ def _missing_folders(folder: Path) -> list[Path]:
     return out
 
 
-def temp_owner(temp: Path, path: Path) -> int | None:
-    """The process id of the writer of `temp`, when it is a temporary file of `path` as
-    `atomic_write` names them (`.NAME.PID.RANDOM.tmp`); None for any other file."""
-    m = re.fullmatch(re.escape(f".{path.name}.") + r"(\d+)\.[^.]+\.tmp", temp.name)
-    return int(m.group(1)) if m else None
+# this machine's name as temporary file names carry it (letters, digits and -)
+HOST = re.sub(r"[^A-Za-z0-9-]", "-", socket.gethostname()) or "host"
+
+
+def temp_owner(temp: Path, path: Path) -> tuple[int, str] | None:
+    """(process id, host) of the writer of `temp`, when it is a temporary file of `path` as
+    `atomic_write` names them (`.NAME.PID@HOST.RANDOM.tmp`); None for any other file."""
+    pattern = re.escape(f".{path.name}.") + r"(\d+)@([A-Za-z0-9-]+)\.[^.]+\.tmp"
+    m = re.fullmatch(pattern, temp.name)
+    return (int(m.group(1)), m.group(2)) if m else None
 
 
 def _alive(pid: int) -> bool:
@@ -169,14 +175,17 @@ def _alive(pid: int) -> bool:
 
 def remove_stale_temps(path: str | os.PathLike) -> list[Path]:
     """Remove the temporary files of `path` left by writers that died (killed mid-write): those
-    named `.NAME.PID.RANDOM.tmp` whose PID is no running process on this machine. A live
-    writer's file is left alone. Returns the files removed."""
+    named `.NAME.PID@HOST.RANDOM.tmp` whose HOST is this machine and whose PID is no running
+    process. A live writer's file, or one written from another machine (a shared folder), is
+    left alone. Returns the files removed."""
     path = Path(path)
     removed = []
     with contextlib.suppress(OSError):
         for temp in path.parent.glob(f".{glob.escape(path.name)}.*.tmp"):
-            pid = temp_owner(temp, path)
-            if pid is not None and pid != os.getpid() and not _alive(pid):
+            owner = temp_owner(temp, path)
+            if owner is None or owner[1] != HOST:
+                continue
+            if owner[0] != os.getpid() and not _alive(owner[0]):
                 with contextlib.suppress(FileNotFoundError):
                     temp.unlink()
                 removed.append(temp)
@@ -216,11 +225,7 @@ def locked_folder(
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise IbkdError(f"{option} {out}: is a file, expected a {what}")
-    created = []
-    parent = out
-    while not parent.exists() and parent != parent.parent:
-        created.append(parent)
-        parent = parent.parent
+    created = _missing_folders(out)
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as e:

@@ -394,7 +394,8 @@ def build(
 
     Outputs are all or nothing: both paths are checked before anything is read (neither may
     exist unless `force`, nor be a directory, nor be the same file), written to temporary files
-    (named with the writer's pid, so that a later build removes those of a killed one),
+    (named with the writer's pid and host, so that a later build removes those of a killed
+    one),
     and renamed only when the whole build succeeded. Corpus lines are normalised with
     `normalize_line`. Raises IbkdError for a bad option, corpus line or output path."""
     if fmt not in FORMATS:
