@@ -219,15 +219,24 @@ def test_split_refuses_an_empty_split(tmp_path, capsys, argv):
     write_linzen(tmp_path / "a.tsv", sentence_rows(200))
     out = tmp_path / "D"
     code = main(["data", "split", str(tmp_path / "a.tsv"), "--out", str(out), *argv])
-    one_line_error(capsys, code, "split would be empty")
+    one_line_error(capsys, code, "split would be empty")  # one split: train or valid
     assert not out.exists()
 
 
 def test_split_refuses_an_empty_corpus(tmp_path, capsys):
     write_linzen(tmp_path / "empty.tsv", [])
     code = main(["data", "split", str(tmp_path / "empty.tsv"), "--out", str(tmp_path / "D")])
-    one_line_error(capsys, code, "empty.tsv (0 rows", "split would be empty")
+    one_line_error(capsys, code, "empty.tsv (0 rows", "train, valid, test splits would be empty")
     assert not (tmp_path / "D").exists()
+    folder = tmp_path / "F"  # given splits, one of them empty
+    folder.mkdir()
+    for name, n in (("train", 20), ("valid", 0), ("test", 5)):
+        write_linzen(folder / f"{name}.tsv", sentence_rows(n))
+    code = main(["data", "split", str(folder), "--out", str(tmp_path / "D")])
+    one_line_error(capsys, code, f"{folder}: the valid split would be empty")
+    assert not (tmp_path / "D").exists()
+    with pytest.raises(IbkdError, match="the valid split would be empty"):
+        load_splits(folder)  # as training reads it
 
 
 def test_a_gz_beside_a_plain_file_is_refused(tmp_path):

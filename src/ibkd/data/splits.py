@@ -109,8 +109,8 @@ def check_not_empty(splits: Splits, what: str) -> None:
     empty = [name for name, rows in splits.items() if not rows]
     if empty:
         raise IbkdError(
-            f"{what}: the {', '.join(empty)} split would be empty; give more rows or "
-            "larger fractions"
+            f"{what}: the {', '.join(empty)} split{'s' if len(empty) > 1 else ''} would be "
+            "empty; give more rows (or, splitting one file, larger fractions)"
         )
 
 
@@ -152,7 +152,9 @@ def load_splits(
     reports: list[ReadResult] | None = None,
 ) -> Splits:  # fmt: skip
     """Load a data set: `default`, a folder with train/valid/test files, or one Linzen file
-    (split with `seed` and `fractions`). Each file's ReadResult is appended to `reports`."""
+    (split with `seed` and `fractions`). Each file's ReadResult is appended to `reports`.
+    IbkdError for a missing or ambiguous file, a bad row, seed or fractions, or an empty
+    split."""
     path = default_dir() if str(data) == "default" else Path(data)
     if not path.exists():
         raise IbkdError(
@@ -170,7 +172,9 @@ def load_splits(
         if reports is not None:
             reports.extend(results.values())
         label = "default" if str(data) == "default" else str(path)
-        return Splits(*(results[n].rows for n in SPLIT_NAMES), source=f"{label} (given splits)")
+        splits = Splits(*(results[n].rows for n in SPLIT_NAMES), source=f"{label} (given splits)")
+        check_not_empty(splits, str(path))
+        return splits
     result = read_linzen(path, skip_bad_rows=skip_bad_rows)
     if reports is not None:
         reports.append(result)
