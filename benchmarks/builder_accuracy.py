@@ -21,7 +21,6 @@ Two conditions:
 from __future__ import annotations
 
 import argparse
-import json
 import re
 import time
 from collections.abc import Iterable
@@ -39,7 +38,7 @@ from ibkd.data.build import (
     read_conllu,
 )
 from ibkd.data.corpora import ptb_style, ptb_word
-from ibkd.files import read_lines
+from ibkd.files import dumps_json, read_lines
 
 Key = tuple[str, int, int, str]  # (sentence id, gold subject index, gold verb index, VBZ/VBP)
 ANY_NOUN = {**AGREEING_VERB, "NNP": "VBZ", "NNPS": "VBP"}
@@ -198,7 +197,7 @@ def main() -> None:
             f"{r['seconds']} s)"
         )
     if args.json:
-        args.json.write_text(json.dumps(results, indent=2) + "\n")
+        args.json.write_text(dumps_json(results, indent=2) + "\n")
 
 
 if __name__ == "__main__":

@@ -45,6 +45,7 @@ from ibkd.config import DataConfig, RunConfig, preset
 from ibkd.data.splits import default_dir
 from ibkd.experiments.grid import GridRun, run_grid
 from ibkd.experiments.suite_report import ACROSS_CLAUSE, slices
+from ibkd.files import dumps_json
 from ibkd.metrics import pairwise_accuracy
 from ibkd.predictions import load_predictions
 from ibkd.suite_predictions import Suite, SuiteScorer, load_suite, suite_files
@@ -243,7 +244,7 @@ def main() -> None:
     }
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(
-        json.dumps({"meta": meta, "variants": summary, "runs": per_run}, indent=2) + "\n"
+        dumps_json({"meta": meta, "variants": summary, "runs": per_run}, indent=2) + "\n"
     )
     print(table(summary))
 

@@ -23,7 +23,7 @@ from ibkd.data.build import read_conllu
 from ibkd.data.corpora import ptb_word, read_brown
 from ibkd.data.merge import parse_part, read_part
 from ibkd.data.splits import SPLIT_NAMES
-from ibkd.files import read_lines
+from ibkd.files import dumps_json, read_lines
 
 BUCKETS = ("0", "1", "2", "3", "4+")
 UD_FILES = {"valid": "en_ewt-ud-dev.conllu.gz", "test": "en_ewt-ud-test.conllu.gz"}
@@ -129,7 +129,7 @@ def main() -> None:
                 [r for s in SPLIT_NAMES for r in part.rows[s]], args.brown
             )
         out["corpora"][name] = entry
-    args.json.write_text(json.dumps(out, indent=2) + "\n")
+    args.json.write_text(dumps_json(out, indent=2) + "\n")
     print("\n".join(lines))
     if "brown" in out["corpora"]:
         print("Brown tag agreement:", out["corpora"]["brown"]["brown_tag_agreement"])

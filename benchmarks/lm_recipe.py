@@ -27,6 +27,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from ibkd.files import dumps_json
+
 # name: (model, vocabulary cap or "all", epochs, learning rate)
 VARIANTS = {
     "lstm-full": ("lstm", "all", 6, None),
@@ -78,7 +80,7 @@ def main() -> None:
         vocab = json.loads((args.out / name / "vocab.json").read_text())
         rows[-1]["vocabulary"] = len(vocab["specials"]) + len(vocab["tokens"])
     machine = f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, 1 thread"
-    args.json.write_text(json.dumps({"machine": machine, "runs": rows}, indent=2) + "\n")
+    args.json.write_text(dumps_json({"machine": machine, "runs": rows}, indent=2) + "\n")
     print("| variant | vocabulary | epochs | lr | tokens/s | valid ppl | valid µ-agreement | "
           "test µ-agreement | test A-accuracy | seconds |")  # fmt: skip
     print("|---" * 10 + "|")

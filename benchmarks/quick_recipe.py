@@ -28,6 +28,7 @@ import numpy as np
 
 from ibkd.config import DataConfig, DistillConfig, RunConfig, preset
 from ibkd.experiments.grid import GridRun, default_workers, run_grid
+from ibkd.files import dumps_json
 
 STUDENTS = ("transformer", "transformer-seq", "utransformer-seq")
 VARIANTS = {  # name: (temperature or None for no teacher, transfer set?)
@@ -105,7 +106,7 @@ def main() -> None:
         "machine": f"{platform.machine()}, {os.cpu_count()} cores",
     }
     (args.out / "study.json").write_text(
-        json.dumps({"meta": meta, "groups": summary}, indent=2) + "\n"
+        dumps_json({"meta": meta, "groups": summary}, indent=2) + "\n"
     )
 
 

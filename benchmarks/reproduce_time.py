@@ -22,6 +22,7 @@ import sys
 import time
 from pathlib import Path
 
+from ibkd.files import dumps_json
 from ibkd.runs import environment, now
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -54,8 +55,8 @@ def main() -> int:
     path = Path(a.record)
     entries = json.loads(path.read_text()) if path.exists() else []
     entries.append(entry)
-    path.write_text(json.dumps(entries, indent=2) + "\n")
-    print(json.dumps(entry, indent=2))
+    path.write_text(dumps_json(entries, indent=2) + "\n")
+    print(dumps_json(entry, indent=2))
     return done.returncode
 
 

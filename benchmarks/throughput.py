@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import os
 import platform
 import tempfile
@@ -41,6 +40,7 @@ from ibkd.config import DataConfig, DistillConfig, RunConfig, model_names, prese
 from ibkd.data.batching import batches
 from ibkd.data.prepare import prepare_data
 from ibkd.data.vocab import PAD
+from ibkd.files import dumps_json
 from ibkd.models import build_model
 from ibkd.presets import VOCAB_SIZE
 from ibkd.train import train_run
@@ -256,15 +256,15 @@ def main() -> None:
                             cap,
                         )  # fmt: skip
                         results["runs"].append(row)
-                        print(json.dumps(row))
+                        print(dumps_json(row, indent=None))
         for preset_name in args.presets if "distill" in args.parts else []:
             row = distill_cost(
                 args.distill_rows, args.distill_epochs, preset_name, tmp, args.repeat
             )
             results["distillation"].append(row)
-            print(json.dumps(row))
+            print(dumps_json(row, indent=None))
     if args.json:
-        args.json.write_text(json.dumps(results, indent=2) + "\n")
+        args.json.write_text(dumps_json(results, indent=2) + "\n")
 
 
 if __name__ == "__main__":

@@ -31,7 +31,8 @@ def test_stats_text(capsys):
 
 def test_build_then_split(tmp_path, capsys):
     corpus = tmp_path / "c.conllu"
-    corpus.write_text((CONLLU + "\n") * 50)
+    # 50 different sentences: a split keeps all rows of one sentence together
+    corpus.write_text("".join(CONLLU.replace("\tThe\t", f"\tThe{i}\t") + "\n" for i in range(50)))
     out = tmp_path / "rows.tsv.gz"
     assert (
         main(["data", "build", "--corpus", str(corpus), "--format", "conllu", "--out", str(out)])
@@ -86,14 +87,16 @@ def test_skip_bad_rows_reports(tmp_path, capsys):
     from ibkd.data.linzen import COLUMNS
 
     good = (
-        "the key is here\tthe key is here\tDT NN VBZ RB\tkey\tis\tNN\tFalse\tFalse\tVBZ\t2\t3"
-        "\t0\tna\t0\t1\t0\tkey\tkey"
+        "the key{i} is here\tthe key{i} is here\tDT NN VBZ RB\tkey{i}\tis\tNN\tFalse\tFalse"
+        "\tVBZ\t2\t3\t0\tna\t0\t1\t0\tkey{i}\tkey{i}"
     )
     path = tmp_path / "f.tsv"
-    path.write_text("\t".join(COLUMNS) + "\n" + (good + "\n") * 40 + "oops\n")
+    rows = "".join(good.format(i=i) + "\n" for i in range(40))
+    path.write_text("\t".join(COLUMNS) + "\n" + rows + "oops\n")
     assert main(["data", "stats", str(path)]) == 2
     assert f"{path}:42: has 1 tab-separated columns" in capsys.readouterr().err
-    assert main(["data", "stats", str(path), "--skip-bad-rows", "--train", "0.5"]) == 0
+    argv = ["data", "stats", str(path), "--skip-bad-rows", "--train", "0.5", "--valid", "0.1"]
+    assert main(argv) == 0
     assert "skipped 1 bad row; first: line 42" in capsys.readouterr().err
 
 

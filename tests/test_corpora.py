@@ -154,7 +154,8 @@ def test_merge_keeps_every_corpus_split_apart(tmp_path, capsys):
          (("train", 3), ("valid", 2), ("test", 1))}  # fmt: skip
     b = {s: [make_row(f"the {s} ewt cat sleeps", 3, 4)] for s in ("valid", "test")}
     pa, pb = _write_part(tmp_path / "a", a), _write_part(tmp_path / "b", b)
-    merged = merge([read_part("a", pa), read_part(*parse_part(f"ud={pb}"))])
+    merged, dropped = merge([read_part("a", pa), read_part(*parse_part(f"ud={pb}"))])
+    assert dropped.lines() == []
     assert [r.sentence for r in merged.train] == ["the train dog barks"] * 3
     assert [r.sentence for r in merged.valid] == ["the valid dog barks"] * 2 + [
         "the valid ewt cat sleeps"

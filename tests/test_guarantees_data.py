@@ -49,7 +49,7 @@ def one_line_error(code, err, *needles):
 
 
 def test_split_refuses_a_folder_that_holds_data(tmp_path, capsys):
-    a, b = rows_file(tmp_path / "a.tsv", 50, "keys"), rows_file(tmp_path / "b.tsv", 50, "dogs")
+    a, b = rows_file(tmp_path / "a.tsv", 200, "keys"), rows_file(tmp_path / "b.tsv", 200, "dogs")
     out = tmp_path / "D"
     assert main(["data", "split", str(a), "--out", str(out)]) == 0
     before = {p.name: p.read_bytes() for p in out.iterdir()}
@@ -72,7 +72,7 @@ def test_split_does_not_shadow_plain_tsv_splits(tmp_path, capsys):
     out.mkdir()
     for name in ("train", "valid", "test"):
         rows_file(out / f"{name}.tsv", 5, "cats")
-    b = rows_file(tmp_path / "b.tsv", 50, "dogs")
+    b = rows_file(tmp_path / "b.tsv", 200, "dogs")
     code, err = run_cli(capsys, "data", "split", str(b), "--out", str(out))
     one_line_error(code, err, "train.tsv", "--force")
     assert sorted(p.name for p in out.iterdir()) == ["test.tsv", "train.tsv", "valid.tsv"]

@@ -58,7 +58,7 @@ def test_colorlessgreen_suite(tmp_path):
     with pytest.raises(IbkdError, match=r"gen.gold:2: target index 9 is outside the sentence"):
         read_suite(tmp_path / "gen.gold")
     assert len(read_suite(tmp_path / "gen.gold", skip_bad_rows=True)) == 1
-    (tmp_path / "gen.gold").write_text("5\tare\tis\n")
+    (tmp_path / "gen.gold").write_text("5\tare\tis\n2\tis\tare\t0\n")
     with pytest.raises(IbkdError, match="gen.gold:1: has 3 tab-separated columns, expected 4"):
         read_suite(tmp_path / "gen.gold")
 

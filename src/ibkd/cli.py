@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import os
 import shlex
 import sys
@@ -112,8 +111,9 @@ def cmd_data_build(args: argparse.Namespace) -> int:
 
 
 def _load(args: argparse.Namespace):
-    from ibkd.data.splits import load_splits
+    from ibkd.data.splits import check_seed, load_splits
 
+    check_seed(args.seed)  # before anything is read or written
     reports: list = []
     splits = load_splits(
         args.data,
@@ -131,13 +131,14 @@ def _load(args: argparse.Namespace):
 def cmd_data_stats(args: argparse.Namespace) -> int:
     from ibkd.data.stats import describe, format_stats
     from ibkd.data.vocab import build_vocab
+    from ibkd.files import dumps_json
 
     splits, reports = _load(args)
     stats = describe(splits)
     stats["vocabulary_size"] = len(build_vocab(splits.train))
     stats["skipped_rows"] = {str(r.path): r.n_skipped for r in reports if r.n_skipped}
     if args.json:
-        print(json.dumps(stats, indent=2))
+        print(dumps_json(stats))
     else:
         print(format_stats(stats))
         entries = count(stats["vocabulary_size"], "entry", "entries")
@@ -146,9 +147,10 @@ def cmd_data_stats(args: argparse.Namespace) -> int:
 
 
 def cmd_data_split(args: argparse.Namespace) -> int:
-    from ibkd.data.splits import write_splits
+    from ibkd.data.splits import check_out_folder, write_splits
     from ibkd.data.vocab import build_vocab
 
+    check_out_folder(args.out, args.force)  # before the data is read
     splits, _ = _load(args)
     vocab = build_vocab(splits.train)
     files = write_splits(splits, args.out, vocab, force=args.force)
@@ -160,15 +162,18 @@ def cmd_data_split(args: argparse.Namespace) -> int:
 
 def cmd_data_merge(args: argparse.Namespace) -> int:
     from ibkd.data.merge import merge, parse_part, read_part
-    from ibkd.data.splits import write_splits
+    from ibkd.data.splits import check_out_folder, write_splits
     from ibkd.data.vocab import build_vocab
 
+    check_out_folder(args.out, args.force)  # before the parts are read
     parts = [read_part(*parse_part(spec)) for spec in args.parts]
-    splits = merge(parts)
+    splits, dropped = merge(parts)
     vocab = build_vocab(splits.train)
     files = write_splits(splits, args.out, vocab, force=args.force)
     for p in parts:
         print(f"{p.name}: " + ", ".join(f"{s} {len(r):,}" for s, r in p.rows.items()) + " rows")
+    for line in dropped.lines():
+        print(f"ibkd: {line}", file=sys.stderr)
     for name, rows in splits.items():
         print(f"{files[name]}: {count(len(rows), 'row')}")
     print(f"{files['vocab']}: {count(len(vocab), 'entry', 'entries')} (from train)")
@@ -477,6 +482,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         check_source,
         distinct,
         score_suite_into,
+        suite_files,
     )
 
     check_run(args.run)  # an MNIST run has no suites
@@ -492,7 +498,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
             raise user_os_error(e) from None
         print(
             f"{suite.name}: accuracy {result['accuracy']:.4f} on {count(result['scored'], 'item')} "
-            f"(coverage {result['coverage']:.1%}); {Path(args.run) / 'suites' / suite.name}.json"
+            f"(coverage {result['coverage']:.1%}); {suite_files(args.run, suite.name)[1]}"
         )
     return 0
 
@@ -733,7 +739,7 @@ def build_parser() -> argparse.ArgumentParser:
         type=int,
         default=10_000,
         help="keep the K most frequent words, replace the rest by their POS tag "
-        "(default 10000, as Linzen)",
+        "(default 10000, as Linzen; 0: every word)",
     )
     b.add_argument(
         "--placeholders",

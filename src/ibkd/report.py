@@ -19,7 +19,7 @@ from ibkd.experiments.figures import plot_mds, plot_reliability
 from ibkd.experiments.results import Group, Run, analyse_representations, groups_of
 from ibkd.experiments.suite_report import load_suites
 from ibkd.experiments.suite_report import sections as suite_sections
-from ibkd.files import atomic_write
+from ibkd.files import atomic_write, dump_json
 from ibkd.metrics import compute_metrics
 from ibkd.predictions import load_predictions
 from ibkd.representations import sample_indices
@@ -236,8 +236,7 @@ def write_report(folder: str | Path) -> Path:
         parts.append("![MDS of representations](figures/mds.png)\n")
     parts.append(provenance_footer(folder, manifest, runs))
     with atomic_write(folder / "summary.json") as f:
-        json.dump(summary(groups, runs), f, indent=2)
-        f.write("\n")
+        dump_json(summary(groups, runs), f)
     with atomic_write(folder / "report.md") as f:
         f.write("\n".join(parts))
     return folder / "report.md"

@@ -29,14 +29,13 @@ import contextlib
 import csv
 import datetime
 import errno
-import fcntl
 import json
 import os
 import platform
 import shlex
 import subprocess
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -46,10 +45,9 @@ from torch import nn
 from ibkd.config import RunConfig
 from ibkd.data.vocab import Vocab
 from ibkd.errors import IbkdError
-from ibkd.files import atomic_write
+from ibkd.files import LOCK, atomic_write, dump_json, locked_folder  # noqa: F401 - the lock
 
 CHECKPOINT_FORMAT = 1
-LOCK = ".lock"
 # what a run writes before its first checkpoint: a folder holding only these is a failed start
 BEFORE_CHECKPOINT = {LOCK, "config.yaml", "vocab.json", "provenance.json", "log.csv", "epochs.csv",
                      "started.json"}  # fmt: skip
@@ -117,40 +115,6 @@ def check_folder(cfg: RunConfig, out: Path, resume: bool) -> dict | None:
                 "there, or another folder)"
             )
     return None
-
-
-@contextlib.contextmanager
-def locked_folder(out: Path) -> Iterator[None]:
-    """Hold the run folder's lock (an exclusive flock on `out/.lock`) for the block; another
-    process holding it is refused with an IbkdError. A folder this call created and that is
-    still empty afterwards (a start refused before writing) is removed again."""
-    if out.exists() and not out.is_dir():
-        raise IbkdError(f"--out {out}: is a file, expected a run folder")
-    created = not out.exists()
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-        fd = os.open(out / LOCK, os.O_RDWR | os.O_CREAT, 0o644)
-    except OSError as e:
-        raise IbkdError(f"--out {out}: cannot write there ({e.strerror})") from None
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
-        os.close(fd)
-        raise IbkdError(
-            f"--out {out}: in use by another ibkd process (pid {holder}); wait for it to "
-            "finish or choose another folder"
-        ) from None
-    try:
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
-        yield
-    finally:
-        if {p.name for p in out.iterdir()} == {LOCK}:  # nothing was written: leave no trace
-            (out / LOCK).unlink()
-            if created:
-                out.rmdir()
-        os.close(fd)  # releases the lock
 
 
 # ---------------------------------------------------------------------------------------------
@@ -442,8 +406,7 @@ def record_provenance(out: Path, entry: dict, append: bool) -> None:
     }
     sessions = [*sessions[:-1], entry] if same else [*sessions, entry]
     with atomic_write(path) as f:
-        json.dump({"sessions": sessions}, f, indent=2)
-        f.write("\n")
+        dump_json({"sessions": sessions}, f)
 
 
 def user_os_error(e: OSError) -> IbkdError:

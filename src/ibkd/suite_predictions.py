@@ -43,7 +43,7 @@ from ibkd.data.download import content_digest
 from ibkd.data.suites import NAMES, SENTENCE, SuiteItem, detect_format, read_suite, suite_name
 from ibkd.data.vocab import BOS, EOS, UNK, Vocab
 from ibkd.errors import IbkdError
-from ibkd.files import atomic_write
+from ibkd.files import atomic_write, dump_json
 from ibkd.metrics import SUITE_KEYS, suite_metrics
 from ibkd.predictions import load_arrays
 
@@ -332,14 +332,16 @@ def suite_files(run: str | os.PathLike, name: str) -> tuple[Path, Path]:
 def save_suite(run: str | os.PathLike, name: str, pred: dict[str, np.ndarray], info: dict) -> dict:
     """Write a suite's per-item predictions (`RUN/suites/NAME.npz`), then its summary
     (`NAME.json`: `suite_metrics` of the saved file, plus `info`), each atomically. Returns the
-    summary."""
+    summary. IbkdError, with nothing written, for a suite of no item (its accuracy and coverage
+    would be undefined)."""
+    if not len(next(iter(pred.values()), [])):
+        raise IbkdError(f"suite {name}: no items to score; nothing saved in {Path(run) / 'suites'}")
     npz, summary_path = suite_files(run, name)
     with atomic_write(npz, text=False) as f:
         np.savez_compressed(f, **pred)
     summary = suite_metrics(load_suite(npz)) | info
     with atomic_write(summary_path) as f:
-        json.dump(summary, f, indent=2)
-        f.write("\n")
+        dump_json(summary, f)
     return summary
 
 

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import json
 import math
 import time
 from collections.abc import Callable
@@ -39,7 +38,7 @@ from ibkd.distill import Teacher
 from ibkd.distributed import Dist, pick_device, seed_everything, set_threads
 from ibkd.errors import IbkdError
 from ibkd.evaluate import check_fits, predict, validation_loss
-from ibkd.files import atomic_write
+from ibkd.files import atomic_write, dump_json
 from ibkd.losses import LOSSES, LossParts, aux_lm, gold_loss, masked_cross_entropy
 from ibkd.metrics import compute_metrics, fidelity
 from ibkd.models import build_model, config_from_dict
@@ -223,8 +222,7 @@ def train_run(
                 write_started(out, threads, tensorboard, inputs)
             if teacher is not None and teacher.calibration is not None:
                 with atomic_write(out / "teacher_calibration.json") as f:
-                    json.dump(teacher.calibration, f, indent=2)
-                    f.write("\n")
+                    dump_json(teacher.calibration, f)
         if dist.enabled:  # a dropout stream per process (at the start and after a resume)
             torch.manual_seed((cfg.seed * 1_000_003 + run.state.step) * 1009 + dist.rank)
         if teacher is not None and teacher.cacheable and cfg.setup != "lm":
@@ -471,8 +469,7 @@ def finish(run: Run) -> dict:
     run.best_model = run.best_companions = None
     checkpoint(run, final=True)
     with atomic_write(out / "metrics.json") as f:
-        json.dump(metrics, f, indent=2)
-        f.write("\n")
+        dump_json(metrics, f)
     return metrics
 
 
@@ -540,8 +537,7 @@ def _save_online_teacher(run: Run) -> dict[str, dict[str, np.ndarray]]:
         save_predictions(out / "predictions" / f"{name}.npz", preds[name])
         metrics[name] = compute_metrics(preds[name])
     with atomic_write(out / "metrics.json") as f:
-        json.dump(metrics, f, indent=2)
-        f.write("\n")
+        dump_json(metrics, f)
     return preds
 
 

@@ -25,7 +25,7 @@ from ibkd.data.linzen import AgreementRow, write_rows
 from ibkd.data.transfer import HEADER as TRANSFER_HEADER
 from ibkd.data.transfer import write_prefixes
 from ibkd.errors import IbkdError
-from ibkd.files import BOM, atomic_write_all, check_output, read_lines
+from ibkd.files import BOM, atomic_write_all, check_output, no_space_error, read_lines
 from ibkd.text import count
 
 NOUN_TAGS = ("NN", "NNS")
@@ -204,15 +204,28 @@ def _ptb_tag(upos: str, xpos: str, feats: str) -> str:
 
 def read_conllu(path: str | os.PathLike) -> Iterator[ConlluSentence]:
     """Sentences of a CoNLL-U file (plain or gzipped). Multi-word token ranges and empty nodes
-    are skipped; character offsets into `# text` are filled in where the words can be found."""
+    are skipped; character offsets into `# text` are filled in where the words can be found.
+    A malformed line, or a HEAD outside its sentence, raises an IbkdError naming the file and
+    line."""
     path = Path(path)
     tokens: list[Token] = []
+    lines: list[int] = []  # the line of each token
     sent_id = text = ""
+
+    def sentence() -> ConlluSentence:
+        for tok, lineno in zip(tokens, lines):
+            if not 0 <= tok.head <= len(tokens):
+                raise IbkdError(
+                    f"{path}:{lineno}: HEAD {tok.head} is outside its sentence (word IDs 1 to "
+                    f"{len(tokens)}, 0 for the root)"
+                )
+        return ConlluSentence(sent_id, text, _with_offsets(tokens, text))
+
     for lineno, line in read_lines(path):
         if not line.strip():
             if tokens:
-                yield ConlluSentence(sent_id, text, _with_offsets(tokens, text))
-            tokens, sent_id, text = [], "", ""
+                yield sentence()
+            tokens, lines, sent_id, text = [], [], "", ""
             continue
         if line.startswith("#"):
             key, _, value = line[1:].partition("=")
@@ -239,8 +252,9 @@ def read_conllu(path: str | os.PathLike) -> Iterator[ConlluSentence]:
             raise IbkdError(f"{path}:{lineno}: word ID {index}, expected {len(tokens) + 1}")
         word = "_".join(normalize_line(cols[1]).split(" "))  # UD allows spaces in a FORM
         tokens.append(Token(word or "_", _ptb_tag(cols[3], cols[4], cols[5]), head, cols[7]))
+        lines.append(lineno)
     if tokens:
-        yield ConlluSentence(sent_id, text, _with_offsets(tokens, text))
+        yield sentence()
 
 
 def _with_offsets(tokens: list[Token], text: str) -> list[Token]:
@@ -249,9 +263,6 @@ def _with_offsets(tokens: list[Token], text: str) -> list[Token]:
         found = text.find(t.word, pos)
         if found >= 0:
             t.idx, pos = found, found + len(t.word)
-    for t in tokens:
-        if not 1 <= t.head <= len(tokens) and t.head != 0:
-            t.head = 0  # a head outside the sentence: treat as root
     return tokens
 
 
@@ -378,8 +389,9 @@ def build(
     its own tokens (clitics split as PTB) parsed with spaCy, always made PTB-like after parsing
     (`ptb_style`: lower-case, numbers `N`, no punctuation). `split` (brown only): the
     documents of one split (`corpora.brown_split`). `ptb` (conllu): make the gold sentences
-    PTB-like the same way. Two passes: the first counts word frequencies (for the K kept
-    words), the second parses and writes. `keep_words`: a text file whose words are kept
+    PTB-like the same way. Two passes: the first counts word frequencies (for the K =
+    `vocab_size` kept words; 0 keeps every word, as `ibkd train --vocab-size 0`), the second
+    parses and writes. `keep_words`: a text file whose words are kept
     instead of the K most frequent (e.g. PTB's training text, so that rows of several corpora
     share one vocabulary). `progress(iterable, total)` may wrap the second pass (a progress
     bar). `nlp`: a loaded spaCy pipeline to use instead of loading `spacy_model`.
@@ -387,7 +399,9 @@ def build(
     data/transfer.py).
 
     Outputs are all or nothing: both paths are checked before anything is read (neither may
-    exist unless `force`, nor be a directory, nor be the same file), written to temporary files,
+    exist unless `force`, nor be a directory, nor be the same file), written to temporary files
+    (named with the writer's pid and host, so that a later build removes those of a killed
+    one),
     and renamed only when the whole build succeeded. Corpus lines are normalised with
     `normalize_line`. Raises IbkdError for a bad option, corpus line or output path."""
     if fmt not in FORMATS:
@@ -461,16 +475,17 @@ def build(
                 n_process=n_process,
             )
 
-    keep = (
-        read_keep_words(keep_words, placeholders)
-        if keep_words is not None
-        else most_frequent(counts, vocab_size)
-    )
+    if keep_words is not None:
+        keep = read_keep_words(keep_words, placeholders)
+    elif vocab_size == 0:
+        keep = set(counts)  # 0: every word, as `ibkd train --vocab-size 0`
+    else:
+        keep = most_frequent(counts, vocab_size)
     vocab = KeptWords(keep, placeholders)
     report.vocab_size = len(vocab.keep)
 
     outputs = [out] if transfer_out is None else [out, transfer_out]
-    with atomic_write_all(outputs) as handles:
+    with no_space_error(outputs), atomic_write_all(outputs) as handles:
         transfer = None
         if transfer_out is not None:
             transfer = handles[1]

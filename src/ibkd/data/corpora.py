@@ -17,6 +17,7 @@ import dataclasses
 import os
 import re
 import tarfile
+import zlib
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -140,25 +141,34 @@ def _documents(source: Path) -> Iterator[tuple[str, str, Iterator[tuple[int, str
         return
     if not source.is_file():
         raise IbkdError(f"--corpus {source}: no such file or folder")
-    if not tarfile.is_tarfile(source):
+    try:
+        is_tar = tarfile.is_tarfile(source)
+    except (EOFError, zlib.error, OSError) as e:
+        raise IbkdError(f"{source}: corrupt or truncated archive ({e}); fetch it again") from None
+    if not is_tar:
         yield source.name, str(source), read_lines(source)
         return
-    with tarfile.open(source) as tar:
-        members = [m for m in tar.getmembers() if m.isfile()]
-        members = sorted(
-            (m for m in members if BROWN_DOCUMENT.fullmatch(Path(m.name).name)),
-            key=lambda m: Path(m.name).name,
-        )
-        if not members:
-            raise IbkdError(f"{source}: no Brown documents (files named ca01 ... cr09) inside")
-        for m in members:
-            where = f"{source}!{m.name}"
-            data = tar.extractfile(m).read()  # type: ignore[union-attr]
-            try:
-                text = data.decode("utf-8")
-            except UnicodeDecodeError as e:
-                raise IbkdError(f"{where}: not valid UTF-8 (byte {e.start + 1})") from None
-            yield Path(m.name).name, where, enumerate(text.splitlines(), 1)
+    try:
+        with tarfile.open(source) as tar:
+            members = [m for m in tar.getmembers() if m.isfile()]
+            members = sorted(
+                (m for m in members if BROWN_DOCUMENT.fullmatch(Path(m.name).name)),
+                key=lambda m: Path(m.name).name,
+            )
+            if not members:
+                raise IbkdError(f"{source}: no Brown documents (files named ca01 ... cr09) inside")
+            for m in members:
+                where = f"{source}!{m.name}"
+                data = tar.extractfile(m).read()  # type: ignore[union-attr]
+                try:
+                    text = data.decode("utf-8")
+                except UnicodeDecodeError as e:
+                    raise IbkdError(f"{where}: not valid UTF-8 (byte {e.start + 1})") from None
+                yield Path(m.name).name, where, enumerate(text.splitlines(), 1)
+    except (tarfile.TarError, EOFError, zlib.error, OSError) as e:
+        raise IbkdError(
+            f"{source}: corrupt or truncated archive ({str(e) or type(e).__name__}); fetch it again"
+        ) from None
 
 
 def read_brown(corpus: str | os.PathLike, split: str | None = None) -> Iterator[BrownSentence]:

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import functools
 import gzip
+import math
 import os
 import struct
 from dataclasses import dataclass
@@ -28,7 +29,7 @@ import numpy as np
 
 from ibkd.data.download import cache_dir, fetch
 from ibkd.errors import IbkdError
-from ibkd.files import atomic_write, open_binary
+from ibkd.files import atomic_write, gz_or_plain, open_binary
 
 FILES = {
     "train_images": "train-images-idx3-ubyte.gz",
@@ -62,7 +63,8 @@ SHIFTS = ("scale", "translate", "rotate", "shear")
 
 def read_idx(path: str | os.PathLike) -> np.ndarray:
     """An IDX file of unsigned bytes (images [N, 28, 28] or labels [N]), plain or gzipped,
-    with its magic number, dimensions and length checked."""
+    with its magic number checked and its length checked against the header's dimensions
+    before any array is made (IbkdError naming the file otherwise)."""
     path = Path(path)
     with open_binary(path) as f:
         try:
@@ -82,7 +84,7 @@ def read_idx(path: str | os.PathLike) -> np.ndarray:
     if len(data) < header:
         raise IbkdError(f"{path}: truncated IDX header")
     dims = struct.unpack(f">{ndim}I", data[4:header])
-    expected = header + int(np.prod(dims))
+    expected = header + math.prod(dims)  # Python integers: no overflow for huge dimensions
     if len(data) != expected:
         raise IbkdError(
             f"{path}: {len(data)} bytes, expected {expected} for dimensions "
@@ -112,10 +114,11 @@ def default_dir() -> Path:
     return cache_dir("mnist")
 
 
-def download(folder: Path, mirrors: tuple[str, ...] = MIRRORS) -> None:
-    """Fetch the four files that `folder` lacks from the first mirror that has each, verifying
-    each against its content digest (see data/download.py)."""
-    for name in FILES.values():
+def download(folder: Path, mirrors: tuple[str, ...] = MIRRORS, names=None) -> None:
+    """Fetch the four files (or those of `names`) that `folder` lacks from the first mirror
+    that has each, verifying each against its content digest; a file there already is verified
+    and, if it does not match, fetched again (see data/download.py)."""
+    for name in names or FILES.values():
         fetch(
             [mirror + name for mirror in mirrors],
             folder / name,
@@ -137,13 +140,17 @@ class Mnist:
 
 def load_mnist(data_dir: str | os.PathLike | None = None, *, allow_download: bool = True
                ) -> Mnist:  # fmt: skip
-    """MNIST from `data_dir` (or the default folder, downloading what is missing there)."""
+    """MNIST from `data_dir` (or the default folder, downloading what is missing there). Files
+    in the cache folder (ibkd's own downloads) are verified every time (`download.fetch`: one
+    that no longer matches is fetched again); a folder given by the user is read as it is.
+    IbkdError for a missing, ambiguous (`NAME` beside `NAME.gz`) or malformed file, or an
+    empty set."""
     folder = Path(data_dir) if data_dir else default_dir()
-    missing = [
-        n
-        for n in FILES.values()
-        if not (folder / n).exists() and not (folder / n.removesuffix(".gz")).exists()
-    ]
+    found = {n: gz_or_plain(folder / n.removesuffix(".gz")) for n in FILES.values()}
+    missing = [n for n, path in found.items() if path is None]
+    cached = [n for n, path in found.items() if path is not None and path.name == n]
+    if not data_dir and allow_download and folder == cache_dir("mnist") and cached:
+        download(folder, names=cached)  # the cached downloads verified (and fetched again if bad)
     if missing:
         if data_dir or not allow_download:
             raise IbkdError(
@@ -151,16 +158,16 @@ def load_mnist(data_dir: str | os.PathLike | None = None, *, allow_download: boo
                 "files, gzipped or not)"
             )
         download(folder)
-    arrays = {}
-    for key, name in FILES.items():
-        path = folder / name
-        arrays[key] = read_idx(path if path.exists() else folder / name.removesuffix(".gz"))
+        found = {n: gz_or_plain(folder / n.removesuffix(".gz")) for n in FILES.values()}
+    arrays = {key: read_idx(found[name]) for key, name in FILES.items()}
     for split in ("train", "test"):
         images, labels = arrays[f"{split}_images"], arrays[f"{split}_labels"]
         if images.ndim != 3 or images.shape[1:] != (28, 28):
             raise IbkdError(
                 f"{folder}: {split} images of shape {images.shape}, expected N x 28 x 28"
             )
+        if not len(images):
+            raise IbkdError(f"{folder}: the {split} set has no images (0 x 28 x 28)")
         if labels.ndim != 1 or len(labels) != len(images):
             raise IbkdError(f"{folder}: {len(labels)} {split} labels for {len(images)} images")
         if labels.max(initial=0) > 9:
@@ -261,6 +268,11 @@ def image_sets(data: str = "default", max_train: int | None = None):
         return torch.from_numpy(y.astype(np.int64))
 
     n_train = len(m.train_images) - min(VALID_SIZE, len(m.train_images) // 10)
+    if n_train == len(m.train_images):
+        raise IbkdError(
+            f"{m.folder}: {len(m.train_images)} training images leave none for validation "
+            "(a tenth of them, at most 5,000, is the validation set); give at least 10"
+        )
     train_slice = slice(0, min(n_train, max_train) if max_train else n_train)
     train = ImageSet(images(m.train_images[train_slice]), labels(m.train_labels[train_slice]))
     valid = ImageSet(images(m.train_images[n_train:]), labels(m.train_labels[n_train:]))

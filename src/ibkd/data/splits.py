@@ -18,7 +18,13 @@ import numpy as np
 from ibkd.data.linzen import AgreementRow, ReadResult, read_linzen, write_rows
 from ibkd.data.vocab import Vocab
 from ibkd.errors import IbkdError
-from ibkd.files import atomic_write_all, check_output
+from ibkd.files import (
+    atomic_write_all,
+    check_output,
+    gz_or_plain,
+    locked_folder,
+    no_space_error,
+)
 
 SPLIT_NAMES = ("train", "valid", "test")
 REFLECT_SEED = 42
@@ -40,28 +46,72 @@ class Splits:
         return [(name, getattr(self, name)) for name in SPLIT_NAMES]
 
 
+MAX_SEED = 2**32 - 1  # numpy's legacy generator takes seeds 0 .. 2**32 - 1
+
+
+def check_seed(seed: int, option: str = "--seed") -> int:
+    """`seed` when numpy's legacy generator takes it (an integer in 0 .. 2**32 - 1); IbkdError
+    naming `option` otherwise. Checked before anything is read or written."""
+    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= MAX_SEED:
+        raise IbkdError(f"{option} {seed}: expected an integer from 0 to {MAX_SEED}")
+    return seed
+
+
+def by_sentence(rows: list[AgreementRow]) -> list[list[AgreementRow]]:
+    """The rows grouped by their `sentence` (the model's input), groups in the order of their
+    first row, rows in file order within a group. A sentence with several agreement
+    dependencies has several rows; they belong to one split."""
+    groups: dict[str, list[AgreementRow]] = {}
+    for row in rows:
+        groups.setdefault(row.sentence, []).append(row)
+    return list(groups.values())
+
+
 def split_rows(
     rows: list[AgreementRow], *, seed: int = REFLECT_SEED,
     fractions: tuple[float, float] = REFLECT_FRACTIONS, source: str = "",
 ) -> Splits:  # fmt: skip
-    """Shuffle with numpy's legacy generator seeded `seed` (as Reflect's `np.random.seed(42);
-    np.random.shuffle(data)`), then cut int(n * train) train rows, int(n * valid) valid rows,
-    and keep the rest for test."""
+    """Split by sentence: all rows of one sentence go to one split, so that no test sentence
+    is trained on (a sentence with two dependencies gives two rows).
+
+    The sentences (`by_sentence`) are shuffled with numpy's legacy generator seeded `seed`
+    (as Reflect's `np.random.seed(42); np.random.shuffle(data)`); whole sentences then go to
+    train until it holds at least int(n * train) of the n rows, then to valid until it holds
+    at least int(n * valid) rows, and the rest to test. Where every sentence has one row this
+    is Reflect's split exactly. Raises IbkdError for a bad seed or fractions, or a split that
+    would be empty."""
+    check_seed(seed)
     train_frac, valid_frac = fractions
     if train_frac <= 0 or valid_frac < 0 or train_frac + valid_frac >= 1:
         raise IbkdError(
             f"split fractions train={train_frac}, valid={valid_frac}: expected "
             "train > 0, valid >= 0 and train + valid < 1 (the rest is test)"
         )
-    order = np.random.RandomState(seed).permutation(len(rows))
-    shuffled = [rows[i] for i in order]
-    n_train, n_valid = int(len(rows) * train_frac), int(len(rows) * valid_frac)
-    return Splits(
-        shuffled[:n_train],
-        shuffled[n_train : n_train + n_valid],
-        shuffled[n_train + n_valid :],
-        f"{source} split with seed {seed}: {train_frac:g} train / {valid_frac:g} valid / rest test",
-    )
+    groups = by_sentence(rows)
+    order = np.random.RandomState(seed).permutation(len(groups))
+    targets = (int(len(rows) * train_frac), int(len(rows) * valid_frac))
+    parts: list[list[AgreementRow]] = [[], [], []]
+    part = 0
+    for i in order:
+        while part < 2 and len(parts[part]) >= targets[part]:
+            part += 1
+        parts[part].extend(groups[i])
+    label = f"{source} split by sentence with seed {seed}"
+    splits = Splits(*parts, f"{label}: {train_frac:g} train / {valid_frac:g} valid / rest test")
+    check_not_empty(splits, f"{source or 'the rows'} ({len(rows):,} rows, {len(groups):,} "
+                    f"sentences) split {train_frac:g} train / {valid_frac:g} valid")  # fmt: skip
+    return splits
+
+
+def check_not_empty(splits: Splits, what: str) -> None:
+    """IbkdError naming `what` and the empty splits when any of train, valid, test has no
+    row (a model cannot be trained, selected or tested on nothing)."""
+    empty = [name for name, rows in splits.items() if not rows]
+    if empty:
+        raise IbkdError(
+            f"{what}: the {', '.join(empty)} split{'s' if len(empty) > 1 else ''} would be "
+            "empty; give more rows (or, splitting one file, larger fractions)"
+        )
 
 
 def default_dir() -> Path:
@@ -69,14 +119,22 @@ def default_dir() -> Path:
     return Path(str(resources.files("ibkd.data") / "default"))
 
 
-def split_files(folder: Path) -> dict[str, Path] | None:
-    """The train/valid/test files of a data folder, or None when it has none of them."""
+def find_split_files(folder: Path) -> dict[str, Path]:
+    """{split: file} for the train/valid/test files a folder holds (`NAME.tsv.gz` or
+    `NAME.tsv`), possibly none. IbkdError when a split is there in both forms: neither may
+    silently shadow the other."""
     found = {}
     for name in SPLIT_NAMES:
-        candidates = [folder / f"{name}.tsv.gz", folder / f"{name}.tsv"]
-        existing = [c for c in candidates if c.is_file()]
-        if existing:
-            found[name] = existing[0]
+        existing = gz_or_plain(folder / f"{name}.tsv")
+        if existing is not None:
+            found[name] = existing
+    return found
+
+
+def split_files(folder: Path) -> dict[str, Path] | None:
+    """The train/valid/test files of a data folder, or None when it has none of them.
+    IbkdError when some are missing or one is there both plain and gzipped."""
+    found = find_split_files(folder)
     if not found:
         return None
     missing = [n for n in SPLIT_NAMES if n not in found]
@@ -94,7 +152,9 @@ def load_splits(
     reports: list[ReadResult] | None = None,
 ) -> Splits:  # fmt: skip
     """Load a data set: `default`, a folder with train/valid/test files, or one Linzen file
-    (split with `seed` and `fractions`). Each file's ReadResult is appended to `reports`."""
+    (split with `seed` and `fractions`). Each file's ReadResult is appended to `reports`.
+    IbkdError for a missing or ambiguous file, a bad row, seed or fractions, or an empty
+    split."""
     path = default_dir() if str(data) == "default" else Path(data)
     if not path.exists():
         raise IbkdError(
@@ -112,7 +172,9 @@ def load_splits(
         if reports is not None:
             reports.extend(results.values())
         label = "default" if str(data) == "default" else str(path)
-        return Splits(*(results[n].rows for n in SPLIT_NAMES), source=f"{label} (given splits)")
+        splits = Splits(*(results[n].rows for n in SPLIT_NAMES), source=f"{label} (given splits)")
+        check_not_empty(splits, str(path))
+        return splits
     result = read_linzen(path, skip_bad_rows=skip_bad_rows)
     if reports is not None:
         reports.append(result)
@@ -133,26 +195,44 @@ def write_splits(
 
     A folder that already holds splits or a vocabulary is refused unless `force`; with `force`
     the old files are replaced, and plain `NAME.tsv` splits, which the new `.tsv.gz` files would
-    otherwise sit beside, are removed. Returns {name: path} for the splits (and "vocab")."""
+    otherwise sit beside, are removed. The folder is locked while it is written (`.lock`,
+    `files.locked_folder`): a second writer is refused, not mixed in. An empty split is refused
+    before anything is written; a full disk is one IbkdError line, with no file half-written
+    and no folder left behind that this call created. Returns {name: path} for the splits (and
+    "vocab")."""
+    folder = check_out_folder(folder, force)
+    check_not_empty(splits, splits.source)
+    out = {name: folder / f"{name}.tsv.gz" for name in SPLIT_NAMES}
+    if vocab is not None:
+        out["vocab"] = folder / VOCAB_FILE
+    for path in out.values():
+        check_output(path, "--out", force=True)
+    with locked_folder(folder, "--out", "folder for the splits", keep_lock=False):
+        _refuse_existing(folder, force)  # again under the lock: another writer may have been first
+        with no_space_error(list(out.values())), atomic_write_all(list(out.values())) as handles:
+            for (_, rows), f in zip(splits.items(), handles):
+                write_rows(f, rows)
+            if vocab is not None:
+                vocab.write(handles[-1])
+        for name in SPLIT_NAMES:  # stale plain files would be read instead of nothing, or beside
+            (folder / f"{name}.tsv").unlink(missing_ok=True)
+    return out
+
+
+def check_out_folder(folder: str | os.PathLike, force: bool = False) -> Path:
+    """Refuse `--out` for splits before anything is read: a file, or a folder that holds data
+    already (unless `force`). Returns the folder's path."""
     folder = Path(folder)
     if folder.exists() and not folder.is_dir():
         raise IbkdError(f"--out {folder}: is a file, expected a folder for the splits")
+    _refuse_existing(folder, force)
+    return folder
+
+
+def _refuse_existing(folder: Path, force: bool) -> None:
     existing = _data_files(folder) if folder.is_dir() else []
     if existing and not force:
         raise IbkdError(
             f"--out {folder}: holds data already ({', '.join(p.name for p in existing)}); "
             "pass --force to replace it"
         )
-    out = {name: folder / f"{name}.tsv.gz" for name in SPLIT_NAMES}
-    if vocab is not None:
-        out["vocab"] = folder / VOCAB_FILE
-    for path in out.values():
-        check_output(path, "--out", force=True)
-    with atomic_write_all(list(out.values())) as handles:
-        for (_, rows), f in zip(splits.items(), handles):
-            write_rows(f, rows)
-        if vocab is not None:
-            vocab.write(handles[-1])
-    for name in SPLIT_NAMES:  # stale plain files would be read instead of nothing, or beside
-        (folder / f"{name}.tsv").unlink(missing_ok=True)
-    return out

@@ -12,32 +12,89 @@ VBZ_TO_VBP = {
     "isn't": "aren't", "hasn't": "haven't", "doesn't": "don't", "wasn't": "weren't",
 }  # fmt: skip
 VBP_TO_VBZ = {v: k for k, v in VBZ_TO_VBP.items()} | {"am": "is"}
-_ES_ENDINGS = ("sses", "zzes", "ches", "shes", "xes", "oes")
 PLACEHOLDERS = {"VBZ": "VBP", "VBP": "VBZ"}  # a rare verb written as its tag
 
 
+VOWELS = "aeiou"
+# Stems whose -es form a rule cannot tell from another stem's -s form (focus + es = focuses, but
+# accuse + s = accuses): the verbs that end in a single s, those whose final z doubles (quiz,
+# whiz: CVC monosyllables), and those ending in -ie, -oe or -che (tie + s, shoe + s, ache + s).
+S_STEMS = frozenset({
+    "alias", "bias", "bus", "canvas", "caucus", "census", "chorus", "focus", "gas", "nonplus",
+    "plus", "refocus", "trellis",
+})  # fmt: skip
+Z_STEMS = frozenset({"biz", "fez", "quiz", "whiz"})  # those whose z doubles (`_doubles_z`)
+IE_STEMS = frozenset({"belie", "die", "lie", "tie", "untie", "vie"})
+OE_STEMS = frozenset({"canoe", "hoe", "shoe", "tiptoe", "toe", "woe"})
+CHE_STEMS = frozenset({"ache", "cache", "earache", "moustache", "niche", "quiche"})
+SIBILANTS = ("s", "x", "z", "ch", "sh")  # stems that take -es
+
+
+def _syllables(word: str) -> int:
+    """Vowel groups of a word (`u` after `q` is no vowel: quiz has one)."""
+    groups, prev = 0, False
+    for i, c in enumerate(word):
+        vowel = c in VOWELS and not (c == "u" and i and word[i - 1] == "q")
+        groups += vowel and not prev
+        prev = vowel
+    return groups
+
+
+def _doubles_z(stem: str) -> bool:
+    """A stem whose final z doubles before -es: one syllable ending in a single vowel and z
+    after a consonant (quiz -> quizzes, whiz -> whizzes; not waltz, buzz or size)."""
+    return (
+        len(stem) >= 3 and stem[-1] == "z" and stem[-2] in VOWELS
+        and (stem[-3] not in VOWELS or stem[-4:-2] == "qu") and _syllables(stem) == 1
+    )  # fmt: skip
+
+
 def to_plural(vbz: str) -> str:
-    """The VBP form of a VBZ verb form: runs -> run, carries -> carry, watches -> watch,
-    uses -> use, is -> are."""
+    """The VBP form of a VBZ verb form: runs -> run, carries -> carry, ties -> tie, watches ->
+    watch, aches -> ache, passes -> pass, focuses -> focus, uses -> use, buzzes -> buzz,
+    quizzes -> quiz, sizes -> size, goes -> go, shoes -> shoe, is -> are.
+
+    English spelling (`S_STEMS`, `IE_STEMS`, `OE_STEMS`, `CHE_STEMS` list the stems a rule
+    cannot tell apart, and `Z_STEMS` the verbs whose z doubles). A word that is no VBZ form
+    (no final s; -ss, -us) is returned unchanged."""
     if vbz in VBZ_TO_VBP:
         return VBZ_TO_VBP[vbz]
-    if len(vbz) > 4 and vbz.endswith("ies") and vbz[-4] not in "aeiou":
-        return vbz[:-3] + "y"
-    if vbz.endswith(_ES_ENDINGS):
-        return vbz[:-2]
-    if vbz.endswith("s") and not vbz.endswith("ss"):
-        return vbz[:-1]
-    return vbz
+    if not vbz.endswith("s") or vbz.endswith(("ss", "us")) or vbz in S_STEMS or len(vbz) < 3:
+        return vbz  # not a VBZ form: run, pass, focus, bias
+    stem_s, stem_es = vbz[:-1], vbz[:-2]
+    if stem_s in IE_STEMS | OE_STEMS | CHE_STEMS:
+        return stem_s
+    if vbz.endswith("ies") and len(vbz) > 4 and vbz[-4] not in VOWELS:
+        return vbz[:-3] + "y"  # carries -> carry
+    if vbz.endswith("zzes") and vbz[:-3] in Z_STEMS:
+        return vbz[:-3]  # quizzes -> quiz (buzzes -> buzz)
+    if vbz.endswith(("sses", "zzes", "ches", "shes", "xes")):
+        return stem_es  # passes, buzzes, watches, wishes, fixes
+    if vbz.endswith("oes") and vbz[-4] not in VOWELS:
+        return stem_es  # goes, echoes, vetoes
+    if vbz.endswith(("ses", "zes")):
+        if stem_es in S_STEMS:
+            return stem_es  # focuses -> focus, biases -> bias
+        if vbz.endswith("tzes"):
+            return stem_es  # waltzes -> waltz, blitzes -> blitz
+        return stem_s  # uses -> use, sizes -> size, lapses -> lapse, analyzes -> analyze
+    return stem_s
 
 
 def to_singular(vbp: str) -> str:
     """The VBZ form of a VBP verb form: run -> runs, carry -> carries, watch -> watches,
-    are -> is."""
+    pass -> passes, focus -> focuses, buzz -> buzzes, quiz -> quizzes, go -> goes, woo -> woos,
+    are -> is (English spelling: -es after a sibilant or a consonant and o, y -> ies after a
+    consonant, a final z doubled after one short vowel)."""
     if vbp in VBP_TO_VBZ:
         return VBP_TO_VBZ[vbp]
-    if len(vbp) > 1 and vbp.endswith("y") and vbp[-2] not in "aeiou":
+    if len(vbp) > 1 and vbp.endswith("y") and vbp[-2] not in VOWELS:
         return vbp[:-1] + "ies"
-    if vbp.endswith(("s", "x", "z", "ch", "sh", "o")):
+    if _doubles_z(vbp):
+        return vbp + "zes"
+    if vbp.endswith(SIBILANTS):
+        return vbp + "es"
+    if vbp.endswith("o") and (len(vbp) == 1 or vbp[-2] not in VOWELS):
         return vbp + "es"
     return vbp + "s"
 

@@ -67,6 +67,7 @@ class Vocab:
             f,
             ensure_ascii=False,
             indent=0,
+            allow_nan=False,
         )
         f.write("\n")
 

@@ -17,7 +17,7 @@ from pathlib import Path
 from ibkd.config import RunConfig
 from ibkd.errors import IbkdError
 from ibkd.experiments.executors import Executor
-from ibkd.files import atomic_write
+from ibkd.files import atomic_write, dump_json
 from ibkd.text import count
 
 
@@ -305,8 +305,7 @@ def write_manifest(
         **_timings(out / "grid.json", result),
     }
     with atomic_write(out / "grid.json") as f:
-        json.dump(manifest, f, indent=2)
-        f.write("\n")
+        dump_json(manifest, f)
 
 
 def _timings(manifest: Path, result: GridResult) -> dict:

@@ -29,6 +29,7 @@ READERS = {
     "marvin-linzen": marvin_linzen.read,
 }
 FORMATS = tuple(READERS)
+SUITE_SUFFIXES = (".tsv", ".txt", ".jsonl", ".json", ".text", ".gold", ".tab")
 
 __all__ = [
     "FORMATS", "NAMES", "SENTENCE", "TARGET", "SuiteItem", "detect_format", "normalize_tokens",
@@ -62,8 +63,22 @@ def _is_colorlessgreen_stem(path: Path) -> bool:
 
 
 def suite_name(suite: str | os.PathLike) -> str:
-    """A short name for results: the suite's name, or its file name without suffixes."""
-    return str(suite) if str(suite) in NAMES else Path(suite).name.split(".")[0]
+    """A short name for results (`RUN/suites/NAME.*`): the suite's name, or its file name
+    without its suite suffix (`.tsv`, `.gold`, ... and `.gz`) and leading dots, up to the first
+    dot (`.hidden.tsv` -> `hidden`, `subj_agr.gold` -> `subj_agr`). IbkdError when no name is
+    left (`.tsv`, `..tsv`)."""
+    if str(suite) in NAMES:
+        return str(suite)
+    name = Path(suite).name
+    for suffix in (".gz", *SUITE_SUFFIXES):
+        name = name.removesuffix(suffix)
+    name = name.lstrip(".").split(".")[0]
+    if not name:
+        raise IbkdError(
+            f"--suite {suite}: its file name gives no name to save the results under "
+            "(RUN/suites/NAME.json); rename the file"
+        )
+    return name
 
 
 def read_suite(

@@ -65,17 +65,24 @@ def _attractors(tab: Path) -> dict[tuple[str, ...], int]:
 
 
 def read(path: Path, skip_bad_rows: bool) -> list[SuiteItem]:
-    """Items of NAME.text + NAME.gold (+ NAME.tab for a nonce set); `path` is any of them."""
+    """Items of NAME.text + NAME.gold (+ NAME.tab for a nonce set); `path` is any of them.
+    IbkdError naming both files when their line counts differ, or naming a bad gold line."""
     stem = path.with_suffix("") if path.suffix in (".text", ".gold", ".tab") else path
     text, gold, tab = (stem.with_suffix(s) for s in (".text", ".gold", ".tab"))
     for f in (text, gold):
         if not f.is_file():
             raise IbkdError(f"{f}: no such file (a colorlessgreen suite is NAME.text + NAME.gold)")
     sentences = [line.split() for _, line in read_lines(text)]
+    gold_lines = list(read_lines(gold))
+    if len(gold_lines) != len(sentences):
+        raise IbkdError(
+            f"{text} has {len(sentences)} lines but {gold} has {len(gold_lines)}: expected one "
+            "gold line per sentence (the files do not belong together, or one is truncated)"
+        )
     attractors: dict | None = None
     errors = LineErrors(gold, skip_bad_rows)
     items = []
-    for lineno, line in read_lines(gold):
+    for lineno, line in gold_lines:
         if not line.strip():
             continue
         cols = line.split("\t")

@@ -26,7 +26,7 @@ from pathlib import Path
 
 from ibkd.data.suites.item import SENTENCE, TARGET, LineErrors, SuiteItem, pair_number
 from ibkd.errors import IbkdError
-from ibkd.files import read_lines
+from ibkd.files import gz_or_plain, read_lines
 
 # construction (file name without _anim / _inanim) -> (subject phrase, other phrase), 0-based
 ROLES: dict[str, tuple[int, int | None]] = {
@@ -97,6 +97,9 @@ def files(path: Path) -> list[Path]:
         return [path]
     folder = path / "en_evalset" if (path / "en_evalset").is_dir() else path
     found = sorted(p for p in folder.iterdir() if p.name.endswith(SUFFIXES))
+    for p in found:
+        if p.name.endswith(".txt"):
+            gz_or_plain(p)  # NAME.txt beside NAME.txt.gz: refused, not read twice
     if not found:
         raise IbkdError(f"{path}: no NAME.txt or NAME.txt.gz files (the CLAMS en_evalset layout)")
     return found
@@ -161,8 +164,7 @@ def ship(clams: str | Path, out: str | Path | None = None) -> list[Path]:
     (out / "en_evalset").mkdir(parents=True, exist_ok=True)
     written = []
     for name in AGREEMENT:
-        src = next((clams / "en_evalset" / f"{name}{s}" for s in SUFFIXES
-                    if (clams / "en_evalset" / f"{name}{s}").is_file()), None)  # fmt: skip
+        src = gz_or_plain(clams / "en_evalset" / f"{name}.txt")
         if src is None:
             raise IbkdError(f"{clams}/en_evalset: no {name}.txt or {name}.txt.gz")
         with open_binary(src) as f:
