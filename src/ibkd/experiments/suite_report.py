@@ -18,7 +18,7 @@ import numpy as np
 
 from ibkd.experiments.figures import CHANCE, pyplot, row_label, row_style, write
 from ibkd.experiments.results import find_group, fmt
-from ibkd.experiments.verdicts import compare_values
+from ibkd.experiments.verdicts import compare_values, fewest, unjudged
 from ibkd.metrics import pairwise_accuracy
 from ibkd.suite_predictions import load_suite
 
@@ -190,20 +190,26 @@ def claims(suites: dict[str, SuiteResults], groups: dict) -> list[str]:
         ]  # fmt: skip
         if lstm is not None and rivals:
             for k in focus[1:] or focus:
-                lines, wins, judged = [], 0, True
+                lines, wins, cs = [], 0, []
                 for g in rivals:
                     a, b = res.by_seed(lstm, k), res.by_seed(g, k)
                     if a and b:
                         c = compare_values(a, b, paired=False)
                         wins += c.sign > 0
-                        judged = judged and c.judged
+                        cs.append(c)
                         lines.append(f"  - LSTM − {g.model}: {c.text()}")
                 if lines:
+                    missing = unjudged(cs)
                     out.append(
-                        f"- **{res.name}, {k}: the LSTM beats {wins} of {len(lines)} "
-                        "Transformer(s)** (no distillation; beats: the 95% interval excludes 0)"
-                        if judged
-                        else f"- **{res.name}, {k}: no verdict with one seed** (needs ≥ 2 seeds)"
+                        f"- **{res.name}, {k}: no verdict with one seed** (needs ≥ 2 seeds)"
+                        if fewest(cs) < 2
+                        else f"- **{res.name}, {k}: the LSTM beats {wins} of {len(lines)} "
+                        "Transformer(s)** (no distillation; beats: the 95% interval excludes 0"
+                        + (
+                            f"; {sum(missing.values())} not judged: {', '.join(missing)})"
+                            if missing
+                            else ")"
+                        )
                     )
                     out += lines  # fmt: skip
         for g in _ordered_groups(groups):
