@@ -413,9 +413,13 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
             result = score_suite_into(args.run, run, suite, suite.read(args.skip_bad_rows), device)
         except OSError as e:
             raise user_os_error(e) from None
+        groups = len(result["by_construction"])
+        mean = (f", {result['mean_over_constructions']:.4f} mean over its {groups} constructions"
+                if groups > 1 else "")  # fmt: skip
         print(
-            f"{suite.name}: accuracy {result['accuracy']:.4f} on {result['scored']} items "
-            f"(coverage {result['coverage']:.1%}); {Path(args.run) / 'suites' / suite.name}.json"
+            f"{suite.name}: accuracy {result['accuracy']:.4f} pooled over {result['scored']} "
+            f"items{mean} (coverage {result['coverage']:.1%}); "
+            f"{Path(args.run) / 'suites' / suite.name}.json"
         )
     return 0
 
