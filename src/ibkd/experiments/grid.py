@@ -21,7 +21,7 @@ from ibkd.config import RunConfig
 from ibkd.errors import IbkdError
 from ibkd.experiments.executors import Executor
 from ibkd.files import atomic_write
-from ibkd.runs import is_finished
+from ibkd.runs import FINISHED, is_finished
 
 
 @dataclass(frozen=True)
@@ -453,8 +453,6 @@ def _taught_before(student: Path, teacher: Path) -> bool:
     teacher."""
     if not (is_finished(student) and is_finished(teacher)):
         return False
-    from ibkd.runs import FINISHED
-
     return (teacher / FINISHED).stat().st_mtime_ns > (student / FINISHED).stat().st_mtime_ns
 
 
@@ -482,6 +480,7 @@ def reuse_runs(runs: list[GridRun], out: Path, source: Path) -> list[str]:
         shutil.rmtree(tmp, ignore_errors=True)
         shutil.copytree(src, tmp)
         tmp.rename(dst)
+        os.utime(dst / FINISHED)  # finished here now: after its teacher (`_taught_before`)
         copied.append(run.name)
     return copied
 
