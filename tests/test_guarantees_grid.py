@@ -20,7 +20,7 @@ from ibkd.errors import IbkdError
 from ibkd.experiments.executors import Pool
 from ibkd.experiments.grid import Terminated, run_grid, sigterm_as_interrupt
 from ibkd.experiments.scenario1 import grid
-from ibkd.report import write_report
+from ibkd.report import missing_runs, write_report
 
 
 @pytest.fixture(scope="module")
@@ -110,8 +110,8 @@ def test_a_report_counts_a_run_finished_only_once_metrics_json_is_written(traine
     summary = json.loads((out / "summary.json").read_text())
     assert set(summary) == {"lstm", "transformer"}
     shutil.rmtree(student)  # gone altogether: grid.json's "trained" is not repeated
-    text = write_report(out).read_text()
-    assert "transformer--from-lstm/seed0 (no run folder)" in text and "(trained)" not in text
+    manifest = json.loads((out / "grid.json").read_text())
+    assert missing_runs(out, manifest) == [("transformer--from-lstm/seed0", "no run folder")]
 
 
 def test_force_clears_each_run_only_just_before_it_is_retrained(trained, tmp_path, small_data):
