@@ -110,11 +110,11 @@ def check_folder(cfg: RunConfig, out: Path, resume: bool) -> dict | None:
                 f"--resume: the options differ from {out / 'config.yaml'} ({'; '.join(diff)}); "
                 "resume with the run's own settings"
             )
-        if (out / "metrics.json").exists():
+        if is_finished(out):
             try:
-                return json.loads((out / "metrics.json").read_text(encoding="utf-8"))
+                return json.loads((out / FINISHED).read_text(encoding="utf-8"))
             except (ValueError, OSError) as e:
-                raise IbkdError(f"{out / 'metrics.json'}: unreadable ({first_line(e)})") from None
+                raise IbkdError(f"{out / FINISHED}: unreadable ({first_line(e)})") from None
     elif not resume and out.is_dir():
         names = {p.name for p in out.iterdir()}
         if names - BEFORE_CHECKPOINT:
