@@ -247,32 +247,48 @@ def test_a_cut_predictions_file_is_one_line_naming_it(trained, tmp_path, capsys)
     assert err.startswith(f"ibkd: error: {npz}: ") and err.count("\n") == 1
 
 
-@pytest.mark.parametrize(
-    "change, message",
-    [
-        (lambda a: a | {"construction": np.arange(len(a["item"]))}, "`construction`"),
-        (lambda a: a | {"score_good": a["score_good"][:-1]}, "`score_good`"),
-        (lambda a: a | {"n_attractors": a["n_attractors"].astype(str)}, "`n_attractors`"),
-        (lambda a: a | {"score_bad": np.stack([a["score_bad"]] * 2, 1)}, "`score_bad`"),
-    ],
-)
-def test_a_tampered_suite_file_is_one_line_naming_it(trained, tmp_path, capsys, change, message):
-    out = copy_of(trained, tmp_path)
-    n = 6
-    arrays = {
+def _suite_arrays(n: int = 6) -> dict[str, np.ndarray]:
+    return {
         "item": np.arange(n, dtype=np.int64),
         "construction": np.array(["simple_agrmt"] * n),
         "n_attractors": np.zeros(n, dtype=np.int64),
         "score_good": np.linspace(0.1, 0.9, n),
         "score_bad": np.full(n, 0.5),
     }
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        (lambda a: a | {"construction": np.arange(len(a["item"]))}, "`construction` is int64"),
+        (lambda a: a | {"score_good": a["score_good"][:-1]}, "`score_good` has 5 rows"),
+        (lambda a: a | {"n_attractors": a["n_attractors"].astype(str)}, "`n_attractors` is <U"),
+        (lambda a: a | {"score_bad": np.stack([a["score_bad"]] * 2, 1)}, "`score_bad` is float64"),
+        (lambda a: a | {"construction": np.array(["x" * 1001] * 6)}, "longer than 1000"),
+    ],
+)
+def test_a_tampered_suite_file_breaks_the_contract_naming_it(tmp_path, change, message):
+    from ibkd.suite_predictions import load_suite
+
+    path = tmp_path / "ml.npz"
+    np.savez(path, **change(_suite_arrays()))
+    with pytest.raises(IbkdError) as e:
+        load_suite(path)
+    assert str(e.value).startswith(f"{path}: not a suite predictions file (") and message in str(
+        e.value
+    )
+
+
+def test_a_tampered_suite_file_in_a_grid_is_one_line_in_report(trained, tmp_path, capsys):
+    out = copy_of(trained, tmp_path)
     suites = out / "lstm" / "seed0" / "suites"
     suites.mkdir()
-    np.savez(suites / "ml.npz", **change(arrays))
+    arrays = _suite_arrays(200)  # an integer `construction` once made `report` take 22 GB
+    np.savez(suites / "ml.npz", **arrays | {"construction": np.arange(200)})
     assert main(["report", str(out)]) == 2
     err = capsys.readouterr().err
     assert err.startswith(f"ibkd: error: {suites / 'ml.npz'}: ") and err.count("\n") == 1
-    assert message in err
+    assert "`construction` is int64" in err
 
 
 def test_report_title_and_note_state_epochs_and_rows_overrides(tmp_path, small_data,
