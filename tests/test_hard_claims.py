@@ -14,12 +14,13 @@ NOISE = (-0.004, 0.0, 0.004)  # per seed, so that intervals exist and are narrow
 
 def run(model, seed, mu, hard1, hard2, teacher=None):
     name = model if teacher is None else f"{model}--from-{teacher}"
+    k = seed + (teacher is not None)  # students' noise differs, so paired differences vary
     metrics = {
-        "mu_accuracy": mu + NOISE[seed],
+        "mu_accuracy": mu + NOISE[k % 3],
         "n": 1000,
         "accuracy_with_attractors": {
-            "1": {"accuracy": hard1 + NOISE[seed], "n": 80},
-            "2": {"accuracy": hard2 + NOISE[(seed + 1) % 3], "n": 12},
+            "1": {"accuracy": hard1 + NOISE[k % 3], "n": 80},
+            "2": {"accuracy": hard2 + NOISE[(k + 1) % 3], "n": 12},
         },
     }
     group = model if teacher is None else f"{teacher} -> {model}"

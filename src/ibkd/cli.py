@@ -403,7 +403,13 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
     from ibkd.distributed import max_threads
     from ibkd.experiments import get
     from ibkd.experiments.executors import Ray, local
-    from ibkd.experiments.grid import default_workers, run_grid
+    from ibkd.experiments.grid import (
+        Terminated,
+        default_workers,
+        override_options,
+        run_grid,
+        sigterm_as_interrupt,
+    )
     from ibkd.report import write_report
 
     scenario = get(args.scenario, args.grid)
@@ -419,6 +425,7 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
         if args.reuse:
             raise IbkdError(f"--reuse {reuse}: not a grid folder (no grid.json)")
         reuse = None
+    _check_reproduce(args, scenario, setup, out, reuse)
     scorer = None
     if scenario.scores_suites and not args.no_suites:  # shipped suites and --suite's
         from ibkd.distributed import pick_device
@@ -454,22 +461,70 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
     title = f"Scenario {args.scenario[-1]} ({setup}, {args.budget} budget)"
     if args.grid != "main":
         title = f"Scenario {args.scenario[-1]}, {args.grid} ({setup}, {args.budget} budget)"
-    result = run_grid(
-        runs,
-        out,
-        progress=not args.no_progress,
-        executor=executor,
-        title=title,
-        notes=(note[0].upper() + note[1:] + ".") if note else "",
-        after_run=scorer,
-        scenario=scenario.key,
-        budget=args.budget,
-        force=args.force,
-        reuse=reuse,
-    )
+    overrides = {k: getattr(args, k) for k in ("epochs", "max_train_rows")
+                 if getattr(args, k) is not None}  # fmt: skip
+    if overrides:
+        title += " with " + ", ".join(override_options(overrides))
+    try:
+        with sigterm_as_interrupt():
+            result = run_grid(
+                runs,
+                out,
+                progress=not args.no_progress,
+                executor=executor,
+                title=title,
+                notes=(note[0].upper() + note[1:] + ".") if note else "",
+                after_run=scorer,
+                scenario=scenario.key,
+                budget=args.budget,
+                force=args.force,
+                reuse=reuse,
+                overrides=overrides,
+            )
+    except Terminated:
+        print("ibkd: terminated (SIGTERM): the grid's workers were stopped; run the same "
+              "command again to resume", file=sys.stderr)  # fmt: skip
+        return 143
     print(result.summary(), file=sys.stderr)
     print(f"report: {write_report(out)}")
     return 1 if result.failed else 0
+
+
+def _check_reproduce(args: argparse.Namespace, scenario, setup: str, out: Path, reuse) -> None:
+    """Options of `ibkd reproduce` that would be ignored, or fail every run, refused before
+    anything runs: a --device this machine lacks (local executor), --suite where the scenario
+    scores none or with --no-suites, --reuse of a grid of another scenario or setup, and an
+    --out that is a run folder or a data folder."""
+    from ibkd.data.mnist import FILES
+    from ibkd.data.splits import SPLIT_NAMES, VOCAB_FILE
+    from ibkd.experiments import scenario_of
+
+    if args.executor == "local":
+        from ibkd.distributed import pick_device
+
+        pick_device(args.device)  # IbkdError: --device cuda: CUDA is not available ...
+    if args.suite and not scenario.scores_suites:
+        raise IbkdError(f"--suite: {args.scenario} scores no targeted suites (scenario1 does)")
+    if args.suite and args.no_suites:
+        raise IbkdError("--suite and --no-suites: give one of them")
+    if reuse is not None:
+        from ibkd.report import read_manifest
+
+        manifest = read_manifest(reuse)
+        theirs = scenario_of(manifest).name
+        setups = sorted({str(e.get("setup")) for e in manifest["runs"]})
+        if theirs != scenario.name or setups != [setup]:
+            raise IbkdError(
+                f"--reuse {reuse}: a grid of {theirs} ({', '.join(setups)}), not of "
+                f"{scenario.name} ({setup}); its runs cannot be reused here"
+            )
+    if out.is_dir() and not (out / "grid.json").exists():
+        if any((out / f).exists() for f in ("config.yaml", "checkpoint.pt", "metrics.json")):
+            raise IbkdError(f"--out {out}: is a run folder, not a grid folder")
+        data = [f"{n}{e}" for n in SPLIT_NAMES for e in (".tsv.gz", ".tsv")] + [VOCAB_FILE]
+        data += [*FILES.values()] + [f.removesuffix(".gz") for f in FILES.values()]
+        if any((out / f).exists() for f in data):
+            raise IbkdError(f"--out {out}: is a data folder, not a grid folder")
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
@@ -496,9 +551,13 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
             result = score_suite_into(args.run, run, suite, suite.read(args.skip_bad_rows), device)
         except OSError as e:
             raise user_os_error(e) from None
+        groups = len(result["by_construction"])
+        mean = (f", {result['mean_over_constructions']:.4f} mean over its {groups} constructions"
+                if groups > 1 else "")  # fmt: skip
         print(
-            f"{suite.name}: accuracy {result['accuracy']:.4f} on {count(result['scored'], 'item')} "
-            f"(coverage {result['coverage']:.1%}); {suite_files(args.run, suite.name)[1]}"
+            f"{suite.name}: accuracy {result['accuracy']:.4f} pooled over "
+            f"{count(result['scored'], 'item')}{mean} (coverage {result['coverage']:.1%}); "
+            f"{suite_files(args.run, suite.name)[1]}"
         )
     return 0
 

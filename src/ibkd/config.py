@@ -242,6 +242,15 @@ def _check_distill(d: DistillConfig, setup: str) -> None:
             "--teacher-calibration: for the cls and mnist setups (a language model's "
             "next-token distribution is not calibrated by ibkd)"
         )
+    from ibkd.losses import LOSSES
+
+    loss = LOSSES.get(d.loss)
+    if d.calibration != "none" and loss is not None and not loss.teacher_probabilities:
+        raise IbkdError(
+            f"--teacher-calibration {d.calibration} with --kd-loss {d.loss}: that loss does "
+            "not use the teacher's probabilities, so calibrating them would change nothing "
+            "(use --kd-loss kd, or no calibration)"
+        )
     if d.online is None:
         return
     if d.teacher:

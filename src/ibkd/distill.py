@@ -21,6 +21,7 @@ representations when the loss needs them); Reflect computed them with dropout on
 from __future__ import annotations
 
 import math
+import sys
 
 import numpy as np
 import torch
@@ -129,8 +130,11 @@ class Teacher:
     def calibrate(self, valid, device: torch.device) -> dict:
         """Fit T_cal on the validation split `valid` (`fit_temperature`) and use it from now
         on; returns (and keeps as `calibration`) {temperature, nll_before, nll_after,
-        ece_before, ece_after, examples, at_bound} (natural log; ECE from `ibkd.metrics.ece`,
-        its default bins; `at_bound`: the fit stopped at an end of `T_BOUNDS`)."""
+        ece_before, ece_after, examples, classes, at_bound, warnings} (natural log; ECE from
+        `ibkd.metrics.ece`, its default bins; `at_bound`: the best T is an end of `T_BOUNDS`, so
+        the true optimum may lie beyond it; `warnings`: that, and a validation split too small
+        (< `MIN_CALIBRATION` examples) or of one class, where the fit says little). Each
+        warning is also printed as one line on stderr."""
         from ibkd.evaluate import infer
         from ibkd.metrics import decisions, ece
 
@@ -147,21 +151,51 @@ class Teacher:
 
         (nll0, ece0), (nll1, ece1) = scored(1.0), scored(t)
         self.temperature = t
-        at_bound = not T_BOUNDS[0] * 1.001 < t < T_BOUNDS[1] / 1.001
+        at_bound = t in T_BOUNDS
+        classes = int(labels.unique().numel())
+        warnings = calibration_warnings(t, len(labels), classes)
+        for w in warnings:
+            print(f"ibkd: warning: --teacher-calibration temperature: {w}", file=sys.stderr)
         self.calibration = {"method": "temperature", "temperature": t, "nll_before": nll0,
                             "nll_after": nll1, "ece_before": ece0, "ece_after": ece1,
-                            "examples": len(labels),
-                            "at_bound": at_bound}  # fmt: skip
+                            "examples": len(labels), "classes": classes,
+                            "at_bound": at_bound, "warnings": warnings}  # fmt: skip
         return self.calibration
+
+
+MIN_CALIBRATION = 100  # validation examples below which a fitted temperature is flagged
+GRID_POINTS = 241  # log-spaced temperatures tried before the bounded refinement
+
+
+def calibration_warnings(t: float, examples: int, classes: int) -> list[str]:
+    """What makes a fitted temperature `t` doubtful: at an end of `T_BOUNDS` (the optimum may
+    lie beyond), fewer than `MIN_CALIBRATION` validation `examples`, one class only."""
+    out = []
+    if t in T_BOUNDS:
+        out.append(
+            f"T_cal = {t:g} is at the end of the search's range {list(T_BOUNDS)}: the "
+            "likelihood is best there or flat (the teacher's validation predictions leave "
+            "the temperature undetermined)"
+        )
+    if examples < MIN_CALIBRATION:
+        out.append(f"fitted on {examples} validation examples (fewer than {MIN_CALIBRATION})")
+    if classes < 2:
+        out.append("every validation example has the same label: the fit says nothing about "
+                   "calibration")  # fmt: skip
+    return out
 
 
 def fit_temperature(
     logits: torch.Tensor, labels: torch.Tensor, bounds: tuple[float, float] = T_BOUNDS
 ) -> float:
     """The temperature T in `bounds` minimising the mean negative log-likelihood of `labels`
-    [N] under softmax(`logits` / T), logits [N, C] (Guo et al. 2017, temperature scaling): a
-    bounded 1-D search on log T (scipy's `minimize_scalar`, Brent's method), which is convex in
-    1/T, so the search finds the one minimum. Raises IbkdError for an empty set."""
+    [N] under softmax(`logits` / T), logits [N, C] (Guo et al. 2017, temperature scaling).
+    The NLL is evaluated on `GRID_POINTS` log-spaced temperatures first (a flat likelihood,
+    such as a teacher right with wide margins everywhere, stops a bounded search early), then
+    refined between the best point's neighbours with scipy's bounded `minimize_scalar` on
+    log T. When the best grid point is an end of `bounds`, that bound is returned exactly (the
+    optimum is there or beyond; `calibration_warnings` says so); on ties the smaller T.
+    Raises IbkdError for an empty set."""
     from scipy.optimize import minimize_scalar
 
     if len(labels) == 0:
@@ -171,6 +205,26 @@ def fit_temperature(
     def nll(log_t: float) -> float:
         return float(F.cross_entropy(z / math.exp(log_t), y))
 
-    lo, hi = (math.log(b) for b in bounds)
-    best = minimize_scalar(nll, bounds=(lo, hi), method="bounded", options={"xatol": 1e-7})
-    return float(math.exp(best.x))
+    grid = np.linspace(math.log(bounds[0]), math.log(bounds[1]), GRID_POINTS)
+    values = np.array([nll(v) for v in grid])
+    best = int(np.argmin(values))  # the first (smallest T) of equal values
+    if best in (0, len(grid) - 1):
+        return float(bounds[0] if best == 0 else bounds[1])
+    fit = minimize_scalar(
+        nll, bounds=(grid[best - 1], grid[best + 1]), method="bounded",
+        options={"xatol": 1e-9},
+    )  # fmt: skip
+    return float(math.exp(fit.x)) if fit.fun <= values[best] else float(math.exp(grid[best]))
+
+
+def calibrated_probs(pred: dict[str, np.ndarray], temperature: float) -> dict[str, np.ndarray]:
+    """A teacher's saved predictions as the calibrated teacher gives them: `probs` [N, C]
+    replaced by softmax(log probs / T_cal) (= softmax(z / T_cal) for the logits z behind them),
+    the rest as saved; unchanged for T_cal = 1 or without `probs`. What a student of a
+    calibrated teacher was trained to match, so its fidelity is measured against this."""
+    if temperature == 1.0 or "probs" not in pred:
+        return pred
+    logp = np.log(np.clip(pred["probs"].astype(np.float64), 1e-300, None)) / temperature
+    logp -= logp.max(1, keepdims=True)
+    p = np.exp(logp)
+    return pred | {"probs": (p / p.sum(1, keepdims=True)).astype(pred["probs"].dtype)}

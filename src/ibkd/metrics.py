@@ -345,16 +345,25 @@ SUITE_KEYS = ("item", "construction", "n_attractors", "score_good", "score_bad")
 """
 
 
+def mean_over(groups: dict[str, dict]) -> float:
+    """The unweighted mean of the groups' accuracies ({name: {accuracy, n}}; groups without
+    items left out), NaN when there is none: e.g. BLiMP's score, the mean over paradigms."""
+    accs = [g["accuracy"] for g in groups.values() if g["n"]]
+    return float(np.mean(accs)) if accs else float("nan")
+
+
 def suite_metrics(pred: Predictions) -> dict:
     """A targeted suite's summary from its saved per-item predictions (`SUITE_KEYS`).
 
     An item is correct when `score_good` > `score_bad` (strictly; Marvin & Linzen 2018). Items
     not scored (a NaN score: out of vocabulary, alternatives identical after mapping, ...) are
-    excluded and counted by `skip_reason` ("not scored" without one). Returns `accuracy` over
-    the scored items (NaN if none), `scored`, `skipped` {reason: count}, `coverage` (scored /
-    all items), and {accuracy, n} `by_construction` (sorted by name) and `by_attractors`
-    ("0", "1", ...; items with a count). Raises `ValueError` naming a missing array or arrays
-    of different lengths.
+    excluded and counted by `skip_reason` ("not scored" without one). Returns `accuracy` pooled
+    over the scored items (NaN if none), `mean_over_constructions`, the unweighted mean of the
+    constructions' accuracies (BLiMP's overall score, Warstadt et al. 2020: the mean over its
+    67 paradigms, whatever their sizes; NaN if none), `scored`, `skipped` {reason: count},
+    `coverage` (scored / all items), and {accuracy, n} `by_construction` (sorted by name) and
+    `by_attractors` ("0", "1", ...; items with a count). Raises `ValueError` naming a missing
+    array or arrays of different lengths.
     """
     missing = [k for k in SUITE_KEYS if k not in pred]
     if missing:
@@ -378,11 +387,13 @@ def suite_metrics(pred: Predictions) -> dict:
             for k in labels
         }  # fmt: skip
 
+    by_construction = groups(construction, sorted(set(construction)))
     return {
         "accuracy": pairwise_accuracy(good, bad),
+        "mean_over_constructions": mean_over(by_construction),
         "scored": int(scored.sum()),
         "skipped": {str(r): int(c) for r, c in zip(*np.unique(reasons, return_counts=True))},
         "coverage": float(scored.mean()) if n else float("nan"),
-        "by_construction": groups(construction, sorted(set(construction))),
+        "by_construction": by_construction,
         "by_attractors": groups(attractors, sorted(set(attractors[attractors >= 0].tolist()))),
     }

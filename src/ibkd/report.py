@@ -16,6 +16,7 @@ from ibkd.config import RunConfig
 from ibkd.errors import IbkdError
 from ibkd.experiments import scenario_of
 from ibkd.experiments.figures import plot_mds, plot_reliability
+from ibkd.experiments.grid import override_note
 from ibkd.experiments.results import Group, Run, analyse_representations, groups_of
 from ibkd.experiments.suite_report import load_suites
 from ibkd.experiments.suite_report import sections as suite_sections
@@ -23,6 +24,7 @@ from ibkd.files import atomic_write, dump_json
 from ibkd.metrics import compute_metrics
 from ibkd.predictions import load_predictions
 from ibkd.representations import sample_indices
+from ibkd.runs import is_finished
 
 
 def read_manifest(folder: Path) -> dict:
@@ -70,17 +72,17 @@ def _config(folder: Path) -> dict:
 
 
 def load_grid(folder: Path) -> list[Run]:
-    """The finished runs of a grid folder (those with `predictions/test.npz`), in grid.json's
-    order, each with its metrics on every saved test set and a sample of its features.
+    """The finished runs of a grid folder (`ibkd.runs.is_finished`: metrics.json written), in
+    grid.json's order, each with its metrics on every saved test set and a sample of its features.
     `IbkdError` when the folder is not a grid, holds no finished run or a file is corrupt."""
     folder = Path(folder)
     entries = read_manifest(folder)["runs"]
     models = {e["name"]: e["model"] for e in entries}
     runs = []
     for e in entries:
+        if not is_finished(folder / e["name"]):
+            continue  # not finished: left out of the report (`missing_runs` says why)
         pred_path = folder / e["name"] / "predictions" / "test.npz"
-        if not pred_path.exists():
-            continue  # not finished: left out of the report (grid.json says why)
         pred = _predictions(pred_path)
         feats = pred.get("features")
         sample = sample_indices(len(feats)) if feats is not None else None
@@ -189,6 +191,22 @@ def provenance_footer(folder: Path, manifest: dict, runs: list[Run]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def missing_runs(folder: Path, manifest: dict) -> list[tuple[str, str]]:
+    """(name, status) of every run of grid.json that is not finished (`is_finished`): its
+    recorded failure, or what its folder holds now ("no run folder", "not finished"), never a
+    recorded "trained" or "done" that the folder no longer bears out."""
+    out = []
+    for e in manifest["runs"]:
+        run = folder / e["name"]
+        if is_finished(run):
+            continue
+        status = str(e.get("status") or "not run")
+        if not status.startswith("failed"):
+            status = "not finished" if run.is_dir() else "no run folder"
+        out.append((e["name"], status))
+    return out
+
+
 def write_report(folder: str | Path) -> Path:
     """Write `folder/report.md`, `folder/summary.json` and `folder/figures/*.png` from the
     grid's saved predictions; returns the report's path. `IbkdError` for a folder that is not
@@ -207,7 +225,13 @@ def write_report(folder: str | Path) -> Path:
     if manifest.get("budget") and all(r.config for r in runs):  # as the runs were trained
         note = scenario.notes(manifest["budget"], [r.config for r in runs])
         notes = (note[0].upper() + note[1:] + ".") if note else ""
-    missing = [e for e in manifest["runs"] if not (folder / e["name"] / "metrics.json").exists()]
+    overrides = dict(manifest.get("overrides") or {})
+    rows = {r.config.get("data", {}).get("max_train_rows") for r in runs if r.config}
+    if "max_train_rows" not in overrides and len(rows) == 1 and None not in rows:
+        overrides["max_train_rows"] = rows.pop()  # grids written before overrides were kept
+    extra = override_note(overrides)
+    notes = f"{notes} {extra}".strip() if extra else notes
+    missing = missing_runs(folder, manifest)
     parts = [
         f"# {title or 'Grid (' + setup + ')'}\n",
         f"{len(runs)} finished runs in {len(groups)} groups, seeds {seeds}; "
@@ -221,7 +245,7 @@ def write_report(folder: str | Path) -> Path:
     if missing:
         parts.append(
             "Runs missing from this report: "
-            + ", ".join(f"{e['name']} ({e.get('status', 'not run')})" for e in missing)
+            + ", ".join(f"{name} ({status})" for name, status in missing)
             + "\n"
         )
     parts += scenario.sections(groups, runs, rep, fig_dir)

@@ -54,6 +54,16 @@ BEFORE_CHECKPOINT = {LOCK, "config.yaml", "vocab.json", "provenance.json", "log.
 HOST_SETTINGS = ("device", "compile")  # how a run executes, not what it computes
 
 
+FINISHED = "metrics.json"  # written last by training: its presence means the run finished
+
+
+def is_finished(folder: str | os.PathLike) -> bool:
+    """Whether the run folder holds a finished run: the one definition every grid, report and
+    loader uses (`metrics.json`, written last, is there; predictions alone are not enough: a
+    run that failed at its final checkpoint has them)."""
+    return (Path(folder) / FINISHED).is_file()
+
+
 def first_line(e: BaseException) -> str:
     """The first line of an exception's message (its type's name when it has none)."""
     text = str(e).strip()
@@ -102,11 +112,11 @@ def check_folder(cfg: RunConfig, out: Path, resume: bool) -> dict | None:
                 f"--resume: the options differ from {out / 'config.yaml'} ({'; '.join(diff)}); "
                 "resume with the run's own settings"
             )
-        if (out / "metrics.json").exists():
+        if is_finished(out):
             try:
-                return json.loads((out / "metrics.json").read_text(encoding="utf-8"))
+                return json.loads((out / FINISHED).read_text(encoding="utf-8"))
             except (ValueError, OSError) as e:
-                raise IbkdError(f"{out / 'metrics.json'}: unreadable ({first_line(e)})") from None
+                raise IbkdError(f"{out / FINISHED}: unreadable ({first_line(e)})") from None
     elif not resume and out.is_dir():
         names = {p.name for p in out.iterdir()}
         if names - BEFORE_CHECKPOINT:
@@ -207,7 +217,7 @@ def load_run(path: str | os.PathLike, device: torch.device | str = "cpu") -> Loa
     for name in ("config.yaml", "checkpoint.pt"):
         if not (path / name).is_file():
             raise IbkdError(f"{path}: not a run folder (no {name})")
-    if not (path / "metrics.json").is_file():
+    if not is_finished(path):
         raise IbkdError(
             f"{path}: the run has not finished (no metrics.json); finish it with --resume first"
         )

@@ -44,8 +44,8 @@ from ibkd.data.suites import NAMES, SENTENCE, SuiteItem, detect_format, read_sui
 from ibkd.data.vocab import BOS, EOS, UNK, Vocab
 from ibkd.errors import IbkdError
 from ibkd.files import atomic_write, dump_json
-from ibkd.metrics import SUITE_KEYS, suite_metrics
-from ibkd.predictions import load_arrays
+from ibkd.metrics import suite_metrics
+from ibkd.predictions import load_suite_arrays
 
 SENTENCE_LOGPROB, TARGET_FORMS = "sentence", "target"
 LM_COMPARISON = {
@@ -348,7 +348,7 @@ def save_suite(run: str | os.PathLike, name: str, pred: dict[str, np.ndarray], i
 def load_suite(path: str | os.PathLike) -> dict[str, np.ndarray]:
     """A suite's saved per-item predictions ({key: array}, `SUITE_KEYS`); IbkdError naming the
     file when it is missing, unreadable or lacks an array."""
-    return load_arrays(path, "suite predictions file", tuple(SUITE_KEYS))
+    return load_suite_arrays(path)
 
 
 def score_suite_into(

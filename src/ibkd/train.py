@@ -34,7 +34,7 @@ from ibkd.config import RunConfig
 from ibkd.data.batching import batches
 from ibkd.data.prepare import RunData, prepare_data
 from ibkd.data.vocab import PAD
-from ibkd.distill import Teacher
+from ibkd.distill import Teacher, calibrated_probs
 from ibkd.distributed import Dist, pick_device, seed_everything, set_threads
 from ibkd.errors import IbkdError
 from ibkd.evaluate import check_fits, predict, validation_loss
@@ -191,6 +191,9 @@ def train_run(
             check_inputs(out, started.get("inputs", {}), inputs, cfg)
         if teacher is not None and cfg.distill.calibration == "temperature":
             teacher.calibrate(data.valid, device)  # deterministic: the same fit on a resume
+            teacher_predictions = {  # fidelity: against what the student learns to match
+                k: calibrated_probs(v, teacher.temperature) for k, v in teacher_predictions.items()
+            }
         companions = _companions(cfg, model, teacher)
         if cfg.train.aux_lm > 0:
             companions[aux_lm.COMPANION] = aux_lm.output_layer(model, len(data.vocab))
@@ -465,7 +468,11 @@ def finish(run: Run) -> dict:
         save_predictions(out / "predictions" / f"{name}.npz", pred)
         metrics[name] = compute_metrics(pred)
         if run.teacher is not None:
-            metrics[name]["fidelity"] = fidelity(pred, run.teacher_predictions[name])
+            metrics[name]["fidelity"] = fidelity(pred, run.teacher_predictions[name]) | {
+                "against": f"the calibrated teacher (T_cal = {run.teacher.temperature:.4g})"
+                if run.teacher.calibration is not None
+                else "the teacher"
+            }
     run.best_model = run.best_companions = None
     checkpoint(run, final=True)
     with atomic_write(out / "metrics.json") as f:

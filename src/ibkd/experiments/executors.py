@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import uuid
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -90,11 +91,14 @@ def _worker_start(parent: int, progress) -> None:
 
 
 def _pool_task(cfg: RunConfig, folder: str, threads: int) -> None:
-    """A pool worker trains one run, sending (folder, step) at most once a second."""
+    """A pool worker trains one run, first sending ("pid", folder, its process id), then
+    (folder, step) at most once a second."""
     import time
 
     from ibkd.experiments.grid import _train_one
 
+    if _PROGRESS is not None:
+        _PROGRESS.put(("pid", folder, os.getpid()))
     last = [0.0]
 
     def report(step: int) -> None:
@@ -106,49 +110,165 @@ def _pool_task(cfg: RunConfig, folder: str, threads: int) -> None:
     _train_one(cfg, folder, threads, False, report)
 
 
+class WorkerDied(RuntimeError):
+    """A pool worker died under a run (killed by a signal, such as the OOM killer's SIGKILL, or
+    exited abruptly): that run failed; the others go on."""
+
+
+@dataclass(eq=False)
+class _Task:
+    """A run given to the pool: its future on the current pool, and how many broken pools it
+    was lost to without its own worker being the one that died."""
+
+    cfg: RunConfig
+    folder: str
+    future: Any = None
+    lost: int = 0
+
+
+MAX_LOST = 3  # a run lost to this many broken pools (its worker never found dead) fails
+
+
 class Pool:
     """`workers` processes on this machine, cores / workers torch threads each. Workers exit
     when the grid process dies; each run's step is shown in the grid's progress display
-    (`steps`: folder -> last step reported)."""
+    (`steps`: folder -> last step reported). A worker that dies (SIGKILL from the OOM killer, a
+    crash) breaks a `ProcessPoolExecutor`: the run it held fails (`WorkerDied`), the pool is
+    replaced by a fresh one and the other runs in flight or queued start again on it (resuming
+    from their checkpoints)."""
 
     def __init__(self, workers: int):
         import multiprocessing as mp
-        from concurrent.futures import ProcessPoolExecutor
 
-        ctx = mp.get_context("spawn")
+        self.ctx = mp.get_context("spawn")
         self.slots = workers
         self.threads = max(1, (os.cpu_count() or 1) // workers)
-        self.progress = ctx.Queue()
+        self.progress = self.ctx.Queue()
         self.steps: dict[str, int] = {}
-        self.pool = ProcessPoolExecutor(
-            workers,
-            mp_context=ctx,
+        self.pids: dict[str, int] = {}  # folder -> the worker process training it
+        self.processes: dict[int, Any] = {}  # pid -> multiprocessing.Process, this pool's
+        self.tasks: list[_Task] = []
+        self.pool = self._new_pool()
+
+    def _new_pool(self):
+        from concurrent.futures import ProcessPoolExecutor
+
+        self.processes = {}
+        return ProcessPoolExecutor(
+            self.slots,
+            mp_context=self.ctx,
             initializer=_worker_start,
             initargs=(os.getpid(), self.progress),
         )
 
+    def _start(self, task: _Task) -> None:
+        task.future = self.pool.submit(_pool_task, task.cfg, task.folder, self.threads)
+        self.processes.update(getattr(self.pool, "_processes", None) or {})
+
     def submit(self, cfg: RunConfig, folder: str):
-        """Queue one run on the pool; its future is the handle."""
-        return self.pool.submit(_pool_task, cfg, folder, self.threads)
+        """Queue one run on the pool; the handle is its task."""
+        task = _Task(cfg, folder)
+        self.tasks.append(task)
+        self._start(task)
+        return task
 
-    def wait(self, handles):
-        """The runs that end within a second (often none), after taking in progress."""
+    def _take_progress(self) -> None:
         import queue
-        from concurrent.futures import FIRST_COMPLETED, wait
 
-        done, _ = wait(handles, timeout=1.0, return_when=FIRST_COMPLETED)
         while True:
             try:
-                folder, step = self.progress.get_nowait()
+                message = self.progress.get_nowait()
             except (queue.Empty, OSError, ValueError):
                 break
-            self.steps[folder] = step
-        return [(f, f.exception()) for f in done]
+            if len(message) == 3:  # ("pid", folder, pid)
+                self.pids[message[1]] = message[2]
+            else:
+                self.steps[message[0]] = message[1]
+
+    def wait(self, handles):
+        """The runs that end within a second (often none), after taking in progress. When the
+        pool broke, the run whose worker died is reported failed and the others are started
+        again on a fresh pool."""
+        from concurrent.futures import FIRST_COMPLETED, wait
+        from concurrent.futures.process import BrokenProcessPool
+
+        done, _ = wait([t.future for t in handles], timeout=1.0, return_when=FIRST_COMPLETED)
+        self.processes.update(getattr(self.pool, "_processes", None) or {})
+        self._take_progress()
+        by_future = {t.future: t for t in handles}
+        ended, broken = [], []
+        for f in done:
+            error = f.exception()
+            if isinstance(error, BrokenProcessPool):
+                broken.append(by_future[f])
+            else:
+                ended.append((by_future[f], error))
+        if broken:
+            ended += self._recover()
+        for task, _ in ended:
+            self.tasks.remove(task)
+        return ended
+
+    def _recover(self) -> list:
+        """After a worker died: wait for the broken pool's workers to be gone, fail the run
+        whose worker died, and start the other unfinished runs on a fresh pool."""
+        import signal
+
+        self.pool.shutdown(wait=True, cancel_futures=True)
+        self._take_progress()
+        dead = {pid: p.exitcode for pid, p in self.processes.items() if _died(p.exitcode)}
+        self.pool = self._new_pool()
+        ended = []
+        for task in list(self.tasks):
+            if not _broken(task.future):
+                continue  # ended before the break: the next `wait` reports it
+            pid = self.pids.get(task.folder)
+            if pid in dead:
+                code = dead[pid]
+                how = (f"killed by signal {-code} ({signal.Signals(-code).name}"
+                       + (", as the out-of-memory killer does" if -code == signal.SIGKILL
+                          else "") + ")"
+                       if code < 0 else f"exit status {code}")  # fmt: skip
+                ended.append((task, WorkerDied(f"its worker process died: {how}")))
+                continue
+            task.lost += 1
+            if task.lost >= MAX_LOST:
+                ended.append((task, WorkerDied(f"lost to {MAX_LOST} broken worker pools")))
+                continue
+            self.pids.pop(task.folder, None)
+            self._start(task)
+        return ended
+
+    def abort(self) -> None:
+        """Stop now (Ctrl-C, SIGTERM): terminate the workers (a run resumes from its last
+        checkpoint next time) and release the pool and its queue."""
+        for p in list((getattr(self.pool, "_processes", None) or {}).values()):
+            p.terminate()
+        self.pool.shutdown(wait=True, cancel_futures=True)
+        self.progress.close()
 
     def close(self) -> None:
         """Stop the workers once the runs in flight end (queued ones are cancelled)."""
         self.pool.shutdown(wait=True, cancel_futures=True)
         self.progress.close()
+
+
+def _broken(future) -> bool:
+    """Whether a pool's future was lost to its breaking (cancelled, or BrokenProcessPool)."""
+    from concurrent.futures.process import BrokenProcessPool
+
+    return future.cancelled() or isinstance(future.exception(), BrokenProcessPool)
+
+
+def _died(exitcode: int | None) -> bool:
+    """Whether a pool worker's exit status shows that it died by itself (a signal such as the
+    OOM killer's SIGKILL, a crash), not that the broken pool stopped it (SIGTERM, or the exit
+    of a worker that treats SIGTERM or SIGINT as an interrupt) or that it exited cleanly."""
+    import signal
+
+    if exitcode is None or exitcode in (0, 1):
+        return False
+    return exitcode > 1 or -exitcode not in (signal.SIGTERM, signal.SIGINT)
 
 
 def local(workers: int, progress: bool = True) -> Executor:

@@ -4,13 +4,16 @@ reported while the rest go on (its students are skipped: they have no teacher)."
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
+import signal
 import sys
+import threading
 import time
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -18,6 +21,7 @@ from ibkd.config import RunConfig
 from ibkd.errors import IbkdError
 from ibkd.experiments.executors import Executor
 from ibkd.files import atomic_write, dump_json
+from ibkd.runs import FINISHED, is_finished
 from ibkd.text import count
 
 
@@ -153,7 +157,7 @@ def run_grid(
     runs: list[GridRun], out: str | Path, *, progress: bool = True, workers: int = 1,
     title: str = "", notes: str = "", executor: Executor | None = None,
     scenario: str | None = None, budget: str | None = None, force: bool = False, after_run=None,
-    reuse: str | Path | None = None,
+    reuse: str | Path | None = None, overrides: dict | None = None,
 ) -> GridResult:  # fmt: skip
     """Run every run of the grid into `out/<name>`, on `executor` (default: in this process
     when `workers` is 1, else a pool of `workers` processes with cores / workers threads each).
@@ -163,11 +167,13 @@ def run_grid(
 
     A run already in `out` (finished or not) is reused only if its saved config is the one
     asked for; otherwise `IbkdError` names the run and the differing options before anything
-    starts, unless `force`, which deletes such runs (and their students) and trains them
-    again. `after_run(folder)`, when given, is called on every finished run,
+    starts, unless `force`, which trains such runs (and their students) again, each folder
+    emptied only just before its run starts (a grid stopped on the way keeps the runs it had
+    not reached). `after_run(folder)`, when given, is called on every finished run,
     those finished before included (the suites' scoring). `reuse`: another grid folder whose
     finished runs of the same name and settings are copied in (`reuse_runs`) rather than
-    trained."""
+    trained. `overrides`: the budget's settings the command overrode ({"epochs": 1,
+    "max_train_rows": 40}), kept in grid.json for the report's title and note."""
     from ibkd.experiments.executors import local
     from ibkd.runs import COMMAND_VARIABLE, command_line
 
@@ -200,6 +206,7 @@ def run_grid(
     os.environ[COMMAND_VARIABLE] = command_line()  # runs in workers record the grid's command
     executor = executor or local(workers, progress)
     running: dict = {}  # handle -> run
+    stopped = True  # until the loop ends: an interrupt or error stops the workers at once
     try:
         stale = stale_runs(pending, out)
         if stale and not force:
@@ -211,8 +218,7 @@ def run_grid(
                 + ": rerun with the grid's own options, use another --out, or --force to "
                 "train them again"
             )
-        for name in with_students(stale, pending):
-            shutil.rmtree(out / name, ignore_errors=True)
+        retrain = set(with_students(stale, pending))  # emptied one by one, as each starts
         if reuse is not None:
             reuse_runs(pending, out, Path(reuse).absolute())
         while pending or running:
@@ -223,7 +229,7 @@ def run_grid(
                 if teacher_state == "wait":
                     continue
                 pending.remove(run)
-                if (out / run.name / "metrics.json").exists():
+                if run.name not in retrain and is_finished(out / run.name):
                     result.skipped.append(run.name)
                     if after_run is not None:
                         after_run(out / run.name)
@@ -232,6 +238,9 @@ def run_grid(
                 elif teacher_state == "failed":
                     settle(run, RuntimeError(f"its teacher {run.teacher} failed"))
                 else:
+                    if run.name in retrain:
+                        shutil.rmtree(out / run.name, ignore_errors=True)
+                        retrain.discard(run.name)
                     handle = executor.submit(resolved(run, out), str(out / run.name))
                     running[handle] = run
             if (
@@ -253,15 +262,43 @@ def run_grid(
                     )  # fmt: skip
                 for handle, error in executor.wait(list(running)):
                     settle(running.pop(handle), error)
+        stopped = False
     finally:
-        executor.close()
+        if stopped:  # Ctrl-C, SIGTERM (`sigterm_as_interrupt`) or an error: stop the workers
+            getattr(executor, "abort", executor.close)()
+        else:
+            executor.close()
         if bar is not None:
             bar.close()
         if not had_command:
             os.environ.pop(COMMAND_VARIABLE, None)
     result.seconds = time.perf_counter() - t0
-    write_manifest(runs, out, result, title, notes, scenario, budget)
+    write_manifest(runs, out, result, title, notes, scenario, budget, overrides)
     return result
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM received while a grid runs: handled as Ctrl-C (`sigterm_as_interrupt`)."""
+
+
+@contextlib.contextmanager
+def sigterm_as_interrupt() -> Iterator[None]:
+    """Within the block, SIGTERM (`kill`, a batch system's stop) raises `Terminated`, a
+    KeyboardInterrupt, as Ctrl-C does: the grid stops its workers and releases the pool (no
+    leaked semaphores) instead of dying at once. Only in the main thread (elsewhere, nothing
+    changes); the previous handler is restored after."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def stop(signum, frame):
+        raise Terminated("SIGTERM")
+
+    previous = signal.signal(signal.SIGTERM, stop)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def _teacher_state(run: GridRun, result: GridResult) -> str:
@@ -277,10 +314,11 @@ def _teacher_state(run: GridRun, result: GridResult) -> str:
 
 def write_manifest(
     runs: list[GridRun], out: Path, result: GridResult, title: str = "", notes: str = "",
-    scenario: str | None = None, budget: str | None = None,
+    scenario: str | None = None, budget: str | None = None, overrides: dict | None = None,
 ) -> None:  # fmt: skip
-    """grid.json: every run, its group, teacher and status, the grid's title, notes, scenario
-    and budget (what `ibkd report` reads), this call's seconds and the total over all calls."""
+    """grid.json: every run, its group, teacher and status, the grid's title, notes, scenario,
+    budget and `overrides` (what `ibkd report` reads), this call's seconds and the total over
+    all calls."""
     status = {n: "trained" for n in result.finished} | {n: "done" for n in result.skipped}
     status |= {n: f"failed: {why}" for n, why in result.failed.items()}
     manifest = {
@@ -288,6 +326,7 @@ def write_manifest(
         "budget": budget,
         "title": title,
         "notes": notes,
+        "overrides": dict(overrides or {}),
         "data": runs[0].config.data.data if runs else "default",
         "runs": [
             {
@@ -306,6 +345,28 @@ def write_manifest(
     }
     with atomic_write(out / "grid.json") as f:
         dump_json(manifest, f)
+
+
+OVERRIDES = {"epochs": "--epochs", "max_train_rows": "--max-train-rows"}
+
+
+def override_options(overrides: dict) -> list[str]:
+    """The command-line options behind a grid's `overrides`: ["--epochs 1", ...]."""
+    return [f"{OVERRIDES[k]} {v}" for k, v in overrides.items() if k in OVERRIDES]
+
+
+def override_note(overrides: dict) -> str:
+    """One sentence stating the budget's settings a grid overrode ("" for none): what the
+    budget's note says about them does not hold for these runs."""
+    parts = []
+    if overrides.get("epochs") is not None:
+        parts.append(f"epochs overridden to {overrides['epochs']} (--epochs)")
+    if overrides.get("max_train_rows") is not None:
+        n = overrides["max_train_rows"]
+        parts.append(f"trained on the first {n} training rows only (--max-train-rows {n})")
+    if not parts:
+        return ""
+    return "Overridden for this grid, so not the budget's: " + "; ".join(parts) + "."
 
 
 def _timings(manifest: Path, result: GridResult) -> dict:
@@ -367,9 +428,9 @@ def _same_path(a, b) -> bool:
 
 
 def stale_runs(runs: list[GridRun], out: Path) -> dict[str, list[str]]:
-    """Runs already in `out` whose saved config.yaml differs from what the grid asks:
-    name -> the differing options (`config_differences`). An unreadable config counts as
-    differing."""
+    """Runs already in `out` whose saved config.yaml differs from what the grid asks, or whose
+    teacher finished after them: name -> the differing options (`config_differences`). An
+    unreadable config counts as differing."""
     stale = {}
     for run in runs:
         path = out / run.name / "config.yaml"
@@ -381,9 +442,20 @@ def stale_runs(runs: list[GridRun], out: Path) -> dict[str, list[str]]:
             stale[run.name] = [f"config.yaml unreadable: {e}"]
             continue
         diffs = config_differences(saved, resolved(run, out).to_dict())
+        if run.teacher is not None and _taught_before(out / run.name, out / run.teacher):
+            diffs.append(f"its teacher {run.teacher} was trained again after it")
         if diffs:
             stale[run.name] = diffs
     return stale
+
+
+def _taught_before(student: Path, teacher: Path) -> bool:
+    """Whether a finished student's teacher finished after it (retrained since, e.g. by a
+    --force that was stopped before it reached the student): the student learnt from another
+    teacher."""
+    if not (is_finished(student) and is_finished(teacher)):
+        return False
+    return (teacher / FINISHED).stat().st_mtime_ns > (student / FINISHED).stat().st_mtime_ns
 
 
 def reuse_runs(runs: list[GridRun], out: Path, source: Path) -> list[str]:
@@ -396,9 +468,9 @@ def reuse_runs(runs: list[GridRun], out: Path, source: Path) -> list[str]:
         return copied
     for run in runs:  # teachers come first (`ordered`)
         src, dst = source / run.name, out / run.name
-        if dst.exists() or not (src / "metrics.json").is_file():
+        if dst.exists() or not is_finished(src):
             continue
-        if run.teacher is not None and not (out / run.teacher / "metrics.json").is_file():
+        if run.teacher is not None and not is_finished(out / run.teacher):
             continue
         try:
             saved = RunConfig.load(src / "config.yaml").to_dict()
@@ -410,6 +482,7 @@ def reuse_runs(runs: list[GridRun], out: Path, source: Path) -> list[str]:
         shutil.rmtree(tmp, ignore_errors=True)
         shutil.copytree(src, tmp)
         tmp.rename(dst)
+        os.utime(dst / FINISHED)  # finished here now: after its teacher (`_taught_before`)
         copied.append(run.name)
     return copied
 

@@ -35,7 +35,14 @@ from ibkd.experiments.results import (
     groups_of,
 )
 from ibkd.experiments.suite_report import ACROSS_CLAUSE, SuiteResults
-from ibkd.experiments.verdicts import Comparison, claim3, compare_values, fewest, verdict
+from ibkd.experiments.verdicts import (
+    Comparison,
+    claim3,
+    compare_values,
+    fewest,
+    unjudged,
+    verdict,
+)
 
 ACROSS_PP = "across a prepositional phrase"
 MIN_CLAIM3_ROWS = 20  # fewer sampled hard rows than this: claim 3 is not re-judged
@@ -111,7 +118,7 @@ def claim1_on(groups: dict[str, Group], hs: HardSet, models: tuple[str, ...]):
     detail = f"means {_means(alone, hs)}; steps " + "; ".join(
         f"{b} − {a} {c.text()}" for a, b, c in steps
     )
-    return verdict([c.sign for c in cs], fewest(cs)), detail
+    return verdict([c.sign for c in cs], fewest(cs), unjudged(cs)), detail
 
 
 def claim2_on(groups: dict[str, Group], hs: HardSet, teacher: str, control: str | None):
@@ -136,7 +143,8 @@ def claim2_on(groups: dict[str, Group], hs: HardSet, teacher: str, control: str 
         lines.append(line)
     if not lines:
         return None
-    return verdict(signs, fewest(used)), "distilled minus alone: " + "; ".join(lines)
+    judged = verdict(signs, fewest(used), unjudged(used))
+    return judged, "distilled minus alone: " + "; ".join(lines)
 
 
 def claim4_on(groups: dict[str, Group], hs: HardSet):
@@ -159,7 +167,7 @@ def claim4_on(groups: dict[str, Group], hs: HardSet):
         return None
     cs = [c for _, c in parts]
     detail = "; ".join(f"{label} {c.text()}" for label, c in parts)
-    return verdict([c.sign for c in cs], fewest(cs)), detail
+    return verdict([c.sign for c in cs], fewest(cs), unjudged(cs)), detail
 
 
 def claim3_hard(groups: dict[str, Group], runs) -> str:

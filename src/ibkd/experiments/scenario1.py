@@ -15,7 +15,15 @@ from ibkd.experiments.figures import plot_groups_by, pyplot, save, style
 from ibkd.experiments.grid import GridRun, pick_budget
 from ibkd.experiments.hard_claims import section as hard_section
 from ibkd.experiments.results import Group, Run, cell, find_group
-from ibkd.experiments.verdicts import METHOD, Comparison, claim3, compare, fewest, verdict
+from ibkd.experiments.verdicts import (
+    METHOD,
+    Comparison,
+    claim3,
+    compare,
+    fewest,
+    unjudged,
+    verdict,
+)
 from ibkd.presets import LM_QUICK, QUICK, vocab_size
 from ibkd.text import count
 
@@ -272,7 +280,7 @@ def _steps(groups, models, key: str, increasing: bool) -> list[tuple[str, str, C
 
 def _flip(c: Comparison) -> Comparison:
     """b minus a instead of a minus b."""
-    return Comparison(-c.diff, -c.high, -c.low, c.n, c.paired, c.seeds_needed)
+    return Comparison(-c.diff, -c.high, -c.low, c.n, c.paired, c.seeds_needed, c.no_interval)
 
 
 def claim1(groups) -> str:
@@ -287,7 +295,7 @@ def claim1(groups) -> str:
     ):
         steps = _steps(groups, CLS_MODELS, key, up)
         cs = [c for *_, c in steps]
-        parts.append(f"{label}: {verdict([c.sign for c in cs], fewest(cs))}")
+        parts.append(f"{label}: {verdict([c.sign for c in cs], fewest(cs), unjudged(cs))}")
         means = ", ".join(
             f"{m} {find_group(groups, m, None).mean(key):.{digits}f}" for m in CLS_MODELS
         )
@@ -345,7 +353,7 @@ def claim2(groups) -> str:
     )
     text = (
         f"**Claim 2** (an LSTM teacher raises every Transformer student's accuracy, "
-        f"A-accuracy most, and lowers its ECE): **{verdict(signs, n)}**: {counts}. "
+        f"A-accuracy most, and lowers its ECE): **{verdict(signs, n, unjudged(used))}**: {counts}. "
         "Distilled minus alone:\n" + "\n".join(lines)
     )
     if n >= 2 and any(find_group(groups, st, CONTROL_ROW) for st in students):

@@ -16,7 +16,7 @@ from ibkd.experiments import Scenario, register
 from ibkd.experiments.figures import color, plot_reliability, pyplot, save, teacher_mark
 from ibkd.experiments.grid import GridRun, pick_budget
 from ibkd.experiments.results import Group, find_group, fmt
-from ibkd.experiments.verdicts import METHOD, claim3, compare, fewest, verdict
+from ibkd.experiments.verdicts import METHOD, claim3, compare, fewest, unjudged, verdict
 from ibkd.presets import MNIST_QUICK_EPOCHS
 
 MODELS = ("cnn", "mlp")
@@ -236,9 +236,10 @@ def claim_convolution(groups) -> str:
             dc = compare(taught, self_taught, "mu_accuracy", on)
             line += f"; against MLP -> MLP (distillation without the CNN) {dc.text()}"
         lines.append(line)
+    judged = verdict(signs, fewest(used), unjudged(used))
     return (
         "**Claim** (a CNN teacher makes the MLP more accurate and better calibrated on "
-        f"scaled and translated digits): **{verdict(signs, fewest(used))}**. CNN -> MLP "
+        f"scaled and translated digits): **{judged}**. CNN -> MLP "
         "minus the MLP alone:\n" + "\n".join(lines)
     )
 

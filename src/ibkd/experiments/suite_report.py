@@ -18,7 +18,7 @@ import numpy as np
 
 from ibkd.experiments.figures import CHANCE, pyplot, row_label, row_style, write
 from ibkd.experiments.results import find_group, fmt
-from ibkd.experiments.verdicts import compare_values
+from ibkd.experiments.verdicts import compare_values, fewest, unjudged
 from ibkd.metrics import pairwise_accuracy
 from ibkd.suite_predictions import load_suite
 
@@ -37,6 +37,7 @@ MARVIN_LINZEN = {
 }
 ACROSS_RELATIVE = ("subj_rel", "obj_rel_across", "obj_rel_no_comp_across")
 ALL, WITH_ATTRACTOR, ACROSS_CLAUSE = "all items", "with an attractor", "across a relative clause"
+MEAN = "mean over constructions"  # BLiMP's overall score: the unweighted mean over paradigms
 NOT_VERIFIED = (
     "Published numbers (Marvin & Linzen 2018's LSTM and human participants; Gulordava et al. "
     "2018) are not set beside ours: they could not be checked against the papers while this "
@@ -75,13 +76,20 @@ def _masks(pred: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray, dict[st
 
 
 def slices(pred: dict[str, np.ndarray]) -> dict[str, float]:
-    """Accuracies of one run on one suite, from its saved predictions: `all items`, each
+    """Accuracies of one run on one suite, from its saved predictions: `all items` (pooled
+    over items), `mean over constructions` (the unweighted mean over the construction rows:
+    BLiMP's overall score is the mean over its paradigms; with two rows or more), each
     construction (`label`), each attractor count (`attractors=K`), `with an attractor` (K >= 1)
     and, for Marvin & Linzen's files, `across a relative clause` (subject and object relative
     clauses between subject and verb). Items not scored are left out; a slice with no scored
     item is absent."""
     good, bad, masks = _masks(pred)
-    return {k: pairwise_accuracy(good[m], bad[m]) for k, m in masks.items()}
+    out = {k: pairwise_accuracy(good[m], bad[m]) for k, m in masks.items()}
+    rows = [label(c) for c in dict.fromkeys(pred["construction"].astype(str))]
+    rows = [r for r in dict.fromkeys(rows) if r in out]
+    if len(rows) > 1:  # `all items` pools the items; this weighs each row (paradigm) alike
+        out[MEAN] = float(np.mean([out[r] for r in rows]))
+    return out
 
 
 def slice_counts(pred: dict[str, np.ndarray]) -> dict[str, int]:
@@ -166,7 +174,7 @@ def _keys(res: SuiteResults) -> tuple[list[str], list[str]]:
     constructions.sort(key=order.index)
     constructions += sorted(
         k for k in present if k not in order and "=" not in k and k not in (ALL, WITH_ATTRACTOR,
-                                                                             ACROSS_CLAUSE)
+                                                                             ACROSS_CLAUSE, MEAN)
     )  # fmt: skip
     attractors = sorted((k for k in present if k.startswith("attractors=")),
                         key=lambda k: int(k.split("=")[1]))  # fmt: skip
@@ -190,20 +198,26 @@ def claims(suites: dict[str, SuiteResults], groups: dict) -> list[str]:
         ]  # fmt: skip
         if lstm is not None and rivals:
             for k in focus[1:] or focus:
-                lines, wins, judged = [], 0, True
+                lines, wins, cs = [], 0, []
                 for g in rivals:
                     a, b = res.by_seed(lstm, k), res.by_seed(g, k)
                     if a and b:
                         c = compare_values(a, b, paired=False)
                         wins += c.sign > 0
-                        judged = judged and c.judged
+                        cs.append(c)
                         lines.append(f"  - LSTM − {g.model}: {c.text()}")
                 if lines:
+                    missing = unjudged(cs)
                     out.append(
-                        f"- **{res.name}, {k}: the LSTM beats {wins} of {len(lines)} "
-                        "Transformer(s)** (no distillation; beats: the 95% interval excludes 0)"
-                        if judged
-                        else f"- **{res.name}, {k}: no verdict with one seed** (needs ≥ 2 seeds)"
+                        f"- **{res.name}, {k}: no verdict with one seed** (needs ≥ 2 seeds)"
+                        if fewest(cs) < 2
+                        else f"- **{res.name}, {k}: the LSTM beats {wins} of {len(lines)} "
+                        "Transformer(s)** (no distillation; beats: the 95% interval excludes 0"
+                        + (
+                            f"; {sum(missing.values())} not judged: {', '.join(missing)})"
+                            if missing
+                            else ")"
+                        )
                     )
                     out += lines  # fmt: skip
         for g in _ordered_groups(groups):
@@ -279,7 +293,9 @@ def sections(
         "the shared prefix for Marvin & Linzen's, Linzen's and Gulordava et al.'s sets), the "
         "mean over seeds "
         "(± sample std with two or more); items the vocabulary mapping leaves unscorable are "
-        "left out (coverage below). " + NOT_VERIFIED + "\n",
+        "left out (coverage below). *All items (pooled)* counts every item alike; *mean over "
+        "constructions* weighs every construction alike, as BLiMP's overall score does (the "
+        "mean over its paradigms, Warstadt et al. 2020). " + NOT_VERIFIED + "\n",
     ]
     for res in suites.values():
         constructions, attractors = _keys(res)
@@ -289,8 +305,10 @@ def sections(
             f"{len(res.runs)} runs scored; coverage {cov.min():.1%}–{cov.max():.1%} of the items.\n"
         )
         keys = constructions + ([ALL] if len(constructions) != 1 else [])
+        keys += [MEAN] if len(constructions) > 1 else []
         parts.append("By construction:\n")
-        parts.append(table(res, groups, keys, keys))
+        header = [f"{ALL} (pooled)" if k == ALL else k for k in keys]
+        parts.append(table(res, groups, keys, header))
         if attractors:
             parts.append("By attractor count:\n")
             parts.append(table(res, groups, attractors, [k.split("=")[1] for k in attractors]))

@@ -6,7 +6,9 @@ Student t interval (paired by seed when both groups hold the same student model,
 seed k and its teacher seed k pair with the undistilled seed k; Welch's unequal-variance
 interval otherwise), says whether the interval excludes zero, and, when it does not, the
 smallest number of seeds per group that would separate the means at the observed spread.
-With one seed there is no interval and no verdict.
+With one seed there is no interval and no verdict; neither is there when the values do not vary
+over seeds (zero spread: R's `t.test` refuses such "essentially constant" data), and a claim
+with a part that cannot be judged is never "held".
 """
 
 from __future__ import annotations
@@ -34,7 +36,8 @@ class Comparison:
     (`low`, `high`; NaN with fewer than two seeds), the seeds it rests on (`n`: pairs, or the
     smaller group), whether it is `paired`, and `seeds_needed`: the smallest number of seeds
     per group whose interval would exclude zero at the observed spread (None: not within
-    `MAX_SEEDS`)."""
+    `MAX_SEEDS`). `no_interval`: why there is no interval although there are two seeds or
+    more ("" when there is one, or with fewer than two seeds)."""
 
     diff: float
     low: float
@@ -42,11 +45,12 @@ class Comparison:
     n: int
     paired: bool
     seeds_needed: int | None
+    no_interval: str = ""
 
     @property
     def judged(self) -> bool:
-        """True when there are at least two seeds, so an interval exists."""
-        return self.n >= 2 and not math.isnan(self.low)
+        """True when there are at least two seeds and an interval exists."""
+        return self.n >= 2 and not math.isnan(self.low) and not self.no_interval
 
     @property
     def sign(self) -> int:
@@ -59,6 +63,8 @@ class Comparison:
         """The difference and its interval and, within the noise, how many seeds would
         separate it; with one seed the difference alone (the claim's verdict says why)."""
         d = f"{self.diff:+.{digits}f}"
+        if self.no_interval:
+            return f"{d} (no interval: {self.no_interval})"
         if not self.judged:
             return d
         out = f"{d} [{self.low:+.{digits}f}, {self.high:+.{digits}f}]"
@@ -109,8 +115,20 @@ def _seeds_needed(diff: float, var_a: float, var_b: float, paired: bool) -> int 
     return None
 
 
+ZERO_SPREAD = "zero spread over seeds"
+
+
+def _constant(std_error: float, means: list[float]) -> bool:
+    """True when a standard error is nil next to the means, as R's `t.test` tests it
+    (stderr < 10 * machine epsilon * |mean|): such data hold no interval."""
+    scale = max([abs(m) for m in means] + [1e-300])
+    return not std_error > 10 * np.finfo(float).eps * scale
+
+
 def compare_values(a: dict, b: dict, paired: bool) -> Comparison:
-    """Compare two samples given as seed -> value (paired: over the seeds both have)."""
+    """Compare two samples given as seed -> value (paired: over the seeds both have). With
+    zero spread (every paired difference the same, or both samples constant) there is no
+    interval: `no_interval` says so and the comparison is not `judged`."""
     if paired:
         common = sorted(set(a) & set(b))
         d = np.array([a[s] - b[s] for s in common], dtype=float)
@@ -121,6 +139,8 @@ def compare_values(a: dict, b: dict, paired: bool) -> Comparison:
         if n < 2:
             return Comparison(diff, math.nan, math.nan, n, True, None)
         var = float(d.var(ddof=1))
+        if _constant(math.sqrt(var / n), [diff]):
+            return Comparison(diff, math.nan, math.nan, n, True, None, ZERO_SPREAD)
         half = _t(n - 1) * math.sqrt(var / n)
         return Comparison(
             diff, diff - half, diff + half, n, True, _seeds_needed(diff, var, 0, True)
@@ -134,6 +154,8 @@ def compare_values(a: dict, b: dict, paired: bool) -> Comparison:
         return Comparison(diff, math.nan, math.nan, n, False, None)
     sa, sb = float(va.var(ddof=1)), float(vb.var(ddof=1))
     se2 = sa / len(va) + sb / len(vb)
+    if _constant(math.sqrt(se2), [float(va.mean()), float(vb.mean())]):
+        return Comparison(diff, math.nan, math.nan, n, False, None, ZERO_SPREAD)
     den = (sa / len(va)) ** 2 / (len(va) - 1) + (sb / len(vb)) ** 2 / (len(vb) - 1)
     df = se2**2 / den if den > 0 else len(va) + len(vb) - 2
     half = _t(df) * math.sqrt(se2)
@@ -151,14 +173,41 @@ def fewest(comparisons: list[Comparison]) -> int:
     return min((c.n for c in comparisons), default=0)
 
 
-def verdict(signs: list[int], n: int) -> str:
+def unjudged(comparisons: list[Comparison]) -> dict[str, int]:
+    """The comparisons of two seeds or more that hold no interval: reason -> count."""
+    out: dict[str, int] = {}
+    for c in comparisons:
+        if c.n >= 2 and c.no_interval:
+            out[c.no_interval] = out.get(c.no_interval, 0) + 1
+    return out
+
+
+def verdict(signs: list[int], n: int, not_judged: dict[str, int] | None = None) -> str:
     """A claim's verdict from its comparisons' signs (+1 as the claim expects, -1 against it,
-    0 within the noise) and the seeds `n` they rest on."""
+    0 within the noise or not judged) and the seeds `n` they rest on. `not_judged`: how many
+    of the 0 signs are parts that could not be judged, by reason (`unjudged(comparisons)` for
+    comparisons without an interval; a part that needs more seeds enters `signs` as 0 and is
+    counted here). A claim with such a part is never "held": at best "partly held"."""
+    not_judged = {k: v for k, v in (not_judged or {}).items() if v}
     if not signs:
         return "not run"
     if n < 2:
         return "no verdict with one seed: needs ≥ 2 seeds"
     right, wrong = signs.count(1), signs.count(-1)
+    missing = min(sum(not_judged.values()), len(signs) - right - wrong)
+    if missing:
+        why = "; ".join(f"{k}: {v}" for k, v in not_judged.items())
+        unclear = len(signs) - right - wrong - missing
+        rest = f", {unclear} not separable with {n} seeds" if unclear else ""
+        if not right and not wrong:
+            if unclear:
+                return f"not separable with {n} seeds; {missing} not judged ({why})"
+            return f"no verdict: no part could be judged ({why})"
+        return (
+            f"{'mixed' if right and wrong else 'partly held' if right else 'did not hold'}: "
+            f"{right} of {len(signs)} as claimed, {wrong} against it{rest}, {missing} not "
+            f"judged ({why})"
+        )
     unclear = len(signs) - right - wrong
     if right == len(signs):
         return "held"
@@ -218,8 +267,13 @@ def claim3(
     spreads = {m: spread(rep, g) for m, g in alone_groups.items()}
     cka_spreads = {m: spread(rep, g, "cka") for m, g in alone_groups.items()}
     spread_lines = []
+    not_judged = unjudged(used)
     if strong in alone_groups and len(pairwise_spreads(rep, alone_groups[strong])) == 1:
         spread_lines.append("    - comparing spreads needs ≥ 3 seeds (two pairs of seeds)")
+        weak = [m for m in alone_groups if m not in strong_family]
+        if weak:  # the spread half of the claim is not judged: a 0 sign per weak model
+            not_judged["spread needs ≥ 3 seeds"] = len(weak)
+            signs += [0] * len(weak)
     elif strong in alone_groups:
         strong_pairs = dict(enumerate(pairwise_spreads(rep, alone_groups[strong])))
         for m, g in alone_groups.items():
@@ -228,6 +282,8 @@ def claim3(
             c = compare_values(dict(enumerate(pairwise_spreads(rep, g))), strong_pairs, False)
             used.append(c)
             signs.append(c.sign)
+            if c.no_interval:
+                not_judged[c.no_interval] = not_judged.get(c.no_interval, 0) + 1
             spread_lines.append(f"    - {m} minus {strong}: {c.text()}")
     shown = {m: v for m, v in spreads.items() if not math.isnan(v)}
     spread_text = (
@@ -244,8 +300,8 @@ def claim3(
     text = (
         f"**Claim 3** (distilled students' representations move toward the teacher's, and "
         f"weak-bias models vary more across seeds than the {strong}): "
-        f"**{verdict(signs, n)}**. Distance is the paper's RSA distance (1 − mean row cosine "
-        f"of the similarity matrices, on {len(rep.runs[0].features)} test examples); "
+        f"**{verdict(signs, n, not_judged)}**. Distance is the paper's RSA distance (1 − mean "
+        f"row cosine of the similarity matrices, on {len(rep.runs[0].features)} test examples); "
         "distilled minus alone, paired by seed:\n" + "\n".join(lines) + "\n  - " + spread_text
     )
     if spread_lines:

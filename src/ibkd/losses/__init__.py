@@ -48,24 +48,34 @@ class LossParts:
 @dataclass(frozen=True)
 class DistillLoss:
     """A registered distillation loss: its function, whether it needs the penultimate
-    representations of student and teacher, and whether the student's goes through a learned
-    linear map to the teacher's width first (`projection`)."""
+    representations of student and teacher, whether the student's goes through a learned
+    linear map to the teacher's width first (`projection`), and whether it uses the teacher's
+    probabilities (`teacher_probabilities`; False for a loss that reads only the teacher's
+    representations or its top-1 decision, which calibrating the teacher leaves unchanged)."""
 
     name: str
     fn: Callable[..., LossParts]
     representations: bool = False
     projection: bool = False
+    teacher_probabilities: bool = True
 
 
 LOSSES: dict[str, DistillLoss] = {}
 
 
-def register(name: str, *, representations: bool = False, projection: bool = False):
+def register(
+    name: str, *, representations: bool = False, projection: bool = False,
+    teacher_probabilities: bool = True,
+):  # fmt: skip
     """Decorator: register a distillation loss under `name` (see the module docstring for the
-    signature); `projection` implies `representations`."""
+    signature); `projection` implies `representations`. `teacher_probabilities=False` for a
+    loss that does not use the teacher's output distribution (`--teacher-calibration` is then
+    refused: it would change nothing)."""
 
     def add(fn: Callable[..., LossParts]) -> Callable[..., LossParts]:
-        LOSSES[name] = DistillLoss(name, fn, representations or projection, projection)
+        LOSSES[name] = DistillLoss(
+            name, fn, representations or projection, projection, teacher_probabilities
+        )
         return fn
 
     return add

@@ -12,7 +12,7 @@ from __future__ import annotations
 from ibkd.losses import LossParts, masked_cross_entropy, register, with_gold
 
 
-@register("hard")
+@register("hard", teacher_probabilities=False)  # the argmax: the same at any T_cal
 def hard(student_logits, teacher_logits, student_repr, teacher_repr, gold, mask, cfg) -> LossParts:
     """alpha * CE on the teacher's argmax + (1 - alpha) * CE on gold (the module docstring);
     logits [B, C] or [B, L, V], averaged over examples or scored tokens; nats."""

@@ -19,7 +19,7 @@ from torch.nn import functional as F
 from ibkd.losses import LossParts, register, scored_rows, with_gold
 
 
-@register("hint", projection=True)
+@register("hint", projection=True, teacher_probabilities=False)
 def hint(student_logits, teacher_logits, student_repr, teacher_repr, gold, mask, cfg) -> LossParts:
     """alpha * MSE(r(h_s), h_t) + (1 - alpha) * CE on gold; `student_repr` arrives already
     mapped to the teacher's width, [B, H_t] or [B, L, H_t]."""

@@ -33,7 +33,7 @@ def similarity_loss(student: torch.Tensor, teacher: torch.Tensor) -> torch.Tenso
     return (diff**2).sum() / b**2
 
 
-@register("similarity", representations=True)
+@register("similarity", representations=True, teacher_probabilities=False)
 def similarity(
     student_logits, teacher_logits, student_repr, teacher_repr, gold, mask, cfg
 ) -> LossParts:
