@@ -1,7 +1,7 @@
 import json
 
 import pytest
-from test_train import tiny_config
+from conftest import tiny_config
 
 from ibkd.cli import main
 from ibkd.data.splits import default_dir

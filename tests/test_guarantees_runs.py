@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from test_train import Killed, kill_at, tiny_config
+from conftest import Killed, kill_at, tiny_config
 
 from ibkd.cli import main
 from ibkd.errors import IbkdError
@@ -73,7 +73,7 @@ def test_a_second_writer_is_refused_while_the_first_trains(tmp_path):
     a = python(f"""
         import time
         from pathlib import Path
-        from test_train import tiny_config
+        from conftest import tiny_config
         from ibkd.train import train_run
 
         def wait(step):
@@ -115,7 +115,7 @@ def test_a_held_lock_refuses_before_anything_is_written(tmp_path):
 
 def _in_another_process_train(out: Path) -> None:
     p = python(f"""
-        from test_train import tiny_config
+        from conftest import tiny_config
         from ibkd.errors import IbkdError
         from ibkd.train import train_run
         try:
@@ -135,7 +135,7 @@ def test_the_log_is_durable_up_to_every_checkpoint_under_sigkill(tmp_path):
     out = tmp_path / "run"
     p = python(f"""
         import os, signal
-        from test_train import tiny_config
+        from conftest import tiny_config
         from ibkd.train import train_run
 
         def kill(step):

@@ -4,7 +4,7 @@ data, reuse of the main grid's identical runs, and both scenarios end to end on 
 import json
 
 import pytest
-from test_reproduce import mini_grid, small_data, tiny_mnist  # noqa: F401 - fixtures
+from conftest import mini_grid
 
 from ibkd.cli import main
 from ibkd.experiments import get
@@ -63,7 +63,7 @@ def test_identical_finished_runs_are_copied_not_trained(tmp_path, small_data):  
 def test_scenario1_study_end_to_end(tmp_path, small_data):  # noqa: F811
     """Scenario 1's study, tiny models on a few dozen rows, 1 epoch, 2 seeds, scored on a tiny
     suite in Marvin & Linzen's layout: every method trains, is measured and is ranked."""
-    from test_reproduce import tiny
+    from conftest import tiny
     from test_suite_report import write_suite
 
     from ibkd.report import write_report

@@ -10,45 +10,14 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import pytest
+from conftest import mini_grid, tiny
 
 from ibkd.cli import main
 from ibkd.errors import IbkdError
 from ibkd.experiments.grid import ordered, run_grid
 from ibkd.experiments.scenario1 import grid
 from ibkd.report import write_report
-
-
-def tiny(runs, rows=250):
-    """The runs with tiny models, one epoch, `rows` training rows (and transfer prefixes)."""
-    for r in runs:
-        m, t = r.config.model, r.config.train
-        m.dim, m.hidden, m.layers, m.heads = 16, 16, 1, 2
-        t.epochs, t.batch_size, t.warmup_steps, t.device = 1, 32, 5, "cpu"
-        r.config.data.max_train_rows = rows  # also caps the transfer prefixes
-    return runs
-
-
-@pytest.fixture(scope="module")
-def small_data(tmp_path_factory):
-    """The first 80 / 24 / 24 rows of the shipped splits, as a data folder."""
-    from ibkd.data.splits import Splits, load_splits, write_splits
-
-    s = load_splits("default")
-    folder = tmp_path_factory.mktemp("data")
-    write_splits(Splits(s.train[:80], s.valid[:24], s.test[:24], "test"), folder)
-    return folder
-
-
-def mini_grid(data, seeds=1):
-    """lstm, transformer and lstm -> transformer per seed, tiny, on `data`, no transfer set."""
-    keep = {"lstm", "transformer", "transformer--from-lstm"}
-    runs = [r for r in tiny(grid("cls", "quick", seeds=seeds)) if r.name.split("/")[0] in keep]
-    for r in runs:
-        r.config.data.data, r.config.data.transfer = str(data), None
-        r.config.model.dim = r.config.model.hidden = 8
-    return runs
 
 
 def test_grid_as_data():
@@ -284,24 +253,6 @@ def test_scenario1_end_to_end(tmp_path, small_data, capsys):
     assert (out / "report.md").read_text() == text  # rebuilt identically
     assert main(args) == 0  # everything skipped the second time
     assert "0 runs trained, 20 already done" in capsys.readouterr().err
-
-
-@pytest.fixture(scope="module")
-def tiny_mnist(tmp_path_factory):
-    """Random 28 x 28 'digits' in the four MNIST IDX files: 110 training, 30 test images."""
-    from ibkd.data.mnist import FILES, write_idx
-
-    rng = np.random.default_rng(0)
-    folder = tmp_path_factory.mktemp("mnist")
-    arrays = {
-        "train_images": rng.integers(0, 256, (110, 28, 28), dtype=np.uint8),
-        "train_labels": rng.integers(0, 10, 110, dtype=np.uint8),
-        "test_images": rng.integers(0, 256, (30, 28, 28), dtype=np.uint8),
-        "test_labels": rng.integers(0, 10, 30, dtype=np.uint8),
-    }
-    for key, name in FILES.items():
-        write_idx(folder / name.removesuffix(".gz"), arrays[key])
-    return folder
 
 
 def test_scenario2_notes_and_figure_come_from_the_grid_not_the_report(tmp_path, tiny_mnist):

@@ -3,7 +3,7 @@
 import json
 
 import pytest
-from test_reproduce import mini_grid
+from conftest import mini_grid
 
 from ibkd.experiments.grid import run_grid
 
@@ -105,7 +105,7 @@ def test_torchrun_ddp_on_cpu_trains_one_run(tmp_path):
 
 
 def test_a_killed_run_resumes_under_torchrun(tmp_path):
-    from test_train import Killed, kill_at
+    from conftest import Killed, kill_at
 
     from ibkd.config import RunConfig, preset
     from ibkd.train import train_run
@@ -124,7 +124,7 @@ def test_a_killed_run_resumes_under_torchrun(tmp_path):
 
 
 def test_bf16_is_for_cuda_only(tmp_path):
-    from test_train import tiny_config
+    from conftest import tiny_config
 
     from ibkd.errors import IbkdError
     from ibkd.train import train_run

@@ -7,7 +7,7 @@ import re
 
 import numpy as np
 import pytest
-from test_reproduce import tiny
+from conftest import tiny
 
 import ibkd.suite_predictions as suite_predictions
 from ibkd import experiments

@@ -9,7 +9,7 @@ import shutil
 import numpy as np
 import pytest
 import torch
-from test_train import tiny_config
+from conftest import tiny_config
 
 from ibkd.cli import main
 from ibkd.data.suites import SuiteItem

@@ -2,68 +2,14 @@ import json
 
 import numpy as np
 import pytest
+from conftest import Killed, kill_at, tiny_config
 
 from ibkd.cli import main
-from ibkd.config import DataConfig, DistillConfig, ModelConfig, RunConfig, TrainConfig
+from ibkd.config import RunConfig
 from ibkd.errors import IbkdError
 from ibkd.predictions import load_predictions
 from ibkd.runs import load_run
 from ibkd.train import train_run
-
-
-def tiny_config(setup="cls", arch="lstm", seed=0, rows=300, **distill):
-    model = (
-        ModelConfig(
-            "lstm",
-            "lstm",
-            dim=16,
-            hidden=16,
-            layers=1,
-            embed_dropout=0.1,
-            dropout=0.2,
-            recurrent_dropout=0.2,
-        )
-        if arch == "lstm"
-        else ModelConfig(
-            "transformer",
-            "transformer",
-            dim=16,
-            layers=1,
-            heads=2,
-            pool="cls",
-            dropout=0.1,
-            attn_dropout=0.1,
-            embed_dropout=0.1,
-        )
-    )
-    return RunConfig(
-        setup=setup,
-        model=model,
-        seed=seed,
-        data=DataConfig(max_train_rows=rows),
-        train=TrainConfig(
-            epochs=2,
-            batch_size=32,
-            lr=1e-2,
-            warmup_steps=5,
-            checkpoint_every=3,
-            patience=5,
-            device="cpu",
-        ),
-        distill=DistillConfig(**distill) if distill else None,
-    )
-
-
-class Killed(Exception):
-    pass
-
-
-def kill_at(step):
-    def hook(s):
-        if s == step:
-            raise Killed
-
-    return hook
 
 
 def same_predictions(a, b):

@@ -737,6 +737,8 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--no-progress", action="store_true")
     r.set_defaults(func=cmd_reproduce)
 
+    from ibkd.data.suites import formats as suite_formats
+
     ev = commands.add_parser("evaluate", help="score a trained run on external test suites")
     ev.add_argument("run", help="a finished run folder")
     ev.add_argument(
@@ -749,8 +751,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     ev.add_argument(
         "--format",
-        choices=("linzen", "colorlessgreen", "blimp", "marvin-linzen"),
-        help="(default: from the file name)",
+        choices=suite_formats(),
+        help="(default: from the file name; formats registered with "
+        "ibkd.data.suites.register_format included)",
     )
     ev.add_argument("--device", default="auto")
     ev.add_argument("--skip-bad-rows", action="store_true")

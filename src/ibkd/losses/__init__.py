@@ -71,6 +71,11 @@ def register(name: str, *, representations: bool = False, projection: bool = Fal
     return add
 
 
+def unregister(name: str) -> None:
+    """Remove a registered distillation loss (tests that register one clean up with it)."""
+    LOSSES.pop(name, None)
+
+
 def masked_cross_entropy(
     logits: torch.Tensor, targets: torch.Tensor, mask: torch.Tensor | None = None,
     reduction: str = "mean",
