@@ -103,6 +103,7 @@ def test_the_kd_loss_is_registered_and_selected_by_name():
         )  # fmt: skip
 
 
+@pytest.mark.slow
 def test_a_new_loss_is_one_registered_function(tmp_path, monkeypatch):
     """A loss that needs the penultimate representations, registered by name, trains through
     the loop: the teacher's representations are cached beside its logits and both reach the
@@ -139,6 +140,7 @@ def test_a_new_loss_is_one_registered_function(tmp_path, monkeypatch):
     assert len(kd) == len(seen) and all(k > 0 for k in kd)
 
 
+@pytest.mark.slow
 def test_each_method_through_the_cli(tmp_path, monkeypatch, capsys):
     """`ibkd distill --kd-loss hard|similarity|hint`, `--teacher-calibration temperature` and
     `--online` end to end on tiny data: each saves its settings in config.yaml, and each leaves
@@ -220,6 +222,7 @@ def test_old_configs_load_as_kd_without_calibration_or_online():
         )  # fmt: skip
 
 
+@pytest.mark.slow
 def test_online_hint_run_resumes_to_the_same_numbers(tmp_path):
     """What trains beside the student (the hint's map, an online teacher) is in the checkpoint:
     a run killed mid-epoch and resumed ends as an uninterrupted one, its teacher included."""

@@ -89,6 +89,7 @@ def tiny_data(tmp_path):
     return out
 
 
+@pytest.mark.slow
 def test_a_registered_model_trains_through_ibkd_train(registered, tiny_data, tmp_path, capsys):
     with pytest.raises(SystemExit):
         main(["train", "--help"])

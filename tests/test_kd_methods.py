@@ -60,6 +60,7 @@ def test_identical_finished_runs_are_copied_not_trained(tmp_path, small_data):  
     assert not list((tmp_path / "study").glob("*/*.copying"))
 
 
+@pytest.mark.slow
 def test_scenario1_study_end_to_end(tmp_path, small_data):  # noqa: F811
     """Scenario 1's study, tiny models on a few dozen rows, 1 epoch, 2 seeds, scored on a tiny
     suite in Marvin & Linzen's layout: every method trains, is measured and is ranked."""
@@ -99,6 +100,7 @@ def test_scenario1_study_end_to_end(tmp_path, small_data):  # noqa: F811
     assert (out / "transformer--online-lstm" / "seed1" / "teacher" / "metrics.json").exists()
 
 
+@pytest.mark.slow
 def test_scenario2_study_end_to_end(tmp_path, tiny_mnist):  # noqa: F811
     """`ibkd reproduce scenario2 --grid kd-methods` on random digits, 1 epoch, 2 seeds."""
     out = tmp_path / "study"

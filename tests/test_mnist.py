@@ -157,6 +157,7 @@ def test_image_sets(tmp_path):
     assert x.shape == (3, 1, 28, 28) and y.dtype == torch.long
 
 
+@pytest.mark.slow
 def test_scenario2_grid_report_and_skip(tmp_path, capsys):
     import json
 

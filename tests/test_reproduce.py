@@ -38,6 +38,7 @@ def test_grid_as_data():
         grid("cls", "huge")
 
 
+@pytest.mark.slow
 def test_finished_runs_are_reused_only_with_the_same_settings(tmp_path, small_data):
     runs = mini_grid(small_data)
     first = run_grid(runs, tmp_path, progress=False)
@@ -59,6 +60,7 @@ def test_finished_runs_are_reused_only_with_the_same_settings(tmp_path, small_da
     assert trained["training"]["epochs"] == 2
 
 
+@pytest.mark.slow
 def test_a_failed_run_is_reported_its_students_skipped_and_the_rest_go_on(tmp_path, small_data):
     runs = mini_grid(small_data)
     bad = next(r for r in runs if r.name == "lstm/seed0")
@@ -76,6 +78,7 @@ def test_a_failed_run_is_reported_its_students_skipped_and_the_rest_go_on(tmp_pa
     assert "one seed: means alone" in text and "±" not in text  # no spread from one seed
 
 
+@pytest.mark.slow
 def test_process_pool_matches_sequential_runs(tmp_path, small_data):
     import torch
 
@@ -116,6 +119,7 @@ def _alive(pid: int) -> bool:
 
 
 @pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs Linux /proc")
+@pytest.mark.slow
 def test_pool_workers_exit_when_the_grid_process_is_killed(tmp_path):
     script = (
         "import time\n"
@@ -147,6 +151,7 @@ def test_pool_workers_exit_when_the_grid_process_is_killed(tmp_path):
                 pass
 
 
+@pytest.mark.slow
 def test_reproduce_refuses_missing_data_before_any_run(tmp_path, capsys):
     out = tmp_path / "grid"
     args = ["reproduce", "scenario1", "--data", str(tmp_path / "nope"), "--out", str(out)]
@@ -166,6 +171,7 @@ def test_reproduce_refuses_missing_data_before_any_run(tmp_path, capsys):
         (["--max-train-rows", "-5"], "--max-train-rows -5: expected a value >= 1"),
     ],
 )
+@pytest.mark.slow
 def test_reproduce_checks_its_options_before_anything_is_written(tmp_path, capsys, option, message):
     out = tmp_path / "grid"
     assert main(["reproduce", "scenario1", "--out", str(out), "--no-progress", *option]) == 2
@@ -173,6 +179,7 @@ def test_reproduce_checks_its_options_before_anything_is_written(tmp_path, capsy
     assert message in err and err.count("\n") == 1 and not out.exists()
 
 
+@pytest.mark.slow
 def test_reproduce_out_naming_a_file_is_one_line(tmp_path, capsys):
     out = tmp_path / "afile"
     out.write_text("keep me")
@@ -198,6 +205,7 @@ def test_report_on_a_corrupt_grid_says_which_file(tmp_path, small_data, capsys):
     assert main(["report", str(tmp_path / "absent")]) == 2
 
 
+@pytest.mark.slow
 def test_lm_grid_and_report(tmp_path, small_data):
     runs = tiny(grid("lm", "quick", seeds=2), rows=80)
     for r in runs:
@@ -214,6 +222,7 @@ def test_lm_grid_and_report(tmp_path, small_data):
     assert summary["lstm -> transformer"]["test"]["perplexity"]["n"] == 2
 
 
+@pytest.mark.slow
 def test_scenario1_end_to_end(tmp_path, small_data, capsys):
     """The one full `ibkd reproduce scenario1` (cls): the quick budget's models and its
     transfer set, on a few dozen rows, 1 epoch, 2 seeds."""
@@ -255,6 +264,7 @@ def test_scenario1_end_to_end(tmp_path, small_data, capsys):
     assert "0 runs trained, 20 already done" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_scenario2_notes_and_figure_come_from_the_grid_not_the_report(tmp_path, tiny_mnist):
     """The budget's note states the epochs the runs were set to (here overridden to 1), and the
     shifted-digits figure is drawn before the runs (the report reads no MNIST). The scenario's

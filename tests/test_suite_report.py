@@ -63,6 +63,7 @@ def test_slices_from_saved_predictions():
 
 
 @pytest.mark.parametrize("setup", ["cls", "lm"])
+@pytest.mark.slow
 def test_grid_runs_are_scored_once_and_reported(tmp_path, setup):
     suite = write_suite(tmp_path / "ml")
     runs = small_grid(setup=setup)
@@ -102,6 +103,7 @@ def test_grid_runs_are_scored_once_and_reported(tmp_path, setup):
     assert len(re.findall(f"n = [\\d,]+, Claim \\d: .*{each} {numbers}", hard)) == 5  # per set
 
 
+@pytest.mark.slow
 def test_reproduce_scores_finished_runs_on_the_shipped_and_added_suites(
     tmp_path, monkeypatch, capsys
 ):

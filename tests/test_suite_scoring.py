@@ -203,6 +203,7 @@ def write_colorlessgreen(folder):
 
 
 @pytest.mark.parametrize("setup", ["cls", "lm"])
+@pytest.mark.slow
 def test_evaluate_writes_predictions_and_summaries(runs, tmp_path, setup, capsys):
     write_colorlessgreen(tmp_path)
     run = runs / setup
@@ -224,6 +225,7 @@ def test_evaluate_writes_predictions_and_summaries(runs, tmp_path, setup, capsys
     assert "generated: accuracy" in capsys.readouterr().out
 
 
+@pytest.mark.slow
 def test_a_suite_with_no_items_is_refused_and_nothing_is_written(runs, tmp_path, capsys):
     empty = tmp_path / "empty.jsonl"
     empty.write_text("")
@@ -234,6 +236,7 @@ def test_a_suite_with_no_items_is_refused_and_nothing_is_written(runs, tmp_path,
     assert not (run / "suites" / "empty.npz").exists()
 
 
+@pytest.mark.slow
 def test_two_suites_of_one_name_never_overwrite_each_other(runs, tmp_path, capsys):
     run = tmp_path / "run"
     shutil.copytree(runs / "cls", run, ignore=shutil.ignore_patterns("suites"))

@@ -38,6 +38,7 @@ def without(path, *columns):
         return [{k: v for k, v in r.items() if k not in columns} for r in csv.DictReader(f)]
 
 
+@pytest.mark.slow
 def test_run_folder_and_determinism(tmp_path):
     """As stated in ibkd.train: same config, seed, machine, build and threads -> identical
     logs (but for timing columns), predictions and metrics (but for timings)."""
@@ -81,6 +82,7 @@ def test_run_folder_and_determinism(tmp_path):
 
 
 @pytest.mark.parametrize("setup", ["cls", "lm"])
+@pytest.mark.slow
 def test_resume_after_a_kill_reaches_the_same_numbers(tmp_path, setup):
     cfg = tiny_config(setup, rows=200)
     whole = train_run(cfg, tmp_path / "whole", progress=False)
@@ -104,6 +106,7 @@ def test_resume_after_a_kill_reaches_the_same_numbers(tmp_path, setup):
         train_run(other, tmp_path / "killed", resume=True, progress=False)
 
 
+@pytest.mark.slow
 def test_distillation_from_a_teacher_folder(tmp_path):
     teacher = tmp_path / "teacher"
     train_run(tiny_config(), teacher, progress=False)
@@ -119,6 +122,7 @@ def test_distillation_from_a_teacher_folder(tmp_path):
     assert not run.model.training and run.config.model.name == "lstm"
 
 
+@pytest.mark.slow
 def test_teacher_dropout_gives_noisy_uncached_targets(tmp_path):
     """Reflect's quirk: the teacher's targets computed with dropout on (tiny_config's LSTM has
     dropout 0.2), so they are not cached and differ from call to call; the student's KD terms
@@ -142,6 +146,7 @@ def test_teacher_dropout_gives_noisy_uncached_targets(tmp_path):
     assert kd["noisy"][0] != kd["plain"][0]  # same student init and batch, other targets
 
 
+@pytest.mark.slow
 def test_cached_teacher_outputs_equal_its_logits_batch_by_batch(tmp_path):
     import torch
 
@@ -180,6 +185,7 @@ def test_mnist_validation_accuracy_is_a_number(tmp_path):
     assert accuracy == pytest.approx(metrics["valid"]["mu_accuracy"], abs=5e-5)
 
 
+@pytest.mark.slow
 def test_teacher_errors(tmp_path):
     with pytest.raises(IbkdError, match="no such run folder"):
         train_run(tiny_config(teacher=str(tmp_path / "none")), tmp_path / "s", progress=False)
@@ -198,6 +204,7 @@ def test_teacher_errors(tmp_path):
         load_run(teacher)
 
 
+@pytest.mark.slow
 def test_cli_train_and_distill(tmp_path, capsys, monkeypatch):
     data = tiny_data(tmp_path / "data", (1200, 150, 150))
     monkeypatch.chdir(tmp_path)
@@ -227,6 +234,7 @@ def test_cli_train_and_distill(tmp_path, capsys, monkeypatch):
     assert "taught by" in capsys.readouterr().out
 
 
+@pytest.mark.slow
 def test_a_checkpoint_from_other_settings_is_not_resumed(tmp_path):
     cfg = tiny_config(rows=200)
     with pytest.raises(Killed):
