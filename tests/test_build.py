@@ -163,6 +163,7 @@ def test_vocab_size_keeps_the_most_frequent_words(tmp_path):
     assert r1.orig_sentence == "the keys to the cabinet are here ."
 
 
+@pytest.mark.slow
 def test_spacy_path_on_raw_and_pretokenized_text(tmp_path, nlp):
     corpus = tmp_path / "corpus.txt"
     corpus.write_text(

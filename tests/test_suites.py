@@ -263,6 +263,7 @@ def test_blimp_non_agreement_paradigms_are_sentence_pairs(tmp_path):
     assert (c.good, c.bad) == (("<eos>",), ("himself",))
 
 
+@pytest.mark.slow
 def test_real_blimp_agreement_items_are_targets():
     items = read_suite(shared("blimp"))  # a folder of .jsonl files
     assert len(items) == 6000
