@@ -167,8 +167,9 @@ class ClassificationScorer(_IbkdScorer):
 
     def conditional_score(self, prefixes: Sequence[Words], stimuli: Sequence[Words]) -> np.ndarray:
         """log P(number of the verb | prefix): [N], nats. Each stimulus is one present-tense
-        verb form (`is`, `bark`) or a number tag (VBZ, VBP); IbkdError for a form whose number
-        cannot be told (`ibkd.data.verbs.verb_number`)."""
+        verb form (`is`, `bark`) or a number tag (VBZ, VBP), its number told by its shape
+        (`ibkd.data.verbs.verb_number`); IbkdError for a stimulus of several words or of no
+        number."""
         from ibkd.data.verbs import verb_number
 
         pairs = _pairs(prefixes, stimuli)
