@@ -357,3 +357,47 @@ def test_saved_suite_predictions_are_the_models_scores(runs, ml_slice, tmp_path,
             assert pred["score_bad"][it.index] == pytest.approx(
                 by_hand(model, vocab, it.sentence_bad, k), abs=1e-5
             )
+
+
+@pytest.mark.slow
+def test_the_same_suite_on_a_hugging_face_causal_lm():
+    """A randomly initialised GPT-2 built from a config (no download), a word-level tokenizer
+    over the suite's words: sequence and conditional scores equal the sums of its own
+    log-softmax outputs over each sequence run alone (padding and batching change nothing), and
+    a suite's items are scored through the same path (`score_suite`)."""
+    transformers = pytest.importorskip("transformers")
+    from tokenizers import Tokenizer, models, pre_tokenizers
+
+    from ibkd.scoring import HFCausalLMScorer
+
+    vocab = ["<|endoftext|>", "<unk>", *WORDS]
+    word_level = Tokenizer(models.WordLevel({w: i for i, w in enumerate(vocab)}, "<unk>"))
+    word_level.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+    tokenizer = transformers.PreTrainedTokenizerFast(
+        tokenizer_object=word_level, unk_token="<unk>", bos_token="<|endoftext|>",
+        eos_token="<|endoftext|>",
+    )  # fmt: skip
+    torch.manual_seed(0)
+    config = transformers.GPT2Config(vocab_size=len(vocab), n_positions=16, n_embd=16,
+                                     n_layer=1, n_head=2, bos_token_id=0, eos_token_id=0)
+    model = transformers.GPT2LMHeadModel(config).eval()
+    scorer = HFCausalLMScorer(model, tokenizer, batch_size=2)
+
+    def alone(sentence, start):  # log P(tokens from `start` on | <|endoftext|>, the rest)
+        ids = [0] + [vocab.index(w) for w in sentence.split()]
+        with torch.no_grad():
+            logp = torch.log_softmax(model(torch.tensor([ids])).logits[0].double(), -1)
+        return sum(float(logp[i - 1, ids[i]]) for i in range(start + 1, len(ids)))
+
+    sentences = ["the dog barks", "dogs bark", "the dogs bark the dog"]
+    np.testing.assert_allclose(scorer.sequence_score(sentences),
+                               [alone(s, 0) for s in sentences], rtol=1e-5)  # fmt: skip
+    cond = scorer.conditional_score(["the dog", "the", "dogs"], ["barks", "dogs bark", "bark"])
+    want = [alone("the dog barks", 2), alone("the dogs bark", 1), alone("dogs bark", 1)]
+    np.testing.assert_allclose(cond, want, rtol=1e-5)
+    pred, summary = scorer.score_suite(ITEMS)  # sentence pairs, from where they differ
+    assert summary["scored"] == 3
+    np.testing.assert_allclose(pred["score_good"], [alone("the dog barks", 2),
+                               alone("the dogs bark", 2), alone("dogs bark the", 1)], rtol=1e-5)
+    np.testing.assert_allclose(pred["score_bad"], [alone("the dog bark", 2),
+                               alone("the dogs barks", 2), alone("dogs barks the", 1)], rtol=1e-5)
