@@ -16,6 +16,8 @@ import pytest
 
 from ibkd.config import DataConfig, DistillConfig, ModelConfig, RunConfig, TrainConfig
 from ibkd.data.linzen import AgreementRow
+from ibkd.data.mnist import FILES, write_idx
+from ibkd.predictions import load_predictions
 
 SHARED = Path(os.environ.get("IBKD_SHARED_DATA", Path(__file__).parents[2] / "shared" / "data"))
 
@@ -183,3 +185,103 @@ def tiny_mnist(tmp_path_factory):
     for key, name in FILES.items():
         write_idx(folder / name.removesuffix(".gz"), arrays[key])
     return folder
+
+
+def tiny_data(folder, rows=(600, 150, 150)):
+    """The first rows of each shipped split, as a data folder."""
+    from ibkd.data.splits import Splits, load_splits, write_splits
+
+    s = load_splits("default")
+    write_splits(Splits(s.train[: rows[0]], s.valid[: rows[1]], s.test[: rows[2]], "test"), folder)
+    return folder
+
+
+def without(path, *columns):
+    """A CSV file's rows without the named (timing) columns."""
+    import csv
+
+    with open(path) as f:
+        return [{k: v for k, v in r.items() if k not in columns} for r in csv.DictReader(f)]
+
+
+@pytest.mark.slow
+
+
+def same_predictions(a, b):
+    """Assert that two run folders saved identical validation and test predictions."""
+    for split in ("valid", "test"):
+        pa = load_predictions(a / "predictions" / f"{split}.npz")
+        pb = load_predictions(b / "predictions" / f"{split}.npz")
+        assert pa.keys() == pb.keys()
+        for k in pa:
+            np.testing.assert_array_equal(pa[k], pb[k])
+
+
+# ------------------------------------------------------------------ suites, images, treebanks
+
+SUITE = {  # Marvin & Linzen's layout (CLAMS en_evalset); `is`/`are` are in every vocabulary
+    "simple_agrmt": ["the author is here", "the author are here", "the authors are here",
+                     "the authors is here"],
+    "prep_anim": ["the author next to the guards is here", "the author next to the guards are here",
+                  "the authors next to the guard are here", "the authors next to the guard is here",
+                  "the author next to the guard is here", "the author next to the guard are here"],
+    "subj_rel": ["the author that likes the guards is here",
+                 "the author that likes the guards are here",
+                 "the authors that like the guard are here",
+                 "the authors that like the guard is here"],
+}  # fmt: skip
+
+
+def write_suite(folder):
+    """`SUITE` as a CLAMS folder (`folder/en_evalset/NAME.txt`); returns `folder`."""
+    (folder / "en_evalset").mkdir(parents=True)
+    for name, lines in SUITE.items():
+        text = "".join(f"{'True' if i % 2 == 0 else 'False'}\t{s}\n" for i, s in enumerate(lines))
+        (folder / "en_evalset" / f"{name}.txt").write_text(text)
+    return folder
+
+
+def fake_mnist(folder, n_train=700, n_test=200, seed=0):
+    """A small MNIST-shaped data set: a bright square whose position codes the label."""
+    rng = np.random.default_rng(seed)
+
+    def make(n):
+        labels = rng.integers(0, 10, n).astype(np.uint8)
+        images = np.zeros((n, 28, 28), np.uint8)
+        for i, y in enumerate(labels):
+            r, c = 4 + 2 * (y // 5) * 4, 4 + 4 * (y % 5)
+            images[i, r : r + 6, c : c + 4] = 255
+        return images, labels
+
+    (tr, trl), (te, tel) = make(n_train), make(n_test)
+    for key, array in (
+        ("train_images", tr),
+        ("train_labels", trl),
+        ("test_images", te),
+        ("test_labels", tel),
+    ):
+        write_idx(folder / FILES[key], array)
+    return folder
+
+
+CONLLU = """# sent_id = s1
+# text = The keys to the cabinet are here.
+1\tThe\tthe\tDET\tDT\t_\t2\tdet\t_\t_
+2\tkeys\tkey\tNOUN\tNNS\tNumber=Plur\t7\tnsubj\t_\t_
+3\tto\tto\tADP\tIN\t_\t5\tcase\t_\t_
+4\tthe\tthe\tDET\tDT\t_\t5\tdet\t_\t_
+5\tcabinet\tcabinet\tNOUN\tNN\tNumber=Sing\t2\tnmod\t_\t_
+6\tare\tbe\tAUX\tVBP\t_\t7\tcop\t_\t_
+7\there\there\tADV\tRB\t_\t0\troot\t_\tSpaceAfter=No
+8\t.\t.\tPUNCT\t.\t_\t7\tpunct\t_\t_
+
+# sent_id = s2
+# text = The dog doesn't bark.
+1\tThe\tthe\tDET\t_\t_\t2\tdet\t_\t_
+2\tdog\tdog\tNOUN\t_\tNumber=Sing\t5\tnsubj\t_\t_
+3-4\tdoesn't\t_\t_\t_\t_\t_\t_\t_\t_
+3\tdoes\tdo\tAUX\t_\tMood=Ind|Number=Sing|Person=3|Tense=Pres|VerbForm=Fin\t5\taux\t_\t_
+4\tn't\tnot\tPART\t_\t_\t5\tadvmod\t_\t_
+5\tbark\tbark\tVERB\t_\tVerbForm=Inf\t0\troot\t_\tSpaceAfter=No
+6\t.\t.\tPUNCT\t_\t_\t5\tpunct\t_\t_
+"""

@@ -59,7 +59,7 @@ def test_next_word_loss_of_one_word_prefixes_is_zero():
 
 @pytest.mark.slow
 def test_train_with_aux_lm_end_to_end_and_old_configs(tmp_path, monkeypatch, capsys):
-    from test_train import tiny_data
+    from conftest import tiny_data
 
     tiny_data(tmp_path / "data", (200, 60, 60))
     monkeypatch.chdir(tmp_path)

@@ -108,7 +108,7 @@ def test_a_new_loss_is_one_registered_function(tmp_path, monkeypatch):
     """A loss that needs the penultimate representations, registered by name, trains through
     the loop: the teacher's representations are cached beside its logits and both reach the
     loss with the batch's shape."""
-    from test_train import tiny_config, without
+    from conftest import tiny_config, without
 
     from ibkd.losses import DistillLoss, LossParts
     from ibkd.train import train_run
@@ -148,7 +148,7 @@ def test_each_method_through_the_cli(tmp_path, monkeypatch, capsys):
     import json
     from pathlib import Path
 
-    from test_train import tiny_data
+    from conftest import tiny_data
 
     from ibkd.cli import main
     from ibkd.config import RunConfig
@@ -228,7 +228,7 @@ def test_online_hint_run_resumes_to_the_same_numbers(tmp_path):
     a run killed mid-epoch and resumed ends as an uninterrupted one, its teacher included."""
     import dataclasses
 
-    from test_train import Killed, kill_at, same_predictions, tiny_config
+    from conftest import Killed, kill_at, same_predictions, tiny_config
 
     from ibkd.train import train_run
 

@@ -64,8 +64,7 @@ def test_identical_finished_runs_are_copied_not_trained(tmp_path, small_data):  
 def test_scenario1_study_end_to_end(tmp_path, small_data):  # noqa: F811
     """Scenario 1's study, tiny models on a few dozen rows, 1 epoch, 2 seeds, scored on a tiny
     suite in Marvin & Linzen's layout: every method trains, is measured and is ranked."""
-    from conftest import tiny
-    from test_suite_report import write_suite
+    from conftest import tiny, write_suite
 
     from ibkd.report import write_report
     from ibkd.suite_predictions import Suite, SuiteScorer

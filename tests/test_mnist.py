@@ -3,7 +3,7 @@ import gzip
 import numpy as np
 import pytest
 import torch
-from conftest import shared
+from conftest import fake_mnist, shared
 
 from ibkd.config import preset
 from ibkd.data.mnist import (
@@ -18,29 +18,6 @@ from ibkd.data.mnist import (
 )
 from ibkd.errors import IbkdError
 from ibkd.models import build_model
-
-
-def fake_mnist(folder, n_train=700, n_test=200, seed=0):
-    """A small MNIST-shaped data set: a bright square whose position codes the label."""
-    rng = np.random.default_rng(seed)
-
-    def make(n):
-        labels = rng.integers(0, 10, n).astype(np.uint8)
-        images = np.zeros((n, 28, 28), np.uint8)
-        for i, y in enumerate(labels):
-            r, c = 4 + 2 * (y // 5) * 4, 4 + 4 * (y % 5)
-            images[i, r : r + 6, c : c + 4] = 255
-        return images, labels
-
-    (tr, trl), (te, tel) = make(n_train), make(n_test)
-    for key, array in (
-        ("train_images", tr),
-        ("train_labels", trl),
-        ("test_images", te),
-        ("test_labels", tel),
-    ):
-        write_idx(folder / FILES[key], array)
-    return folder
 
 
 @pytest.mark.parametrize("name", ["x-idx3-ubyte", "x-idx3-ubyte.gz"])

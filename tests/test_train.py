@@ -2,7 +2,7 @@ import json
 
 import numpy as np
 import pytest
-from conftest import Killed, kill_at, tiny_config
+from conftest import Killed, kill_at, same_predictions, tiny_config, tiny_data, without
 
 from ibkd.cli import main
 from ibkd.config import RunConfig
@@ -10,32 +10,6 @@ from ibkd.errors import IbkdError
 from ibkd.predictions import load_predictions
 from ibkd.runs import load_run
 from ibkd.train import train_run
-
-
-def same_predictions(a, b):
-    for split in ("valid", "test"):
-        pa = load_predictions(a / "predictions" / f"{split}.npz")
-        pb = load_predictions(b / "predictions" / f"{split}.npz")
-        assert pa.keys() == pb.keys()
-        for k in pa:
-            np.testing.assert_array_equal(pa[k], pb[k])
-
-
-def tiny_data(folder, rows=(600, 150, 150)):
-    """The first rows of each shipped split, as a data folder."""
-    from ibkd.data.splits import Splits, load_splits, write_splits
-
-    s = load_splits("default")
-    write_splits(Splits(s.train[: rows[0]], s.valid[: rows[1]], s.test[: rows[2]], "test"), folder)
-    return folder
-
-
-def without(path, *columns):
-    """A CSV file's rows without the named (timing) columns."""
-    import csv
-
-    with open(path) as f:
-        return [{k: v for k, v in r.items() if k not in columns} for r in csv.DictReader(f)]
 
 
 @pytest.mark.slow
@@ -170,7 +144,7 @@ def test_cached_teacher_outputs_equal_its_logits_batch_by_batch(tmp_path):
 
 
 def test_mnist_validation_accuracy_is_a_number(tmp_path):
-    from test_mnist import fake_mnist
+    from conftest import fake_mnist
 
     from ibkd.config import preset
 
