@@ -285,3 +285,39 @@ CONLLU = """# sent_id = s1
 5\tbark\tbark\tVERB\t_\tVerbForm=Inf\t0\troot\t_\tSpaceAfter=No
 6\t.\t.\tPUNCT\t_\t_\t5\tpunct\t_\t_
 """
+
+
+# ------------------------------------------------- metrics recomputed independently of ibkd's
+
+
+def saved_predictions(run, split="test"):
+    """A run folder's saved predictions of `split` ({key: array})."""
+    return load_predictions(Path(run) / "predictions" / f"{split}.npz")
+
+
+def accuracy_by_hand(run, split="test"):
+    """Top-1 accuracy of a classification or image run's saved predictions (scikit-learn)."""
+    from sklearn.metrics import accuracy_score
+
+    pred = saved_predictions(run, split)
+    return float(accuracy_score(pred["label"], pred["probs"].argmax(1)))
+
+
+def top1_match_by_hand(student, teacher, split="test"):
+    """The share of examples where two runs' saved predictions have the same top class."""
+    a, b = saved_predictions(student, split), saved_predictions(teacher, split)
+    return float(np.mean(a["probs"].argmax(1) == b["probs"].argmax(1)))
+
+
+def ece_by_hand(probs, labels, bins=20):
+    """Expected calibration error (Guo et al. 2017): `bins` equal-width bins of the top-class
+    confidence, |accuracy - mean confidence| weighted by each bin's share of the examples."""
+    conf, top = probs.max(1), probs.argmax(1)
+    which = np.minimum((conf * bins).astype(int), bins - 1)
+    total = 0.0
+    for b in range(bins):
+        inside = which == b
+        if inside.any():
+            gap = (top[inside] == labels[inside]).mean() - conf[inside].mean()
+            total += inside.mean() * abs(gap)
+    return float(total)

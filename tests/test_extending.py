@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 import torch
 import yaml
-from conftest import tiny
+from conftest import accuracy_by_hand, tiny
 from torch import nn
 
 from ibkd import losses, metrics, models
@@ -104,7 +104,8 @@ def test_a_registered_model_trains_through_ibkd_train(registered, tiny_data, tmp
     assert type(cfg.model) is GRUConfig and cfg.model == GRUConfig("gru", "gru")
     result = json.loads((out / "metrics.json").read_text())
     assert result["model"] == "gru" and result["training"]["epochs"] == 1
-    assert 0 <= result["test"]["mu_accuracy"] <= 1 and result["test"]["n"] == 60
+    assert result["test"]["mu_accuracy"] == pytest.approx(accuracy_by_hand(out))
+    assert result["test"]["n"] == 60
     vocab = len(Vocab.load(out / "vocab.json"))
     gru = registered(cfg.model, vocab, "cls")
     assert result["training"]["parameters"] == sum(p.numel() for p in gru.parameters())
