@@ -321,3 +321,41 @@ def ece_by_hand(probs, labels, bins=20):
             gap = (top[inside] == labels[inside]).mean() - conf[inside].mean()
             total += inside.mean() * abs(gap)
     return float(total)
+
+
+# ------------------------------------------------------------------ reports, read as structure
+
+
+def markdown_tables(text):
+    """Every table of a markdown text, in order: a list of rows, each a list of cell strings
+    (the header row first, the |---| rule left out)."""
+    tables, current = [], []
+    for line in text.splitlines() + [""]:
+        if line.startswith("|"):
+            cells = [c.strip() for c in line.strip().strip("|").split("|")]
+            if not all(set(c) <= set("-: ") for c in cells):
+                current.append(cells)
+        elif current:
+            tables.append(current)
+            current = []
+    return tables
+
+
+def table_under(text, heading):
+    """The first table after the line that starts with `heading` ({row label: {column: cell}},
+    the header row's first cell dropped)."""
+    start = next(i for i, line in enumerate(text.splitlines()) if line.startswith(heading))
+    rows = markdown_tables("\n".join(text.splitlines()[start:]))[0]
+    header = rows[0][1:]
+    return {r[0]: dict(zip(header, r[1:])) for r in rows[1:]}
+
+
+def cell_text(stats, digits=3, paper=None):
+    """A report cell as the summary's {mean, std} give it: `mean ± std`, the mean alone with one
+    seed (std NaN), then the paper's number in brackets where given."""
+    import math
+
+    text = f"{stats['mean']:.{digits}f}"
+    if stats.get("std") is not None and not math.isnan(stats["std"]):
+        text += f" ± {stats['std']:.{digits}f}"
+    return text + (f" ({paper:g})" if paper is not None else "")

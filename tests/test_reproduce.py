@@ -11,12 +11,20 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import mini_grid, tiny
+import yaml
+from conftest import cell_text, markdown_tables, mini_grid, table_under, tiny
 
 from ibkd.cli import main
+from ibkd.config import RunConfig
 from ibkd.errors import IbkdError
 from ibkd.experiments.grid import ordered, run_grid
-from ibkd.experiments.scenario1 import grid
+from ibkd.experiments.scenario1 import (
+    CLS_MODELS,
+    PAPER_CLS_ACCURACY,
+    PAPER_LM,
+    grid,
+    unigram_reference,
+)
 from ibkd.report import write_report
 
 
@@ -74,8 +82,15 @@ def test_a_failed_run_is_reported_its_students_skipped_and_the_rest_go_on(tmp_pa
     }
     assert status["lstm/seed0"].startswith("failed") and status["transformer/seed0"] == "trained"
     text = write_report(tmp_path).read_text()
-    assert "Runs missing from this report" in text
-    assert "one seed: means alone" in text and "±" not in text  # no spread from one seed
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert list(summary) == ["transformer"]  # the one finished run's group, alone
+    mu = table_under(text, "### µ-accuracy")
+    assert list(mu) == ["none"]  # the failed teacher's row is absent
+    assert mu["none"]["transformer"] == cell_text(summary["transformer"]["test"]["mu_accuracy"],
+                                                  paper=0.954)  # fmt: skip
+    assert mu["none"]["lstm"] == "– (0.9775)" and "±" not in text  # no spread from one seed
+    missing = next(line for line in text.splitlines() if "lstm/seed0 (failed" in line)
+    assert "transformer--from-lstm/seed0 (failed: its teacher lstm/seed0 failed)" in missing
 
 
 @pytest.mark.slow
@@ -214,12 +229,21 @@ def test_lm_grid_and_report(tmp_path, small_data):
     result = run_grid(runs, tmp_path, progress=False, scenario="scenario1", budget="quick")
     assert not result.failed and len(result.finished) == 12
     text = write_report(tmp_path).read_text()
-    assert "perplexity (paper)" in text and "(57.5)" in text
-    assert "**Claim 4**" in text and "**Claim 5**" in text
-    assert "| unigram model (add-one, the same vocabulary) |" in text
     assert (tmp_path / "figures" / "perplexity_vs_agreement.png").exists()
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert summary["lstm -> transformer"]["test"]["perplexity"]["n"] == 2
+    rows = markdown_tables(text)[0]  # the LM table: a row per group, the paper's in brackets
+    table = {r[0]: r[1:] for r in rows[1:]}
+    for (teacher, student), (ppl, accuracy) in PAPER_LM.items():
+        group = student if teacher is None else f"{teacher} -> {student}"
+        s = summary[group]["test"]
+        assert table[group][:2] == [cell_text(s["perplexity"], 1, ppl),
+                                    cell_text(s["a_accuracy"], 3, accuracy)]  # fmt: skip
+    config = yaml.safe_load((tmp_path / "lstm" / "seed0" / "config.yaml").read_text())
+    unigram = next(v for k, v in table.items() if k.startswith("unigram model"))
+    assert unigram[0] == f"{unigram_reference(config):.1f}"
+    claims = [line.split("**")[1] for line in text.splitlines() if line.startswith("**Claim")]
+    assert claims[:3] == ["Claim 4", "Claim 5", "Claim 3"]
 
 
 @pytest.mark.slow
@@ -249,12 +273,23 @@ def test_scenario1_end_to_end(tmp_path, small_data, capsys):
     ]  # fmt: skip (suites: tests/test_suite_report.py)
     assert main(args) == 0
     text = (out / "report.md").read_text()
-    assert "µ-accuracy" in text and "**Claim 1**" in text and "**Claim 3**" in text
-    assert "| none |" in text and "| lstm |" in text and "(0.954)" in text
-    assert "at T = 3" in text  # the note, from the runs' configs
+    summary = json.loads((out / "summary.json").read_text())
+    mu = table_under(text, "### µ-accuracy")
+    assert list(mu) == ["none", "lstm", "none + transfer"]
+    assert list(mu["none"]) == list(CLS_MODELS)
+    for row, cells in mu.items():
+        for student, cell in cells.items():
+            names = {"none": student, "lstm": f"lstm -> {student}"}
+            group = names.get(row, f"{student} + transfer")  # the control row's groups
+            paper = PAPER_CLS_ACCURACY.get(None if row == "none" else row, {}).get(student)
+            want = "–" if group not in summary else cell_text(summary[group]["test"]["mu_accuracy"])
+            assert cell == (want if paper is None else f"{want} ({paper:g})"), (row, student)
+    temperature = RunConfig.load(out / "transformer--from-lstm" / "seed0" / "config.yaml")
+    assert f"T = {temperature.distill.temperature:g}" in text  # the note, from the configs
+    claims = [line.split("**")[1] for line in text.splitlines() if line.startswith("**Claim")]
+    assert claims[:3] == ["Claim 1", "Claim 2", "Claim 3"]
     for fig in ("accuracy_by_distance", "accuracy_by_attractors", "reliability", "mds"):
         assert (out / "figures" / f"{fig}.png").stat().st_size > 1000
-    summary = json.loads((out / "summary.json").read_text())
     assert summary["lstm -> transformer"]["test"]["mu_accuracy"]["n"] == 2
     assert json.loads((out / "grid.json").read_text())["scenario"] == "scenario1"
     capsys.readouterr()
