@@ -22,7 +22,9 @@ from torch import nn
 from ibkd import losses, metrics, models
 from ibkd.cli import main
 from ibkd.config import RunConfig
+from ibkd.data import suites
 from ibkd.data.vocab import Vocab
+from ibkd.errors import IbkdError
 from ibkd.models import ModelConfig
 
 DEFAULT_DATA = Path(__file__).parents[1] / "src" / "ibkd" / "data" / "default"
@@ -150,10 +152,11 @@ def extension(tmp_path, monkeypatch):
     models.unregister("gru")
     metrics.unregister("brier")
     losses.unregister("soft-ce")
+    suites.unregister_format("pairs")
     sys.modules.pop("ibkd_ext", None)
 
 
-def test_the_docs_extensions_join_the_grids_and_the_cli(extension):
+def test_the_docs_extensions_join_the_grids_and_the_cli(extension, tmp_path, capsys):
     from ibkd.experiments import kd_methods
     from ibkd.experiments.executors import extension_modules
     from ibkd.experiments.scenario1 import grid
@@ -164,6 +167,19 @@ def test_the_docs_extensions_join_the_grids_and_the_cli(extension):
     study = {r.name: r for r in kd_methods.grid1("quick", seeds=1)}
     assert study["transformer--from-lstm--soft-ce/seed0"].config.distill.loss == "soft-ce"
     assert extension_modules() == ("ibkd_ext",)
+    # the suite format: offered by `ibkd evaluate --format`, detected by its ending, read
+    with pytest.raises(SystemExit):
+        main(["evaluate", "--help"])
+    assert "blimp,marvin-linzen,pairs}" in capsys.readouterr().out
+    path = tmp_path / "agreement.pairs"
+    path.write_text("the keys to the cabinet\tare\tis\nthe author\tlaughs\tlaugh\n")
+    items = suites.read_suite(path)
+    assert [(it.prefix[-1], it.good, it.bad) for it in items] == [
+        ("cabinet", ("are",), ("is",)), ("author", ("laughs",), ("laugh",))
+    ]
+    path.write_text("the keys are\n")
+    with pytest.raises(IbkdError, match="agreement.pairs, line 1: expected prefix"):
+        suites.read_suite(path)
 
 
 @pytest.mark.slow
