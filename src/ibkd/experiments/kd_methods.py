@@ -80,9 +80,9 @@ TEACHER_ROW = "teacher"
 def methods() -> tuple[Method, ...]:
     """The study's methods: the built-in ones (`METHODS`), then one per distillation loss
     registered with `ibkd.losses.register` that none of them uses (named after the loss, run
-    names `STUDENT--from-TEACHER--NAME/seedK`, at the scenario's alpha), in registration order. A loss
-    registered before the grid is built is trained, measured and ranked like the built-in
-    ones."""
+    names `STUDENT--from-TEACHER--NAME/seedK`, at the scenario's alpha), in registration
+    order. A loss registered before the grid is built is trained, measured and ranked like the
+    built-in ones."""
     from ibkd.losses import LOSSES
 
     used = {m.loss for m in METHODS} | {m.name for m in METHODS}
