@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import scipy.special
 import torch
-from conftest import fake_mnist, saved_predictions, shared
+from conftest import cell_text, fake_mnist, markdown_tables, saved_predictions, shared
 
 from ibkd.config import preset
 from ibkd.data.mnist import (
@@ -146,9 +146,23 @@ def test_scenario2_grid_report_and_skip(tmp_path, capsys):
     args = ["reproduce", "scenario2", "--data-dir", str(data), "--out", str(out)]
     args += "--seeds 2 --epochs 2 --max-train-rows 300 --no-progress --device cpu".split()
     assert main(args) == 0
+    from ibkd.experiments.scenario2 import PAPER, TEST_SETS
+
     text = (out / "report.md").read_text()
-    assert "| accuracy | cnn -> mlp |" in text and "(0.51 ± 0.0148)" in text
-    assert "**Claim** (a CNN teacher makes the MLP" in text and "**Claim 3**" in text
+    summary = json.loads((out / "summary.json").read_text())
+    rows = markdown_tables(text)[0]  # metric and group rows, a column per test set
+    assert rows[0] == ["metric", "model", *TEST_SETS.values()]
+    table = {(r[0], r[1]): r[2:] for r in rows[1:]}
+    for (metric, key, digits) in (("accuracy", "mu_accuracy", 3), ("ECE", "ece", 3)):
+        for group in summary:
+            for cell, on in zip(table[(metric, group)], TEST_SETS):
+                paper = PAPER[metric.lower()].get(group, {}).get(on, (None, None))
+                want = cell_text(summary[group][on][key], digits)
+                if paper[0] is not None:
+                    want += f" ({paper[0]:g}" + (f" ± {paper[1]:g})" if paper[1] else ")")
+                assert cell == want, (metric, group, on)
+    claims = [line.split("**")[1] for line in text.splitlines() if line.startswith("**Claim")]
+    assert claims[0].startswith("Claim") and "Claim 3" in claims
     for fig in ("accuracy_by_test_set", "shift_examples", "reliability", "mds"):
         assert (out / "figures" / f"{fig}.png").stat().st_size > 1000
     summary = json.loads((out / "summary.json").read_text())
