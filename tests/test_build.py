@@ -1,7 +1,7 @@
 import gzip
 
 import pytest
-from conftest import shared
+from conftest import CONLLU, shared
 
 from ibkd.data.build import KeptWords, Token, build, extract, read_conllu, to_row
 from ibkd.data.linzen import read_linzen
@@ -105,29 +105,6 @@ def test_row_columns_vocabulary_and_placeholders():
     assert row.all_nouns == "<unk> NNS" and row.nouns_up_to_verb == "<unk> NNS"
 
 
-CONLLU = """# sent_id = s1
-# text = The keys to the cabinet are here.
-1\tThe\tthe\tDET\tDT\t_\t2\tdet\t_\t_
-2\tkeys\tkey\tNOUN\tNNS\tNumber=Plur\t7\tnsubj\t_\t_
-3\tto\tto\tADP\tIN\t_\t5\tcase\t_\t_
-4\tthe\tthe\tDET\tDT\t_\t5\tdet\t_\t_
-5\tcabinet\tcabinet\tNOUN\tNN\tNumber=Sing\t2\tnmod\t_\t_
-6\tare\tbe\tAUX\tVBP\t_\t7\tcop\t_\t_
-7\there\there\tADV\tRB\t_\t0\troot\t_\tSpaceAfter=No
-8\t.\t.\tPUNCT\t.\t_\t7\tpunct\t_\t_
-
-# sent_id = s2
-# text = The dog doesn't bark.
-1\tThe\tthe\tDET\t_\t_\t2\tdet\t_\t_
-2\tdog\tdog\tNOUN\t_\tNumber=Sing\t5\tnsubj\t_\t_
-3-4\tdoesn't\t_\t_\t_\t_\t_\t_\t_\t_
-3\tdoes\tdo\tAUX\t_\tMood=Ind|Number=Sing|Person=3|Tense=Pres|VerbForm=Fin\t5\taux\t_\t_
-4\tn't\tnot\tPART\t_\t_\t5\tadvmod\t_\t_
-5\tbark\tbark\tVERB\t_\tVerbForm=Inf\t0\troot\t_\tSpaceAfter=No
-6\t.\t.\tPUNCT\t_\t_\t5\tpunct\t_\t_
-"""
-
-
 def test_conllu_reader_and_build(tmp_path):
     path = tmp_path / "tiny.conllu"
     path.write_text(CONLLU)
@@ -163,6 +140,7 @@ def test_vocab_size_keeps_the_most_frequent_words(tmp_path):
     assert r1.orig_sentence == "the keys to the cabinet are here ."
 
 
+@pytest.mark.slow
 def test_spacy_path_on_raw_and_pretokenized_text(tmp_path, nlp):
     corpus = tmp_path / "corpus.txt"
     corpus.write_text(

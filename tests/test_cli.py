@@ -72,6 +72,7 @@ def test_build_then_split(tmp_path, capsys):
     assert [stats["splits"][s]["rows"] for s in ("train", "valid", "test")] == [25, 10, 15]
 
 
+@pytest.mark.slow
 def test_bad_input_is_one_line_without_traceback(tmp_path):
     bad = tmp_path / "bad.tsv"
     bad.write_bytes(b"\x00\x01binary")

@@ -129,7 +129,7 @@ def test_build_brown_ptb_like_with_kept_words(tmp_path, nlp):
 
 
 def test_conllu_ptb_style(tmp_path):
-    from test_build import CONLLU
+    from conftest import CONLLU
 
     path = tmp_path / "tiny.conllu"
     path.write_text(CONLLU)

@@ -1,7 +1,7 @@
 import json
 
 import pytest
-from test_train import tiny_config
+from conftest import tiny_config
 
 from ibkd.cli import main
 from ibkd.data.splits import default_dir
@@ -16,6 +16,7 @@ def runs(tmp_path_factory):
     return root, cls, lm
 
 
+@pytest.mark.slow
 def test_linzen_suite_agrees_with_the_runs_own_metrics(runs, capsys):
     root, cls, lm = runs
     test_file = str(default_dir() / "test.tsv.gz")
@@ -33,6 +34,7 @@ def test_linzen_suite_agrees_with_the_runs_own_metrics(runs, capsys):
     )
 
 
+@pytest.mark.slow
 def test_blimp_and_colorlessgreen_suites(runs, tmp_path, capsys):
     root, _, _ = runs
     blimp = tmp_path / "b.jsonl"
@@ -68,6 +70,7 @@ def test_blimp_and_colorlessgreen_suites(runs, tmp_path, capsys):
     assert main(["evaluate", str(tmp_path), "--suite", str(blimp)]) == 2
 
 
+@pytest.mark.slow
 def test_saved_predictions_follow_the_contract(runs, tmp_path):
     """predictions/<split>.npz hold exactly the keys, dtypes and shapes ibkd.predictions
     documents; a corrupt file is refused with its name."""

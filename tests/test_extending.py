@@ -1,9 +1,13 @@
-"""What the README's "Extending ibkd" section shows, done as it shows it: a new model (one
-registered class and its config) trained through `ibkd train`, and a new metric (one registered
-function) computed into the run's metrics."""
+"""What docs/extending.md shows, done as it shows it: a new model (one registered class and its
+config) trained through `ibkd train`, a new metric (one registered function) computed into the
+run's metrics, and the page's code as a user's module: its model, loss and metric in the grids
+and in a grid's report."""
 
 import gzip
+import importlib
 import json
+import re
+import sys
 from dataclasses import dataclass
 from itertools import islice
 from pathlib import Path
@@ -12,12 +16,15 @@ import numpy as np
 import pytest
 import torch
 import yaml
+from conftest import accuracy_by_hand, tiny
 from torch import nn
 
-from ibkd import metrics, models
+from ibkd import losses, metrics, models
 from ibkd.cli import main
 from ibkd.config import RunConfig
+from ibkd.data import suites
 from ibkd.data.vocab import Vocab
+from ibkd.errors import IbkdError
 from ibkd.models import ModelConfig
 
 DEFAULT_DATA = Path(__file__).parents[1] / "src" / "ibkd" / "data" / "default"
@@ -84,6 +91,7 @@ def tiny_data(tmp_path):
     return out
 
 
+@pytest.mark.slow
 def test_a_registered_model_trains_through_ibkd_train(registered, tiny_data, tmp_path, capsys):
     with pytest.raises(SystemExit):
         main(["train", "--help"])
@@ -98,7 +106,8 @@ def test_a_registered_model_trains_through_ibkd_train(registered, tiny_data, tmp
     assert type(cfg.model) is GRUConfig and cfg.model == GRUConfig("gru", "gru")
     result = json.loads((out / "metrics.json").read_text())
     assert result["model"] == "gru" and result["training"]["epochs"] == 1
-    assert 0 <= result["test"]["mu_accuracy"] <= 1 and result["test"]["n"] == 60
+    assert result["test"]["mu_accuracy"] == pytest.approx(accuracy_by_hand(out))
+    assert result["test"]["n"] == 60
     vocab = len(Vocab.load(out / "vocab.json"))
     gru = registered(cfg.model, vocab, "cls")
     assert result["training"]["parameters"] == sum(p.numel() for p in gru.parameters())
@@ -119,3 +128,93 @@ def test_the_registry_refuses_a_second_gru_and_forgets_it_when_asked(registered)
     models.unregister("gru")
     assert "gru" not in models.model_presets("cls", "quick")
     models.register("gru", GRUConfig, registered)  # back, for the fixture to remove
+
+
+# ------------------------------------------- docs/extending.md's code, as a user's own module
+
+
+def docs_code() -> str:
+    """Every Python block of docs/extending.md, in order: one module, as a user would write it."""
+    text = (Path(__file__).parents[1] / "docs" / "extending.md").read_text(encoding="utf-8")
+    return "\n\n".join(re.findall(r"```python\n(.*?)```", text, flags=re.S))
+
+
+@pytest.fixture
+def extension(tmp_path, monkeypatch):
+    """docs/extending.md's model, loss and metric in a module of the user's (`ibkd_ext`),
+    imported; everything it registered is removed afterwards."""
+    folder = tmp_path / "ext"
+    folder.mkdir()
+    (folder / "ibkd_ext.py").write_text(docs_code(), encoding="utf-8")
+    monkeypatch.syspath_prepend(str(folder))
+    module = importlib.import_module("ibkd_ext")
+    yield module
+    models.unregister("gru")
+    metrics.unregister("brier")
+    losses.unregister("soft-ce")
+    suites.unregister_format("pairs")
+    sys.modules.pop("ibkd_ext", None)
+
+
+def test_the_docs_extensions_join_the_grids_and_the_cli(extension, tmp_path, capsys):
+    from ibkd.experiments import kd_methods
+    from ibkd.experiments.executors import extension_modules
+    from ibkd.experiments.scenario1 import grid
+
+    names = {r.name for r in grid("cls", "quick", seeds=1)}
+    assert {"gru/seed0", "gru--from-lstm/seed0", "gru--transfer/seed0"} <= names
+    assert [m.name for m in kd_methods.methods()][-1] == "soft-ce"
+    study = {r.name: r for r in kd_methods.grid1("quick", seeds=1)}
+    assert study["transformer--from-lstm--soft-ce/seed0"].config.distill.loss == "soft-ce"
+    assert extension_modules() == ("ibkd_ext",)
+    # the suite format: offered by `ibkd evaluate --format`, detected by its ending, read
+    with pytest.raises(SystemExit):
+        main(["evaluate", "--help"])
+    assert "blimp,marvin-linzen,pairs}" in capsys.readouterr().out
+    path = tmp_path / "agreement.pairs"
+    path.write_text("the keys to the cabinet\tare\tis\nthe author\tlaughs\tlaugh\n")
+    items = suites.read_suite(path)
+    assert [(it.prefix[-1], it.good, it.bad) for it in items] == [
+        ("cabinet", ("are",), ("is",)), ("author", ("laughs",), ("laugh",))
+    ]
+    path.write_text("the keys are\n")
+    with pytest.raises(IbkdError, match="agreement.pairs, line 1: expected prefix"):
+        suites.read_suite(path)
+
+
+@pytest.mark.slow
+def test_a_registered_model_and_metric_appear_in_a_grids_report(extension, small_data, tmp_path):
+    """docs/extending.md's GRU and Brier score, registered in the user's module: the scenario 1
+    grid trains the GRU alone and from the LSTM teacher in a process pool (whose spawned
+    workers import the module: `extension_modules`), its report has a GRU column and a Brier
+    table whose numbers are the saved predictions', and summary.json has the Brier score of
+    every group."""
+    from ibkd.experiments.grid import run_grid
+    from ibkd.experiments.scenario1 import grid
+    from ibkd.report import write_report
+
+    keep = {"lstm", "gru", "gru--from-lstm"}
+    runs = [r for r in tiny(grid("cls", "quick", seeds=1)) if r.name.split("/")[0] in keep]
+    for r in runs:
+        r.config.data.data, r.config.data.transfer = str(small_data), None
+        r.config.model.dim = 8
+    result = run_grid(runs, tmp_path, progress=False, workers=2, scenario="scenario1",
+                      budget="quick")  # fmt: skip
+    assert sorted(result.finished) == sorted(r.name for r in runs) and not result.failed
+    text = write_report(tmp_path).read_text(encoding="utf-8")
+    lines = text.splitlines()
+    columns = ["transformer", "transformer-seq", "utransformer-seq", "lstm", "gru"]
+    header = "| teacher \\ student | " + " | ".join(columns) + " |"
+    assert lines.count(header) == 4  # µ-, D-, A-accuracy and ECE
+    gru = json.loads((tmp_path / "gru" / "seed0" / "metrics.json").read_text())["test"]
+    none_row = next(line for line in lines if line.startswith("| none |"))
+    assert none_row.split(" | ")[-1] == f"{gru['mu_accuracy']:.3f} |"
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    for name, group in (("gru/seed0", "gru"), ("gru--from-lstm/seed0", "lstm -> gru")):
+        with np.load(tmp_path / name / "predictions" / "test.npz") as f:
+            pred = {k: f[k] for k in f.files}
+        onehot = np.eye(2)[pred["label"]]
+        by_hand = float(((pred["probs"] - onehot) ** 2).sum(1).mean())
+        assert summary[group]["test"]["brier"]["mean"] == pytest.approx(by_hand)
+        assert summary[group]["test"]["brier"]["n"] == 1
+        assert f"| {group} | {by_hand:.4f} |" in lines

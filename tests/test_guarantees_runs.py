@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from test_train import Killed, kill_at, tiny_config
+from conftest import Killed, kill_at, tiny_config
 
 from ibkd.cli import main
 from ibkd.errors import IbkdError
@@ -65,6 +65,7 @@ def teacher(tmp_path_factory):
 # 1. nothing lost: kill, concurrent writers, full disk
 
 
+@pytest.mark.slow
 def test_a_second_writer_is_refused_while_the_first_trains(tmp_path):
     """Fault injection with two real processes: A trains and holds the folder (it pauses at
     step 2 until released); B, the same command, is refused with one line; A then finishes
@@ -73,7 +74,7 @@ def test_a_second_writer_is_refused_while_the_first_trains(tmp_path):
     a = python(f"""
         import time
         from pathlib import Path
-        from test_train import tiny_config
+        from conftest import tiny_config
         from ibkd.train import train_run
 
         def wait(step):
@@ -105,6 +106,7 @@ def test_a_second_writer_is_refused_while_the_first_trains(tmp_path):
     assert steps_in(out / "log.csv") == list(range(1, metrics["training"]["steps"] + 1))
 
 
+@pytest.mark.slow
 def test_a_held_lock_refuses_before_anything_is_written(tmp_path):
     out = tmp_path / "run"
     with locked_folder(out):  # as another process would hold it
@@ -115,7 +117,7 @@ def test_a_held_lock_refuses_before_anything_is_written(tmp_path):
 
 def _in_another_process_train(out: Path) -> None:
     p = python(f"""
-        from test_train import tiny_config
+        from conftest import tiny_config
         from ibkd.errors import IbkdError
         from ibkd.train import train_run
         try:
@@ -129,13 +131,14 @@ def _in_another_process_train(out: Path) -> None:
         raise IbkdError(stdout.strip())
 
 
+@pytest.mark.slow
 def test_the_log_is_durable_up_to_every_checkpoint_under_sigkill(tmp_path):
     """200 rows, batches of 32: 7 steps an epoch; checkpoints at steps 3, 6 and 7 (the epoch's
     end). SIGKILL at step 8: the log holds steps 1-7, the checkpoint is at step 7."""
     out = tmp_path / "run"
     p = python(f"""
         import os, signal
-        from test_train import tiny_config
+        from conftest import tiny_config
         from ibkd.train import train_run
 
         def kill(step):
@@ -303,6 +306,7 @@ def test_a_broken_checkpoint_is_refused_with_its_name(tmp_path, content):
         load_checkpoint(tmp_path / "checkpoint.pt")
 
 
+@pytest.mark.slow
 def test_a_0_byte_checkpoint_is_one_line_in_evaluate_resume_and_distill(tmp_path, teacher):
     import shutil
 

@@ -2,6 +2,7 @@
 the µ-accuracy ones, and the metric they rest on."""
 
 import numpy as np
+import pytest
 
 from ibkd.experiments.hard_claims import claim1_on, claim2_on, hard_sets, section
 from ibkd.experiments.results import Run, groups_of
@@ -41,6 +42,7 @@ def grid():
     return runs
 
 
+@pytest.mark.slow
 def test_hard_case_verdicts_can_differ_from_the_mu_accuracy_ones():
     runs = grid()
     groups = groups_of(runs)

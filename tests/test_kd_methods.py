@@ -4,12 +4,12 @@ data, reuse of the main grid's identical runs, and both scenarios end to end on 
 import json
 
 import pytest
-from test_reproduce import mini_grid, small_data, tiny_mnist  # noqa: F401 - fixtures
+from conftest import cell_text, markdown_tables, mini_grid
 
 from ibkd.cli import main
 from ibkd.experiments import get
 from ibkd.experiments.grid import run_grid
-from ibkd.experiments.kd_methods import METHODS
+from ibkd.experiments.kd_methods import MEASURES_1, MEASURES_2, METHODS
 
 
 def test_the_study_grids_share_the_main_grids_runs():
@@ -60,11 +60,11 @@ def test_identical_finished_runs_are_copied_not_trained(tmp_path, small_data):  
     assert not list((tmp_path / "study").glob("*/*.copying"))
 
 
+@pytest.mark.slow
 def test_scenario1_study_end_to_end(tmp_path, small_data):  # noqa: F811
     """Scenario 1's study, tiny models on a few dozen rows, 1 epoch, 2 seeds, scored on a tiny
     suite in Marvin & Linzen's layout: every method trains, is measured and is ranked."""
-    from test_reproduce import tiny
-    from test_suite_report import write_suite
+    from conftest import tiny, write_suite
 
     from ibkd.report import write_report
     from ibkd.suite_predictions import Suite, SuiteScorer
@@ -89,16 +89,21 @@ def test_scenario1_study_end_to_end(tmp_path, small_data):  # noqa: F811
         # µ-, A-accuracy, both suite slices, ECE, fidelity and distances have a value (the
         # tiny test split has no example with 2-4 attractors)
         assert all(cells[i] != "–" for i in (1, 2, 7, 8, 9, 10, 11, 12)), row
-    assert "- **A-accuracy** (higher is better): " in text
-    assert "- **M&L across a relative clause** (higher is better): best " in text
-    assert "- **fidelity (top-1 match)** (higher is better): " in text
-    assert "| fidelity, ≥ 1 attractor |" in table
+    study = next(t for t in markdown_tables(text) if t[0][0] == "method")
+    assert study[0][1:] == [ms.label for ms in MEASURES_1]
+    assert [r[0] for r in study[1:]] == [m.name for m in METHODS]
+    summary = json.loads((out / "summary.json").read_text())
+    for row in study[1:]:  # the µ-accuracy column is the summary's, group by group
+        assert row[1] == cell_text(summary[row[0]]["test"]["mu_accuracy"]), row
+    ranked = [line.split("**")[1] for line in text.splitlines() if line.startswith("- **")]
+    assert sorted(ms.label for ms in MEASURES_1) == sorted(ranked[: len(MEASURES_1)])  # each once
     assert "Calibrated teachers (temperature scaling on the validation split, 2 seeds)" in text
     effect = text.split("(`kd-calibrated` minus `kd`, paired by seed): ")[1].split("\n")[0]
     assert effect.startswith("µ-accuracy ") and "; ECE " in effect
     assert (out / "transformer--online-lstm" / "seed1" / "teacher" / "metrics.json").exists()
 
 
+@pytest.mark.slow
 def test_scenario2_study_end_to_end(tmp_path, tiny_mnist):  # noqa: F811
     """`ibkd reproduce scenario2 --grid kd-methods` on random digits, 1 epoch, 2 seeds."""
     out = tmp_path / "study"
@@ -107,8 +112,11 @@ def test_scenario2_study_end_to_end(tmp_path, tiny_mnist):  # noqa: F811
                  "--device", "cpu", "--workers", "1", "--epochs", "1"]) == 0  # fmt: skip
     text = (out / "report.md").read_text()
     assert json.loads((out / "grid.json").read_text())["scenario"] == "scenario2:kd-methods"
-    assert "## Distillation methods (CNN -> MLP" in text
-    assert "- **accuracy translated** (higher is better): " in text
-    assert "minus `kd`, paired by seed): accuracy MNIST " in text and "; ECE translated " in text
-    assert "- **RSA distance to teacher** (lower is better): " in text
+    study = next(t for t in markdown_tables(text) if t[0][0] == "method")
+    assert study[0][1:] == [ms.label for ms in MEASURES_2]
+    summary = json.loads((out / "summary.json").read_text())
+    for row in study[1:]:  # accuracy on translated digits is the summary's, group by group
+        assert row[3] == cell_text(summary[row[0]]["translate"]["mu_accuracy"]), row
+    ranked = [line.split("**")[1] for line in text.splitlines() if line.startswith("- **")]
+    assert sorted(ms.label for ms in MEASURES_2) == sorted(ranked[: len(MEASURES_2)])
     assert (out / "mlp--online-cnn" / "seed0" / "teacher" / "predictions" / "scale.npz").exists()

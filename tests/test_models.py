@@ -222,6 +222,7 @@ def test_stable_color_index_is_fixed_per_name():
     assert stable_color_index("gru", 3) in range(3)
 
 
+@pytest.mark.slow
 def test_paper_lm_models_keep_reflects_sizes_and_train_on_a_cpu():
     """The paper budget's LMs (LSTM 1024 / 512 hidden, Transformer d = 512 / 256): on a CPU,
     a forward and backward pass gives a finite loss and finite, non-zero gradients."""

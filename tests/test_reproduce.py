@@ -10,45 +10,22 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import pytest
+import yaml
+from conftest import cell_text, markdown_tables, mini_grid, table_under, tiny
 
 from ibkd.cli import main
+from ibkd.config import RunConfig
 from ibkd.errors import IbkdError
 from ibkd.experiments.grid import ordered, run_grid
-from ibkd.experiments.scenario1 import grid
+from ibkd.experiments.scenario1 import (
+    CLS_MODELS,
+    PAPER_CLS_ACCURACY,
+    PAPER_LM,
+    grid,
+    unigram_reference,
+)
 from ibkd.report import write_report
-
-
-def tiny(runs, rows=250):
-    """The runs with tiny models, one epoch, `rows` training rows (and transfer prefixes)."""
-    for r in runs:
-        m, t = r.config.model, r.config.train
-        m.dim, m.hidden, m.layers, m.heads = 16, 16, 1, 2
-        t.epochs, t.batch_size, t.warmup_steps, t.device = 1, 32, 5, "cpu"
-        r.config.data.max_train_rows = rows  # also caps the transfer prefixes
-    return runs
-
-
-@pytest.fixture(scope="module")
-def small_data(tmp_path_factory):
-    """The first 80 / 24 / 24 rows of the shipped splits, as a data folder."""
-    from ibkd.data.splits import Splits, load_splits, write_splits
-
-    s = load_splits("default")
-    folder = tmp_path_factory.mktemp("data")
-    write_splits(Splits(s.train[:80], s.valid[:24], s.test[:24], "test"), folder)
-    return folder
-
-
-def mini_grid(data, seeds=1):
-    """lstm, transformer and lstm -> transformer per seed, tiny, on `data`, no transfer set."""
-    keep = {"lstm", "transformer", "transformer--from-lstm"}
-    runs = [r for r in tiny(grid("cls", "quick", seeds=seeds)) if r.name.split("/")[0] in keep]
-    for r in runs:
-        r.config.data.data, r.config.data.transfer = str(data), None
-        r.config.model.dim = r.config.model.hidden = 8
-    return runs
 
 
 def test_grid_as_data():
@@ -69,6 +46,7 @@ def test_grid_as_data():
         grid("cls", "huge")
 
 
+@pytest.mark.slow
 def test_finished_runs_are_reused_only_with_the_same_settings(tmp_path, small_data):
     runs = mini_grid(small_data)
     first = run_grid(runs, tmp_path, progress=False)
@@ -90,6 +68,7 @@ def test_finished_runs_are_reused_only_with_the_same_settings(tmp_path, small_da
     assert trained["training"]["epochs"] == 2
 
 
+@pytest.mark.slow
 def test_a_failed_run_is_reported_its_students_skipped_and_the_rest_go_on(tmp_path, small_data):
     runs = mini_grid(small_data)
     bad = next(r for r in runs if r.name == "lstm/seed0")
@@ -103,10 +82,18 @@ def test_a_failed_run_is_reported_its_students_skipped_and_the_rest_go_on(tmp_pa
     }
     assert status["lstm/seed0"].startswith("failed") and status["transformer/seed0"] == "trained"
     text = write_report(tmp_path).read_text()
-    assert "Runs missing from this report" in text
-    assert "one seed: means alone" in text and "±" not in text  # no spread from one seed
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert list(summary) == ["transformer"]  # the one finished run's group, alone
+    mu = table_under(text, "### µ-accuracy")
+    assert list(mu) == ["none"]  # the failed teacher's row is absent
+    assert mu["none"]["transformer"] == cell_text(summary["transformer"]["test"]["mu_accuracy"],
+                                                  paper=0.954)  # fmt: skip
+    assert mu["none"]["lstm"] == "– (0.9775)" and "±" not in text  # no spread from one seed
+    missing = next(line for line in text.splitlines() if "lstm/seed0 (failed" in line)
+    assert "transformer--from-lstm/seed0 (failed: its teacher lstm/seed0 failed)" in missing
 
 
+@pytest.mark.slow
 def test_process_pool_matches_sequential_runs(tmp_path, small_data):
     import torch
 
@@ -147,6 +134,7 @@ def _alive(pid: int) -> bool:
 
 
 @pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs Linux /proc")
+@pytest.mark.slow
 def test_pool_workers_exit_when_the_grid_process_is_killed(tmp_path):
     script = (
         "import time\n"
@@ -178,6 +166,7 @@ def test_pool_workers_exit_when_the_grid_process_is_killed(tmp_path):
                 pass
 
 
+@pytest.mark.slow
 def test_reproduce_refuses_missing_data_before_any_run(tmp_path, capsys):
     out = tmp_path / "grid"
     args = ["reproduce", "scenario1", "--data", str(tmp_path / "nope"), "--out", str(out)]
@@ -197,6 +186,7 @@ def test_reproduce_refuses_missing_data_before_any_run(tmp_path, capsys):
         (["--max-train-rows", "-5"], "--max-train-rows -5: expected a value >= 1"),
     ],
 )
+@pytest.mark.slow
 def test_reproduce_checks_its_options_before_anything_is_written(tmp_path, capsys, option, message):
     out = tmp_path / "grid"
     assert main(["reproduce", "scenario1", "--out", str(out), "--no-progress", *option]) == 2
@@ -204,6 +194,7 @@ def test_reproduce_checks_its_options_before_anything_is_written(tmp_path, capsy
     assert message in err and err.count("\n") == 1 and not out.exists()
 
 
+@pytest.mark.slow
 def test_reproduce_out_naming_a_file_is_one_line(tmp_path, capsys):
     out = tmp_path / "afile"
     out.write_text("keep me")
@@ -229,6 +220,7 @@ def test_report_on_a_corrupt_grid_says_which_file(tmp_path, small_data, capsys):
     assert main(["report", str(tmp_path / "absent")]) == 2
 
 
+@pytest.mark.slow
 def test_lm_grid_and_report(tmp_path, small_data):
     runs = tiny(grid("lm", "quick", seeds=2), rows=80)
     for r in runs:
@@ -237,14 +229,24 @@ def test_lm_grid_and_report(tmp_path, small_data):
     result = run_grid(runs, tmp_path, progress=False, scenario="scenario1", budget="quick")
     assert not result.failed and len(result.finished) == 12
     text = write_report(tmp_path).read_text()
-    assert "perplexity (paper)" in text and "(57.5)" in text
-    assert "**Claim 4**" in text and "**Claim 5**" in text
-    assert "| unigram model (add-one, the same vocabulary) |" in text
     assert (tmp_path / "figures" / "perplexity_vs_agreement.png").exists()
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert summary["lstm -> transformer"]["test"]["perplexity"]["n"] == 2
+    rows = markdown_tables(text)[0]  # the LM table: a row per group, the paper's in brackets
+    table = {r[0]: r[1:] for r in rows[1:]}
+    for (teacher, student), (ppl, accuracy) in PAPER_LM.items():
+        group = student if teacher is None else f"{teacher} -> {student}"
+        s = summary[group]["test"]
+        assert table[group][:2] == [cell_text(s["perplexity"], 1, ppl),
+                                    cell_text(s["a_accuracy"], 3, accuracy)]  # fmt: skip
+    config = yaml.safe_load((tmp_path / "lstm" / "seed0" / "config.yaml").read_text())
+    unigram = next(v for k, v in table.items() if k.startswith("unigram model"))
+    assert unigram[0] == f"{unigram_reference(config):.1f}"
+    claims = [line.split("**")[1] for line in text.splitlines() if line.startswith("**Claim")]
+    assert claims[:3] == ["Claim 4", "Claim 5", "Claim 3"]
 
 
+@pytest.mark.slow
 def test_scenario1_end_to_end(tmp_path, small_data, capsys):
     """The one full `ibkd reproduce scenario1` (cls): the quick budget's models and its
     transfer set, on a few dozen rows, 1 epoch, 2 seeds."""
@@ -271,12 +273,23 @@ def test_scenario1_end_to_end(tmp_path, small_data, capsys):
     ]  # fmt: skip (suites: tests/test_suite_report.py)
     assert main(args) == 0
     text = (out / "report.md").read_text()
-    assert "µ-accuracy" in text and "**Claim 1**" in text and "**Claim 3**" in text
-    assert "| none |" in text and "| lstm |" in text and "(0.954)" in text
-    assert "at T = 3" in text  # the note, from the runs' configs
+    summary = json.loads((out / "summary.json").read_text())
+    mu = table_under(text, "### µ-accuracy")
+    assert list(mu) == ["none", "lstm", "none + transfer"]
+    assert list(mu["none"]) == list(CLS_MODELS)
+    for row, cells in mu.items():
+        for student, cell in cells.items():
+            names = {"none": student, "lstm": f"lstm -> {student}"}
+            group = names.get(row, f"{student} + transfer")  # the control row's groups
+            paper = PAPER_CLS_ACCURACY.get(None if row == "none" else row, {}).get(student)
+            want = "–" if group not in summary else cell_text(summary[group]["test"]["mu_accuracy"])
+            assert cell == (want if paper is None else f"{want} ({paper:g})"), (row, student)
+    temperature = RunConfig.load(out / "transformer--from-lstm" / "seed0" / "config.yaml")
+    assert f"T = {temperature.distill.temperature:g}" in text  # the note, from the configs
+    claims = [line.split("**")[1] for line in text.splitlines() if line.startswith("**Claim")]
+    assert claims[:3] == ["Claim 1", "Claim 2", "Claim 3"]
     for fig in ("accuracy_by_distance", "accuracy_by_attractors", "reliability", "mds"):
         assert (out / "figures" / f"{fig}.png").stat().st_size > 1000
-    summary = json.loads((out / "summary.json").read_text())
     assert summary["lstm -> transformer"]["test"]["mu_accuracy"]["n"] == 2
     assert json.loads((out / "grid.json").read_text())["scenario"] == "scenario1"
     capsys.readouterr()
@@ -286,24 +299,7 @@ def test_scenario1_end_to_end(tmp_path, small_data, capsys):
     assert "0 runs trained, 20 already done" in capsys.readouterr().err
 
 
-@pytest.fixture(scope="module")
-def tiny_mnist(tmp_path_factory):
-    """Random 28 x 28 'digits' in the four MNIST IDX files: 110 training, 30 test images."""
-    from ibkd.data.mnist import FILES, write_idx
-
-    rng = np.random.default_rng(0)
-    folder = tmp_path_factory.mktemp("mnist")
-    arrays = {
-        "train_images": rng.integers(0, 256, (110, 28, 28), dtype=np.uint8),
-        "train_labels": rng.integers(0, 10, 110, dtype=np.uint8),
-        "test_images": rng.integers(0, 256, (30, 28, 28), dtype=np.uint8),
-        "test_labels": rng.integers(0, 10, 30, dtype=np.uint8),
-    }
-    for key, name in FILES.items():
-        write_idx(folder / name.removesuffix(".gz"), arrays[key])
-    return folder
-
-
+@pytest.mark.slow
 def test_scenario2_notes_and_figure_come_from_the_grid_not_the_report(tmp_path, tiny_mnist):
     """The budget's note states the epochs the runs were set to (here overridden to 1), and the
     shifted-digits figure is drawn before the runs (the report reads no MNIST). The scenario's

@@ -3,7 +3,7 @@
 import json
 
 import pytest
-from test_reproduce import mini_grid
+from conftest import mini_grid
 
 from ibkd.experiments.grid import run_grid
 
@@ -20,6 +20,7 @@ def ray_cluster():
     ray.shutdown()
 
 
+@pytest.mark.slow
 def test_ray_grid_matches_local_executor(tmp_path, ray_cluster):
     import torch
 
@@ -42,6 +43,7 @@ def test_ray_grid_matches_local_executor(tmp_path, ray_cluster):
     assert len(again.skipped) == len(runs) and not again.finished
 
 
+@pytest.mark.slow
 def test_ray_failed_task_is_retried_then_reported(tmp_path, ray_cluster):
     from ibkd.experiments.executors import Ray
 
@@ -85,6 +87,7 @@ def torchrun(*args, processes=2, timeout=300):
     return done.stdout
 
 
+@pytest.mark.slow
 def test_torchrun_ddp_on_cpu_trains_one_run(tmp_path):
     import csv
 
@@ -104,8 +107,9 @@ def test_torchrun_ddp_on_cpu_trains_one_run(tmp_path):
     assert steps == list(range(1, metrics["training"]["steps"] + 1))  # one writer, no repeats
 
 
+@pytest.mark.slow
 def test_a_killed_run_resumes_under_torchrun(tmp_path):
-    from test_train import Killed, kill_at
+    from conftest import Killed, kill_at
 
     from ibkd.config import RunConfig, preset
     from ibkd.train import train_run
@@ -124,7 +128,7 @@ def test_a_killed_run_resumes_under_torchrun(tmp_path):
 
 
 def test_bf16_is_for_cuda_only(tmp_path):
-    from test_train import tiny_config
+    from conftest import tiny_config
 
     from ibkd.errors import IbkdError
     from ibkd.train import train_run
@@ -140,6 +144,7 @@ def test_bf16_is_for_cuda_only(tmp_path):
 
 
 @pytest.mark.parametrize("setup", ["cls", "lm"])
+@pytest.mark.slow
 def test_ddp_follows_the_single_process_run(tmp_path, setup):
     """Without dropout, two processes on slices of each batch take the single-process steps."""
     import csv

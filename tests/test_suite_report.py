@@ -7,7 +7,7 @@ import re
 
 import numpy as np
 import pytest
-from test_reproduce import tiny
+from conftest import tiny, write_suite
 
 import ibkd.suite_predictions as suite_predictions
 from ibkd import experiments
@@ -17,26 +17,6 @@ from ibkd.experiments.grid import run_grid
 from ibkd.experiments.suite_report import ACROSS_CLAUSE, ALL, WITH_ATTRACTOR, slices
 from ibkd.report import write_report
 from ibkd.suite_predictions import Suite, SuiteScorer
-
-SUITE = {  # Marvin & Linzen's layout (CLAMS en_evalset); `is`/`are` are in every vocabulary
-    "simple_agrmt": ["the author is here", "the author are here", "the authors are here",
-                     "the authors is here"],
-    "prep_anim": ["the author next to the guards is here", "the author next to the guards are here",
-                  "the authors next to the guard are here", "the authors next to the guard is here",
-                  "the author next to the guard is here", "the author next to the guard are here"],
-    "subj_rel": ["the author that likes the guards is here",
-                 "the author that likes the guards are here",
-                 "the authors that like the guard are here",
-                 "the authors that like the guard is here"],
-}  # fmt: skip
-
-
-def write_suite(folder):
-    (folder / "en_evalset").mkdir(parents=True)
-    for name, lines in SUITE.items():
-        text = "".join(f"{'True' if i % 2 == 0 else 'False'}\t{s}\n" for i, s in enumerate(lines))
-        (folder / "en_evalset" / f"{name}.txt").write_text(text)
-    return folder
 
 
 def small_grid(seeds=2, setup="cls"):
@@ -63,6 +43,7 @@ def test_slices_from_saved_predictions():
 
 
 @pytest.mark.parametrize("setup", ["cls", "lm"])
+@pytest.mark.slow
 def test_grid_runs_are_scored_once_and_reported(tmp_path, setup):
     suite = write_suite(tmp_path / "ml")
     runs = small_grid(setup=setup)
@@ -104,6 +85,7 @@ def test_grid_runs_are_scored_once_and_reported(tmp_path, setup):
     assert len(found) == 5  # per set
 
 
+@pytest.mark.slow
 def test_reproduce_scores_finished_runs_on_the_shipped_and_added_suites(
     tmp_path, monkeypatch, capsys
 ):

@@ -9,20 +9,24 @@ import shutil
 import numpy as np
 import pytest
 import torch
-from test_train import tiny_config
+from conftest import tiny_config
 
 from ibkd.cli import main
 from ibkd.data.suites import SuiteItem
 from ibkd.data.suites.vocabulary import SKIP_IDENTICAL
-from ibkd.data.vocab import SPECIALS, Vocab
+from ibkd.data.vocab import BOS, EOS, SPECIALS, Vocab
+from ibkd.errors import IbkdError
 from ibkd.metrics import SUITE_KEYS, suite_metrics
+from ibkd.scoring import CausalLMScorer, Scorer
 from ibkd.suite_predictions import (
     SKIP_OUT_OF_VOCABULARY,
     TARGET_FORMS,
+    Suite,
     continuation_logprobs,
     load_suite,
     predict_suite,
     save_suite,
+    score_suite_into,
 )
 from ibkd.train import train_run
 
@@ -203,6 +207,7 @@ def write_colorlessgreen(folder):
 
 
 @pytest.mark.parametrize("setup", ["cls", "lm"])
+@pytest.mark.slow
 def test_evaluate_writes_predictions_and_summaries(runs, tmp_path, setup, capsys):
     write_colorlessgreen(tmp_path)
     run = runs / setup
@@ -224,6 +229,7 @@ def test_evaluate_writes_predictions_and_summaries(runs, tmp_path, setup, capsys
     assert "generated: accuracy" in capsys.readouterr().out
 
 
+@pytest.mark.slow
 def test_a_suite_with_no_items_is_refused_and_nothing_is_written(runs, tmp_path, capsys):
     empty = tmp_path / "empty.jsonl"
     empty.write_text("")
@@ -234,6 +240,7 @@ def test_a_suite_with_no_items_is_refused_and_nothing_is_written(runs, tmp_path,
     assert not (run / "suites" / "empty.npz").exists()
 
 
+@pytest.mark.slow
 def test_two_suites_of_one_name_never_overwrite_each_other(runs, tmp_path, capsys):
     run = tmp_path / "run"
     shutil.copytree(runs / "cls", run, ignore=shutil.ignore_patterns("suites"))
@@ -250,3 +257,147 @@ def test_two_suites_of_one_name_never_overwrite_each_other(runs, tmp_path, capsy
     assert main([*args, b]) == 2  # a result of that name from another file is kept
     assert f"scored on {a}, not on {b}" in capsys.readouterr().err
     assert (run / "suites" / "generated.json").read_text() == before
+
+
+# ------------------------------------------------------------------ the Scorer (ibkd.scoring)
+
+
+def test_scorer_sequence_and_conditional_scores_are_exact():
+    """minicons' API on the bigram LM: whole sentences include `<eos>`; a conditional score
+    sums the stimulus' tokens after the prefix (and `<eos>` when asked)."""
+    lm = Scorer.for_model(Bigram(), VOCAB, "lm")
+    assert isinstance(lm, CausalLMScorer) and lm.sentence_eos
+    got = lm.sequence_score(["the dog barks", ("dogs", "bark", "the")])
+    want = [sentence_logprob(["the", "dog", "barks"]), sentence_logprob(["dogs", "bark", "the"])]
+    np.testing.assert_allclose(got, want, rtol=1e-6)
+    cond = lm.conditional_score(["the dog", "the dog", "the"], ["barks", "bark", "dogs bark"])
+    np.testing.assert_allclose(cond, np.log([0.5, 0.25, 0.25 * 0.5]), rtol=1e-6)
+    closed = lm.conditional_score(["the dog"], ["barks"], eos=True)
+    np.testing.assert_allclose(closed, [math.log(0.5 * 0.5)], rtol=1e-6)
+    with pytest.raises(ValueError, match="2 prefixes but 1 stimuli"):
+        lm.conditional_score(["the", "the"], ["dog"])
+
+
+def test_classification_scorer_gives_the_verb_numbers_probability():
+    cls = Scorer.for_model(LastWordClassifier(), VOCAB, "cls")
+    probs = cls.class_probs(["the dog", "the dogs", "the"])
+    np.testing.assert_allclose(probs, [[0.75, 0.25], [0.25, 0.75], [0.5, 0.5]], atol=1e-6)
+    got = cls.conditional_score(["the dog", "the dog", "the dogs"], ["barks", "VBP", "are"])
+    np.testing.assert_allclose(got, np.log([0.75, 0.25, 0.75]), atol=1e-6)
+    with pytest.raises(IbkdError, match="'are here': not a present-tense verb form"):
+        cls.conditional_score(["the"], ["are here"])
+    with pytest.raises(IbkdError, match="setup 'mnist'"):
+        Scorer.for_model(LastWordClassifier(), None, "mnist")
+
+
+def by_hand(model, vocab, sentence, start):
+    """log P(sentence[start:], <eos> | <bos>, sentence[:start]) from one unbatched forward pass
+    over the whole sentence."""
+    ids = [BOS] + vocab.encode(list(sentence)) + [EOS]
+    tokens = torch.tensor([ids[:-1]])
+    with torch.no_grad():
+        logp = torch.log_softmax(model(tokens, torch.tensor([len(ids) - 1]))[0].double(), -1)
+    return sum(float(logp[i, ids[i + 1]]) for i in range(start, len(ids) - 1))
+
+
+@pytest.fixture(scope="module")
+def ml_slice():
+    """Every 2000th item of the shipped Marvin & Linzen suite: 61 items, every construction."""
+    from ibkd.data.suites import read_suite
+
+    return read_suite("marvin-linzen")[::2000]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("setup", ["cls", "lm"])
+def test_saved_suite_predictions_are_the_models_scores(runs, ml_slice, tmp_path, setup):
+    """Scoring a tiny run saves (as `ibkd evaluate` does), per item of a slice of the shipped
+    Marvin & Linzen suite, the scores the model gives when run on that item alone:
+    P(number | prefix) for classification, log P(form | prefix) at the target for the LM (the
+    format's comparison), and whole-sentence log-probabilities for BLiMP-style sentence pairs."""
+    from ibkd.runs import load_run
+
+    run, items = runs / setup, ml_slice
+    loaded = load_run(run)
+    model, vocab = loaded.model, loaded.vocab
+    suite = Suite(str(tmp_path / "ml"), "marvin-linzen")
+    score_suite_into(run, loaded, suite, items, torch.device("cpu"))  # what `ibkd evaluate` does
+    saved = load_suite(run / "suites" / "ml.npz")
+    scorer = Scorer.from_run(run)
+    pred, summary = scorer.score_suite(items, "target")
+    for key in SUITE_KEYS:
+        np.testing.assert_array_equal(saved[key], pred[key])
+    done = ~np.isnan(saved["score_good"])
+    assert done.sum() >= 15 and summary["scored"] == done.sum()
+    mapped = scorer.map_items(items)
+    for it in mapped.items[:25]:
+        good, bad = saved["score_good"][it.index], saved["score_bad"][it.index]
+        if setup == "cls":
+            c = 0 if it.number == "VBZ" else 1
+            ids = [BOS] + vocab.encode(list(it.prefix))  # the classifier reads <bos> + prefix
+            with torch.no_grad():
+                probs = torch.softmax(model(torch.tensor([ids]), torch.tensor([len(ids)]))[0], -1)
+            assert good == pytest.approx(float(probs[c]), abs=1e-6)
+            assert bad == pytest.approx(float(probs[1 - c]), abs=1e-6)
+        elif not np.isnan(good):
+            k = len(it.prefix)
+            good_by_hand = by_hand(model, vocab, it.prefix + it.good, k)
+            end = by_hand(model, vocab, it.prefix + it.good, k + 1)  # the rest after the verb
+            assert good == pytest.approx(good_by_hand - end, abs=1e-5)
+    if setup == "lm":  # BLiMP-style pairs: whole sentences from where they differ, with <eos>
+        blimp = [pair("the dog", "barks", "bark", number="VBZ"),
+                 pair("the dogs", "bark", "barks", "the", number="VBP")]  # fmt: skip
+        pred, _ = scorer.score_suite(blimp)
+        mapped = scorer.map_items(blimp)
+        for it in mapped.items:
+            k = len(it.prefix)
+            assert pred["score_good"][it.index] == pytest.approx(
+                by_hand(model, vocab, it.sentence_good, k), abs=1e-5
+            )
+            assert pred["score_bad"][it.index] == pytest.approx(
+                by_hand(model, vocab, it.sentence_bad, k), abs=1e-5
+            )
+
+
+@pytest.mark.slow
+def test_the_same_suite_on_a_hugging_face_causal_lm():
+    """A randomly initialised GPT-2 built from a config (no download), a word-level tokenizer
+    over the suite's words: sequence and conditional scores equal the sums of its own
+    log-softmax outputs over each sequence run alone (padding and batching change nothing), and
+    a suite's items are scored through the same path (`score_suite`)."""
+    transformers = pytest.importorskip("transformers")
+    from tokenizers import Tokenizer, models, pre_tokenizers
+
+    from ibkd.scoring import HFCausalLMScorer
+
+    vocab = ["<|endoftext|>", "<unk>", *WORDS]
+    word_level = Tokenizer(models.WordLevel({w: i for i, w in enumerate(vocab)}, "<unk>"))
+    word_level.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+    tokenizer = transformers.PreTrainedTokenizerFast(
+        tokenizer_object=word_level, unk_token="<unk>", bos_token="<|endoftext|>",
+        eos_token="<|endoftext|>",
+    )  # fmt: skip
+    torch.manual_seed(0)
+    config = transformers.GPT2Config(vocab_size=len(vocab), n_positions=16, n_embd=16,
+                                     n_layer=1, n_head=2, bos_token_id=0, eos_token_id=0)
+    model = transformers.GPT2LMHeadModel(config).eval()
+    scorer = HFCausalLMScorer(model, tokenizer, batch_size=2)
+
+    def alone(sentence, start):  # log P(tokens from `start` on | <|endoftext|>, the rest)
+        ids = [0] + [vocab.index(w) for w in sentence.split()]
+        with torch.no_grad():
+            logp = torch.log_softmax(model(torch.tensor([ids])).logits[0].double(), -1)
+        return sum(float(logp[i - 1, ids[i]]) for i in range(start + 1, len(ids)))
+
+    sentences = ["the dog barks", "dogs bark", "the dogs bark the dog"]
+    np.testing.assert_allclose(scorer.sequence_score(sentences),
+                               [alone(s, 0) for s in sentences], rtol=1e-5)  # fmt: skip
+    cond = scorer.conditional_score(["the dog", "the", "dogs"], ["barks", "dogs bark", "bark"])
+    want = [alone("the dog barks", 2), alone("the dogs bark", 1), alone("dogs bark", 1)]
+    np.testing.assert_allclose(cond, want, rtol=1e-5)
+    pred, summary = scorer.score_suite(ITEMS)  # sentence pairs, from where they differ
+    assert summary["scored"] == 3
+    np.testing.assert_allclose(pred["score_good"], [alone("the dog barks", 2),
+                               alone("the dogs bark", 2), alone("dogs bark the", 1)], rtol=1e-5)
+    np.testing.assert_allclose(pred["score_bad"], [alone("the dog bark", 2),
+                               alone("the dogs barks", 2), alone("dogs barks the", 1)], rtol=1e-5)

@@ -163,6 +163,7 @@ def test_marvin_linzen_errors(tmp_path, text, message):
     read_suite(path, skip_bad_rows=True)  # skipped, not a crash
 
 
+@pytest.mark.slow
 def test_shipped_and_real_marvin_linzen_counts():
     expected = {"simple_agrmt": 140, "prep_anim": 16_800, "prep_inanim": 5_040,
                 "subj_rel": 11_200, "sent_comp": 1_680, "vp_coord": 840, "long_vp_coord": 400,
@@ -262,6 +263,7 @@ def test_blimp_non_agreement_paradigms_are_sentence_pairs(tmp_path):
     assert (c.good, c.bad) == (("<eos>",), ("himself",))
 
 
+@pytest.mark.slow
 def test_real_blimp_agreement_items_are_targets():
     items = read_suite(shared("blimp"))  # a folder of .jsonl files
     assert len(items) == 6000

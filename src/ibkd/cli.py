@@ -974,6 +974,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     r.set_defaults(func=cmd_reproduce)
 
+    from ibkd.data.suites import formats as suite_formats
+
     ev = commands.add_parser("evaluate", help="score a trained run on external test suites")
     ev.add_argument("run", help="a finished run folder")
     ev.add_argument(
@@ -986,8 +988,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     ev.add_argument(
         "--format",
-        choices=("linzen", "colorlessgreen", "blimp", "marvin-linzen"),
-        help="(default: from the file name)",
+        choices=suite_formats(),
+        help="(default: from the file name; formats registered with "
+        "ibkd.data.suites.register_format included)",
     )
     ev.add_argument("--device", default="auto", help="auto (CUDA, MPS, else CPU), cpu, cuda, mps")
     ev.add_argument(

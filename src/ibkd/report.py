@@ -17,11 +17,11 @@ from ibkd.errors import IbkdError
 from ibkd.experiments import scenario_of
 from ibkd.experiments.figures import plot_mds, plot_reliability
 from ibkd.experiments.grid import override_note
-from ibkd.experiments.results import Group, Run, analyse_representations, groups_of
+from ibkd.experiments.results import Group, Run, analyse_representations, fmt, groups_of
 from ibkd.experiments.suite_report import load_suites
 from ibkd.experiments.suite_report import sections as suite_sections
 from ibkd.files import atomic_write, dump_json
-from ibkd.metrics import compute_metrics
+from ibkd.metrics import METRICS, compute_metrics
 from ibkd.predictions import load_predictions
 from ibkd.representations import sample_indices
 from ibkd.runs import is_finished
@@ -118,16 +118,53 @@ def load_grid(folder: Path) -> list[Run]:
 
 
 SUMMARY_KEYS = ("mu_accuracy", "d_accuracy", "a_accuracy", "ece", "perplexity")
+"""The built-in metrics every summary has (where they apply); `summary_keys` adds the
+registered ones."""
+
+
+def registered_metrics(runs: list[Run]) -> list[str]:
+    """The metrics registered with `ibkd.metrics.register` (in registration order) that give a
+    number on some run's test split or other test set: the report's extra columns."""
+    number = lambda v: isinstance(v, (int, float)) and not isinstance(v, bool)  # noqa: E731
+    return [
+        k
+        for k in METRICS
+        if any(number(m.get(k)) for r in runs for m in (r.metrics, *r.sets.values()))
+    ]
+
+
+def summary_keys(runs: list[Run]) -> tuple[str, ...]:
+    """`SUMMARY_KEYS`, then the registered metrics that are numbers (`registered_metrics`)."""
+    return SUMMARY_KEYS + tuple(registered_metrics(runs))
+
+
+def registered_metrics_section(groups: dict[str, Group], runs: list[Run]) -> str:
+    """A table of the registered metrics (`registered_metrics`) on the test split: a row per
+    group, mean ± std over seeds; "" when none is registered."""
+    keys = registered_metrics(runs)
+    if not keys:
+        return ""
+    lines = [
+        "## Registered metrics (test split)\n",
+        "| group | " + " | ".join(keys) + " |",
+        "|---" * (len(keys) + 1) + "|",
+    ]
+    for g in groups.values():
+        cells = [fmt(g.mean(k), g.std(k), 4) for k in keys]
+        lines.append(f"| {g.name} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
 
 
 def summary(groups: dict[str, Group], runs: list[Run]) -> dict:
-    """group -> test set -> metric -> {mean, std, n} (std NaN with one seed)."""
+    """group -> test set -> metric -> {mean, std, n} (std NaN with one seed), for the metrics of
+    `summary_keys` (the built-in ones and the registered ones)."""
     sets = ["test"] + sorted({k for r in runs for k in r.sets})
+    keys = summary_keys(runs)
     return {
         g.name: {
             on: {
                 k: {"mean": g.mean(k, on), "std": g.std(k, on), "n": len(g.values(k, on))}
-                for k in SUMMARY_KEYS
+                for k in keys
                 if len(g.values(k, on))
             }
             for on in sets
@@ -249,6 +286,9 @@ def write_report(folder: str | Path) -> Path:
             + "\n"
         )
     parts += scenario.sections(groups, runs, rep, fig_dir)
+    extra = registered_metrics_section(groups, runs)
+    if extra:
+        parts.append(extra)
     suites = load_suites(folder, groups)
     parts += suite_sections(groups, folder, fig_dir, suites)  # suites scored on the runs
     if scenario.hard_sections is not None:

@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -41,7 +41,7 @@ from torch.nn import functional as F
 
 from ibkd.data.download import content_digest
 from ibkd.data.suites import NAMES, SENTENCE, SuiteItem, detect_format, read_suite, suite_name
-from ibkd.data.vocab import BOS, EOS, UNK, Vocab
+from ibkd.data.vocab import BOS, EOS, Vocab
 from ibkd.errors import IbkdError
 from ibkd.files import atomic_write, dump_json
 from ibkd.metrics import suite_metrics
@@ -175,23 +175,36 @@ def predict_suite(
     model, vocab: Vocab, setup: str, items: list[SuiteItem], device,
     lm_comparison: str = SENTENCE_LOGPROB, mapped=None,
 ) -> tuple[dict[str, np.ndarray], dict]:  # fmt: skip
-    """Score every item of a suite: (the `SUITE_KEYS` arrays, [N] each for the N `items`, in
-    their order; `{"vocabulary": coverage}` of the mapping into `vocab`).
+    """Score every item of a suite with an ibkd model of `setup` over `vocab`: `predict_with`
+    its scorer (`ibkd.scoring.Scorer.for_model`)."""
+    from ibkd.scoring import Scorer
+
+    check_setup(setup, "the model")
+    scorer = Scorer.for_model(model, vocab, setup, device)
+    return predict_with(scorer, items, lm_comparison, mapped)
+
+
+def predict_with(
+    scorer, items: list[SuiteItem], lm_comparison: str = SENTENCE_LOGPROB, mapped=None
+) -> tuple[dict[str, np.ndarray], dict]:
+    """Score every item of a suite with a scorer (`ibkd.scoring.Scorer`): (the `SUITE_KEYS`
+    arrays, [N] each for the N `items`, in their order, and `skip_reason`; `{"vocabulary":
+    coverage}` of the mapping into the scorer's vocabulary).
 
     The words are mapped into the vocabulary as the model's training data mapped them
-    (`ibkd.data.suites.vocabulary.map_suite`); items that mapping makes unscorable, and LM items
-    whose wrong form is unknown or whose forms are out of the vocabulary (target comparison),
-    get NaN scores and their reason. `lm_comparison`: `sentence` or `target` (module note).
-    `mapped`: `map_items(items, vocab, setup)` when the caller has it already."""
+    (`scorer.map_items`: `ibkd.data.suites.vocabulary.map_suite`); items that mapping makes
+    unscorable, and LM items whose wrong form is unknown or whose forms are out of the
+    vocabulary (target comparison), get NaN scores and their reason. How each setup scores a
+    pair: the module note (classification: `class_probs`; LM: `conditional_score`).
+    `lm_comparison`: `sentence` or `target`. `mapped`: `scorer.map_items(items)` when the
+    caller has it already."""
     from ibkd.data.suites.vocabulary import SKIP_NUMBER
     from ibkd.data.verbs import verb_number
-    from ibkd.evaluate import next_token_logprobs, verb_number_probs
 
     if lm_comparison not in (SENTENCE_LOGPROB, TARGET_FORMS):
         raise ValueError(f"lm_comparison {lm_comparison!r}: expected sentence or target")
-    check_setup(setup, "the model")
     n = len(items)
-    mapped = map_items(items, vocab, setup) if mapped is None else mapped
+    mapped = scorer.map_items(items) if mapped is None else mapped
     pred = {
         "item": np.arange(n, dtype=np.int64),
         "construction": np.array([it.suite for it in items], dtype=str),
@@ -209,19 +222,7 @@ def predict_suite(
         at = np.array([it.index for it in done], dtype=np.int64)
         pred["score_good"][at], pred["score_bad"][at] = good, bad
 
-    def cls_probs(prefixes):
-        return verb_number_probs(model, vocab, prefixes, device)
-
-    def continuations(pairs):
-        return continuation_logprobs(model, vocab, [p for p, _ in pairs], [c for _, c in pairs],
-                                     device)  # fmt: skip
-
-    def next_logprobs(pairs):
-        return next_token_logprobs(
-            model, vocab, [p for p, _ in pairs], [t for _, t in pairs], device
-        )
-
-    if setup == "cls":
+    if scorer.setup == "cls":
         jobs, numbers = [], []
         for it in mapped.items:
             number = it.number or verb_number(it.good[0])
@@ -231,11 +232,11 @@ def predict_suite(
                 jobs.append(it)
                 numbers.append(0 if number == "VBZ" else 1)
         c, at = np.array(numbers, dtype=np.int64), np.arange(len(jobs))
-        probs = _distinct(cls_probs, [it.prefix for it in jobs])
+        probs = scorer.class_probs([it.prefix for it in jobs])
         good, bad = probs[at, c], probs[at, 1 - c]
         two = np.array([k for k, it in enumerate(jobs) if it.prefix_bad is not None], dtype=int)
         if len(two):  # the same number after the wrong subject
-            probs_bad = _distinct(cls_probs, [jobs[k].prefix_bad for k in two])
+            probs_bad = scorer.class_probs([jobs[k].prefix_bad for k in two])
             bad[two] = probs_bad[np.arange(len(two)), c[two]]
         put(jobs, good, bad)
         return pred | {"skip_reason": np.array(reasons, dtype=str)}, _info(mapped)
@@ -246,22 +247,25 @@ def predict_suite(
             sentences.append(it)
         elif not it.bad:
             reasons[it.index] = SKIP_WRONG_FORM
-        elif UNK in (vocab.stoi.get(it.good[0], UNK), vocab.stoi.get(it.bad[0], UNK)):
+        elif not (scorer.known(it.good[0]) and scorer.known(it.bad[0])):
             reasons[it.index] = SKIP_OUT_OF_VOCABULARY
         else:
             targets.append(it)
     split = [_shared(it.sentence_good, it.sentence_bad) for it in sentences]
+    eos = scorer.sentence_eos
     put(
         sentences,
-        _distinct(continuations, [(it.sentence_good[:k], it.sentence_good[k:])
-                                  for it, k in zip(sentences, split)]),
-        _distinct(continuations, [(it.sentence_bad[:k], it.sentence_bad[k:])
-                                  for it, k in zip(sentences, split)]),
+        scorer.conditional_score([it.sentence_good[:k] for it, k in zip(sentences, split)],
+                                 [it.sentence_good[k:] for it, k in zip(sentences, split)],
+                                 eos=eos),
+        scorer.conditional_score([it.sentence_bad[:k] for it, k in zip(sentences, split)],
+                                 [it.sentence_bad[k:] for it, k in zip(sentences, split)],
+                                 eos=eos),
     )  # fmt: skip
     put(
         targets,
-        _distinct(next_logprobs, [(it.prefix, vocab.stoi[it.good[0]]) for it in targets]),
-        _distinct(next_logprobs, [(it.prefix, vocab.stoi[it.bad[0]]) for it in targets]),
+        scorer.conditional_score([it.prefix for it in targets], [it.good[:1] for it in targets]),
+        scorer.conditional_score([it.prefix for it in targets], [it.bad[:1] for it in targets]),
     )
     return pred | {"skip_reason": np.array(reasons, dtype=str)}, _info(mapped)
 
@@ -274,17 +278,19 @@ def _shared(a: tuple[str, ...], b: tuple[str, ...]) -> int:
 @torch.no_grad()
 def continuation_logprobs(
     model, vocab: Vocab, prefixes: list[tuple[str, ...]], continuations: list[tuple[str, ...]],
-    device, batch_size: int = 256,
+    device, batch_size: int = 256, eos: bool = True,
 ) -> np.ndarray:  # fmt: skip
     """log P(continuation, `<eos>` | `<bos>`, prefix) under a language model, summed over the
-    continuation's tokens and the closing `<eos>`: [N] in nats. The model runs over each whole
+    continuation's tokens and the closing `<eos>` (without `eos`: the continuation's tokens
+    only): [N] in nats. The model runs over each whole
     sentence; its output layer (`model.head`), the costly part over a large vocabulary, only at
     the positions that predict the continuation. `model.features(tokens, lengths)` gives
     [B, L, D] (`ibkd.models`)."""
     from ibkd.data.batching import batches, pack
 
     n = len(prefixes)
-    seqs = [[BOS] + vocab.encode(p) + vocab.encode(c) + [EOS]
+    close = [EOS] if eos else []
+    seqs = [[BOS] + vocab.encode(p) + vocab.encode(c) + close
             for p, c in zip(prefixes, continuations)]  # fmt: skip
     start = torch.tensor([len(p) for p in prefixes], dtype=torch.long)  # predicts c[0]
     data = pack("lm", seqs, [len(s) - 1 for s in seqs], [0] * n, [0] * n, None)
@@ -304,19 +310,10 @@ def continuation_logprobs(
 
 def map_items(items: list[SuiteItem], vocab: Vocab, setup: str):
     """`map_suite` of `items` with each item's index set to its position in `items` (so that
-    scores land in the suite's order)."""
-    from ibkd.data.suites.vocabulary import map_suite
+    scores land in the suite's order): `ibkd.scoring.Scorer.map_items` of an ibkd model's."""
+    from ibkd.scoring import Scorer
 
-    return map_suite([replace(it, index=i) for i, it in enumerate(items)], vocab, setup)
-
-
-def _distinct(score, keys: list) -> np.ndarray:
-    """`score` (a list of inputs -> an array, one row per input) run on the distinct `keys`
-    only, its rows put back in the order of `keys` (suites repeat prefixes and sentences:
-    Marvin & Linzen's 121,220 items have 12,820 distinct prefixes)."""
-    unique = list(dict.fromkeys(keys))
-    where = {k: i for i, k in enumerate(unique)}
-    return score(unique)[np.array([where[k] for k in keys], dtype=np.int64)]
+    return Scorer.for_model(None, vocab, setup).map_items(items)
 
 
 def _info(mapped) -> dict:
@@ -357,11 +354,12 @@ def score_suite_into(
     """Score a loaded run (`ibkd.runs.load_run`) on a suite's `items` (`mapped`: their
     `map_items` into the run's vocabulary, when known) and save the results in the run folder
     `run`; returns the summary (`save_suite`), with the suite's source and format."""
+    from ibkd.scoring import Scorer
+
     fmt = suite.format()
     comparison = LM_COMPARISON.get(fmt, SENTENCE_LOGPROB)
-    pred, info = predict_suite(
-        loaded.model, loaded.vocab, loaded.config.setup, items, device, comparison, mapped
-    )
+    scorer = Scorer.for_model(loaded.model, loaded.vocab, loaded.config.setup, device)
+    pred, info = predict_with(scorer, items, comparison, mapped)
     info = {"suite": suite.source, "format": fmt} | info
     if loaded.config.setup == "lm":
         info["lm_comparison"] = comparison

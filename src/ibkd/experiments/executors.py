@@ -72,15 +72,38 @@ _PROGRESS = None  # in a pool worker: the queue to the grid process (set by _wor
 WATCH_SECONDS = 0.5  # how often a pool worker checks that the grid process is alive
 
 
-def _worker_start(parent: int, progress) -> None:
+def extension_modules() -> tuple[str, ...]:
+    """The importable modules outside ibkd that registered a model (`ibkd.models.register`), a
+    metric (`ibkd.metrics.register`), a distillation loss (`ibkd.losses.register`) or a suite
+    format (`ibkd.data.suites.register_format`) in this process, in first-seen order. A spawned
+    pool worker starts with the built-in registries only; importing these modules there
+    registers the same extensions again (a module registers what it defines when imported, as
+    docs/extending.md shows). A script run as `__main__` is left out: spawn re-runs it in the
+    worker as `__mp_main__`."""
+    from ibkd import losses, metrics, models
+    from ibkd.data import suites
+
+    found = [a.build for a in models.architectures().values()]
+    found += list(metrics.METRICS.values()) + [loss.fn for loss in losses.LOSSES.values()]
+    found += list(suites.READERS.values())
+    names = (getattr(f, "__module__", None) or "" for f in found)
+    skip = ("", "__main__", "__mp_main__")
+    return tuple(dict.fromkeys(n for n in names if n.split(".")[0] != "ibkd" and n not in skip))
+
+
+def _worker_start(parent: int, progress, modules: tuple[str, ...] = ()) -> None:
     """A pool worker's initializer: exit as soon as the grid process `parent` is gone (killed
-    with SIGKILL, it cannot stop its workers), polled by a daemon thread, and keep the queue
-    that carries each run's step to the grid's progress display."""
+    with SIGKILL, it cannot stop its workers), polled by a daemon thread; keep the queue that
+    carries each run's step to the grid's progress display; import `modules`
+    (`extension_modules` of the grid process) so that what they register is known here too."""
+    import importlib
     import threading
     import time
 
     global _PROGRESS
     _PROGRESS = progress
+    for module in modules:
+        importlib.import_module(module)
 
     def watch() -> None:
         while os.getppid() == parent:
@@ -158,7 +181,7 @@ class Pool:
             self.slots,
             mp_context=self.ctx,
             initializer=_worker_start,
-            initargs=(os.getpid(), self.progress),
+            initargs=(os.getpid(), self.progress, extension_modules()),
         )
 
     def _start(self, task: _Task) -> None:

@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from ibkd.experiments.results import Group, RepresentationAnalysis
+from ibkd.models import stable_color_index
 
 
 def pyplot():
@@ -21,7 +22,8 @@ def pyplot():
     return plt
 
 
-# a tab10 colour per model; scenario 2 reuses scenario 1's: strong bias red, weak bias blue
+# a tab10 colour per built-in model; scenario 2 reuses scenario 1's: strong bias red, weak bias
+# blue. A model registered elsewhere gets its own from its name (`color`).
 MODEL_COLORS = {
     "transformer": 0,
     "transformer-seq": 1,
@@ -47,8 +49,10 @@ TEACHER_MARKS = {
 
 
 def color(model: str):
-    """The model's RGBA colour (tab10; grey for a model without one)."""
-    return pyplot().cm.tab10(MODEL_COLORS.get(model, 7))
+    """The model's RGBA colour (tab10): `MODEL_COLORS`' for the built-in models; for any other
+    (a registered model) `ibkd.models.stable_color_index` of its name, the same in every
+    report."""
+    return pyplot().cm.tab10(MODEL_COLORS.get(model, stable_color_index(model)))
 
 
 def teacher_mark(teacher_model: str) -> tuple[str, str]:

@@ -73,7 +73,20 @@ METHODS = (
     Method("kd-calibrated", "--calibrated", calibration="temperature"),
     Method("online", "--online", online=True),
 )
+"""The built-in methods; `methods()` adds one per registered loss."""
 TEACHER_ROW = "teacher"
+
+
+def methods() -> tuple[Method, ...]:
+    """The study's methods: the built-in ones (`METHODS`), then one per distillation loss
+    registered with `ibkd.losses.register` that none of them uses (named after the loss, run
+    names `STUDENT--from-TEACHER--NAME/seedK`, at the scenario's alpha), in registration
+    order. A loss registered before the grid is built is trained, measured and ranked like the
+    built-in ones."""
+    from ibkd.losses import LOSSES
+
+    used = {m.loss for m in METHODS} | {m.name for m in METHODS}
+    return METHODS + tuple(Method(n, f"--{n}", loss=n) for n in LOSSES if n not in used)
 
 
 def method_runs(teacher: GridRun, alone: GridRun, distilled: GridRun, seed: int) -> list[GridRun]:
@@ -82,7 +95,7 @@ def method_runs(teacher: GridRun, alone: GridRun, distilled: GridRun, seed: int)
     The online run trains its own teacher of the same model config."""
     out = [dataclasses.replace(teacher, group=TEACHER_ROW, row=TEACHER_ROW)]
     student = distilled.name.split("--")[0]
-    for m in METHODS:
+    for m in methods():
         if m.suffix is None:
             out.append(dataclasses.replace(alone, group=m.name, row=m.name))
             continue
@@ -244,7 +257,7 @@ def values_by_method(groups, runs, folder: Path, measures: list[Measure]):
     """method -> measure label -> seed -> value, for every method group of the grid."""
     suites = suite_measures(folder, groups)
     out: dict[str, dict[str, dict[int, float]]] = {}
-    for m in METHODS:
+    for m in methods():
         g = groups.get(m.name)
         if g is None:
             continue

@@ -33,6 +33,24 @@ LM_MODELS = ("lstm", "small-lstm", "transformer", "small-transformer")
 LM_PAIRS = (("lstm", "transformer"), ("small-lstm", "transformer"))
 
 
+def cls_models(budget: str) -> tuple[str, ...]:
+    """The students of the classification grid for a preset budget (quick | paper): the
+    paper's four (`CLS_MODELS`, its column order), then every other model registered with a
+    classification preset of that budget (`ibkd.models.register`), in registry order. A model
+    registered before the grid is built is trained alone, distilled from each teacher row and
+    shown in the report's tables like the paper's."""
+    from ibkd.models import model_presets
+
+    return CLS_MODELS + tuple(m for m in model_presets("cls", budget) if m not in CLS_MODELS)
+
+
+def students(groups: dict[str, Group]) -> list[str]:
+    """The classification tables' columns: the paper's four models, then every other student
+    model the grid has (a registered one), in the order its groups come."""
+    extra = dict.fromkeys(g.model for g in groups.values() if g.model not in CLS_MODELS)
+    return [*CLS_MODELS, *extra]
+
+
 @dataclass(frozen=True)
 class Budget:
     """A named budget of scenario 1: preset, seeds, which teacher rows, and the quick
@@ -152,16 +170,17 @@ def grid(
     runs = []
     for seed in range(n):
         if setup == "cls":
-            runs += [_run("cls", m, None, seed, b, data) for m in CLS_MODELS]
+            models = cls_models(b.preset)
+            runs += [_run("cls", m, None, seed, b, data) for m in models]
             runs += [
                 _run("cls", s, t, seed, b, data)
                 for t in b.cls_teachers
-                for s in CLS_MODELS
+                for s in models
                 if b.self_distill or s != t
             ]
             if b.control:
                 runs += [
-                    _run("cls", s, CONTROL_ROW, seed, b, data) for s in CLS_MODELS if s != "lstm"
+                    _run("cls", s, CONTROL_ROW, seed, b, data) for s in models if s != "lstm"
                 ]
         elif setup == "lm":
             runs += [_run("lm", m, None, seed, b, data) for m in LM_MODELS]
@@ -186,7 +205,7 @@ def table_rows(groups: dict[str, Group]) -> list[str]:
 def cls_tables(groups: dict[str, Group]) -> str:
     """The paper's classification tables (µ-, D-, A-accuracy, ECE), teacher rows x student
     columns, mean ± std over seeds with the paper's number in brackets; markdown."""
-    out = []
+    out, columns = [], students(groups)
     for title, key, paper in (
         ("µ-accuracy", "mu_accuracy", PAPER_CLS_ACCURACY),
         ("D-accuracy", "d_accuracy", None),
@@ -195,13 +214,13 @@ def cls_tables(groups: dict[str, Group]) -> str:
     ):
         note = " (the paper's number in brackets)" if paper else " (the paper gives plots only)"
         out.append(f"### {title}{note}\n")
-        out.append("| teacher \\ student | " + " | ".join(CLS_MODELS) + " |")
-        out.append("|---" * (len(CLS_MODELS) + 1) + "|")
+        out.append("| teacher \\ student | " + " | ".join(columns) + " |")
+        out.append("|---" * (len(columns) + 1) + "|")
         for row in table_rows(groups):
             by_student = paper.get(None if row == "none" else row, {}) if paper else {}
             cells = [
                 cell(find_group(groups, s, row), key, by_student.get(s), 4 if key == "ece" else 3)
-                for s in CLS_MODELS
+                for s in columns
             ]
             out.append(f"| {row} | " + " | ".join(cells) + " |")
         out.append("")

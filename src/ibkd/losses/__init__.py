@@ -81,6 +81,11 @@ def register(
     return add
 
 
+def unregister(name: str) -> None:
+    """Remove a registered distillation loss (tests that register one clean up with it)."""
+    LOSSES.pop(name, None)
+
+
 def masked_cross_entropy(
     logits: torch.Tensor, targets: torch.Tensor, mask: torch.Tensor | None = None,
     reduction: str = "mean",

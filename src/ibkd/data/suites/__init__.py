@@ -15,6 +15,7 @@ A suite is given by path (format from the name, or `fmt`) or by name (`NAMES`: t
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 from ibkd.data.suites import blimp, colorlessgreen, linzen, marvin_linzen
@@ -30,16 +31,56 @@ READERS = {
 }
 FORMATS = tuple(READERS)
 SUITE_SUFFIXES = (".tsv", ".txt", ".jsonl", ".json", ".text", ".gold", ".tab")
+"""The built-in formats; `formats()` adds the registered ones."""
+SUFFIXES: dict[str, tuple[str, ...]] = {}
+"""Registered formats' file-name endings (lower case) that `detect_format` recognises."""
+
+Reader = Callable[[Path, bool], "list[SuiteItem]"]
+"""A suite reader: (path, skip_bad_rows) -> the suite's items, in order; an IbkdError naming
+the file and line for a bad line unless `skip_bad_rows`."""
+
+
+def register_format(name: str, read: Reader, *, suffixes: tuple[str, ...] = ()) -> Reader:
+    """Register suite format `name`, read by `read(path, skip_bad_rows)`: `ibkd evaluate
+    --format NAME` offers it, `read_suite` reads with it, and a path ending in one of
+    `suffixes` (e.g. `(".csv",)`) is detected as it. Language models compare its items'
+    sentence pairs as whole sentences (`ibkd.suite_predictions.LM_COMPARISON`'s default); items
+    without a pair are scored at their target. Returns `read`. Raises `ValueError` for a name
+    registered already."""
+    if name in READERS:
+        raise ValueError(f"suite format {name!r} is registered already")
+    READERS[name] = read
+    SUFFIXES[name] = tuple(s.lower() for s in suffixes)
+    return read
+
+
+def unregister_format(name: str) -> None:
+    """Remove a registered suite format (tests that register one clean up with it); the
+    built-in formats stay."""
+    if name not in FORMATS:
+        READERS.pop(name, None)
+        SUFFIXES.pop(name, None)
+
+
+def formats() -> tuple[str, ...]:
+    """Every suite format, the built-in ones first, then the registered ones in order: the
+    choices of `ibkd evaluate --format`."""
+    return tuple(READERS)
 
 __all__ = [
     "FORMATS", "NAMES", "SENTENCE", "TARGET", "SuiteItem", "detect_format", "normalize_tokens",
-    "ptb_tokenize", "read_suite", "suite_name",
+    "ptb_tokenize", "read_suite", "suite_name", "formats", "register_format", "unregister_format",
 ]  # fmt: skip
 
 
 def detect_format(path: Path) -> str:
     """The format a path's name (or a folder's content) suggests; `linzen` by default. A path
-    that is the stem of NAME.text + NAME.gold files is `colorlessgreen`."""
+    that is the stem of NAME.text + NAME.gold files is `colorlessgreen`; a name ending in a
+    registered format's suffix is that format."""
+    lower = path.name.lower()
+    for fmt, endings in SUFFIXES.items():
+        if endings and lower.endswith(endings):
+            return fmt
     if _is_colorlessgreen_stem(path):
         return "colorlessgreen"
     if path.is_dir():
@@ -88,7 +129,7 @@ def read_suite(
     from the name when `fmt` is None). A bad line raises an IbkdError naming the file and line,
     or, with `skip_bad_rows`, is skipped."""
     if fmt is not None and fmt not in READERS:
-        raise IbkdError(f"--format {fmt!r}: expected one of {', '.join(FORMATS)}")
+        raise IbkdError(f"--format {fmt!r}: expected one of {', '.join(formats())}")
     if str(suite) in NAMES:
         path, fmt = resolve(str(suite))
     else:
