@@ -97,6 +97,11 @@ def test_scenario1_study_end_to_end(tmp_path, small_data):  # noqa: F811
     effect = text.split("(`kd-calibrated` minus `kd`, paired by seed): ")[1].split("\n")[0]
     assert effect.startswith("µ-accuracy ") and "; ECE " in effect
     assert (out / "transformer--online-lstm" / "seed1" / "teacher" / "metrics.json").exists()
+    share = text.split("## The transferred share of each method")[1]
+    header = next(line for line in share.splitlines() if line.startswith("| examples"))
+    assert header == "| examples (n) | " + " | ".join(m.name for m in METHODS[1:]) + " |"
+    for label in ("A-accuracy", "M&L across a PP", "M&L across a relative clause"):
+        assert f"\n| {label} | " in share
 
 
 def test_scenario2_study_end_to_end(tmp_path, tiny_mnist):  # noqa: F811
@@ -112,3 +117,5 @@ def test_scenario2_study_end_to_end(tmp_path, tiny_mnist):  # noqa: F811
     assert "minus `kd`, paired by seed): accuracy MNIST " in text and "; ECE translated " in text
     assert "- **RSA distance to teacher** (lower is better): " in text
     assert (out / "mlp--online-cnn" / "seed0" / "teacher" / "predictions" / "scale.npz").exists()
+    share = text.split("## The transferred share of each method")[1]
+    assert "\n| accuracy scaled | " in share and "\n| accuracy translated | " in share

@@ -72,3 +72,66 @@ def test_section_table():
     assert "| test, ≥ 1 attractor (n = 120) | 0.50 [0.30, 0.83] |" in text
     assert "distilled − alone +0.100, teacher − alone +0.200 [+0.150, +0.250] (3 seeds)" in text
     assert share_section(sets, None, [("t", "kd", "alone")], "x") == []
+
+
+def _runs(values_by_group, setup="cls"):
+    """Hand-made runs: group -> (model, teacher model, seed -> accuracy with >= 1 attractor)."""
+    from ibkd.experiments.results import Run
+
+    runs = []
+    for group, (model, teacher, per_seed) in values_by_group.items():
+        for seed, acc in per_seed.items():
+            metrics = {"mu_accuracy": 0.9, "n": 1000,
+                       "accuracy_with_attractors": {"1": {"accuracy": acc, "n": 80}}}
+            runs.append(Run(f"{group}/seed{seed}", group, model,
+                            teacher and f"{teacher}/seed{seed}", teacher, teacher or "none",
+                            setup, seed, metrics))  # fmt: skip
+    return runs
+
+
+def test_scenario1_report_states_the_share_per_hard_set_and_suite():
+    from ibkd.experiments.results import groups_of
+    from ibkd.experiments.scenario1 import share_sections
+    from ibkd.experiments.suite_report import ACROSS_CLAUSE, ALL, WITH_ATTRACTOR, SuiteResults
+
+    runs = _runs({"lstm": ("lstm", None, TEACHER), "transformer": ("transformer", None, ALONE),
+                  "lstm -> transformer": ("transformer", "lstm", DISTILLED)})  # fmt: skip
+    groups = groups_of(runs)
+    ml = SuiteResults("marvin-linzen", counts={"across a prepositional phrase": 400,
+                                               "simple": 200, ACROSS_CLAUSE: 300})  # fmt: skip
+    mine = SuiteResults("my-suite", counts={ALL: 50, WITH_ATTRACTOR: 20})
+    by_group = {"lstm": TEACHER, "transformer": ALONE, "lstm -> transformer": DISTILLED}
+    for r in runs:
+        v = by_group[r.group][r.seed]
+        ml.runs[r.name] = {"across a prepositional phrase": v, "simple": 0.9, ACROSS_CLAUSE: v}
+        mine.runs[r.name] = {ALL: v, WITH_ATTRACTOR: v}
+    text = "".join(share_sections(groups, runs, {"marvin-linzen": ml, "my-suite": mine}))
+    assert "## The transferred share on the hard cases" in text
+    assert "| test split, ≥ 1 attractor (n = 80) | 0.50 [0.30, 0.83] |" in text
+    # each construction in Marvin & Linzen's order, then across a relative clause
+    assert text.index("marvin-linzen, simple (n = 200)") < text.index(
+        "marvin-linzen, across a prepositional phrase (n = 400) | 0.50 [0.30, 0.83]"
+    ) < text.index("marvin-linzen, across a relative clause (n = 300)")
+    # every seed 0.9 on the simple items: zero spread, no interval and no share
+    assert "| marvin-linzen, simple (n = 200) | – (" in text
+    assert "| my-suite, all items (n = 50) | 0.50 [0.30, 0.83] |" in text
+    assert "| my-suite, with an attractor (n = 20) | 0.50 [0.30, 0.83] |" in text
+
+
+def test_scenario2_report_states_the_share_on_shifted_digits():
+    from ibkd.experiments.results import Run, groups_of
+    from ibkd.experiments.scenario2 import share_sections
+
+    runs = []
+    for group, model, teacher, per_seed in (("cnn", "cnn", None, TEACHER),
+                                            ("mlp", "mlp", None, ALONE),
+                                            ("cnn -> mlp", "mlp", "cnn", DISTILLED)):  # fmt: skip
+        for seed, acc in per_seed.items():
+            sets = {"scale": {"mu_accuracy": acc, "n": 10000},
+                    "translate": {"mu_accuracy": 0.5 + seed * 0.01, "n": 10000}}  # fmt: skip
+            runs.append(Run(f"{group}/seed{seed}", group, model, teacher and f"cnn/seed{seed}",
+                            teacher, teacher or "none", "mnist", seed, {}, sets=sets))  # fmt: skip
+    text = "".join(share_sections(groups_of(runs)))
+    assert "| scaled digits (n = 10,000) | 0.50 [0.30, 0.83] |" in text
+    # translated: the teacher's edge is 0 on every seed: not separable, no share
+    assert "| translated digits (n = 10,000) | – (teacher's edge +0.000" in text

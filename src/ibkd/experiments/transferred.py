@@ -172,3 +172,28 @@ def share_section(
         "\n".join(lines) + "\n",
         "\n".join(details) + "\n" if details else "",
     ]
+
+
+def suite_sets(suites: Mapping[str, object]) -> list[ShareSet]:
+    """The sets of every suite the runs were scored on (`suite_report.SuiteResults` by name):
+    for Marvin & Linzen's files each construction (their paper's rows) and `across a relative
+    clause`; for any other suite (one a user adds) all its items, those with an attractor, and
+    each of its constructions when it has several."""
+    from ibkd.experiments.suite_report import ACROSS_CLAUSE, ALL, MARVIN_LINZEN, WITH_ATTRACTOR
+
+    out = []
+    special = (ALL, WITH_ATTRACTOR, ACROSS_CLAUSE)
+    order = list(MARVIN_LINZEN.values())
+    for name, res in suites.items():
+        counts = res.counts
+        constructions = [k for k in counts if k not in special and not k.startswith("attractors=")]
+        if any(k in order for k in constructions):
+            keys = sorted((k for k in constructions if k in order), key=order.index)
+            keys += [k for k in constructions if k not in order] + [ACROSS_CLAUSE]
+        else:
+            keys = [ALL, WITH_ATTRACTOR] + (constructions if len(constructions) > 1 else [])
+        for k in keys:
+            if k in counts:
+                out.append(ShareSet(f"{name}, {k}", counts[k],
+                                    lambda g, res=res, k=k: res.by_seed(g, k)))  # fmt: skip
+    return out
