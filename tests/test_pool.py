@@ -204,3 +204,39 @@ def test_transfer_options_are_checked(tmp_path, capsys):
     assert main(["data", "transfer", "--pool", str(pool), "--out", str(tmp_path / "t.tsv"),
                  "--data", "none", "--suite", "none"]) == 2  # fmt: skip
     assert "ibkd: error: --data none: give --keep-words" in capsys.readouterr().err
+
+
+def test_distill_takes_a_pool_built_transfer_set_with_pure_distillation(tmp_path, nlp,
+                                                                      monkeypatch):  # fmt: skip
+    """`ibkd distill --transfer PATH --alpha 1` with a transfer set made by `ibkd data
+    transfer`: the student trains on its rows plus every new prefix (hard ones repeated),
+    learning from the teacher alone."""
+    from test_train import tiny_data
+
+    from ibkd.config import RunConfig
+    from ibkd.data.prepare import prepare_data
+
+    tiny_data(tmp_path / "data", (120, 40, 40))
+    pool = tmp_path / "pool.tsv.gz"
+    _write_pool(pool, [("nlp", "The keys to the cabinet are on the table ."),
+                       ("nlp", "The company says prices have risen .")])  # fmt: skip
+    monkeypatch.chdir(tmp_path)
+    assert main(["data", "transfer", "--pool", str(pool), "--out", "pool-transfer.tsv",
+                 "--data", "data", "--suite", "none", "--hard-repeat", "2"]) == 0  # fmt: skip
+    n_transfer = len(read_transfer(tmp_path / "pool-transfer.tsv"))
+    assert n_transfer == 2 + 2  # the hard prefix twice, 'the company', '... prices'
+    common = ["--preset", "quick", "--epochs", "1", "--batch-size", "32", "--no-progress",
+              "--device", "cpu", "--threads", "1"]  # fmt: skip
+    assert main(["train", "--setup", "cls", "--model", "lstm", "--data", "data", "--out", "t",
+                 "--transfer", "none", *common]) == 0  # fmt: skip
+    assert main(["distill", "--teacher", "t", "--model", "transformer", "--out", "s",
+                 "--transfer", "pool-transfer.tsv", "--alpha", "1", *common]) == 0  # fmt: skip
+    cfg = RunConfig.load(tmp_path / "s" / "config.yaml")
+    assert cfg.distill.alpha == 1 and cfg.data.transfer.endswith("pool-transfer.tsv")
+    # every transfer line is added, but for prefixes that are training rows' own ("the company")
+    from ibkd.data.splits import load_splits
+
+    seen = {tuple(r.tokens[: r.verb_index - 1]) for r in load_splits("data").train}
+    new = [p for p in read_transfer(tmp_path / "pool-transfer.tsv") if p.tokens not in seen]
+    assert ("the", "company") in seen and len(new) == n_transfer - 1
+    assert len(prepare_data(cfg).train.labels) == 120 + len(new)
