@@ -89,6 +89,10 @@ def test_pool_alone_parses_nothing(tmp_path):
     first = next(read_pool(pool))
     assert first.source == "brown" and first.tokens[:3] == ("The", "keys", "to")
     assert "did" in next(s for s in list(read_pool(pool))[1:2]).tokens  # clitics split
+    assert main(["data", "build", "--corpus", str(folder), "--format", "brown", "--split",
+                 "test", "--pool-out", str(tmp_path / "test-pool.tsv")]) == 0  # fmt: skip
+    assert len(list(read_pool(tmp_path / "test-pool.tsv"))) == 2  # one test document
+    assert main(["data", "build", "--corpus", str(folder), "--format", "brown"]) == 2
     with pytest.raises(IbkdError, match="--out: required"):
         build(folder, None, fmt="brown", transfer_out=tmp_path / "t.tsv", pool_out=tmp_path / "p")
     with pytest.raises(IbkdError, match="--pool-out .*: the same file as --out"):
