@@ -102,9 +102,13 @@ def test_grid_runs_are_scored_once_and_reported(tmp_path, setup):
     each = "lstm -> transformer minus alone" if setup == "lm" else each
     assert len(re.findall(f"n = [\\d,]+, Claim \\d: .*{each} {numbers}", hard)) == 5  # per set
     share = text[text.index("## The transferred share on the hard cases") :]
-    for label in ("ml, simple (n = ", "ml, across a prepositional phrase (n = 3)",
-                  "ml, across a relative clause (n = 2)", "test split, ≥ 1 attractor (n = "):
-        assert f"\n| {label}" in share, label  # a row per hard set  # fmt: skip
+    for label in (
+        "ml, simple (n = ",
+        "ml, across a prepositional phrase (n = 3)",
+        "ml, across a relative clause (n = 2)",
+        "test split, ≥ 1 attractor (n = ",
+    ):
+        assert f"\n| {label}" in share, label  # a row per hard set
 
 
 def test_reproduce_scores_finished_runs_on_the_shipped_and_added_suites(

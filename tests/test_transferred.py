@@ -81,8 +81,11 @@ def _runs(values_by_group, setup="cls"):
     runs = []
     for group, (model, teacher, per_seed) in values_by_group.items():
         for seed, acc in per_seed.items():
-            metrics = {"mu_accuracy": 0.9, "n": 1000,
-                       "accuracy_with_attractors": {"1": {"accuracy": acc, "n": 80}}}
+            metrics = {
+                "mu_accuracy": 0.9,
+                "n": 1000,
+                "accuracy_with_attractors": {"1": {"accuracy": acc, "n": 80}},
+            }
             runs.append(Run(f"{group}/seed{seed}", group, model,
                             teacher and f"{teacher}/seed{seed}", teacher, teacher or "none",
                             setup, seed, metrics))  # fmt: skip
@@ -109,9 +112,11 @@ def test_scenario1_report_states_the_share_per_hard_set_and_suite():
     assert "## The transferred share on the hard cases" in text
     assert "| test split, ≥ 1 attractor (n = 80) | 0.50 [0.30, 0.83] |" in text
     # each construction in Marvin & Linzen's order, then across a relative clause
-    assert text.index("marvin-linzen, simple (n = 200)") < text.index(
-        "marvin-linzen, across a prepositional phrase (n = 400) | 0.50 [0.30, 0.83]"
-    ) < text.index("marvin-linzen, across a relative clause (n = 300)")
+    assert (
+        text.index("marvin-linzen, simple (n = 200)")
+        < text.index("marvin-linzen, across a prepositional phrase (n = 400) | 0.50 [0.30, 0.83]")
+        < text.index("marvin-linzen, across a relative clause (n = 300)")
+    )
     # every seed 0.9 on the simple items: zero spread, no interval and no share
     assert "| marvin-linzen, simple (n = 200) | – (" in text
     assert "| my-suite, all items (n = 50) | 0.50 [0.30, 0.83] |" in text
