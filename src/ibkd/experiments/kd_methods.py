@@ -43,6 +43,7 @@ from ibkd.experiments import scenario1 as s1
 from ibkd.experiments import scenario2 as s2
 from ibkd.experiments.grid import GridRun, pick_budget
 from ibkd.experiments.results import Group, Run, fmt
+from ibkd.experiments.transferred import ShareSet, share_section
 from ibkd.experiments.verdicts import METHOD, compare_values
 
 GRID = "kd-methods"
@@ -393,9 +394,36 @@ def sections_for(measures: list[Measure], bias: list[str], pair: str):
             *(ranking(values, m) for m in measures if m.label not in bias),
             "",
         ]
-        return parts
+        return parts + share_parts(groups, folder, [by_label[b] for b in bias if b in by_label])
 
     return sections
+
+
+def share_parts(groups, folder: Path, bias: list[Measure]) -> list[str]:
+    """The transferred share of every method (`ibkd.experiments.transferred`) on each bias
+    measure: (method − alone) / (teacher − alone), paired by seed, the teacher being the
+    grid's teacher of the seed (also for `online`, whose own teacher is trained with it);
+    [] without the teacher or the student alone."""
+    teacher, alone = groups.get(TEACHER_ROW), groups.get("alone")
+    if teacher is None or alone is None:
+        return []
+    suites = suite_measures(folder, groups)
+
+    def values(m: Measure):
+        def of(g: Group) -> dict[int, float]:
+            out = {}
+            for r in g.runs:
+                v = m.get(r, suites.get(r.name, {}))
+                if v is not None and not math.isnan(float(v)):
+                    out[r.seed] = float(v)
+            return out
+
+        return of
+
+    sets = [ShareSet(m.label, 0, values(m)) for m in bias]
+    students = [(m.name, groups[m.name], alone) for m in METHODS
+                if m.suffix is not None and m.name in groups]  # fmt: skip
+    return share_section(sets, teacher, students, "The transferred share of each method")
 
 
 def notes1(budget: str, configs: list[dict]) -> str:

@@ -13,8 +13,10 @@ from ibkd.errors import IbkdError
 from ibkd.experiments import Scenario, register
 from ibkd.experiments.figures import plot_groups_by, pyplot, save, style
 from ibkd.experiments.grid import GridRun, pick_budget
+from ibkd.experiments.hard_claims import hard_sets
 from ibkd.experiments.hard_claims import section as hard_section
 from ibkd.experiments.results import Group, Run, cell, find_group
+from ibkd.experiments.transferred import ShareSet, share_section, suite_sets
 from ibkd.experiments.verdicts import (
     METHOD,
     Comparison,
@@ -548,6 +550,22 @@ def sections(groups, runs, rep, fig_dir: Path) -> list[str]:
     ]
 
 
+def share_sections(groups, runs, suites) -> list[str]:
+    """The transferred share of every student of the LSTM teacher (`ibkd.experiments.
+    transferred`) on the test rows with >= 1 and >= 2 attractors, each Marvin & Linzen
+    construction and each other suite the runs were scored on; [] without an LSTM teacher."""
+    teacher = find_group(groups, "lstm", None)
+    students = [
+        (g.model, g, alone)
+        for g in groups.values()
+        if g.teacher_model == "lstm" and g.model != "lstm"
+        and (alone := find_group(groups, g.model, None)) is not None
+    ]  # fmt: skip
+    sets = [ShareSet(h.label, h.n, h.values) for h in hard_sets(runs, {})[1:]]
+    sets += suite_sets(suites)
+    return share_section(sets, teacher, students, "The transferred share on the hard cases")
+
+
 def prepare(runs: list[GridRun], out: Path) -> None:
     """Load every data set the runs name, so that a missing or malformed one is refused
     (`IbkdError` naming it) before any run starts."""
@@ -595,8 +613,9 @@ register(
         notes=notes,
         sections=sections,
         scores_suites=True,
-        hard_sections=lambda groups, runs, suites: hard_section(
-            groups, runs, suites, runs[0].setup, CLS_MODELS, CONTROL_ROW
+        hard_sections=lambda groups, runs, suites: (
+            hard_section(groups, runs, suites, runs[0].setup, CLS_MODELS, CONTROL_ROW)
+            + share_sections(groups, runs, suites)
         ),
     )
 )

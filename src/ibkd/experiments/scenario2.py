@@ -16,6 +16,7 @@ from ibkd.experiments import Scenario, register
 from ibkd.experiments.figures import color, plot_reliability, pyplot, save, teacher_mark
 from ibkd.experiments.grid import GridRun, pick_budget
 from ibkd.experiments.results import Group, find_group, fmt
+from ibkd.experiments.transferred import ShareSet, share_section
 from ibkd.experiments.verdicts import METHOD, claim3, compare, fewest, unjudged, verdict
 from ibkd.presets import MNIST_QUICK_EPOCHS
 
@@ -211,7 +212,26 @@ def sections(groups, runs, rep, fig_dir: Path) -> list[str]:
         parts.append("![the shifted test digits](figures/shift_examples.png)\n")
     plot_reliability(groups, fig_dir / "reliability_translate.png", "translate")
     parts.append("![reliability on translated digits](figures/reliability_translate.png)\n")
-    return parts
+    return parts + share_sections(groups)
+
+
+SHIFTED = {"scale": "scaled digits", "translate": "translated digits"}
+
+
+def share_sections(groups) -> list[str]:
+    """The transferred share (`ibkd.experiments.transferred`) of CNN -> MLP on scaled and
+    translated digits (accuracy): (CNN -> MLP − MLP alone) / (CNN − MLP alone), paired by seed;
+    [] when the three groups did not all run."""
+    teacher, alone = find_group(groups, "cnn", None), find_group(groups, "mlp", None)
+    taught = find_group(groups, "mlp", "cnn")
+    if alone is None or taught is None:
+        return []
+    sets = []
+    for on, label in SHIFTED.items():
+        n = next((int(r.sets.get(on, {}).get("n", 0)) for r in alone.runs), 0)
+        sets.append(ShareSet(label, n, lambda g, on=on: g.by_seed("mu_accuracy", on)))
+    return share_section(sets, teacher, [("mlp", taught, alone)],
+                         "The transferred share on shifted digits")  # fmt: skip
 
 
 def claim_convolution(groups) -> str:
