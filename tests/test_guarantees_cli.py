@@ -8,8 +8,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import make_row
-from test_train import tiny_config
+from conftest import make_row, tiny_config
 
 from ibkd.cli import MAX_SEEDS, build_parser, main, run_config
 from ibkd.config import SEED_LIMIT, DataConfig, RunConfig, preset

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from test_train import Killed, kill_at, tiny_config, tiny_data, without
+from conftest import Killed, kill_at, tiny_config, tiny_data, without
 
 from ibkd.cli import main
 from ibkd.data.splits import Splits, load_splits, write_splits

@@ -102,7 +102,7 @@ def test_fidelity_of_a_calibrated_teachers_student_is_against_the_calibrated_tea
 ):
     import json
 
-    from test_train import tiny_data
+    from conftest import tiny_data
 
     from ibkd.cli import main
     from ibkd.distill import calibrated_probs

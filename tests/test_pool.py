@@ -79,9 +79,9 @@ def test_build_nlp_corpus_rows_and_pool(tmp_path, nlp):
 
 
 def test_pool_alone_parses_nothing(tmp_path):
-    from test_corpora import _brown_folder
+    from conftest import brown_folder
 
-    folder = _brown_folder(tmp_path, n_docs=10)
+    folder = brown_folder(tmp_path, n_docs=10)
     pool = tmp_path / "brown-pool.tsv"
     # no spaCy pipeline given or loaded: nothing is parsed
     report = build(folder, None, fmt="brown", split="train", pool_out=pool)
@@ -151,7 +151,7 @@ def test_merge_joins_pools_without_repeats_or_held_out_sentences(tmp_path, capsy
 
 
 def test_transfer_set_from_a_pool_keeps_every_test_sentence_out(tmp_path, nlp):
-    from test_suite_report import SUITE, write_suite
+    from conftest import SUITE, write_suite
 
     suite = write_suite(tmp_path / "ml")
     data = _data(tmp_path)
@@ -215,7 +215,7 @@ def test_distill_takes_a_pool_built_transfer_set_with_pure_distillation(tmp_path
     """`ibkd distill --transfer PATH --alpha 1` with a transfer set made by `ibkd data
     transfer`: the student trains on its rows plus every new prefix (hard ones repeated),
     learning from the teacher alone."""
-    from test_train import tiny_data
+    from conftest import tiny_data
 
     from ibkd.config import RunConfig
     from ibkd.data.prepare import prepare_data
