@@ -121,7 +121,7 @@ class ConstantLM(torch.nn.Module):
 
 
 def test_score_suite_counts_identical_pairs_as_skipped():
-    from ibkd.evaluate import score_suite
+    from ibkd.suite_predictions import score_suite
 
     v = vocab("all", "the", "is", "are")
     items = [pair("all mirrors", "disgust", "disgusts", "suzanne", number="VBP"),

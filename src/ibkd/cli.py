@@ -11,7 +11,48 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from ibkd import __version__
+from ibkd.config import (
+    KD_SCALES,
+    PRESETS,
+    SEED_LIMIT,
+    SETUPS,
+    DataConfig,
+    DistillConfig,
+    RunConfig,
+    preset,
+)
+from ibkd.data.build import DEFAULT_PLACEHOLDERS, KeptWords, build, read_keep_words
+from ibkd.data.merge import merge, parse_part, read_part
+from ibkd.data.mnist import FILES
+from ibkd.data.pool import (
+    Exclusions,
+    build_transfer,
+    exclusions_for,
+    merge_pools,
+    part_pool,
+)
+from ibkd.data.splits import (
+    REFLECT_FRACTIONS,
+    REFLECT_SEED,
+    SPLIT_NAMES,
+    VOCAB_FILE,
+    check_out_folder,
+    check_seed,
+    load_splits,
+    write_splits,
+)
+from ibkd.data.stats import describe, format_stats
+from ibkd.data.suites import formats as suite_formats
+from ibkd.data.vocab import build_vocab
 from ibkd.errors import BadRowError, IbkdError
+from ibkd.experiments import get as get_scenario
+from ibkd.experiments import grid_names, scenario_of, scenarios
+from ibkd.experiments import names as scenario_names
+from ibkd.files import check_output, dumps_json
+from ibkd.models import describe_models
+from ibkd.presets import DISTILL, distill_settings, vocab_size
+from ibkd.signals import interrupt_name, interrupt_status, sigterm_as_interrupt
 from ibkd.text import count
 
 
@@ -29,8 +70,6 @@ def seed(text: str) -> int:
     """An argparse type for `--seed`: an integer in [0, SEED_LIMIT) (`ibkd.config.SEED_LIMIT`,
     2^32: numpy's legacy generator takes no other, and every seed a run derives from its own
     stays in torch's range); anything else is refused before anything runs."""
-    from ibkd.config import SEED_LIMIT
-
     try:
         value = int(text)
     except ValueError:
@@ -64,8 +103,6 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _add_split_options(p: argparse.ArgumentParser) -> None:
-    from ibkd.data.splits import REFLECT_FRACTIONS, REFLECT_SEED
-
     g = p.add_argument_group("splitting one Linzen file (default: Reflect's split)")
     g.add_argument("--seed", type=int, default=REFLECT_SEED, help="numpy seed (default 42)")
     g.add_argument(
@@ -96,8 +133,6 @@ def _progress(iterable, total: int):
 
 
 def cmd_data_build(args: argparse.Namespace) -> int:
-    from ibkd.data.build import build
-
     out = Path(args.out) if args.out else None
     report = build(
         args.corpus, out, fmt=args.format, pretokenized=args.pretokenized,
@@ -114,10 +149,6 @@ def cmd_data_build(args: argparse.Namespace) -> int:
 
 
 def cmd_data_transfer(args: argparse.Namespace) -> int:
-    from ibkd.data.build import DEFAULT_PLACEHOLDERS, KeptWords, read_keep_words
-    from ibkd.data.pool import build_transfer, exclusions_for
-    from ibkd.data.splits import load_splits
-
     data = None if args.data == "none" else args.data
     if args.keep_words:
         keep = read_keep_words(args.keep_words, DEFAULT_PLACEHOLDERS)
@@ -138,8 +169,6 @@ def cmd_data_transfer(args: argparse.Namespace) -> int:
 
 
 def _load(args: argparse.Namespace):
-    from ibkd.data.splits import check_seed, load_splits
-
     check_seed(args.seed)  # before anything is read or written
     reports: list = []
     splits = load_splits(
@@ -156,10 +185,6 @@ def _load(args: argparse.Namespace):
 
 
 def cmd_data_stats(args: argparse.Namespace) -> int:
-    from ibkd.data.stats import describe, format_stats
-    from ibkd.data.vocab import build_vocab
-    from ibkd.files import dumps_json
-
     splits, reports = _load(args)
     stats = describe(splits)
     stats["vocabulary_size"] = len(build_vocab(splits.train))
@@ -174,9 +199,6 @@ def cmd_data_stats(args: argparse.Namespace) -> int:
 
 
 def cmd_data_split(args: argparse.Namespace) -> int:
-    from ibkd.data.splits import check_out_folder, write_splits
-    from ibkd.data.vocab import build_vocab
-
     check_out_folder(args.out, args.force)  # before the data is read
     splits, _ = _load(args)
     vocab = build_vocab(splits.train)
@@ -188,12 +210,6 @@ def cmd_data_split(args: argparse.Namespace) -> int:
 
 
 def cmd_data_merge(args: argparse.Namespace) -> int:
-    from ibkd.data.merge import merge, parse_part, read_part
-    from ibkd.data.pool import Exclusions, merge_pools, part_pool
-    from ibkd.data.splits import check_out_folder, write_splits
-    from ibkd.data.vocab import build_vocab
-    from ibkd.files import check_output
-
     check_out_folder(args.out, args.force)  # before the parts are read
     parts = [read_part(*parse_part(spec)) for spec in args.parts]
     splits, dropped = merge(parts)
@@ -266,7 +282,6 @@ def _resumed_config(args: argparse.Namespace, saved: Path):
     compile included: nothing is repeated on the command line). An option given besides is
     accepted only with the value the run started with; otherwise IbkdError names each such
     option, its value and the run's."""
-    from ibkd.config import PRESETS, RunConfig, preset
     from ibkd.resume import read_started
 
     cfg = RunConfig.load(saved)
@@ -309,9 +324,6 @@ def run_config(args: argparse.Namespace):
     folder holding a run) from the run folder (`_resumed_config`). `--preset quick` gives the
     quick grid's cell: its epochs, and for a distilled classification student its temperature
     and transfer set."""
-    from ibkd.config import DataConfig, DistillConfig, RunConfig, preset
-    from ibkd.presets import distill_settings, vocab_size
-
     saved = Path(args.out) / "config.yaml"
     if args.resume and saved.exists():
         return _resumed_config(args, saved)
@@ -380,8 +392,6 @@ def run_config(args: argparse.Namespace):
 
 def _online_model(setup: str, name: str, budget: str) -> dict:
     """The config dict of the `--online MODEL` teacher: the preset's model of that name."""
-    from ibkd.config import preset
-
     try:
         return dataclasses.asdict(preset(setup, name, budget)[0])
     except IbkdError as e:
@@ -391,7 +401,6 @@ def _online_model(setup: str, name: str, budget: str) -> dict:
 def cmd_train(args: argparse.Namespace) -> int:
     """`ibkd train` and `ibkd distill`: build the config, train, print the metrics. SIGTERM
     stops it as Ctrl-C does (`ibkd.signals`); either ends with one line saying how to resume."""
-    from ibkd.signals import interrupt_name, interrupt_status, sigterm_as_interrupt
     from ibkd.train import train_run
 
     try:
@@ -441,7 +450,6 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 def cmd_reproduce(args: argparse.Namespace) -> int:
     from ibkd.distributed import max_threads
-    from ibkd.experiments import get
     from ibkd.experiments.executors import Ray, local
     from ibkd.experiments.grid import (
         Terminated,
@@ -452,7 +460,7 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
     )
     from ibkd.report import write_report
 
-    scenario = get(args.scenario, args.grid)
+    scenario = get_scenario(args.scenario, args.grid)
     setup = args.setup or scenario.setups[0]
     if setup not in scenario.setups:
         raise IbkdError(f"--setup {setup!r}: {scenario.key} has {', '.join(scenario.setups)}")
@@ -535,10 +543,6 @@ def _check_reproduce(args: argparse.Namespace, scenario, setup: str, out: Path, 
     anything runs: a --device this machine lacks (local executor), --suite where the scenario
     scores none or with --no-suites, --reuse of a grid of another scenario or setup, and an
     --out that is a run folder or a data folder."""
-    from ibkd.data.mnist import FILES
-    from ibkd.data.splits import SPLIT_NAMES, VOCAB_FILE
-    from ibkd.experiments import scenario_of
-
     if args.executor == "local":
         from ibkd.distributed import pick_device
 
@@ -633,9 +637,6 @@ class _ModelOption(argparse.Action):
 
     @property
     def help(self) -> str:
-        from ibkd.config import SETUPS
-        from ibkd.models import describe_models
-
         return describe_models(SETUPS)
 
     @help.setter
@@ -644,9 +645,7 @@ class _ModelOption(argparse.Action):
 
 
 def _add_run_options(p: argparse.ArgumentParser, distill: bool) -> None:
-    from ibkd.config import KD_SCALES, PRESETS, SETUPS
     from ibkd.losses import LOSSES
-    from ibkd.presets import DISTILL, distill_settings
 
     needed = p.add_argument_group(
         "required options ("
@@ -780,9 +779,6 @@ def _add_run_options(p: argparse.ArgumentParser, distill: bool) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from ibkd import __version__
-    from ibkd.data.build import DEFAULT_PLACEHOLDERS
-
     parser = _Parser(
         prog="ibkd", description="Transferring inductive biases through knowledge distillation."
     )
@@ -995,12 +991,11 @@ def build_parser() -> argparse.ArgumentParser:
     d.set_defaults(func=cmd_train)
 
     r = commands.add_parser("reproduce", help="run one of the paper's grids and its report")
-    from ibkd.experiments import grid_names, names, scenarios
 
     r.add_argument(
         "scenario",
-        choices=tuple(names()),
-        help="; ".join(f"{n}: {s.help}" for n, s in scenarios().items() if n in names()),
+        choices=tuple(scenario_names()),
+        help="; ".join(f"{n}: {s.help}" for n, s in scenarios().items() if n in scenario_names()),
     )
     r.add_argument(
         "--grid",
@@ -1090,8 +1085,6 @@ def build_parser() -> argparse.ArgumentParser:
         help="no progress bar (it is shown only when stderr is a terminal)",
     )
     r.set_defaults(func=cmd_reproduce)
-
-    from ibkd.data.suites import formats as suite_formats
 
     ev = commands.add_parser("evaluate", help="score a trained run on external test suites")
     ev.add_argument("run", help="a finished run folder")

@@ -31,6 +31,7 @@ from ibkd.models import model_names as model_names  # re-exported: the registry'
 SETUPS = ("cls", "lm", "mnist")  # agreement classification, agreement LM, scenario 2
 PRESETS = presets.PRESETS
 KD_SCALES = ("t2", "inv-t2", "none")
+CALIBRATIONS = ("none", "temperature")  # the teacher's calibration (`ibkd.distill`)
 SEED_LIMIT = 2**32
 """Seeds (a run's `seed`, the split's `split_seed`) are integers in [0, SEED_LIMIT): numpy's
 legacy generator (Reflect's split) takes no other, and every seed a run derives from its own
@@ -231,8 +232,6 @@ class RunConfig:
 def _check_distill(d: DistillConfig, setup: str) -> None:
     """The teacher's source (a run folder or --online, not both), the calibration and the
     setups they apply to; IbkdError naming the option."""
-    from ibkd.distill import CALIBRATIONS
-
     if d.calibration not in CALIBRATIONS:
         raise IbkdError(
             f"--teacher-calibration {d.calibration!r}: expected one of {', '.join(CALIBRATIONS)}"

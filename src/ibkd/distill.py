@@ -30,10 +30,12 @@ from torch.nn import functional as F
 
 from ibkd.config import DistillConfig, RunConfig
 from ibkd.errors import IbkdError
+from ibkd.evaluate import infer
 from ibkd.losses import LOSSES
+from ibkd.metrics import decisions, ece
+from ibkd.models import build_model, config_from_dict
 from ibkd.runs import LoadedRun, load_run
 
-CALIBRATIONS = ("none", "temperature")
 T_BOUNDS = (0.05, 20.0)  # the temperature search's range (a bounded 1-D search on log T)
 
 
@@ -69,8 +71,6 @@ class Teacher:
     def online(cls, cfg: RunConfig, vocab_size: int, device: torch.device) -> Teacher:
         """A fresh teacher model of `cfg.distill.online` (a model config dict) for the student
         run `cfg`, to be trained beside it (seeded by the student's seed)."""
-        from ibkd.models import build_model, config_from_dict
-
         model_cfg = config_from_dict(cfg.distill.online, "--online")
         return cls(build_model(model_cfg, vocab_size, cfg.setup).to(device), cfg.distill)
 
@@ -99,8 +99,6 @@ class Teacher:
         representations) for every example of `encoded` once: [N, C] (and [N, H]) float32 on
         the CPU. Classification and images only: the LM's [N, L, V] would not fit in memory and
         is not cached."""
-        from ibkd.evaluate import infer
-
         out = rep = None
         for b in infer(self.model, encoded, device, batch_size):
             z = b.logits.cpu() / self.temperature
@@ -135,9 +133,6 @@ class Teacher:
         the true optimum may lie beyond it; `warnings`: that, and a validation split too small
         (< `MIN_CALIBRATION` examples) or of one class, where the fit says little). Each
         warning is also printed as one line on stderr."""
-        from ibkd.evaluate import infer
-        from ibkd.metrics import decisions, ece
-
         parts = [(b.logits.cpu(), b.targets.cpu()) for b in infer(self.model, valid, device)]
         logits = torch.cat([z for z, _ in parts]).double()
         labels = torch.cat([y for _, y in parts])

@@ -1,6 +1,7 @@
 """Run a trained model over data: the one batched inference helper (`infer`), validation
 (`validation_loss`), per-example predictions (`predict`, saved in the format of
-`ibkd.predictions`; metrics come from them) and external test suites (`score_suite`).
+`ibkd.predictions`; metrics come from them) and the inputs of suite scoring
+(`verb_number_probs`, `next_token_logprobs`; suites: `ibkd.suite_predictions`).
 
 Classification: the probabilities of VBZ and VBP, and the penultimate representation.
 LM: per sentence, the summed token negative log-likelihood and token count (for perplexity),
@@ -18,11 +19,12 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from ibkd.data.batching import Encoded, ImageSet, batches
+from ibkd.data.batching import Encoded, ImageSet, batches, encode_prefixes
 from ibkd.data.verbs import other_form
 from ibkd.data.vocab import PAD, UNK, Vocab
 from ibkd.errors import IbkdError
 from ibkd.losses import masked_cross_entropy
+from ibkd.metrics import top1_accuracy
 from ibkd.predictions import load_predictions, save_predictions  # noqa: F401 - re-exported
 
 
@@ -80,8 +82,6 @@ def validation_loss(
 ) -> tuple[float, float]:
     """(mean gold cross-entropy in nats per example, or per token for the LM; accuracy of the
     top class, NaN for the LM) over `data`."""
-    from ibkd.metrics import top1_accuracy
-
     total, count, scores, labels = 0.0, 0, [], []
     for out in infer(model, data, device, batch_size):
         mask = out.mask
@@ -147,8 +147,6 @@ def predict(
 
 def verb_number_probs(model, vocab: Vocab, prefixes: list[tuple[str, ...]], device) -> np.ndarray:
     """P(VBZ), P(VBP) after each prefix (classification model): [N, 2]."""
-    from ibkd.data.batching import encode_prefixes
-
     data = encode_prefixes(prefixes, [0] * len(prefixes), vocab)
     check_fits(model, data, "--suite")
     out = np.zeros((len(prefixes), 2))
@@ -159,8 +157,6 @@ def verb_number_probs(model, vocab: Vocab, prefixes: list[tuple[str, ...]], devi
 
 def next_token_logprobs(model, vocab: Vocab, prefixes, targets: list[int], device) -> np.ndarray:
     """log P(target | prefix) for each (prefix, target id) (LM): [N], nats."""
-    from ibkd.data.batching import encode_prefixes
-
     data = encode_prefixes(prefixes, [0] * len(prefixes), vocab)
     check_fits(model, data, "--suite")
     out = np.zeros(len(prefixes))
@@ -171,15 +167,3 @@ def next_token_logprobs(model, vocab: Vocab, prefixes, targets: list[int], devic
         out[b.index.numpy()] = logp[at, tgt[b.index].to(device)].cpu().numpy()
     return out
 
-
-def score_suite(
-    model, vocab: Vocab, setup: str, items, device, lm_comparison: str = "sentence"
-) -> dict:
-    """A model's summary on suite items: `metrics.suite_metrics` of their per-item predictions
-    (`ibkd.suite_predictions.predict_suite`, which says how each setup scores a pair; items
-    that cannot be scored are counted, not dropped silently), plus the vocabulary coverage."""
-    from ibkd.metrics import suite_metrics
-    from ibkd.suite_predictions import predict_suite
-
-    pred, info = predict_suite(model, vocab, setup, items, device, lm_comparison)
-    return suite_metrics(pred) | info

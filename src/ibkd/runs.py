@@ -42,10 +42,12 @@ from pathlib import Path
 import torch
 from torch import nn
 
+import ibkd
 from ibkd.config import RunConfig
 from ibkd.data.vocab import Vocab
 from ibkd.errors import IbkdError
 from ibkd.files import LOCK, atomic_write, dump_json, locked_folder  # noqa: F401 - the lock
+from ibkd.models import build_model
 
 CHECKPOINT_FORMAT = 1
 # what a run writes before its first checkpoint: a folder holding only these is a failed start
@@ -209,8 +211,6 @@ class LoadedRun:
 def load_run(path: str | os.PathLike, device: torch.device | str = "cpu") -> LoadedRun:
     """Load a finished run folder (config.yaml, vocab.json, checkpoint.pt, metrics.json); a
     missing or unreadable part raises IbkdError naming it."""
-    from ibkd.models import build_model
-
     path = Path(path)
     if not path.is_dir():
         raise IbkdError(f"{path}: no such run folder")
@@ -371,8 +371,6 @@ def environment() -> dict:
     ibkd, Python, torch and numpy, the git commit of the checkout (if any), the platform and
     the CPU model."""
     import numpy
-
-    import ibkd
 
     return {
         "ibkd": ibkd.__version__,

@@ -1,7 +1,7 @@
 """Scorers: one object per trained model that scores word sequences, with the API that users of
 scoring tools know from minicons (Misra 2022): `sequence_score(sentences)` and
 `conditional_score(prefixes, stimuli)`, both returning log-probabilities in nats, one per
-sentence. Targeted suites are scored through them (`ibkd.suite_predictions.predict_with`), by
+sentence. Targeted suites are scored through them (`predict_with`), by
 `ibkd evaluate`, by the grids and from a notebook:
 
     from ibkd.scoring import Scorer
@@ -32,17 +32,22 @@ from __future__ import annotations
 import dataclasses
 import os
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 from torch.nn import functional as F
 
-from ibkd.data.vocab import UNK, Vocab
+from ibkd.data.batching import batches, pack
+from ibkd.data.suites import SENTENCE, SuiteItem
+from ibkd.data.suites.item import pair_number
+from ibkd.data.suites.source import LM_COMPARISON, SENTENCE_LOGPROB, TARGET_FORMS, Suite
+from ibkd.data.suites.vocabulary import SKIP_NUMBER, Coverage, MappedSuite, map_suite
+from ibkd.data.verbs import other_form, verb_number
+from ibkd.data.vocab import BOS, EOS, UNK, Vocab
 from ibkd.errors import IbkdError
-
-if TYPE_CHECKING:
-    from ibkd.data.suites import SuiteItem
+from ibkd.evaluate import next_token_logprobs, verb_number_probs
+from ibkd.metrics import suite_metrics
+from ibkd.runs import load_run
 
 Words = str | Sequence[str]
 """A sentence, prefix or continuation: a string (split on whitespace) or its words."""
@@ -81,8 +86,6 @@ class Scorer:
     def from_run(run: str | os.PathLike, device: torch.device | str = "cpu") -> Scorer:
         """The scorer of a finished run folder (its best weights and vocabulary, `load_run`);
         IbkdError for a folder that is not a finished run or an image run (`mnist`)."""
-        from ibkd.runs import load_run
-
         loaded = load_run(run, device)
         return Scorer.for_model(loaded.model, loaded.vocab, loaded.config.setup, device)
 
@@ -115,10 +118,7 @@ class Scorer:
         `SuiteItem`s. Returns (the per-item arrays of `ibkd.metrics.SUITE_KEYS` plus
         `skip_reason`, [N] each; the summary: `suite_metrics` of them plus the vocabulary
         coverage). `lm_comparison`: `sentence` or `target` (default: the suite format's,
-        `ibkd.suite_predictions.LM_COMPARISON`; `sentence` for a list of items)."""
-        from ibkd.metrics import suite_metrics
-        from ibkd.suite_predictions import LM_COMPARISON, SENTENCE_LOGPROB, Suite, predict_with
-
+        `ibkd.data.suites.source.LM_COMPARISON`; `sentence` for a list of items)."""
         if isinstance(suite, (str, os.PathLike)):
             source = Suite(str(suite))
             items = source.read(skip_bad_rows)
@@ -142,8 +142,6 @@ class _IbkdScorer(Scorer):
     def map_items(self, items: Sequence[SuiteItem]):
         """`map_suite` of `items` into the run's vocabulary, as its training data was mapped
         (`ibkd.data.suites.vocabulary`), each item's index its position in `items`."""
-        from ibkd.data.suites.vocabulary import map_suite
-
         return map_suite(
             [dataclasses.replace(it, index=i) for i, it in enumerate(items)], self.vocab,
             self.setup,
@@ -159,8 +157,6 @@ class ClassificationScorer(_IbkdScorer):
     def class_probs(self, prefixes: Sequence[Words]) -> np.ndarray:
         """P(VBZ), P(VBP) after each prefix: [N, 2] (`ibkd.evaluate.verb_number_probs`, run once
         per distinct prefix); IbkdError for a prefix longer than the model takes."""
-        from ibkd.evaluate import verb_number_probs
-
         keys = [words(p) for p in prefixes]
         return distinct_rows(lambda ps: verb_number_probs(self.model, self.vocab, ps,
                                                           self.device), keys)  # fmt: skip
@@ -170,8 +166,6 @@ class ClassificationScorer(_IbkdScorer):
         verb form (`is`, `bark`) or a number tag (VBZ, VBP), its number told by its shape
         (`ibkd.data.verbs.verb_number`); IbkdError for a stimulus of several words or of no
         number."""
-        from ibkd.data.verbs import verb_number
-
         pairs = _pairs(prefixes, stimuli)
         column = []
         for _, s in pairs:
@@ -203,11 +197,8 @@ class CausalLMScorer(_IbkdScorer):
         `<eos>` with `eos`): [N], nats. One-word stimuli without `eos` are read off the model's
         output after each prefix (`ibkd.evaluate.next_token_logprobs`: the model runs over the
         prefixes only); others run over the whole sequences
-        (`ibkd.suite_predictions.continuation_logprobs`). IbkdError for an input longer than
+        (`continuation_logprobs`). IbkdError for an input longer than
         the model takes."""
-        from ibkd.evaluate import next_token_logprobs
-        from ibkd.suite_predictions import continuation_logprobs
-
         pairs = _pairs(prefixes, stimuli)
         if not eos and all(len(s) == 1 for _, s in pairs):
             keys = [(p, self.vocab.stoi.get(s[0], UNK)) for p, s in pairs]
@@ -260,10 +251,6 @@ class HFCausalLMScorer(Scorer):
         """`items` as they are (no vocabulary to map into), each item's index its position and,
         for items with the correct form only (Linzen format), the other-number form as the
         wrong one; items whose number cannot be told keep no wrong form."""
-        from ibkd.data.suites.item import pair_number
-        from ibkd.data.suites.vocabulary import Coverage, MappedSuite
-        from ibkd.data.verbs import other_form
-
         out = []
         for i, it in enumerate(items):
             number = it.number or (pair_number(it.good[0], it.bad[0]) if it.bad else None)
@@ -314,3 +301,130 @@ class HFCausalLMScorer(Scorer):
             keep = (pos >= first - 1) & (mask[:, 1:] == 1)
             out[lo : lo + len(chunk)] = (token * keep).sum(1).cpu().numpy()
         return out
+
+
+SKIP_WRONG_FORM = "wrong form unknown"
+SKIP_OUT_OF_VOCABULARY = "a verb form out of the vocabulary"
+
+
+def predict_with(
+    scorer, items: list[SuiteItem], lm_comparison: str = SENTENCE_LOGPROB, mapped=None
+) -> tuple[dict[str, np.ndarray], dict]:
+    """Score every item of a suite with a scorer (`ibkd.scoring.Scorer`): (the `SUITE_KEYS`
+    arrays, [N] each for the N `items`, in their order, and `skip_reason`; `{"vocabulary":
+    coverage}` of the mapping into the scorer's vocabulary).
+
+    The words are mapped into the vocabulary as the model's training data mapped them
+    (`scorer.map_items`: `ibkd.data.suites.vocabulary.map_suite`); items that mapping makes
+    unscorable, and LM items whose wrong form is unknown or whose forms are out of the
+    vocabulary (target comparison), get NaN scores and their reason. How each setup scores a
+    pair: the module note (classification: `class_probs`; LM: `conditional_score`).
+    `lm_comparison`: `sentence` or `target`. `mapped`: `scorer.map_items(items)` when the
+    caller has it already."""
+    if lm_comparison not in (SENTENCE_LOGPROB, TARGET_FORMS):
+        raise ValueError(f"lm_comparison {lm_comparison!r}: expected sentence or target")
+    n = len(items)
+    mapped = scorer.map_items(items) if mapped is None else mapped
+    pred = {
+        "item": np.arange(n, dtype=np.int64),
+        "construction": np.array([it.suite for it in items], dtype=str),
+        "n_attractors": np.array(
+            [-1 if it.n_attractors is None else it.n_attractors for it in items], dtype=np.int64
+        ),
+        "score_good": np.full(n, np.nan),
+        "score_bad": np.full(n, np.nan),
+    }
+    reasons = [""] * n
+    for (_, i), reason in mapped.skipped_items.items():
+        reasons[i] = reason
+
+    def put(done: list[SuiteItem], good: np.ndarray, bad: np.ndarray) -> None:
+        at = np.array([it.index for it in done], dtype=np.int64)
+        pred["score_good"][at], pred["score_bad"][at] = good, bad
+
+    if scorer.setup == "cls":
+        jobs, numbers = [], []
+        for it in mapped.items:
+            number = it.number or verb_number(it.good[0])
+            if number is None:
+                reasons[it.index] = SKIP_NUMBER
+            else:
+                jobs.append(it)
+                numbers.append(0 if number == "VBZ" else 1)
+        c, at = np.array(numbers, dtype=np.int64), np.arange(len(jobs))
+        probs = scorer.class_probs([it.prefix for it in jobs])
+        good, bad = probs[at, c], probs[at, 1 - c]
+        two = np.array([k for k, it in enumerate(jobs) if it.prefix_bad is not None], dtype=int)
+        if len(two):  # the same number after the wrong subject
+            probs_bad = scorer.class_probs([jobs[k].prefix_bad for k in two])
+            bad[two] = probs_bad[np.arange(len(two)), c[two]]
+        put(jobs, good, bad)
+        return pred | {"skip_reason": np.array(reasons, dtype=str)}, _info(mapped)
+    sentences, targets = [], []
+    for it in mapped.items:
+        whole = it.sentence_good is not None and it.sentence_bad is not None and it.bad
+        if whole and (lm_comparison == SENTENCE_LOGPROB or it.kind == SENTENCE):
+            sentences.append(it)
+        elif not it.bad:
+            reasons[it.index] = SKIP_WRONG_FORM
+        elif not (scorer.known(it.good[0]) and scorer.known(it.bad[0])):
+            reasons[it.index] = SKIP_OUT_OF_VOCABULARY
+        else:
+            targets.append(it)
+    split = [_shared(it.sentence_good, it.sentence_bad) for it in sentences]
+    eos = scorer.sentence_eos
+    put(
+        sentences,
+        scorer.conditional_score([it.sentence_good[:k] for it, k in zip(sentences, split)],
+                                 [it.sentence_good[k:] for it, k in zip(sentences, split)],
+                                 eos=eos),
+        scorer.conditional_score([it.sentence_bad[:k] for it, k in zip(sentences, split)],
+                                 [it.sentence_bad[k:] for it, k in zip(sentences, split)],
+                                 eos=eos),
+    )  # fmt: skip
+    put(
+        targets,
+        scorer.conditional_score([it.prefix for it in targets], [it.good[:1] for it in targets]),
+        scorer.conditional_score([it.prefix for it in targets], [it.bad[:1] for it in targets]),
+    )
+    return pred | {"skip_reason": np.array(reasons, dtype=str)}, _info(mapped)
+
+
+def _shared(a: tuple[str, ...], b: tuple[str, ...]) -> int:
+    """How many words two sentences begin with alike."""
+    return next((i for i, (x, y) in enumerate(zip(a, b)) if x != y), min(len(a), len(b)))
+
+
+@torch.no_grad()
+def continuation_logprobs(
+    model, vocab: Vocab, prefixes: list[tuple[str, ...]], continuations: list[tuple[str, ...]],
+    device, batch_size: int = 256, eos: bool = True,
+) -> np.ndarray:  # fmt: skip
+    """log P(continuation, `<eos>` | `<bos>`, prefix) under a language model, summed over the
+    continuation's tokens and the closing `<eos>` (without `eos`: the continuation's tokens
+    only): [N] in nats. The model runs over each whole
+    sentence; its output layer (`model.head`), the costly part over a large vocabulary, only at
+    the positions that predict the continuation. `model.features(tokens, lengths)` gives
+    [B, L, D] (`ibkd.models`)."""
+    n = len(prefixes)
+    close = [EOS] if eos else []
+    seqs = [[BOS] + vocab.encode(p) + vocab.encode(c) + close
+            for p, c in zip(prefixes, continuations)]  # fmt: skip
+    start = torch.tensor([len(p) for p in prefixes], dtype=torch.long)  # predicts c[0]
+    data = pack("lm", seqs, [len(s) - 1 for s in seqs], [0] * n, [0] * n, None)
+    out = np.zeros(n)
+    model.eval()
+    for index in batches(data.lengths, batch_size, shuffle=False, generator=None):
+        tokens, lengths, targets = (t.to(device) for t in data.batch(index))
+        pos = torch.arange(tokens.shape[1], device=device)[None, :]
+        keep = (pos >= start[index].to(device)[:, None]) & (pos < lengths[:, None])
+        logp = F.log_softmax(model.head(model.features(tokens, lengths)[keep]).float(), -1)
+        token = logp.gather(1, targets[keep][:, None])[:, 0].double()
+        rows = torch.arange(len(index), device=device)[:, None].expand_as(keep)[keep]
+        total = torch.zeros(len(index), dtype=torch.float64, device=device)
+        out[index.numpy()] = total.index_add_(0, rows, token).cpu().numpy()
+    return out
+
+
+def _info(mapped) -> dict:
+    return {"vocabulary": mapped.coverage.as_dict()}

@@ -32,89 +32,37 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import torch
-from torch.nn import functional as F
 
-from ibkd.data.download import content_digest
-from ibkd.data.suites import NAMES, SENTENCE, SuiteItem, detect_format, read_suite, suite_name
-from ibkd.data.vocab import BOS, EOS, Vocab
+from ibkd.config import RunConfig
+from ibkd.data.suites import SuiteItem
+from ibkd.data.suites.source import (  # noqa: F401 - re-exported: where suites come from
+    LM_COMPARISON,
+    SENTENCE_LOGPROB,
+    TARGET_FORMS,
+    Suite,
+)
+from ibkd.data.vocab import Vocab
 from ibkd.errors import IbkdError
 from ibkd.files import atomic_write, dump_json
 from ibkd.metrics import suite_metrics
 from ibkd.predictions import load_suite_arrays
+from ibkd.runs import load_run
+from ibkd.scoring import (  # noqa: F401 - re-exported: how a suite's items are scored
+    SKIP_OUT_OF_VOCABULARY,
+    SKIP_WRONG_FORM,
+    Scorer,
+    continuation_logprobs,
+    predict_with,
+)
 
-SENTENCE_LOGPROB, TARGET_FORMS = "sentence", "target"
-LM_COMPARISON = {
-    "blimp": SENTENCE_LOGPROB,
-    # the verb forms after the shared prefix: the agreement decision alone (as Linzen et al.
-    # 2016 and Gulordava et al. 2018 score agreement), and 12,820 distinct prefixes to run
-    # for the 121,220 pairs instead of 242,440 whole sentences
-    "marvin-linzen": TARGET_FORMS,
-    "colorlessgreen": TARGET_FORMS,
-    "linzen": TARGET_FORMS,
-}
-"""How a language model compares an item's alternatives, per suite format."""
-SKIP_WRONG_FORM = "wrong form unknown"
-SKIP_OUT_OF_VOCABULARY = "a verb form out of the vocabulary"
 SHIPPED_SUITES = ("marvin-linzen",)
 """The suites every reproduction scores its runs on (they ship with ibkd: no network)."""
 SUITE_SETUPS = ("cls", "lm")
 """The setups a suite can score: the suites are subject-verb agreement suites, for models of
 sentences; an MNIST run (scenario 2) has none."""
-
-
-@dataclass(frozen=True)
-class Suite:
-    """A suite to score runs on: `source` is a name (`ibkd.data.suites.NAMES`) or a path;
-    `fmt` its format (None: from the name or path)."""
-
-    source: str
-    fmt: str | None = None
-
-    def __post_init__(self) -> None:
-        if self.source not in NAMES:  # a path: kept absolute, as results record where from
-            object.__setattr__(self, "source", str(Path(self.source).absolute()))
-
-    @property
-    def name(self) -> str:
-        """The name its results are saved under (`RUN/suites/NAME.*`)."""
-        return suite_name(self.source)
-
-    def format(self) -> str:
-        """The suite's format, without fetching anything."""
-        if self.fmt is not None:
-            return self.fmt
-        if self.source in NAMES:
-            from ibkd.data.suites.named import REMOTE, SHIPPED
-
-            return SHIPPED[self.source][0] if self.source in SHIPPED else REMOTE[self.source].fmt
-        return detect_format(Path(self.source))
-
-    def same_as(self, source: str) -> bool:
-        """Whether `source` (a name or a path, as results record it) is this suite: the same
-        name, the same file or folder however reached (resolved paths: `./x.tsv`, `x.tsv`,
-        a symlink), or a file of the same content (SHA-256, `content_digest`)."""
-        if source == self.source:
-            return True
-        if source in NAMES or self.source in NAMES:
-            return False
-        mine, theirs = Path(self.source), Path(source)
-        if mine.resolve() == theirs.resolve():
-            return True
-        both_files = mine.is_file() and theirs.is_file()
-        return both_files and content_digest(mine) == content_digest(theirs)
-
-    def read(self, skip_bad_rows: bool = False) -> list[SuiteItem]:
-        """The suite's items (`read_suite`; IbkdError naming a bad file or line, or a suite
-        with no item to score)."""
-        items = read_suite(self.source, self.fmt, skip_bad_rows=skip_bad_rows)
-        if not items:
-            raise IbkdError(f"--suite {self.source}: no items to score")
-        return items
 
 
 def grid_suites(extra: list[str] = ()) -> list[Suite]:
@@ -164,8 +112,6 @@ def check_setup(setup: str, run: str | os.PathLike) -> None:
 def check_run(run: str | os.PathLike) -> None:
     """`check_setup` of the run folder `run` from its config.yaml, before its weights are
     loaded (nothing to check without one: `ibkd.runs.load_run` names what is missing)."""
-    from ibkd.config import RunConfig
-
     config = Path(run) / "config.yaml"
     if config.is_file():
         check_setup(RunConfig.load(config).setup, run)
@@ -177,147 +123,25 @@ def predict_suite(
 ) -> tuple[dict[str, np.ndarray], dict]:  # fmt: skip
     """Score every item of a suite with an ibkd model of `setup` over `vocab`: `predict_with`
     its scorer (`ibkd.scoring.Scorer.for_model`)."""
-    from ibkd.scoring import Scorer
-
     check_setup(setup, "the model")
     scorer = Scorer.for_model(model, vocab, setup, device)
     return predict_with(scorer, items, lm_comparison, mapped)
 
 
-def predict_with(
-    scorer, items: list[SuiteItem], lm_comparison: str = SENTENCE_LOGPROB, mapped=None
-) -> tuple[dict[str, np.ndarray], dict]:
-    """Score every item of a suite with a scorer (`ibkd.scoring.Scorer`): (the `SUITE_KEYS`
-    arrays, [N] each for the N `items`, in their order, and `skip_reason`; `{"vocabulary":
-    coverage}` of the mapping into the scorer's vocabulary).
-
-    The words are mapped into the vocabulary as the model's training data mapped them
-    (`scorer.map_items`: `ibkd.data.suites.vocabulary.map_suite`); items that mapping makes
-    unscorable, and LM items whose wrong form is unknown or whose forms are out of the
-    vocabulary (target comparison), get NaN scores and their reason. How each setup scores a
-    pair: the module note (classification: `class_probs`; LM: `conditional_score`).
-    `lm_comparison`: `sentence` or `target`. `mapped`: `scorer.map_items(items)` when the
-    caller has it already."""
-    from ibkd.data.suites.vocabulary import SKIP_NUMBER
-    from ibkd.data.verbs import verb_number
-
-    if lm_comparison not in (SENTENCE_LOGPROB, TARGET_FORMS):
-        raise ValueError(f"lm_comparison {lm_comparison!r}: expected sentence or target")
-    n = len(items)
-    mapped = scorer.map_items(items) if mapped is None else mapped
-    pred = {
-        "item": np.arange(n, dtype=np.int64),
-        "construction": np.array([it.suite for it in items], dtype=str),
-        "n_attractors": np.array(
-            [-1 if it.n_attractors is None else it.n_attractors for it in items], dtype=np.int64
-        ),
-        "score_good": np.full(n, np.nan),
-        "score_bad": np.full(n, np.nan),
-    }
-    reasons = [""] * n
-    for (_, i), reason in mapped.skipped_items.items():
-        reasons[i] = reason
-
-    def put(done: list[SuiteItem], good: np.ndarray, bad: np.ndarray) -> None:
-        at = np.array([it.index for it in done], dtype=np.int64)
-        pred["score_good"][at], pred["score_bad"][at] = good, bad
-
-    if scorer.setup == "cls":
-        jobs, numbers = [], []
-        for it in mapped.items:
-            number = it.number or verb_number(it.good[0])
-            if number is None:
-                reasons[it.index] = SKIP_NUMBER
-            else:
-                jobs.append(it)
-                numbers.append(0 if number == "VBZ" else 1)
-        c, at = np.array(numbers, dtype=np.int64), np.arange(len(jobs))
-        probs = scorer.class_probs([it.prefix for it in jobs])
-        good, bad = probs[at, c], probs[at, 1 - c]
-        two = np.array([k for k, it in enumerate(jobs) if it.prefix_bad is not None], dtype=int)
-        if len(two):  # the same number after the wrong subject
-            probs_bad = scorer.class_probs([jobs[k].prefix_bad for k in two])
-            bad[two] = probs_bad[np.arange(len(two)), c[two]]
-        put(jobs, good, bad)
-        return pred | {"skip_reason": np.array(reasons, dtype=str)}, _info(mapped)
-    sentences, targets = [], []
-    for it in mapped.items:
-        whole = it.sentence_good is not None and it.sentence_bad is not None and it.bad
-        if whole and (lm_comparison == SENTENCE_LOGPROB or it.kind == SENTENCE):
-            sentences.append(it)
-        elif not it.bad:
-            reasons[it.index] = SKIP_WRONG_FORM
-        elif not (scorer.known(it.good[0]) and scorer.known(it.bad[0])):
-            reasons[it.index] = SKIP_OUT_OF_VOCABULARY
-        else:
-            targets.append(it)
-    split = [_shared(it.sentence_good, it.sentence_bad) for it in sentences]
-    eos = scorer.sentence_eos
-    put(
-        sentences,
-        scorer.conditional_score([it.sentence_good[:k] for it, k in zip(sentences, split)],
-                                 [it.sentence_good[k:] for it, k in zip(sentences, split)],
-                                 eos=eos),
-        scorer.conditional_score([it.sentence_bad[:k] for it, k in zip(sentences, split)],
-                                 [it.sentence_bad[k:] for it, k in zip(sentences, split)],
-                                 eos=eos),
-    )  # fmt: skip
-    put(
-        targets,
-        scorer.conditional_score([it.prefix for it in targets], [it.good[:1] for it in targets]),
-        scorer.conditional_score([it.prefix for it in targets], [it.bad[:1] for it in targets]),
-    )
-    return pred | {"skip_reason": np.array(reasons, dtype=str)}, _info(mapped)
-
-
-def _shared(a: tuple[str, ...], b: tuple[str, ...]) -> int:
-    """How many words two sentences begin with alike."""
-    return next((i for i, (x, y) in enumerate(zip(a, b)) if x != y), min(len(a), len(b)))
-
-
-@torch.no_grad()
-def continuation_logprobs(
-    model, vocab: Vocab, prefixes: list[tuple[str, ...]], continuations: list[tuple[str, ...]],
-    device, batch_size: int = 256, eos: bool = True,
-) -> np.ndarray:  # fmt: skip
-    """log P(continuation, `<eos>` | `<bos>`, prefix) under a language model, summed over the
-    continuation's tokens and the closing `<eos>` (without `eos`: the continuation's tokens
-    only): [N] in nats. The model runs over each whole
-    sentence; its output layer (`model.head`), the costly part over a large vocabulary, only at
-    the positions that predict the continuation. `model.features(tokens, lengths)` gives
-    [B, L, D] (`ibkd.models`)."""
-    from ibkd.data.batching import batches, pack
-
-    n = len(prefixes)
-    close = [EOS] if eos else []
-    seqs = [[BOS] + vocab.encode(p) + vocab.encode(c) + close
-            for p, c in zip(prefixes, continuations)]  # fmt: skip
-    start = torch.tensor([len(p) for p in prefixes], dtype=torch.long)  # predicts c[0]
-    data = pack("lm", seqs, [len(s) - 1 for s in seqs], [0] * n, [0] * n, None)
-    out = np.zeros(n)
-    model.eval()
-    for index in batches(data.lengths, batch_size, shuffle=False, generator=None):
-        tokens, lengths, targets = (t.to(device) for t in data.batch(index))
-        pos = torch.arange(tokens.shape[1], device=device)[None, :]
-        keep = (pos >= start[index].to(device)[:, None]) & (pos < lengths[:, None])
-        logp = F.log_softmax(model.head(model.features(tokens, lengths)[keep]).float(), -1)
-        token = logp.gather(1, targets[keep][:, None])[:, 0].double()
-        rows = torch.arange(len(index), device=device)[:, None].expand_as(keep)[keep]
-        total = torch.zeros(len(index), dtype=torch.float64, device=device)
-        out[index.numpy()] = total.index_add_(0, rows, token).cpu().numpy()
-    return out
+def score_suite(
+    model, vocab: Vocab, setup: str, items, device, lm_comparison: str = "sentence"
+) -> dict:
+    """A model's summary on suite items: `metrics.suite_metrics` of their per-item predictions
+    (`predict_suite`, which says how each setup scores a pair; items
+    that cannot be scored are counted, not dropped silently), plus the vocabulary coverage."""
+    pred, info = predict_suite(model, vocab, setup, items, device, lm_comparison)
+    return suite_metrics(pred) | info
 
 
 def map_items(items: list[SuiteItem], vocab: Vocab, setup: str):
     """`map_suite` of `items` with each item's index set to its position in `items` (so that
     scores land in the suite's order): `ibkd.scoring.Scorer.map_items` of an ibkd model's."""
-    from ibkd.scoring import Scorer
-
     return Scorer.for_model(None, vocab, setup).map_items(items)
-
-
-def _info(mapped) -> dict:
-    return {"vocabulary": mapped.coverage.as_dict()}
 
 
 def suite_files(run: str | os.PathLike, name: str) -> tuple[Path, Path]:
@@ -354,8 +178,6 @@ def score_suite_into(
     """Score a loaded run (`ibkd.runs.load_run`) on a suite's `items` (`mapped`: their
     `map_items` into the run's vocabulary, when known) and save the results in the run folder
     `run`; returns the summary (`save_suite`), with the suite's source and format."""
-    from ibkd.scoring import Scorer
-
     fmt = suite.format()
     comparison = LM_COMPARISON.get(fmt, SENTENCE_LOGPROB)
     scorer = Scorer.for_model(loaded.model, loaded.vocab, loaded.config.setup, device)
@@ -402,8 +224,6 @@ class SuiteScorer:
     def __call__(self, run: str | os.PathLike) -> dict[str, dict]:
         """Score one finished run; returns {name: summary} of the suites scored now."""
         import sys
-
-        from ibkd.runs import load_run
 
         todo = self.todo(run)
         if not todo:

@@ -20,7 +20,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ibkd.data.corpora import ptb_style, ptb_word, read_brown, read_nlp_corpus
+from ibkd.data.corpora import Token, ptb_style, ptb_word, read_brown, read_nlp_corpus
 from ibkd.data.linzen import AgreementRow, write_rows
 from ibkd.data.transfer import HEADER as TRANSFER_HEADER
 from ibkd.data.transfer import POOL_HEADER, pool_line, write_prefixes
@@ -40,18 +40,6 @@ DEFAULT_PLACEHOLDERS = ("<unk>", "N")
 # What the parser sees in place of a placeholder: a number for PTB's N (its meaning);
 # `<unk>` (mostly rare names and nouns) stays as it is.
 PARSE_STAND_INS = {"N": "3"}
-
-
-@dataclass(slots=True)
-class Token:
-    """One parsed token. `head` is the 1-based index of its head (0 for the root); `idx` is its
-    character offset in the raw sentence where that is known (-1 otherwise)."""
-
-    word: str
-    tag: str
-    head: int
-    dep: str
-    idx: int = -1
 
 
 @dataclass(slots=True)

@@ -26,14 +26,10 @@ import zlib
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from ibkd.data.download import cache_dir, fetch
 from ibkd.errors import IbkdError
 from ibkd.files import read_lines
-
-if TYPE_CHECKING:
-    from ibkd.data.build import Token
 
 # A token made only of digits and number punctuation (1961, 3.5, 1,000, 9/11) is PTB's `N`.
 NUMBER = re.compile(r"[\d.,:/-]*\d[\d.,:/-]*")
@@ -49,6 +45,18 @@ BROWN_SHA256 = "53883aab4021bb13151ea4ae6ffe84c786fc6439402336a447f25f23a5d2c747
 BROWN_DOCUMENT = re.compile(r"c[a-r]\d\d")
 # Every 10th document of a genre (in file order) is validation, the one after it test.
 BROWN_VALID, BROWN_TEST, BROWN_PERIOD = 8, 9, 10
+
+
+@dataclass(slots=True)
+class Token:
+    """One parsed token. `head` is the 1-based index of its head (0 for the root); `idx` is its
+    character offset in the raw sentence where that is known (-1 otherwise)."""
+
+    word: str
+    tag: str
+    head: int
+    dep: str
+    idx: int = -1
 
 
 def ptb_word(word: str) -> str | None:

@@ -44,6 +44,8 @@ from ibkd.data.build import (
 )
 from ibkd.data.corpora import ptb_style, ptb_word
 from ibkd.data.linzen import VERB_POS
+from ibkd.data.splits import load_splits
+from ibkd.data.suites import read_suite, suite_name
 from ibkd.data.transfer import HEADER as TRANSFER_HEADER
 from ibkd.data.transfer import POOL_HEADER, pool_line, read_pool
 from ibkd.errors import IbkdError
@@ -99,9 +101,6 @@ class Exclusions:
 def exclusions_for(data: str | None, suites: Sequence[str]) -> Exclusions:
     """The exclusions of a data set's valid and test splits (`data`: `default`, a folder or a
     file, as `--data`; None for none) and of the given suites (names or paths, as `--suite`)."""
-    from ibkd.data.splits import load_splits
-    from ibkd.data.suites import read_suite, suite_name
-
     ex = Exclusions()
     if data is not None:
         splits = load_splits(data)

@@ -2,20 +2,27 @@
 
 The grid runner (`grid.run_grid`) decides *which* runs may start (teachers before students,
 finished runs skipped); an executor only starts them and reports each as it ends. Every
-executor trains a run with `grid._train_one`, which resumes from the run's checkpoint, so a
+executor trains a run with `train_one`, which resumes from the run's checkpoint, so a
 retried or re-run grid continues where it stopped.
 """
 
 from __future__ import annotations
 
 import os
+import traceback
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
+import torch
+
+from ibkd import losses, metrics, models
 from ibkd.config import RunConfig
+from ibkd.data import suites
 from ibkd.errors import IbkdError
+from ibkd.train import train_run
 
 
 class Executor(Protocol):
@@ -37,6 +44,38 @@ class Executor(Protocol):
         ...
 
 
+def train_one(
+    cfg: RunConfig, folder: str, threads: int | None, progress: bool,
+    report: Callable[[int], None] | None = None,
+) -> None:  # fmt: skip
+    """One grid run (in this process, a pool worker or a Ray task): `threads` torch threads
+    (None: leave as is) and `report(step)` after every optimizer step (e.g. progress for the
+    grid's display). Errors other than `IbkdError` leave their traceback in error.txt."""
+    checks = [report] if report is not None else []
+    if threads is not None:  # a worker: stop if the grid process is killed
+        torch.set_num_threads(threads)
+        parent = os.getppid()
+
+        def orphaned(step: int) -> None:
+            if os.getppid() != parent:
+                raise SystemExit(f"{folder}: the grid process has gone; stopping at step {step}")
+
+        checks.append(orphaned)
+
+    def on_step(step: int) -> None:
+        for check in checks:
+            check(step)
+
+    try:
+        train_run(cfg, folder, resume=True, progress=progress, on_step=on_step if checks else None)
+    except IbkdError:
+        raise
+    except Exception as e:
+        Path(folder).mkdir(parents=True, exist_ok=True)
+        (Path(folder) / "error.txt").write_text(traceback.format_exc())
+        raise RuntimeError(f"{type(e).__name__}: {e}") from None
+
+
 class Inline:
     """One run at a time in this process (with its own progress bar)."""
 
@@ -53,11 +92,9 @@ class Inline:
 
     def wait(self, handles):
         """Train the first handle's run here, now (train_run shows its own progress bar)."""
-        from ibkd.experiments.grid import _train_one
-
         folder = handles[0]
         try:
-            _train_one(self.queued.pop(folder), folder, None, self.progress)
+            train_one(self.queued.pop(folder), folder, None, self.progress)
             return [(folder, None)]
         except KeyboardInterrupt:
             raise
@@ -80,9 +117,6 @@ def extension_modules() -> tuple[str, ...]:
     registers the same extensions again (a module registers what it defines when imported, as
     docs/extending.md shows). A script run as `__main__` is left out: spawn re-runs it in the
     worker as `__mp_main__`."""
-    from ibkd import losses, metrics, models
-    from ibkd.data import suites
-
     found = [a.build for a in models.architectures().values()]
     found += list(metrics.METRICS.values()) + [loss.fn for loss in losses.LOSSES.values()]
     found += list(suites.READERS.values())
@@ -118,8 +152,6 @@ def _pool_task(cfg: RunConfig, folder: str, threads: int) -> None:
     (folder, step) at most once a second."""
     import time
 
-    from ibkd.experiments.grid import _train_one
-
     if _PROGRESS is not None:
         _PROGRESS.put(("pid", folder, os.getpid()))
     last = [0.0]
@@ -130,7 +162,7 @@ def _pool_task(cfg: RunConfig, folder: str, threads: int) -> None:
             last[0] = now
             _PROGRESS.put((folder, step))
 
-    _train_one(cfg, folder, threads, False, report)
+    train_one(cfg, folder, threads, False, report)
 
 
 class WorkerDied(RuntimeError):
@@ -330,9 +362,7 @@ class Ray:
                 log_to_driver=False,
             )
         self.threads = max(1, int(cpus_per_run))
-        from ibkd.experiments.grid import _train_one
-
-        self.task = ray.remote(_train_one).options(
+        self.task = ray.remote(train_one).options(
             num_cpus=cpus_per_run,
             num_gpus=gpus_per_run,
             max_retries=1,

@@ -12,16 +12,22 @@ import signal
 import sys
 import threading
 import time
-import traceback
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from ibkd.config import RunConfig
 from ibkd.errors import IbkdError
-from ibkd.experiments.executors import Executor
+from ibkd.experiments.executors import Executor, local
 from ibkd.files import atomic_write, dump_json
-from ibkd.runs import FINISHED, is_finished
+from ibkd.runs import (
+    COMMAND_VARIABLE,
+    FINISHED,
+    command_line,
+    environment,
+    is_finished,
+    now,
+)
 from ibkd.text import count
 
 
@@ -104,42 +110,6 @@ def resolved(run: GridRun, out: Path) -> RunConfig:
     return cfg
 
 
-def _train_one(
-    cfg: RunConfig, folder: str, threads: int | None, progress: bool,
-    report: Callable[[int], None] | None = None,
-) -> None:  # fmt: skip
-    """One grid run (in this process, a pool worker or a Ray task): `threads` torch threads
-    (None: leave as is) and `report(step)` after every optimizer step (e.g. progress for the
-    grid's display). Errors other than `IbkdError` leave their traceback in error.txt."""
-    import torch
-
-    from ibkd.train import train_run
-
-    checks = [report] if report is not None else []
-    if threads is not None:  # a worker: stop if the grid process is killed
-        torch.set_num_threads(threads)
-        parent = os.getppid()
-
-        def orphaned(step: int) -> None:
-            if os.getppid() != parent:
-                raise SystemExit(f"{folder}: the grid process has gone; stopping at step {step}")
-
-        checks.append(orphaned)
-
-    def on_step(step: int) -> None:
-        for check in checks:
-            check(step)
-
-    try:
-        train_run(cfg, folder, resume=True, progress=progress, on_step=on_step if checks else None)
-    except IbkdError:
-        raise
-    except Exception as e:
-        Path(folder).mkdir(parents=True, exist_ok=True)
-        (Path(folder) / "error.txt").write_text(traceback.format_exc())
-        raise RuntimeError(f"{type(e).__name__}: {e}") from None
-
-
 def default_workers(device: str = "auto") -> int:
     """A process per core on a CPU-only machine (small models use one core better than two
     share one run); one at a time on a GPU."""
@@ -174,9 +144,6 @@ def run_grid(
     finished runs of the same name and settings are copied in (`reuse_runs`) rather than
     trained. `overrides`: the budget's settings the command overrode ({"epochs": 1,
     "max_train_rows": 40}), kept in grid.json for the report's title and note."""
-    from ibkd.experiments.executors import local
-    from ibkd.runs import COMMAND_VARIABLE, command_line
-
     out = Path(out).absolute()
     out.mkdir(parents=True, exist_ok=True)
     result = GridResult()
@@ -380,8 +347,6 @@ def _timings(manifest: Path, result: GridResult) -> dict:
             calls = [{"seconds": old["last_call_seconds"]}]
     except (OSError, ValueError, AttributeError):
         calls = []
-    from ibkd.runs import command_line, environment, now
-
     calls.append(
         {
             "command": command_line(),

@@ -38,13 +38,19 @@ from pathlib import Path
 
 import numpy as np
 
+from ibkd.errors import IbkdError
 from ibkd.experiments import Scenario, register
 from ibkd.experiments import scenario1 as s1
 from ibkd.experiments import scenario2 as s2
 from ibkd.experiments.grid import GridRun, pick_budget
 from ibkd.experiments.results import Group, Run, fmt
+from ibkd.experiments.suite_report import ACROSS_CLAUSE, MARVIN_LINZEN, load_suites
 from ibkd.experiments.transferred import ShareSet, share_section
 from ibkd.experiments.verdicts import METHOD, compare_values
+from ibkd.losses import LOSSES
+from ibkd.metrics import fidelity
+from ibkd.predictions import load_predictions
+from ibkd.representations import pairwise, sample_indices
 
 GRID = "kd-methods"
 
@@ -84,8 +90,6 @@ def methods() -> tuple[Method, ...]:
     names `STUDENT--from-TEACHER--NAME/seedK`, at the scenario's alpha), in registration
     order. A loss registered before the grid is built is trained, measured and ranked like the
     built-in ones."""
-    from ibkd.losses import LOSSES
-
     used = {m.loss for m in METHODS} | {m.name for m in METHODS}
     return METHODS + tuple(Method(n, f"--{n}", loss=n) for n in LOSSES if n not in used)
 
@@ -115,8 +119,6 @@ def method_runs(teacher: GridRun, alone: GridRun, distilled: GridRun, seed: int)
 def grid1(budget: str = "quick", *, seeds: int | None = None, data: str = "default",
           setup: str = "cls") -> list[GridRun]:  # fmt: skip
     """Scenario 1's study: LSTM -> Transformer (classification) under every method."""
-    from ibkd.errors import IbkdError
-
     if setup != "cls":
         raise IbkdError(f"--grid {GRID}: for --setup cls (the classification setup), not {setup}")
     b, n = pick_budget(s1.BUDGETS, budget, seeds)
@@ -159,10 +161,6 @@ def teacher_measures(run: Run, runs: list[Run], folder: Path) -> dict[str, float
     with at least one attractor) and representational distance (RSA distance, 1 - linear CKA,
     on the report's fixed sample of test examples) of `run` to its teacher
     (`_teacher_folder`); {} when the teacher has no saved test predictions."""
-    from ibkd.metrics import fidelity
-    from ibkd.predictions import load_predictions
-    from ibkd.representations import pairwise, sample_indices
-
     t_folder = _teacher_folder(run, runs, folder)
     path = t_folder / "predictions" / "test.npz" if t_folder else None
     if path is None or not path.exists():
@@ -242,8 +240,6 @@ def suite_measures(folder: Path, groups: dict[str, Group]) -> dict[str, dict[str
     clause (`across_rc`) on the first suite in Marvin & Linzen's layout that the runs were
     scored on (the shipped one first), from saved suite predictions
     (`ibkd.experiments.suite_report.slices`); {} for runs not scored."""
-    from ibkd.experiments.suite_report import ACROSS_CLAUSE, MARVIN_LINZEN, load_suites
-
     keys = {"across_pp": MARVIN_LINZEN["prep"], "across_rc": ACROSS_CLAUSE}
     for res in load_suites(folder, groups).values():
         if any(keys["across_pp"] in s for s in res.runs.values()):

@@ -9,6 +9,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ibkd.config import DISTILL_PRESETS, DataConfig, DistillConfig, RunConfig, preset
+from ibkd.data.prepare import lm_sentences
+from ibkd.data.splits import load_splits
+from ibkd.data.vocab import EOS, build_vocab
 from ibkd.errors import IbkdError
 from ibkd.experiments import Scenario, register
 from ibkd.experiments.figures import plot_groups_by, pyplot, save, style
@@ -26,6 +29,8 @@ from ibkd.experiments.verdicts import (
     unjudged,
     verdict,
 )
+from ibkd.metrics import unigram_perplexity
+from ibkd.models import model_presets
 from ibkd.presets import LM_QUICK, QUICK, vocab_size
 from ibkd.text import count
 
@@ -41,8 +46,6 @@ def cls_models(budget: str) -> tuple[str, ...]:
     classification preset of that budget (`ibkd.models.register`), in registry order. A model
     registered before the grid is built is trained alone, distilled from each teacher row and
     shown in the report's tables like the paper's."""
-    from ibkd.models import model_presets
-
     return CLS_MODELS + tuple(m for m in model_presets("cls", budget) if m not in CLS_MODELS)
 
 
@@ -232,11 +235,6 @@ def cls_tables(groups: dict[str, Group]) -> str:
 def unigram_reference(config: dict) -> float:
     """The test perplexity of the add-one unigram model of a LM run's training sentences, in
     the run's vocabulary (`metrics.unigram_perplexity`): what each LM must clearly beat."""
-    from ibkd.data.prepare import lm_sentences
-    from ibkd.data.splits import load_splits
-    from ibkd.data.vocab import EOS, build_vocab
-    from ibkd.metrics import unigram_perplexity
-
     d = DataConfig(**config["data"])
     splits = load_splits(d.data, seed=d.split_seed, fractions=(d.train_fraction, d.valid_fraction))
     rows = splits.train[: d.max_train_rows] if d.max_train_rows else splits.train
@@ -569,8 +567,6 @@ def share_sections(groups, runs, suites) -> list[str]:
 def prepare(runs: list[GridRun], out: Path) -> None:
     """Load every data set the runs name, so that a missing or malformed one is refused
     (`IbkdError` naming it) before any run starts."""
-    from ibkd.data.splits import load_splits
-
     seen = set()
     for r in runs:
         d = r.config.data

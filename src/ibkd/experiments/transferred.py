@@ -33,6 +33,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ibkd.experiments.suite_report import ACROSS_CLAUSE, ALL, MARVIN_LINZEN, WITH_ATTRACTOR
 from ibkd.experiments.verdicts import CONFIDENCE
 
 METHOD_NOTE = (
@@ -179,8 +180,6 @@ def suite_sets(suites: Mapping[str, object]) -> list[ShareSet]:
     for Marvin & Linzen's files each construction (their paper's rows) and `across a relative
     clause`; for any other suite (one a user adds) all its items, those with an attractor, and
     each of its constructions when it has several."""
-    from ibkd.experiments.suite_report import ACROSS_CLAUSE, ALL, MARVIN_LINZEN, WITH_ATTRACTOR
-
     out = []
     special = (ALL, WITH_ATTRACTOR, ACROSS_CLAUSE)
     order = list(MARVIN_LINZEN.values())

@@ -44,7 +44,7 @@ def register_format(name: str, read: Reader, *, suffixes: tuple[str, ...] = ()) 
     """Register suite format `name`, read by `read(path, skip_bad_rows)`: `ibkd evaluate
     --format NAME` offers it, `read_suite` reads with it, and a path ending in one of
     `suffixes` (e.g. `(".csv",)`) is detected as it. Language models compare its items'
-    sentence pairs as whole sentences (`ibkd.suite_predictions.LM_COMPARISON`'s default); items
+    sentence pairs as whole sentences (`ibkd.data.suites.source.LM_COMPARISON`'s default); items
     without a pair are scored at their target. Returns `read`. Raises `ValueError` for a name
     registered already."""
     if name in READERS:

@@ -26,7 +26,7 @@ from pathlib import Path
 
 from ibkd.data.suites.item import SENTENCE, TARGET, LineErrors, SuiteItem, pair_number
 from ibkd.errors import IbkdError
-from ibkd.files import gz_or_plain, read_lines
+from ibkd.files import gz_or_plain, open_binary, read_lines
 
 # construction (file name without _anim / _inanim) -> (subject phrase, other phrase), 0-based
 ROLES: dict[str, tuple[int, int | None]] = {
@@ -157,8 +157,6 @@ def ship(clams: str | Path, out: str | Path | None = None) -> list[Path]:
     the licence. Used to build the shipped copy; see its BUILD.md. Returns the files written."""
     import gzip
     import shutil
-
-    from ibkd.files import open_binary
 
     clams, out = Path(clams), Path(out) if out else shipped_dir()
     (out / "en_evalset").mkdir(parents=True, exist_ok=True)

@@ -23,9 +23,11 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
+from ibkd.data.build import load_spacy
 from ibkd.data.suites.item import SENTENCE, SuiteItem, pair_number
 from ibkd.data.verbs import other_form
 from ibkd.data.vocab import SPECIALS, UNK, Vocab
+from ibkd.errors import IbkdError
 
 UNK_STYLE, POS_STYLE = "unk", "pos"
 POS_PLACEHOLDERS = ("NN", "NNS", "VBZ", "VBP")
@@ -85,11 +87,7 @@ class MappedSuite:
 def spacy_tagger(nlp=None) -> Tagger | None:
     """A tagger from the builder's spaCy pipeline (PTB tags of pre-tokenised sentences); None
     when spaCy or its model is not installed."""
-    from ibkd.errors import IbkdError
-
     if nlp is None:
-        from ibkd.data.build import load_spacy
-
         try:
             nlp = load_spacy()
         except IbkdError:
