@@ -10,6 +10,10 @@ import pytest
 
 from ibkd.data.linzen import AgreementRow
 
+# language models in tests train on the agreement rows' sentences unless a test gives an LM
+# text: a PTB copy in the user's cache must not change what the tests compute
+os.environ["IBKD_LM_TEXT"] = "none"
+
 SHARED = Path(os.environ.get("IBKD_SHARED_DATA", Path(__file__).parents[2] / "shared" / "data"))
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -131,6 +132,14 @@ def cmd_data_merge(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_data_fetch_ptb(args: argparse.Namespace) -> int:
+    from ibkd.data import lm_text
+
+    folder = lm_text.fetch_ptb(Path(args.out) if args.out else None)
+    print(f"{folder}: ptb.train.txt, ptb.valid.txt, ptb.test.txt (SHA-256 checked)")
+    return 0
+
+
 RUN_OPTIONS = (
     "setup",
     "model",
@@ -138,6 +147,7 @@ RUN_OPTIONS = (
     "data",
     "transfer",
     "vocab_size",
+    "lm_text",
     "seed",
     "epochs",
     "batch_size",
@@ -163,8 +173,8 @@ def run_config(args: argparse.Namespace):
     """The run's configuration from the `train` / `distill` options, or (for --resume without
     options) from the run folder. `--preset quick` gives the quick grid's cell: its epochs, and
     for a distilled classification student its temperature and transfer set."""
-    from ibkd.config import DataConfig, DistillConfig, RunConfig, preset
-    from ibkd.presets import distill_settings, vocab_size
+    from ibkd.config import DistillConfig, RunConfig, preset
+    from ibkd.presets import distill_settings
 
     saved = Path(args.out) / "config.yaml"
     given = [o for o in RUN_OPTIONS if getattr(args, o, None) is not None]
@@ -198,10 +208,7 @@ def run_config(args: argparse.Namespace):
     data = (
         teacher_cfg.data
         if teacher_cfg and args.data is None
-        else DataConfig(
-            data=_absolute(args.data or "default"),
-            vocab_size=vocab_size(setup, budget, getattr(args, "vocab_size", None)),
-        )
+        else _data_config(args, setup, budget)
     )
     distill = None
     if teacher_cfg is not None or online:
@@ -227,6 +234,23 @@ def run_config(args: argparse.Namespace):
     )
     cfg.validate()
     return cfg
+
+
+def _data_config(args: argparse.Namespace, setup: str, budget: str):
+    """The data settings of `ibkd train`: the agreement data, and for a language model its
+    text (`--lm-text`, else $IBKD_LM_TEXT or the cache's PTB: `ibkd.data.lm_text.resolve`,
+    stored absolute) with the vocabulary cap that goes with it."""
+    from ibkd.config import DataConfig
+    from ibkd.data import lm_text
+    from ibkd.presets import vocab_size
+
+    text = lm_text.resolve(getattr(args, "lm_text", None)) if setup == "lm" else None
+    if getattr(args, "lm_text", None) and setup != "lm":
+        raise IbkdError(f"--lm-text: for the language-model setup (lm), not {setup}")
+    return DataConfig(
+        data=_absolute(args.data or "default"), lm_text=text,
+        vocab_size=vocab_size(setup, budget, getattr(args, "vocab_size", None), lm_text=text),
+    )  # fmt: skip
 
 
 def _online_model(setup: str, name: str, budget: str) -> dict:
@@ -283,6 +307,10 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
     setup = args.setup or scenario.setups[0]
     if setup not in scenario.setups:
         raise IbkdError(f"--setup {setup!r}: {scenario.key} has {', '.join(scenario.setups)}")
+    if args.lm_text:  # the LM text of every run of the grid (ibkd.data.lm_text.resolve)
+        from ibkd.data import lm_text
+
+        os.environ[lm_text.ENV] = lm_text.resolve(args.lm_text) or "none"
     runs = scenario.grid(budget=args.budget, seeds=args.seeds, data=args.data, setup=setup)
     main_out = Path(f"runs/{args.scenario}-{setup}-{args.budget}")  # the main grid's default
     grid_part = "" if args.grid == "main" else f"-{args.grid}"
@@ -436,6 +464,13 @@ def _add_run_options(p: argparse.ArgumentParser, distill: bool) -> None:
         "otherwise",
     )
     if not distill:  # a student shares its teacher's vocabulary
+        p.add_argument(
+            "--lm-text",
+            metavar="FOLDER",
+            help="LM: the text to train on, a folder with train, valid and test sentences "
+            "(ptb.train.txt or train.txt, ...; gzipped or not); `none`: the agreement rows' "
+            "sentences (default: $IBKD_LM_TEXT, else the PTB of `ibkd data fetch-ptb`)",
+        )
         p.add_argument(
             "--vocab-size",
             type=int,
@@ -643,6 +678,13 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--force", action="store_true", help="replace the data the folder holds")
     m.set_defaults(func=cmd_data_merge)
 
+    fp = data_cmds.add_parser(
+        "fetch-ptb",
+        help="download Mikolov's PTB text (simple-examples.tgz), the LMs' default training text",
+    )
+    fp.add_argument("--out", help="folder for ptb.{train,valid,test}.txt (default: the cache)")
+    fp.set_defaults(func=cmd_data_fetch_ptb)
+
     t = commands.add_parser("train", help="train one model (a run folder)")
     _add_run_options(t, distill=False)
     t.set_defaults(func=cmd_train)
@@ -688,6 +730,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="scenario1: default, a data folder or a Linzen file; scenario2: default "
         "($IBKD_MNIST_DIR, or the cache, downloaded to when empty) or a folder with the four "
         "MNIST IDX files",
+    )
+    r.add_argument(
+        "--lm-text",
+        metavar="FOLDER",
+        help="--setup lm: the text the language models train on (as for `ibkd train`; "
+        "default: $IBKD_LM_TEXT, else the PTB of `ibkd data fetch-ptb`)",
     )
     r.add_argument("--seeds", type=int, help="seeds per cell (default: the budget's)")
     r.add_argument("--out", help="grid folder (default runs/SCENARIO-SETUP-BUDGET)")

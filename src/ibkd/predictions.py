@@ -21,6 +21,9 @@ Language model (lm):
     verb_logprob         float64 [N]     log P(actual verb | prefix), nats
     other_logprob        float64 [N]     log P(the verb's other-number form | prefix), nats
     other_known          bool    [N]     both forms are in the vocabulary (else not scored)
+  with an LM text (`DataConfig.lm_text`), the held-out sentences of the split (M of them):
+    text_sum_nll         float64 [M]     summed next-token negative log-likelihood, nats
+    text_n_tokens        int64   [M]     scored tokens (sentence + <eos>)
 """
 
 from __future__ import annotations
@@ -41,6 +44,7 @@ KEYS: dict[str, tuple[str, int]] = {
     "probs": ("float32", 2),
     "sum_nll": ("float64", 1), "n_tokens": ("int64", 1), "verb_logprob": ("float64", 1),
     "other_logprob": ("float64", 1), "other_known": ("bool", 1),
+    "text_sum_nll": ("float64", 1), "text_n_tokens": ("int64", 1),
 }  # fmt: skip
 AGREEMENT_KEYS = ("distance", "n_intervening", "n_diff_intervening")
 SETUP_KEYS = {

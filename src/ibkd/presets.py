@@ -81,15 +81,21 @@ MODEL_TRAIN: dict[tuple[str, str], dict[str, dict]] = {
     ("lm", "quick"): {m: {"lr": LM_QUICK.lstm_lr} for m in ("lstm", "small-lstm")},
 }
 
-# the vocabulary cap per (setup, preset) (DataConfig.vocab_size); absent: every training word
+# the vocabulary cap per (setup, preset) (DataConfig.vocab_size); absent: every training word.
+# A language model with an LM text keeps every word of its text (PTB: its own 10K words, which
+# Marvin & Linzen's items need); the cap applies to the agreement rows' sentences (fallback).
 VOCAB_SIZE: dict[tuple[str, str], int] = {("lm", "quick"): LM_QUICK.vocab_size}
 
 
-def vocab_size(setup: str, preset: str, given: int | None = None) -> int | None:
-    """The vocabulary cap of a run: `given` (`--vocab-size`; 0: no cap), else the preset's;
-    None: every training word."""
+def vocab_size(
+    setup: str, preset: str, given: int | None = None, lm_text: str | None = None
+) -> int | None:
+    """The vocabulary cap of a run: `given` (`--vocab-size`; 0: no cap), else the preset's
+    (none for a language model with an LM text `lm_text`); None: every training word."""
     if given is not None:
         return given or None
+    if setup == "lm" and lm_text is not None:
+        return None
     return VOCAB_SIZE.get((setup, preset))
 
 
