@@ -20,9 +20,9 @@ PRESETS = ("paper", "quick")
 @dataclass(frozen=True)
 class QuickRecipe:
     """The quick budget's classification recipe, chosen on validation accuracy by
-    `benchmarks/quick_recipe.py` (docs/scenario1.md, "What it takes on the default data"): 6 epochs, and
-    distilled students also learn the teacher's answers on the transfer set at T = 3; the LSTM
-    learns at 6e-3."""
+    `benchmarks/quick_recipe.py` (docs/scenario1.md, "What it takes on the default data"): 6
+    epochs, and distilled students also learn the teacher's answers on the transfer set at
+    T = 3; the LSTM learns at 6e-3."""
 
     epochs: int = 6
     temperature: float = 3.0  # distilled classification students
