@@ -16,7 +16,12 @@ the LM and scenario 2's models, whose "tokens" are images):
         [--json out.json]
 
 `--lm-vocab all preset` measures each LM with every training word in its vocabulary and with
-the preset's cap (the quick LM recipe keeps the 4,000 most frequent words).
+the preset's cap (the quick LM recipe keeps the 4,000 most frequent words). `--lm-text FOLDER`
+trains the LMs on that text's sentences (`--rows` of them; PTB: its own 10K words).
+`--lm-step plain scored` measures the LM step both ways: `plain`, the output layer over every
+position of the padded [B, L] batch, padded positions then masked out of the loss (the step
+before the scored-positions change); `scored`, the output layer at the scored positions only
+(`ibkd.train.scored_only`). The bare loop does the same computation as the step it is beside.
 
 Targets (issue 3): ibkd >= 0.95x bare; transformer >= 3x nn.TransformerEncoderLayer;
 distillation with a cached teacher <= 1.1x plain training.
@@ -32,17 +37,19 @@ import platform
 import tempfile
 import time
 from pathlib import Path
+from unittest import mock
 
 import torch
 from torch import nn
 from torch.nn import functional as F
 
+import ibkd.train
 from ibkd.config import DataConfig, DistillConfig, RunConfig, model_names, preset
 from ibkd.data.batching import batches
 from ibkd.data.prepare import prepare_data
 from ibkd.data.vocab import PAD
 from ibkd.models import build_model
-from ibkd.presets import VOCAB_SIZE
+from ibkd.presets import vocab_size
 from ibkd.train import train_run
 
 
@@ -68,8 +75,11 @@ class TorchEncoderClassifier(nn.Module):
         return self.head(self.ln(self.encoder(x, src_key_padding_mask=pad))[:, 0])
 
 
-def bare_loop(model, data, cfg, setup: str, epochs: int, bucket: bool = True) -> float:
-    """Tokens/s of a minimal training loop over the same batches."""
+def bare_loop(
+    model, data, cfg, setup: str, epochs: int, bucket: bool = True, scored: bool = False
+) -> float:
+    """Tokens/s of a minimal training loop over the same batches (`scored`: an LM's output
+    layer at the non-pad positions only, as ibkd's scored step)."""
     device = torch.device(cfg.train.device)
     model = model.to(device)
     opt = torch.optim.AdamW(
@@ -83,12 +93,15 @@ def bare_loop(model, data, cfg, setup: str, epochs: int, bucket: bool = True) ->
             data.lengths, cfg.train.batch_size, shuffle=True, generator=gen, bucket=bucket
         ):
             tokens, lengths, targets = (t.to(device) for t in data.batch(index))
-            logits = model(tokens, lengths)
-            if setup == "lm":
+            if setup == "lm" and scored:
                 mask = targets != PAD
-                loss = F.cross_entropy(logits[mask], targets[mask])
+                loss = F.cross_entropy(model.head(model.features(tokens, lengths)[mask]),
+                                       targets[mask])  # fmt: skip
+            elif setup == "lm":
+                mask = targets != PAD
+                loss = F.cross_entropy(model(tokens, lengths)[mask], targets[mask])
             else:
-                loss = F.cross_entropy(logits, targets)
+                loss = F.cross_entropy(model(tokens, lengths), targets)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             nn.utils.clip_grad_norm_(model.parameters(), cfg.train.clip)
@@ -101,41 +114,50 @@ def bare_loop(model, data, cfg, setup: str, epochs: int, bucket: bool = True) ->
 
 DEVICE = "cpu"  # --device
 THREADS = None  # --threads
+LM_TEXT = None  # --lm-text
 
 
 def config(setup, name, preset_name, rows, epochs, seed=0, vocab_size=None, **distill):
     model, train = preset(setup, name, preset_name)
     train = dataclasses.replace(train, epochs=epochs, device=DEVICE, patience=epochs + 1)
+    text = LM_TEXT if setup == "lm" else None
     return RunConfig(
         setup=setup,
         model=model,
         seed=seed,
-        data=DataConfig(max_train_rows=rows, vocab_size=vocab_size),
+        data=DataConfig(max_train_rows=rows, vocab_size=vocab_size, lm_text=text),
         train=train,
         distill=DistillConfig(**distill) if distill else None,
     )
 
 
 def measure(
-    setup, name, preset_name, rows, epochs, tmp: Path, repeat: int, vocab_size=None
-) -> dict:
+    setup, name, preset_name, rows, epochs, tmp: Path, repeat: int, vocab_size=None,
+    lm_step: str = "scored",
+) -> dict:  # fmt: skip
     """Best of `repeat` alternating measurements of each loop (a 2-core machine is noisy);
-    `vocab_size`: the run's vocabulary cap (None: every training word)."""
+    `vocab_size`: the run's vocabulary cap (None: every training word); `lm_step`: `scored`
+    or `plain` (the module note)."""
     cfg = config(setup, name, preset_name, rows, epochs, vocab_size=vocab_size)
     data = prepare_data(cfg)
+    scored = setup == "lm" and lm_step == "scored"
     ours = bare = 0.0
     for r in range(repeat):
-        folder = tmp / f"{setup}-{name}-{preset_name}-{vocab_size}-{r}"
-        metrics = train_run(cfg, folder, progress=False, threads=THREADS)
+        folder = tmp / f"{setup}-{name}-{preset_name}-{vocab_size}-{lm_step}-{r}"
+        with mock.patch.object(ibkd.train, "scored_only", ibkd.train.scored_only if scored
+                               else lambda run: False):  # fmt: skip
+            metrics = train_run(cfg, folder, progress=False, threads=THREADS)
         ours = max(ours, metrics["training"]["tokens_per_s"])
         torch.manual_seed(cfg.seed)
         model = build_model(cfg.model, len(data.vocab) if data.vocab else 0, setup)
-        bare = max(bare, bare_loop(model, data.train, cfg, setup, epochs))
+        bare = max(bare, bare_loop(model, data.train, cfg, setup, epochs, scored=scored))
     row = {
         "setup": setup,
         "model": name,
         "preset": preset_name,
         "vocabulary": len(data.vocab) if data.vocab else None,
+        "lm_text": cfg.data.lm_text,
+        "lm_step": lm_step if setup == "lm" else None,
         "ibkd_tok_s": ours,
         "bare_tok_s": round(bare),
         "ibkd_vs_bare": round(ours / bare, 3),
@@ -218,10 +240,16 @@ def main() -> None:
         help="LM vocabulary caps to measure: numbers, `all` (every training word) or "
         "`preset` (the preset's cap)",
     )
+    ap.add_argument("--lm-text", help="LMs: train on this text's sentences (a folder)")
+    ap.add_argument(
+        "--lm-step", nargs="+", default=["scored"], choices=["plain", "scored"],
+        help="LM steps to measure (module note)",
+    )  # fmt: skip
     ap.add_argument("--json", type=Path)
     args = ap.parse_args()
-    global DEVICE, THREADS
+    global DEVICE, THREADS, LM_TEXT
     DEVICE, THREADS = args.device, args.threads
+    LM_TEXT = str(Path(args.lm_text).resolve()) if args.lm_text else None
     torch.set_num_threads(args.threads or os.cpu_count() or 1)
     machine = (
         f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
@@ -245,18 +273,20 @@ def main() -> None:
                 caps = [None]
                 if setup == "lm":
                     caps = [
-                        None if v == "all" else VOCAB_SIZE.get(("lm", preset_name))
+                        None if v == "all" else vocab_size("lm", preset_name, lm_text=LM_TEXT)
                         if v == "preset" else int(v)
                         for v in args.lm_vocab
                     ]  # fmt: skip
                 for name in model_names(setup):
+                    steps = args.lm_step if setup == "lm" else ["scored"]
                     for cap in dict.fromkeys(caps):
-                        row = measure(
-                            setup, name, preset_name, args.rows, args.epochs, tmp, args.repeat,
-                            cap,
-                        )  # fmt: skip
-                        results["runs"].append(row)
-                        print(json.dumps(row))
+                        for step in steps:
+                            row = measure(
+                                setup, name, preset_name, args.rows, args.epochs, tmp,
+                                args.repeat, cap, step,
+                            )  # fmt: skip
+                            results["runs"].append(row)
+                            print(json.dumps(row), flush=True)
         for preset_name in args.presets if "distill" in args.parts else []:
             row = distill_cost(
                 args.distill_rows, args.distill_epochs, preset_name, tmp, args.repeat
