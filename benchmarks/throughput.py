@@ -9,7 +9,11 @@ the LM and scenario 2's models, whose "tokens" are images):
   dropouts) with a key padding mask, reading position 0, on the same bucketed batches and on
   plain shuffled batches (no length bucketing, as a typical padded-batch loop would run);
 - distillation: a distilled run with the teacher's outputs cached against the same plain run:
-  training time (the caching pass included) and whole-run wall time.
+  training time (the caching pass included) and whole-run wall time;
+- `--parts lm-teacher`: the share of a distilled LM step (quick Transformer from the quick
+  LSTM, KD at T = 1, alpha = 0.9, on `--lm-text`) spent in the frozen teacher's forward pass:
+  the most that caching the teacher's outputs could save (an LM teacher is not cached: its
+  full distribution does not fit in memory).
 
     python benchmarks/throughput.py [--rows 3000] [--setups cls lm mnist] [--parts models distill]
         [--presets quick paper] [--lm-vocab all preset] [--threads N] [--device cpu|cuda]
@@ -17,7 +21,10 @@ the LM and scenario 2's models, whose "tokens" are images):
 
 `--lm-vocab all preset` measures each LM with every training word in its vocabulary and with
 the preset's cap (the quick LM recipe keeps the 4,000 most frequent words). `--lm-text FOLDER`
-trains the LMs on that text's sentences (`--rows` of them; PTB: its own 10K words).
+trains the LMs on that text's first `--rows` training sentences, in the vocabulary of its whole
+training split (`DataConfig.max_train_rows`; PTB: its own 10K words); the runs' validation
+and test text is cut to its first 300 sentences (evaluation is not what is measured).
+`--models` picks models by name.
 `--lm-step plain scored` measures the LM step both ways: `plain`, the output layer over every
 position of the padded [B, L] batch, padded positions then masked out of the loss (the step
 before the scored-positions change); `scored`, the output layer at the scored positions only
@@ -207,6 +214,59 @@ def distill_cost(rows: int, epochs: int, preset_name: str, tmp: Path, repeat: in
     }
 
 
+def lm_teacher_share(steps: int = 20, repeat: int = 2) -> dict:
+    """Seconds of the frozen LSTM teacher's forward pass (`Teacher.scored_logits`) and of the
+    whole distilled step (`ibkd.train._task_loss`, backward, optimizer; the teacher's pass
+    included) over `steps` batches of the quick Transformer student, the best of `repeat`."""
+    from types import SimpleNamespace
+
+    from ibkd.distill import Teacher
+    from ibkd.train import _task_loss
+
+    cfg = config("lm", "transformer", "quick", 64 * steps, 1)
+    data = prepare_data(cfg)
+    torch.manual_seed(0)
+    student = build_model(cfg.model, len(data.vocab), "lm")
+    teacher_model = build_model(preset("lm", "lstm", "quick")[0], len(data.vocab), "lm").eval()
+    distill = DistillConfig("teacher", alpha=0.9)
+    teacher = Teacher(teacher_model, distill, run=object())  # frozen
+    run = SimpleNamespace(model=student, net=student, teacher=teacher,
+                          cfg=SimpleNamespace(setup="lm", distill=distill))  # fmt: skip
+    opt = torch.optim.AdamW(student.parameters(), lr=1e-3)
+    gen = torch.Generator().manual_seed(0)
+    order = batches(data.train.lengths, 64, shuffle=True, generator=gen)
+    best = (float("inf"), float("inf"))
+    for _ in range(repeat):
+        t_teacher = t_step = 0.0
+        for index in order[:steps]:
+            tokens, lengths, targets = data.train.batch(index)
+            t0 = time.perf_counter()
+            teacher.scored_logits(tokens, lengths, targets != PAD)
+            t1 = time.perf_counter()
+            parts = _task_loss(run, index, tokens, lengths, targets)
+            opt.zero_grad(set_to_none=True)
+            parts.total.backward()
+            opt.step()
+            t_teacher, t_step = t_teacher + t1 - t0, t_step + time.perf_counter() - t1
+        best = min(best, (t_teacher, t_step), key=lambda p: p[1])
+    return {"steps": steps, "vocabulary": len(data.vocab), "teacher_forward_s": round(best[0], 2),
+            "distilled_step_s": round(best[1], 2),
+            "teacher_share": round(best[0] / best[1], 3)}  # fmt: skip
+
+
+def measured_text(source: Path, folder: Path, held_out: int = 300) -> str:
+    """A copy of the LM text `source` in `folder` with the training split whole (the vocabulary
+    is the whole text's; `--rows` picks the sentences trained on) and the validation and test
+    splits cut to their first `held_out` sentences; returns the folder."""
+    from ibkd.data import lm_text
+
+    text = lm_text.read_text(source)
+    for split, sentences in (("train", text.train), ("valid", text.valid[:held_out]),
+                             ("test", text.test[:held_out])):  # fmt: skip
+        (folder / f"{split}.txt").write_text("".join(" ".join(s) + "\n" for s in sentences))
+    return str(folder)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--rows", type=int, default=3000, help="training rows per run")
@@ -221,8 +281,9 @@ def main() -> None:
         "as tokens and needs $IBKD_MNIST_DIR or the cache)",
     )
     ap.add_argument(
-        "--parts", nargs="+", default=["models", "distill"], choices=["models", "distill"]
-    )
+        "--parts", nargs="+", default=["models", "distill"],
+        choices=["models", "distill", "lm-teacher"],
+    )  # fmt: skip
     ap.add_argument("--repeat", type=int, default=2, help="best of N measurements")
     ap.add_argument(
         "--distill-rows",
@@ -241,6 +302,7 @@ def main() -> None:
         "`preset` (the preset's cap)",
     )
     ap.add_argument("--lm-text", help="LMs: train on this text's sentences (a folder)")
+    ap.add_argument("--models", nargs="+", help="only these models (default: every one)")
     ap.add_argument(
         "--lm-step", nargs="+", default=["scored"], choices=["plain", "scored"],
         help="LM steps to measure (module note)",
@@ -249,7 +311,8 @@ def main() -> None:
     args = ap.parse_args()
     global DEVICE, THREADS, LM_TEXT
     DEVICE, THREADS = args.device, args.threads
-    LM_TEXT = str(Path(args.lm_text).resolve()) if args.lm_text else None
+    text_dir = tempfile.TemporaryDirectory()
+    LM_TEXT = measured_text(Path(args.lm_text), Path(text_dir.name)) if args.lm_text else None
     torch.set_num_threads(args.threads or os.cpu_count() or 1)
     machine = (
         f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
@@ -277,7 +340,7 @@ def main() -> None:
                         if v == "preset" else int(v)
                         for v in args.lm_vocab
                     ]  # fmt: skip
-                for name in model_names(setup):
+                for name in [m for m in model_names(setup) if m in (args.models or [m])]:
                     steps = args.lm_step if setup == "lm" else ["scored"]
                     for cap in dict.fromkeys(caps):
                         for step in steps:
@@ -287,6 +350,9 @@ def main() -> None:
                             )  # fmt: skip
                             results["runs"].append(row)
                             print(json.dumps(row), flush=True)
+        if "lm-teacher" in args.parts:
+            results["lm_teacher"] = lm_teacher_share(repeat=args.repeat)
+            print(json.dumps(results["lm_teacher"]), flush=True)
         for preset_name in args.presets if "distill" in args.parts else []:
             row = distill_cost(
                 args.distill_rows, args.distill_epochs, preset_name, tmp, args.repeat

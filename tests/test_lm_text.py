@@ -66,6 +66,9 @@ def test_lm_training_text_excludes_validation_and_test_sentences(tmp_path):
     assert len(data.valid) == 1 and len(data.valid.text) == len(VALID)
     assert len(data.tests["test"].text) == len(TEST)
     assert int(data.tests["test"].text.lengths.sum()) == sum(len(s.split()) + 1 for s in TEST)
+    # the first N sentences are trained on, in the vocabulary of the whole text
+    cfg.data.max_train_rows = 1
+    assert len(prepare_data(cfg).train) == 1 and prepare_data(cfg).vocab == data.vocab
 
 
 def test_ptb_training_text_shares_no_sentence_with_its_held_out_splits():

@@ -39,8 +39,9 @@ QUICK = QuickRecipe()
 @dataclass(frozen=True)
 class LMQuickRecipe:
     """The quick budget's language-model setup, sized by measurement to finish in 15 minutes on
-    a 2-core CPU (docs/lm.md): the 4,000 most frequent training words
-    (the rest `<unk>`; the output layer over all 9.5K words costs twice the time per token),
+    a 2-core CPU (docs/lm.md) when the LMs train on the agreement rows' sentences: then the
+    4,000 most frequent training words (the rest `<unk>`; the output layer over all 9.5K words
+    costs twice the time per token; with an LM text, every word of the text),
     3 epochs, 2 seeds, and for the LSTMs a learning rate of 5e-3 (`benchmarks/lm_recipe.py`:
     better validation perplexity and agreement than 2e-3 in 3 epochs; the Transformer does
     better at 2e-3)."""

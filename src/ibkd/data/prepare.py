@@ -74,15 +74,16 @@ def prepare_data(cfg: RunConfig, vocab: Vocab | None = None) -> RunData:
 def _lm_text_data(cfg: RunConfig, splits, vocab: Vocab | None) -> RunData:
     """A language model's data with an LM text (the module note): the text's training
     sentences less every held-out one (its own validation and test sentences and those of the
-    agreement rows' validation and test splits), the first `max_train_rows` of them if set."""
+    agreement rows' validation and test splits); the vocabulary is that whole text's, and
+    with `max_train_rows` the first that many sentences are trained on."""
     d = cfg.data
     text = lm_text.read_text(d.lm_text)
     held = [tuple(r.tokens) for r in (*splits.valid, *splits.test)]
     sentences, _ = lm_text.training_sentences(text, held)
-    sentences = sentences[: d.max_train_rows] if d.max_train_rows else sentences
     if not sentences:
         raise IbkdError(f"--lm-text {d.lm_text}: no training sentences")
     own = build_text_vocab(sentences, max_size=d.vocab_size)
+    sentences = sentences[: d.max_train_rows] if d.max_train_rows else sentences
     _check_same(vocab, own)
 
     def rows_and_text(rows, held_out):

@@ -551,9 +551,14 @@ def notes(budget: str, configs: list[dict]) -> str:
             return ""
         c = configs[0]
         kd = next((c["distill"] for c in configs if c.get("distill")), None)
+        cap = c["data"].get("vocab_size")
+        text = c["data"].get("lm_text")
+        words = (f"the {cap:,} most frequent training words (the rest <unk>)" if cap
+                 else "every training word")  # fmt: skip
+        source = (f"every training sentence of the LM text {Path(text).name}/ (held-out "
+                  "sentences excluded)" if text else "the agreement rows' sentences")  # fmt: skip
         return (
-            f"quick budget: the {c['data']['vocab_size']:,} most frequent training words "
-            f"(the rest <unk>), {c['train']['epochs']} epochs"
+            f"quick budget: {source}, {words}, {c['train']['epochs']} epochs"
             + (
                 f"; distilled students learn the teacher's full distribution at every token "
                 f"(T = {kd['temperature']:g}, alpha = {kd['alpha']:g}, Reflect's)"
