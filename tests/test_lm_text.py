@@ -141,3 +141,20 @@ def test_cli_lm_text_option(tmp_path, monkeypatch):
     assert parse("--setup", "lm", "--preset", "quick", "--lm-text", "none").data.vocab_size == 4000
     with pytest.raises(IbkdError, match="--lm-text: for the language-model setup"):
         parse("--setup", "cls", "--lm-text", "text")
+
+
+def test_lm_grid_report_reads_the_text(tmp_path):
+    """The LM grid's report: its note names the text and the vocabulary, and the unigram
+    reference is fitted on the text's training sentences and scored on its test sentences."""
+    from ibkd.data.vocab import EOS
+    from ibkd.experiments.scenario1 import notes, unigram_reference
+    from ibkd.metrics import unigram_perplexity
+
+    cfg = lm_config(agreement_folder(tmp_path), text_folder(tmp_path)).to_dict()
+    assert "every training sentence of the LM text text/" in notes("quick", [cfg])
+    assert "every training word" in notes("quick", [cfg])
+    vocab = prepare_data(RunConfig.from_dict(cfg)).vocab
+    train = [s.split() for s in TRAIN if s not in VALID + TEST + ["the keys are here"]]
+    ids = lambda ss: [vocab.encode(s) + [EOS] for s in ss]  # noqa: E731
+    expected = unigram_perplexity(ids(train), ids([s.split() for s in TEST]), len(vocab))
+    assert unigram_reference(cfg) == pytest.approx(expected)
