@@ -254,6 +254,25 @@ def lm_teacher_share(steps: int = 20, repeat: int = 2) -> dict:
             "teacher_share": round(best[0] / best[1], 3)}  # fmt: skip
 
 
+def padding_share(text: str, batch_size: int = 64) -> dict:
+    """The real tokens' share of the [B, L] cells of an epoch's training batches over the
+    whole training text `text` (a folder), with and without length bucketing: the most that
+    truncated BPTT over concatenated text (no padding at all) could save per position."""
+    from ibkd.data import lm_text
+    from ibkd.data.batching import encode_sentences
+    from ibkd.data.vocab import build_text_vocab
+
+    sentences, _ = lm_text.training_sentences(lm_text.read_text(text))
+    lengths = encode_sentences(sentences, build_text_vocab(sentences)).lengths
+    out = {"sentences": len(sentences), "tokens": int(lengths.sum())}
+    for bucket in (True, False):
+        order = batches(lengths, batch_size, shuffle=True,
+                        generator=torch.Generator().manual_seed(0), bucket=bucket)  # fmt: skip
+        cells = sum(len(i) * int(lengths[i].max()) for i in order)
+        out["bucketed" if bucket else "unbucketed"] = round(out["tokens"] / cells, 4)
+    return out
+
+
 def measured_text(source: Path, folder: Path, held_out: int = 300) -> str:
     """A copy of the LM text `source` in `folder` with the training split whole (the vocabulary
     is the whole text's; `--rows` picks the sentences trained on) and the validation and test
@@ -350,6 +369,9 @@ def main() -> None:
                             )  # fmt: skip
                             results["runs"].append(row)
                             print(json.dumps(row), flush=True)
+        if args.lm_text and "lm" in setups:
+            results["lm_padding"] = padding_share(args.lm_text)
+            print(json.dumps(results["lm_padding"]), flush=True)
         if "lm-teacher" in args.parts:
             results["lm_teacher"] = lm_teacher_share(repeat=args.repeat)
             print(json.dumps(results["lm_teacher"]), flush=True)
