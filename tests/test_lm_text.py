@@ -158,3 +158,35 @@ def test_lm_grid_report_reads_the_text(tmp_path):
     ids = lambda ss: [vocab.encode(s) + [EOS] for s in ss]  # noqa: E731
     expected = unigram_perplexity(ids(train), ids([s.split() for s in TEST]), len(vocab))
     assert unigram_reference(cfg) == pytest.approx(expected)
+
+
+def _archive(tmp_path, contents: dict[str, bytes]):
+    import io
+    import tarfile
+
+    path = tmp_path / "simple-examples.tgz"
+    with tarfile.open(path, "w:gz") as tar:
+        for split, data in contents.items():
+            info = tarfile.TarInfo(lm_text.PTB_MEMBER.format(split=split))
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    return path.as_uri()
+
+
+def test_fetch_ptb_checks_each_file_against_its_pinned_digest(tmp_path, monkeypatch):
+    """`ibkd data fetch-ptb` extracts the three files of Mikolov's archive, each checked against
+    its pinned SHA-256; a file with other content is refused and nothing is left in place."""
+    import gzip
+
+    monkeypatch.setenv("IBKD_CACHE", str(tmp_path / "cache"))
+    monkeypatch.delenv(lm_text.ENV)
+    bad = _archive(tmp_path, {s: b"not ptb\n" for s in lm_text.SPLITS})
+    with pytest.raises(IbkdError, match="ptb.train.txt has checksum"):
+        lm_text.fetch_ptb(tmp_path / "bad", urls=(bad,))
+    assert not list((tmp_path / "bad").iterdir())
+    ptb = shared("ptb")
+    good = _archive(tmp_path, {s: gzip.decompress((ptb / f"ptb.{s}.txt.gz").read_bytes())
+                               for s in lm_text.SPLITS})  # fmt: skip
+    folder = lm_text.fetch_ptb(urls=(good,))
+    assert folder == tmp_path / "cache" / "ptb" and lm_text.is_text_folder(folder)
+    assert lm_text.resolve(None) == str(folder.resolve())

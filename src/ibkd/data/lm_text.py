@@ -21,6 +21,7 @@ them): PTB's splits share a few short sentences.
 from __future__ import annotations
 
 import os
+import shutil
 import sys
 import tarfile
 from dataclasses import dataclass
@@ -128,15 +129,26 @@ def training_sentences(
 def fetch_ptb(folder: Path | None = None, urls: tuple[str, ...] = PTB_URLS) -> Path:
     """Download Mikolov's `simple-examples.tgz` and extract `ptb.{train,valid,test}.txt` into
     `folder` (default: the cache's `ptb`), each checked against `PTB_SHA256` before it is
-    renamed into place; returns the folder. Raises IbkdError when no URL gives the archive or
-    a file's digest differs."""
+    renamed into place; returns the folder. The archive goes to a temporary folder of the
+    cache, removed afterwards (a bad archive is not kept for the next try). Raises IbkdError
+    when no URL gives the archive or a file's digest differs."""
     folder = Path(folder) if folder is not None else cache_dir("ptb")
     if is_text_folder(folder):
         return folder
-    archive = fetch(
-        list(urls), cache_dir("downloads", "simple-examples.tgz"),
-        hint=f" (or point --lm-text / ${ENV} at a folder with ptb.train.txt ...)",
-    )  # fmt: skip
+    staging = cache_dir("downloads", f".ptb.{os.getpid()}")
+    try:
+        archive = fetch(
+            list(urls), staging / "simple-examples.tgz",
+            hint=f" (or point --lm-text / ${ENV} at a folder with ptb.train.txt ...)",
+        )  # fmt: skip
+        _extract(archive, folder)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return folder
+
+
+def _extract(archive: Path, folder: Path) -> None:
+    """`fetch_ptb`'s extraction of the three checked files of `archive` into `folder`."""
     folder.mkdir(parents=True, exist_ok=True)
     with tarfile.open(archive) as tar:
         for split in SPLITS:
@@ -153,5 +165,4 @@ def fetch_ptb(folder: Path | None = None, urls: tuple[str, ...] = PTB_URLS) -> P
                 raise IbkdError(f"{archive}: {member} has checksum {digest[:12]}..., expected "
                                 f"{PTB_SHA256[split][:12]}...")  # fmt: skip
             os.replace(tmp, folder / f"ptb.{split}.txt")
-    return folder
 
