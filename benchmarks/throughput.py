@@ -5,6 +5,9 @@ the LM and scenario 2's models, whose "tokens" are images):
 - `ibkd`: tokens/s of `train_run`'s training steps (logging, progress and checkpoints included);
 - `bare`: the same model, batches and optimizer in a minimal loop (forward, loss, backward,
   clip, step) in the same process;
+- both also in CPU time (`*_cpu_tok_s`, `StepClock`: from the end of the first step to the
+  end of the last, this process's CPU seconds): on a machine shared with other jobs, the
+  ratio to compare with `--threads 1`;
 - for `transformer`: `torch.nn.TransformerEncoderLayer` (pre-LN, GELU, same width, depth, heads,
   dropouts) with a key padding mask, reading position 0, on the same bucketed batches and on
   plain shuffled batches (no length bucketing, as a typical padded-batch loop would run);
@@ -82,11 +85,46 @@ class TorchEncoderClassifier(nn.Module):
         return self.head(self.ln(self.encoder(x, src_key_padding_mask=pad))[:, 0])
 
 
+class StepClock:
+    """Tokens/s from the end of a loop's first step to the end of its last, in wall time and in
+    this process's CPU time (`time.process_time`): on a machine shared with other jobs the CPU
+    time of a single-threaded loop is the work done, whatever the other jobs take, so the CPU
+    figures of two loops compare where their wall-clock figures scatter."""
+
+    def __init__(self) -> None:
+        self.ticks: list[tuple[float, float, int]] = []
+
+    def tick(self, tokens: int) -> None:
+        """A step has ended that trained on `tokens` tokens."""
+        self.ticks.append((time.perf_counter(), time.process_time(), tokens))
+
+    def rates(self) -> tuple[float, float]:
+        """(wall tokens/s, CPU tokens/s) over the steps after the first (NaN for < 2 steps)."""
+        if len(self.ticks) < 2:
+            return float("nan"), float("nan")
+        (w0, c0, _), (w1, c1, _) = self.ticks[0], self.ticks[-1]
+        tokens = sum(t for _, _, t in self.ticks[1:])
+        return tokens / (w1 - w0), tokens / max(c1 - c0, 1e-9)
+
+
+def step_tokens(cfg, data, epochs: int) -> list[int]:
+    """The tokens of each training step of `train_run` on `data` (its batch order)."""
+    out = []
+    for epoch in range(epochs):
+        gen = torch.Generator().manual_seed(cfg.seed * 1_000_003 + epoch)
+        order = batches(data.lengths, cfg.train.batch_size, shuffle=True, generator=gen,
+                        bucket=cfg.train.bucket)  # fmt: skip
+        out += [int(data.lengths[i].sum()) for i in order]
+    return out
+
+
 def bare_loop(
-    model, data, cfg, setup: str, epochs: int, bucket: bool = True, scored: bool = False
-) -> float:
+    model, data, cfg, setup: str, epochs: int, bucket: bool = True, scored: bool = False,
+    clock: StepClock | None = None,
+) -> float:  # fmt: skip
     """Tokens/s of a minimal training loop over the same batches (`scored`: an LM's output
-    layer at the non-pad positions only, as ibkd's scored step)."""
+    layer at the non-pad positions only, as ibkd's scored step); `clock` ticks after each
+    step."""
     device = torch.device(cfg.train.device)
     model = model.to(device)
     opt = torch.optim.AdamW(
@@ -114,6 +152,8 @@ def bare_loop(
             nn.utils.clip_grad_norm_(model.parameters(), cfg.train.clip)
             opt.step()
             tokens_done += int(lengths.sum())
+            if clock is not None:
+                clock.tick(int(lengths.sum()))
     if device.type == "cuda":
         torch.cuda.synchronize()
     return tokens_done / (time.perf_counter() - t0)
@@ -148,16 +188,23 @@ def measure(
     cfg = config(setup, name, preset_name, rows, epochs, vocab_size=vocab_size)
     data = prepare_data(cfg)
     scored = setup == "lm" and lm_step == "scored"
-    ours = bare = 0.0
+    tokens = step_tokens(cfg, data.train, epochs)
+    ours = bare = ours_cpu = bare_cpu = 0.0
     for r in range(repeat):
         folder = tmp / f"{setup}-{name}-{preset_name}-{vocab_size}-{lm_step}-{r}"
+        clock = StepClock()
         with mock.patch.object(ibkd.train, "scored_only", ibkd.train.scored_only if scored
                                else lambda run: False):  # fmt: skip
-            metrics = train_run(cfg, folder, progress=False, threads=THREADS)
+            metrics = train_run(cfg, folder, progress=False, threads=THREADS,
+                                on_step=lambda s, c=clock: c.tick(tokens[s - 1]))  # fmt: skip
         ours = max(ours, metrics["training"]["tokens_per_s"])
+        ours_cpu = max(ours_cpu, clock.rates()[1])
         torch.manual_seed(cfg.seed)
         model = build_model(cfg.model, len(data.vocab) if data.vocab else 0, setup)
-        bare = max(bare, bare_loop(model, data.train, cfg, setup, epochs, scored=scored))
+        clock = StepClock()
+        bare = max(bare, bare_loop(model, data.train, cfg, setup, epochs, scored=scored,
+                                   clock=clock))  # fmt: skip
+        bare_cpu = max(bare_cpu, clock.rates()[1])
     row = {
         "setup": setup,
         "model": name,
@@ -168,6 +215,9 @@ def measure(
         "ibkd_tok_s": ours,
         "bare_tok_s": round(bare),
         "ibkd_vs_bare": round(ours / bare, 3),
+        "ibkd_cpu_tok_s": round(ours_cpu),
+        "bare_cpu_tok_s": round(bare_cpu),
+        "ibkd_vs_bare_cpu": round(ours_cpu / bare_cpu, 3),
     }
     if setup == "cls" and name == "transformer":
         same = unbucketed = 0.0
