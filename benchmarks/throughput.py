@@ -192,19 +192,21 @@ def measure(
     ours = bare = ours_cpu = bare_cpu = 0.0
     for r in range(repeat):
         folder = tmp / f"{setup}-{name}-{preset_name}-{vocab_size}-{lm_step}-{r}"
-        clock = StepClock()
-        with mock.patch.object(ibkd.train, "scored_only", ibkd.train.scored_only if scored
-                               else lambda run: False):  # fmt: skip
-            metrics = train_run(cfg, folder, progress=False, threads=THREADS,
-                                on_step=lambda s, c=clock: c.tick(tokens[s - 1]))  # fmt: skip
-        ours = max(ours, metrics["training"]["tokens_per_s"])
-        ours_cpu = max(ours_cpu, clock.rates()[1])
-        torch.manual_seed(cfg.seed)
-        model = build_model(cfg.model, len(data.vocab) if data.vocab else 0, setup)
-        clock = StepClock()
-        bare = max(bare, bare_loop(model, data.train, cfg, setup, epochs, scored=scored,
-                                   clock=clock))  # fmt: skip
-        bare_cpu = max(bare_cpu, clock.rates()[1])
+        for loop in ("ibkd", "bare") if r % 2 == 0 else ("bare", "ibkd"):  # alternating
+            clock = StepClock()
+            if loop == "ibkd":
+                with mock.patch.object(ibkd.train, "scored_only", ibkd.train.scored_only
+                                       if scored else lambda run: False):  # fmt: skip
+                    metrics = train_run(cfg, folder, progress=False, threads=THREADS,
+                                        on_step=lambda s, c=clock: c.tick(tokens[s - 1]))
+                ours = max(ours, metrics["training"]["tokens_per_s"])
+                ours_cpu = max(ours_cpu, clock.rates()[1])
+            else:
+                torch.manual_seed(cfg.seed)
+                model = build_model(cfg.model, len(data.vocab) if data.vocab else 0, setup)
+                bare = max(bare, bare_loop(model, data.train, cfg, setup, epochs, scored=scored,
+                                           clock=clock))  # fmt: skip
+                bare_cpu = max(bare_cpu, clock.rates()[1])
     row = {
         "setup": setup,
         "model": name,
