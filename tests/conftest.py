@@ -19,6 +19,10 @@ from ibkd.data.linzen import AgreementRow
 from ibkd.data.mnist import FILES, write_idx
 from ibkd.predictions import load_predictions
 
+# language models in tests train on the agreement rows' sentences unless a test gives an LM
+# text: a PTB copy in the user's cache must not change what the tests compute
+os.environ["IBKD_LM_TEXT"] = "none"
+
 SHARED = Path(os.environ.get("IBKD_SHARED_DATA", Path(__file__).parents[2] / "shared" / "data"))
 
 

@@ -79,9 +79,10 @@ def test_vocab_from_training_rows(tmp_path):
         Vocab.load(path)
 
 
-def test_a_run_s_vocabulary_cap_and_lm_sentences(tmp_path):
+def test_a_run_s_vocabulary_cap_and_lm_sentences(tmp_path, monkeypatch):
     """`--vocab-size N` keeps the N most frequent training words with the specials; 0 keeps
-    every word; a language model trains on each distinct sentence once."""
+    every word; a language model without an LM text trains on each distinct sentence once."""
+    monkeypatch.setenv("IBKD_LM_TEXT", "none")
     from ibkd.cli import build_parser, run_config
     from ibkd.config import DataConfig, RunConfig, preset
     from ibkd.data.prepare import lm_sentences, prepare_data

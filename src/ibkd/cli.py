@@ -22,6 +22,7 @@ from ibkd.config import (
     RunConfig,
     preset,
 )
+from ibkd.data import lm_text
 from ibkd.data.build import DEFAULT_PLACEHOLDERS, KeptWords, build, read_keep_words
 from ibkd.data.merge import merge, parse_part, read_part
 from ibkd.data.mnist import FILES
@@ -251,6 +252,7 @@ RESUMED = {
     "transfer": (lambda c, s: c.data.transfer,
                  lambda v: None if v == "none" else _absolute(v)),
     "vocab_size": (lambda c, s: c.data.vocab_size, lambda v: v or None),
+    "lm_text": (lambda c, s: c.data.lm_text, lambda v: lm_text.resolve(v)),
     "seed": (lambda c, s: c.seed, lambda v: v),
     "epochs": (lambda c, s: c.train.epochs, lambda v: v),
     "batch_size": (lambda c, s: c.train.batch_size, lambda v: v),
@@ -271,6 +273,12 @@ RESUMED = {
     "teacher_dropout": (lambda c, s: c.distill and c.distill.teacher_dropout, lambda v: v),
     "no_teacher_cache": (lambda c, s: c.distill and not c.distill.cache_teacher, lambda v: v),
 }  # fmt: skip
+
+
+def cmd_data_fetch_ptb(args: argparse.Namespace) -> int:
+    folder = lm_text.fetch_ptb(Path(args.out) if args.out else None)
+    print(f"{folder}: ptb.train.txt, ptb.valid.txt, ptb.test.txt (SHA-256 checked)")
+    return 0
 
 
 def _flag(dest: str) -> str:
@@ -357,12 +365,13 @@ def run_config(args: argparse.Namespace):
     data = (
         teacher_cfg.data
         if teacher_cfg and args.data is None
-        else DataConfig(
-            data=_absolute(args.data or "default"),
-            vocab_size=teacher_cfg.data.vocab_size  # a student shares its teacher's cap
-            if teacher_cfg
-            else vocab_size(setup, budget, getattr(args, "vocab_size", None)),
+        else DataConfig(  # a student shares its teacher's vocabulary cap and LM text
+            data=_absolute(args.data),
+            vocab_size=teacher_cfg.data.vocab_size,
+            lm_text=teacher_cfg.data.lm_text,
         )
+        if teacher_cfg
+        else _data_config(args, setup, budget)
     )
     distill = None
     if teacher_cfg is not None or online:
@@ -388,6 +397,19 @@ def run_config(args: argparse.Namespace):
     )
     cfg.validate()
     return cfg
+
+
+def _data_config(args: argparse.Namespace, setup: str, budget: str):
+    """The data settings of `ibkd train`: the agreement data, and for a language model its
+    text (`--lm-text`, else $IBKD_LM_TEXT or the cache's PTB: `ibkd.data.lm_text.resolve`,
+    stored absolute) with the vocabulary cap that goes with it."""
+    text = lm_text.resolve(getattr(args, "lm_text", None)) if setup == "lm" else None
+    if getattr(args, "lm_text", None) and setup != "lm":
+        raise IbkdError(f"--lm-text: for the language-model setup (lm), not {setup}")
+    return DataConfig(
+        data=_absolute(args.data or "default"), lm_text=text,
+        vocab_size=vocab_size(setup, budget, getattr(args, "vocab_size", None), lm_text=text),
+    )  # fmt: skip
 
 
 def _online_model(setup: str, name: str, budget: str) -> dict:
@@ -464,6 +486,8 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
     setup = args.setup or scenario.setups[0]
     if setup not in scenario.setups:
         raise IbkdError(f"--setup {setup!r}: {scenario.key} has {', '.join(scenario.setups)}")
+    if args.lm_text:  # the LM text of every run of the grid (ibkd.data.lm_text.resolve)
+        os.environ[lm_text.ENV] = lm_text.resolve(args.lm_text) or "none"
     runs = scenario.grid(budget=args.budget, seeds=args.seeds, data=args.data, setup=setup)
     main_out = Path(f"runs/{args.scenario}-{setup}-{args.budget}")  # the main grid's default
     grid_part = "" if args.grid == "main" else f"-{args.grid}"
@@ -681,6 +705,13 @@ def _add_run_options(p: argparse.ArgumentParser, distill: bool) -> None:
         "otherwise",
     )
     if not distill:  # a student shares its teacher's vocabulary
+        p.add_argument(
+            "--lm-text",
+            metavar="FOLDER",
+            help="LM: the text to train on, a folder with train, valid and test sentences "
+            "(ptb.train.txt or train.txt, ...; gzipped or not); `none`: the agreement rows' "
+            "sentences (default: $IBKD_LM_TEXT, else the PTB of `ibkd data fetch-ptb`)",
+        )
         p.add_argument(
             "--vocab-size",
             type=int,
@@ -973,6 +1004,13 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--force", action="store_true", help="replace the data the folder holds")
     m.set_defaults(func=cmd_data_merge)
 
+    fp = data_cmds.add_parser(
+        "fetch-ptb",
+        help="download Mikolov's PTB text (simple-examples.tgz), the LMs' default training text",
+    )
+    fp.add_argument("--out", help="folder for ptb.{train,valid,test}.txt (default: the cache)")
+    fp.set_defaults(func=cmd_data_fetch_ptb)
+
     t = commands.add_parser(
         "train",
         help="train one model (a run folder)",
@@ -1027,6 +1065,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="scenario1: default, a data folder or a Linzen file; scenario2: default "
         "($IBKD_MNIST_DIR, or the cache, downloaded to when empty) or a folder with the four "
         "MNIST IDX files",
+    )
+    r.add_argument(
+        "--lm-text",
+        metavar="FOLDER",
+        help="--setup lm: the text the language models train on (as for `ibkd train`; "
+        "default: $IBKD_LM_TEXT, else the PTB of `ibkd data fetch-ptb`)",
     )
     r.add_argument(
         "--seeds",

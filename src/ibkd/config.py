@@ -54,6 +54,11 @@ class DataConfig:
     # corpus (`default`: the shipped one, or a path); labelled by the teacher when distilling,
     # by the verb's tag otherwise
     transfer: str | None = None
+    # the language model's text (`ibkd.data.lm_text`): an absolute folder with train, valid and
+    # test sentences; the LM trains on every training sentence, its vocabulary is built from
+    # them and its perplexity is measured on the held-out ones; None: the agreement rows'
+    # sentences (configs saved before it existed load as None)
+    lm_text: str | None = None
 
 
 @dataclass
@@ -175,6 +180,8 @@ class RunConfig:
         d = self.data
         if d.max_train_rows is not None:
             _check_range("--max-train-rows", d.max_train_rows, low=1)
+        if d.lm_text is not None and self.setup != "lm":
+            raise IbkdError(f"--lm-text: for the language-model setup (lm), not {self.setup}")
         if d.vocab_size is not None:
             _check_range("--vocab-size", d.vocab_size, low=len(SPECIALS) + 1)
         _check_range(f"{where}: data.split_seed", d.split_seed, low=0, high=SEED_LIMIT - 1)

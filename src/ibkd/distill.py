@@ -94,6 +94,16 @@ class Teacher:
             h = self.model.features(tokens, lengths)
             return self.model.head(h).float() / self.temperature, h
 
+    def scored_logits(
+        self, tokens: torch.Tensor, lengths: torch.Tensor, mask: torch.Tensor
+    ) -> torch.Tensor:
+        """A frozen LM teacher's logits / T_cal at the positions where `mask` [B, L] is True:
+        [N, V] float32, its output layer applied there only (`outputs` gives [B, L, V])."""
+        self.model.train(self.cfg.teacher_dropout)
+        with torch.no_grad():
+            h = self.model.features(tokens, lengths)[mask]
+            return self.model.head(h).float() / self.temperature
+
     def cache(self, encoded, device: torch.device, batch_size: int = 512) -> None:
         """Compute the teacher's logits / T_cal (and, when the loss needs them, its penultimate
         representations) for every example of `encoded` once: [N, C] (and [N, H]) float32 on

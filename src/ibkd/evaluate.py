@@ -81,7 +81,11 @@ def validation_loss(
     model: nn.Module, data: Encoded | ImageSet, device: torch.device, batch_size: int = 256
 ) -> tuple[float, float]:
     """(mean gold cross-entropy in nats per example, or per token for the LM; accuracy of the
-    top class, NaN for the LM) over `data`."""
+    top class, NaN for the LM) over `data` (an LM's: over its held-out text, `data.text`,
+    where it has one)."""
+    if getattr(data, "text", None) is not None:
+        data = data.text
+
     total, count, scores, labels = 0.0, 0, [], []
     for out in infer(model, data, device, batch_size):
         mask = out.mask
@@ -138,6 +142,24 @@ def predict(
             feats[idx] = rep.float().cpu().numpy()
     if features and feats is not None:
         out["features"] = feats
+    if getattr(data, "text", None) is not None:
+        out |= text_nll(model, data.text, device, batch_size)
+    return out
+
+
+def text_nll(
+    model: nn.Module, text: Encoded, device: torch.device, batch_size: int = 256
+) -> dict[str, np.ndarray]:
+    """Per held-out sentence of an LM's text: `text_sum_nll` (summed next-token negative
+    log-likelihood, nats, float64 [M]) and `text_n_tokens` (scored tokens, int64 [M])."""
+    n = len(text)
+    out = {"text_sum_nll": np.zeros(n, dtype=np.float64),
+           "text_n_tokens": np.zeros(n, dtype=np.int64)}  # fmt: skip
+    for b in infer(model, text, device, batch_size):
+        idx = b.index.numpy()
+        nll = masked_cross_entropy(b.logits, b.targets, b.mask, "none")
+        out["text_sum_nll"][idx] = nll.sum(1).double().cpu().numpy()
+        out["text_n_tokens"][idx] = b.mask.sum(1).cpu().numpy()
     return out
 
 

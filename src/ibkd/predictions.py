@@ -21,6 +21,9 @@ Language model (lm):
     verb_logprob         float64 [N]     log P(actual verb | prefix), nats
     other_logprob        float64 [N]     log P(the verb's other-number form | prefix), nats
     other_known          bool    [N]     both forms are in the vocabulary (else not scored)
+  with an LM text (`DataConfig.lm_text`), the held-out sentences of the split (M of them):
+    text_sum_nll         float64 [M]     summed next-token negative log-likelihood, nats
+    text_n_tokens        int64   [M]     scored tokens (sentence + <eos>)
 """
 
 from __future__ import annotations
@@ -42,6 +45,7 @@ KEYS: dict[str, tuple[str, int]] = {
     "probs": ("float32", 2),
     "sum_nll": ("float64", 1), "n_tokens": ("int64", 1), "verb_logprob": ("float64", 1),
     "other_logprob": ("float64", 1), "other_known": ("bool", 1),
+    "text_sum_nll": ("float64", 1), "text_n_tokens": ("int64", 1),
 }  # fmt: skip
 AGREEMENT_KEYS = ("distance", "n_intervening", "n_diff_intervening")
 SETUP_KEYS = {
@@ -71,9 +75,10 @@ def check_arrays(
     """Check the arrays of a saved file against its contract before anything uses them: each
     known key's dtype kind and number of dimensions (`spec`: key -> (dtype, ndim), as `KEYS`
     and `SUITE_ARRAYS`), one length N shared by every known array's first axis, strings of at
-    most `MAX_STRING` characters and at most `MAX_GROUPS` distinct constructions. IbkdError
-    naming the file and the array otherwise (a tampered or foreign file)."""
-    n = None
+    most `MAX_STRING` characters and at most `MAX_GROUPS` distinct constructions. The `text_`
+    arrays (an LM's held-out text, one entry per sentence: M) share a length of their own.
+    IbkdError naming the file and the array otherwise (a tampered or foreign file)."""
+    lengths: dict[bool, tuple[int, str]] = {}  # per group (text_ or not): (length, first key)
     for key, a in arrays.items():
         if key not in spec:
             continue
@@ -89,9 +94,8 @@ def check_arrays(
                 f"{path}: not a {what} (`{key}` holds strings longer than {MAX_STRING} "
                 "characters)"
             )
-        if n is None:
-            n, first = len(a), key
-        elif len(a) != n:
+        n, first = lengths.setdefault(key.startswith("text_"), (len(a), key))
+        if len(a) != n:
             raise IbkdError(
                 f"{path}: not a {what} (`{key}` has {len(a)} rows, `{first}` has {n})"
             )

@@ -39,8 +39,9 @@ QUICK = QuickRecipe()
 @dataclass(frozen=True)
 class LMQuickRecipe:
     """The quick budget's language-model setup, sized by measurement to finish in 15 minutes on
-    a 2-core CPU (docs/lm.md): the 4,000 most frequent training words
-    (the rest `<unk>`; the output layer over all 9.5K words costs twice the time per token),
+    a 2-core CPU (docs/lm.md) when the LMs train on the agreement rows' sentences: then the
+    4,000 most frequent training words (the rest `<unk>`; the output layer over all 9.5K words
+    costs twice the time per token; with an LM text, every word of the text),
     3 epochs, 2 seeds, and for the LSTMs a learning rate of 5e-3 (`benchmarks/lm_recipe.py`:
     better validation perplexity and agreement than 2e-3 in 3 epochs; the Transformer does
     better at 2e-3)."""
@@ -81,15 +82,21 @@ MODEL_TRAIN: dict[tuple[str, str], dict[str, dict]] = {
     ("lm", "quick"): {m: {"lr": LM_QUICK.lstm_lr} for m in ("lstm", "small-lstm")},
 }
 
-# the vocabulary cap per (setup, preset) (DataConfig.vocab_size); absent: every training word
+# the vocabulary cap per (setup, preset) (DataConfig.vocab_size); absent: every training word.
+# A language model with an LM text keeps every word of its text (PTB: its own 10K words, which
+# Marvin & Linzen's items need); the cap applies to the agreement rows' sentences (fallback).
 VOCAB_SIZE: dict[tuple[str, str], int] = {("lm", "quick"): LM_QUICK.vocab_size}
 
 
-def vocab_size(setup: str, preset: str, given: int | None = None) -> int | None:
-    """The vocabulary cap of a run: `given` (`--vocab-size`; 0: no cap), else the preset's;
-    None: every training word."""
+def vocab_size(
+    setup: str, preset: str, given: int | None = None, lm_text: str | None = None
+) -> int | None:
+    """The vocabulary cap of a run: `given` (`--vocab-size`; 0: no cap), else the preset's
+    (none for a language model with an LM text `lm_text`); None: every training word."""
     if given is not None:
         return given or None
+    if setup == "lm" and lm_text is not None:
+        return None
     return VOCAB_SIZE.get((setup, preset))
 
 

@@ -367,6 +367,8 @@ def _task_loss(run: Run, index, tokens, lengths, targets, features=None) -> Loss
     model gets only its own term's gradients). `features`: the model's penultimate
     representation of the batch when the caller has it (not recomputed)."""
     mask = targets != PAD if run.cfg.setup == "lm" else None
+    if mask is not None and features is None and scored_only(run):
+        return _scored_lm_loss(run, tokens, lengths, targets, mask)
     if features is not None:
         logits = run.model.head(features)
     if run.teacher is None:
@@ -392,6 +394,31 @@ def _task_loss(run: Run, index, tokens, lengths, targets, features=None) -> Loss
     if teacher_ce is not None:
         parts = LossParts(parts.total + teacher_ce, parts.ce, parts.kd)
     return parts
+
+
+def scored_only(run: Run) -> bool:
+    """Whether a language model's loss may take the output layer at the scored positions only
+    (`_scored_lm_loss`): the model runs unwrapped (no DDP, not compiled), and the loss, if
+    any, is a logits-only one (`kd`, `hard`) from a frozen teacher."""
+    if run.net is not run.model:
+        return False
+    return run.teacher is None or (
+        not run.teacher.is_online and not LOSSES[run.cfg.distill.loss].representations
+    )
+
+
+def _scored_lm_loss(run: Run, tokens, lengths, targets, mask) -> LossParts:
+    """A language model's training loss with the output layer (and the teacher's) applied to
+    the N scored (non-pad) positions only: logits [N, V] instead of [B, L, V]. The same loss
+    as the masked one (every term is a mean over the scored positions), without the padded
+    positions' logits and the copy that masking them out of a [B, L, V] tensor makes."""
+    logits = run.model.head(run.model.features(tokens, lengths)[mask]).float()
+    gold = targets[mask]
+    if run.teacher is None:
+        return gold_loss(logits, gold, None)
+    teacher_logits = run.teacher.scored_logits(tokens, lengths, mask)
+    return LOSSES[run.cfg.distill.loss].fn(logits, teacher_logits, None, None, gold, None,
+                                           run.cfg.distill)  # fmt: skip
 
 
 def end_epoch(run: Run, train_loss: float, epochs_log: CsvLog) -> dict:

@@ -24,7 +24,8 @@ class Encoded:
     """One split, encoded. `tokens[i, :lengths[i]]` is example i's input; for the LM,
     `tokens[i, 1:lengths[i] + 1]` is its target (the matrix holds `<bos>` ... `<eos>`).
     `rows` are the agreement rows behind the examples (None for a training set extended with
-    transfer prefixes)."""
+    transfer prefixes, or of plain sentences). `text`: for an LM's validation or test rows,
+    the held-out sentences its perplexity is measured on (None: the rows' own sentences)."""
 
     setup: str
     tokens: torch.Tensor  # [N, L] int32, right-padded with <pad> (0)
@@ -32,6 +33,7 @@ class Encoded:
     labels: torch.Tensor  # [N] int64: verb number (VBZ 0, VBP 1)
     verb_input_index: torch.Tensor  # [N] int64: input position that predicts / precedes the verb
     rows: list[AgreementRow] | None
+    text: Encoded | None = None
 
     def __len__(self) -> int:
         return len(self.lengths)
@@ -108,6 +110,14 @@ def encode(rows: list[AgreementRow], vocab: Vocab, setup: str) -> Encoded:
     lengths = [len(s) - 1 for s in seqs]
     verb_input_index = [r.verb_index - 1 for r in rows]  # <bos> shifts the sentence by one
     return pack(setup, seqs, lengths, [r.label for r in rows], verb_input_index, rows)
+
+
+def encode_sentences(sentences, vocab: Vocab) -> Encoded:
+    """Plain sentences (token lists) -> an LM set without agreement rows: input `<bos>` +
+    sentence, target sentence + `<eos>` (labels and verb positions 0, unused)."""
+    seqs = [[BOS] + vocab.encode(s) + [EOS] for s in sentences]
+    zeros = [0] * len(seqs)
+    return pack("lm", seqs, [len(s) - 1 for s in seqs], zeros, zeros, None)
 
 
 def encode_prefixes(prefixes, labels, vocab: Vocab, rows=None) -> Encoded:

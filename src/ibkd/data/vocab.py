@@ -101,11 +101,19 @@ def build_vocab(
     rows: Iterable[AgreementRow], *, min_count: int = 1, max_size: int | None = None
 ) -> Vocab:
     """The vocabulary of the rows' `sentence` tokens (build it from the training split only):
-    specials first, then words by descending frequency, ties alphabetically; words seen fewer
-    than `min_count` times, and those beyond `max_size` entries, are left to `<unk>`."""
+    `build_text_vocab` of their token lists."""
+    return build_text_vocab((row.tokens for row in rows), min_count=min_count, max_size=max_size)
+
+
+def build_text_vocab(
+    sentences: Iterable[Sequence[str]], *, min_count: int = 1, max_size: int | None = None
+) -> Vocab:
+    """The vocabulary of training sentences (token lists): specials first, then words by
+    descending frequency, ties alphabetically; words seen fewer than `min_count` times, and
+    those beyond `max_size` entries, are left to `<unk>` (PTB's own `<unk>` is that entry)."""
     counts: Counter[str] = Counter()
-    for row in rows:
-        counts.update(row.tokens)
+    for tokens in sentences:
+        counts.update(tokens)
     words = sorted(
         (w for w, c in counts.items() if c >= min_count and w not in SPECIALS),
         key=lambda w: (-counts[w], w),

@@ -9,9 +9,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ibkd.config import DISTILL_PRESETS, DataConfig, DistillConfig, RunConfig, preset
+from ibkd.data import lm_text
 from ibkd.data.prepare import lm_sentences
 from ibkd.data.splits import load_splits
-from ibkd.data.vocab import EOS, build_vocab
+from ibkd.data.vocab import EOS, build_text_vocab
 from ibkd.errors import IbkdError
 from ibkd.experiments import Scenario, register
 from ibkd.experiments.figures import plot_groups_by, pyplot, save, style
@@ -135,6 +136,7 @@ def _run(
 ) -> GridRun:
     """One run: `row` is the teacher's model (None: no teacher, or CONTROL_ROW)."""
     model, train = preset(setup, student, budget.preset)
+    text = lm_text.resolve(None) if setup == "lm" else None  # --lm-text / $IBKD_LM_TEXT / cache
     teacher = row if row not in (None, CONTROL_ROW) else None
     distill, transfer = None, None
     if teacher is not None:
@@ -148,7 +150,8 @@ def _run(
         setup=setup,
         model=model,
         seed=seed,
-        data=DataConfig(data=data, transfer=transfer, vocab_size=vocab_size(setup, budget.preset)),
+        data=DataConfig(data=data, transfer=transfer, lm_text=text,
+                        vocab_size=vocab_size(setup, budget.preset, lm_text=text)),
         train=train,
         distill=distill,
     )
@@ -237,10 +240,17 @@ def unigram_reference(config: dict) -> float:
     the run's vocabulary (`metrics.unigram_perplexity`): what each LM must clearly beat."""
     d = DataConfig(**config["data"])
     splits = load_splits(d.data, seed=d.split_seed, fractions=(d.train_fraction, d.valid_fraction))
-    rows = splits.train[: d.max_train_rows] if d.max_train_rows else splits.train
-    vocab = build_vocab(rows, max_size=d.vocab_size)
-    ids = lambda rs: [vocab.encode(r.tokens) + [EOS] for r in rs]  # noqa: E731
-    return unigram_perplexity(ids(lm_sentences(rows)), ids(splits.test), len(vocab))
+    if d.lm_text is not None:  # the LM text's training and held-out test sentences
+        text = lm_text.read_text(d.lm_text)
+        held = [tuple(r.tokens) for r in (*splits.valid, *splits.test)]
+        train, test = lm_text.training_sentences(text, held)[0], text.test
+    else:
+        rows = splits.train[: d.max_train_rows] if d.max_train_rows else splits.train
+        train, test = [r.tokens for r in lm_sentences(rows)], [r.tokens for r in splits.test]
+    train = train[: d.max_train_rows] if d.max_train_rows else train
+    vocab = build_text_vocab(train, max_size=d.vocab_size)
+    ids = lambda ss: [vocab.encode(s) + [EOS] for s in ss]  # noqa: E731
+    return unigram_perplexity(ids(train), ids(test), len(vocab))
 
 
 def lm_table(groups: dict[str, Group]) -> str:
@@ -583,9 +593,14 @@ def notes(budget: str, configs: list[dict]) -> str:
             return ""
         c = configs[0]
         kd = next((c["distill"] for c in configs if c.get("distill")), None)
+        cap = c["data"].get("vocab_size")
+        text = c["data"].get("lm_text")
+        words = (f"the {cap:,} most frequent training words (the rest <unk>)" if cap
+                 else "every training word")  # fmt: skip
+        source = (f"every training sentence of the LM text {Path(text).name}/ (held-out "
+                  "sentences excluded)" if text else "the agreement rows' sentences")  # fmt: skip
         return (
-            f"quick budget: the {c['data']['vocab_size']:,} most frequent training words "
-            f"(the rest <unk>), {count(c['train']['epochs'], 'epoch')}"
+            f"quick budget: {source}, {words}, {count(c['train']['epochs'], 'epoch')}"
             + (
                 f"; distilled students learn the teacher's full distribution at every token "
                 f"(T = {kd['temperature']:g}, alpha = {kd['alpha']:g}, Reflect's)"

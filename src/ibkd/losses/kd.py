@@ -28,6 +28,11 @@ def kd_loss(
     """s(T) * KL(teacher || student) at `temperature`, averaged over the positions where `mask`
     is True (all positions when None). Logits [..., C]; returns a 0-d float32 tensor (nats)."""
     log_s = F.log_softmax(student_logits.float() / temperature, dim=-1)
+    return _kl(log_s, teacher_logits, temperature, kd_scale, mask)
+
+
+def _kl(log_s, teacher_logits, temperature: float, kd_scale: str, mask) -> torch.Tensor:
+    """`kd_loss` from the student's log-probabilities at `temperature` (log_s [..., C])."""
     log_t = F.log_softmax(teacher_logits.float() / temperature, dim=-1)
     kl = (log_t.exp() * (log_t - log_s)).sum(-1)
     kl = kl[mask] if mask is not None else kl
@@ -37,6 +42,15 @@ def kd_loss(
 @register("kd")
 def kd(student_logits, teacher_logits, student_repr, teacher_repr, gold, mask, cfg) -> LossParts:
     """alpha * s(T) * KL + (1 - alpha) * CE on gold (the module docstring); the
-    representations are not used."""
-    distill = kd_loss(student_logits, teacher_logits, cfg.temperature, cfg.kd_scale, mask)
-    return with_gold(distill, student_logits, gold, mask, cfg)
+    representations are not used. At T = 1 the gold cross-entropy reuses the student's
+    log-probabilities of the KL term (`F.cross_entropy` is `nll_loss` of `log_softmax`, so the
+    value is the same, for one log-softmax over the vocabulary instead of two)."""
+    t = cfg.temperature
+    log_s = F.log_softmax(student_logits.float() / t, dim=-1)
+    distill = _kl(log_s, teacher_logits, t, cfg.kd_scale, mask)
+    if t != 1:
+        return with_gold(distill, student_logits, gold, mask, cfg)
+    scored = log_s[mask] if mask is not None else log_s
+    ce = F.nll_loss(scored.reshape(-1, scored.shape[-1]),
+                    (gold[mask] if mask is not None else gold).reshape(-1))  # fmt: skip
+    return LossParts(cfg.alpha * distill + (1 - cfg.alpha) * ce, ce, distill)

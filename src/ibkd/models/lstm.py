@@ -34,6 +34,9 @@ class LSTMConfig(ModelConfig):
     """dropout probability on every layer's input (one mask per sequence) and on the output"""
     recurrent_dropout: float = 0.0
     """dropout probability on the recurrent state h_{t-1} (one mask per batch)"""
+    tied: bool = True
+    """LM: the output layer's weights are the input embedding's (Press & Wolf 2017; the top
+    state is projected to `dim` first when `hidden` differs); false: a separate output matrix"""
 
 
 def _lstm(name: str, dim: int, hidden: int, embed_dropout: float, dropout: float) -> LSTMConfig:
@@ -101,7 +104,8 @@ class LSTM(nn.Module):
     """Stacked LSTM (Hochreiter & Schmidhuber 1997) as in Reflect's Keras models (Abnar et al.
     2020). Classification reads the state at the last non-pad token and gives `n_classes`
     logits; the LM projects each state to `dim` and ties its output to the input embedding,
-    giving `vocab_size` logits per token. Token id 0 is padding (right-padded batches)."""
+    giving `vocab_size` logits per token (`tied`: false, a separate output matrix). Token id 0
+    is padding (right-padded batches)."""
 
     def __init__(self, cfg: LSTMConfig, vocab_size: int, setup: str, n_classes: int = 2):
         super().__init__()
@@ -118,7 +122,8 @@ class LSTM(nn.Module):
         if setup == "lm":
             self.proj = nn.Linear(hidden, cfg.dim) if hidden != cfg.dim else nn.Identity()
             self.head = nn.Linear(cfg.dim, vocab_size)
-            self.head.weight = self.embed.weight  # tied input/output embeddings
+            if cfg.tied:  # tied input/output embeddings
+                self.head.weight = self.embed.weight
         else:
             self.head = nn.Linear(hidden, n_classes)
 

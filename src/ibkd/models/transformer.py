@@ -48,6 +48,9 @@ class TransformerConfig(ModelConfig):
     """dropout probability on the attention weights"""
     max_len: int = 512
     """longest input (tokens): the number of learned positions"""
+    tied: bool = True
+    """LM: the output layer's weights are the token embedding's (Press & Wolf 2017); false: a
+    separate output matrix"""
 
 
 def _transformer(
@@ -123,7 +126,7 @@ class Transformer(nn.Module):
     """The paper's Transformer, Transformer-seq and UTransformer-seq (Abnar et al. 2020, after
     Vaswani et al. 2017 and Dehghani et al. 2019), as set by `TransformerConfig`. Classification
     gives `n_classes` logits per sequence; the LM `vocab_size` logits per token, its output tied
-    to the token embedding. Raises `ValueError` for an unknown `pool`."""
+    to the token embedding (unless `tied` is false). Raises `ValueError` for an unknown `pool`."""
 
     def __init__(self, cfg: TransformerConfig, vocab_size: int, setup: str, n_classes: int = 2):
         super().__init__()
@@ -142,7 +145,7 @@ class Transformer(nn.Module):
         self.ln_f = nn.LayerNorm(d)
         self.head = nn.Linear(d, vocab_size if setup == "lm" else n_classes)
         self._init()
-        if setup == "lm":
+        if setup == "lm" and cfg.tied:
             self.head.weight = self.tok.weight  # tied input/output embeddings
 
     def _init(self) -> None:
