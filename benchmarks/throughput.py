@@ -197,8 +197,13 @@ def measure(
             if loop == "ibkd":
                 with mock.patch.object(ibkd.train, "scored_only", ibkd.train.scored_only
                                        if scored else lambda run: False):  # fmt: skip
-                    metrics = train_run(cfg, folder, progress=False, threads=THREADS,
-                                        on_step=lambda s, c=clock: c.tick(tokens[s - 1]))
+                    metrics = train_run(
+                        cfg,
+                        folder,
+                        progress=False,
+                        threads=THREADS,
+                        on_step=lambda s, c=clock: c.tick(tokens[s - 1]),
+                    )
                 ours = max(ours, metrics["training"]["tokens_per_s"])
                 ours_cpu = max(ours_cpu, clock.rates()[1])
             else:

@@ -209,8 +209,6 @@ def without(path, *columns):
 
 
 @pytest.mark.slow
-
-
 def same_predictions(a, b):
     """Assert that two run folders saved identical validation and test predictions."""
     for split in ("valid", "test"):

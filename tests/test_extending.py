@@ -175,7 +175,8 @@ def test_the_docs_extensions_join_the_grids_and_the_cli(extension, tmp_path, cap
     path.write_text("the keys to the cabinet\tare\tis\nthe author\tlaughs\tlaugh\n")
     items = suites.read_suite(path)
     assert [(it.prefix[-1], it.good, it.bad) for it in items] == [
-        ("cabinet", ("are",), ("is",)), ("author", ("laughs",), ("laugh",))
+        ("cabinet", ("are",), ("is",)),
+        ("author", ("laughs",), ("laugh",)),
     ]
     path.write_text("the keys are\n")
     with pytest.raises(IbkdError, match="agreement.pairs, line 1: expected prefix"):

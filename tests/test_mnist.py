@@ -153,7 +153,7 @@ def test_scenario2_grid_report_and_skip(tmp_path, capsys):
     rows = markdown_tables(text)[0]  # metric and group rows, a column per test set
     assert rows[0] == ["metric", "model", *TEST_SETS.values()]
     table = {(r[0], r[1]): r[2:] for r in rows[1:]}
-    for (metric, key, digits) in (("accuracy", "mu_accuracy", 3), ("ECE", "ece", 3)):
+    for metric, key, digits in (("accuracy", "mu_accuracy", 3), ("ECE", "ece", 3)):
         for group in summary:
             for cell, on in zip(table[(metric, group)], TEST_SETS):
                 paper = PAPER[metric.lower()].get(group, {}).get(on, (None, None))

@@ -330,4 +330,3 @@ def test_config_differences_name_the_option_and_ignore_how_a_run_executes(tmp_pa
         f"data.data: {str(tmp_path / 'd')!r} there, 'default' asked",
         "distill.temperature: 3.0 there, 1.0 asked",
     ]
-

@@ -378,8 +378,15 @@ def test_the_same_suite_on_a_hugging_face_causal_lm():
         eos_token="<|endoftext|>",
     )  # fmt: skip
     torch.manual_seed(0)
-    config = transformers.GPT2Config(vocab_size=len(vocab), n_positions=16, n_embd=16,
-                                     n_layer=1, n_head=2, bos_token_id=0, eos_token_id=0)
+    config = transformers.GPT2Config(
+        vocab_size=len(vocab),
+        n_positions=16,
+        n_embd=16,
+        n_layer=1,
+        n_head=2,
+        bos_token_id=0,
+        eos_token_id=0,
+    )
     model = transformers.GPT2LMHeadModel(config).eval()
     scorer = HFCausalLMScorer(model, tokenizer, batch_size=2)
 
@@ -397,7 +404,13 @@ def test_the_same_suite_on_a_hugging_face_causal_lm():
     np.testing.assert_allclose(cond, want, rtol=1e-5)
     pred, summary = scorer.score_suite(ITEMS)  # sentence pairs, from where they differ
     assert summary["scored"] == 3
-    np.testing.assert_allclose(pred["score_good"], [alone("the dog barks", 2),
-                               alone("the dogs bark", 2), alone("dogs bark the", 1)], rtol=1e-5)
-    np.testing.assert_allclose(pred["score_bad"], [alone("the dog bark", 2),
-                               alone("the dogs barks", 2), alone("dogs barks the", 1)], rtol=1e-5)
+    np.testing.assert_allclose(
+        pred["score_good"],
+        [alone("the dog barks", 2), alone("the dogs bark", 2), alone("dogs bark the", 1)],
+        rtol=1e-5,
+    )
+    np.testing.assert_allclose(
+        pred["score_bad"],
+        [alone("the dog bark", 2), alone("the dogs barks", 2), alone("dogs barks the", 1)],
+        rtol=1e-5,
+    )

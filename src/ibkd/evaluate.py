@@ -188,4 +188,3 @@ def next_token_logprobs(model, vocab: Vocab, prefixes, targets: list[int], devic
         logp = F.log_softmax(b.logits[at, b.lengths - 1], -1)
         out[b.index.numpy()] = logp[at, tgt[b.index].to(device)].cpu().numpy()
     return out
-

@@ -91,14 +91,11 @@ def check_arrays(
             )
         if dtype == "str" and a.dtype.itemsize // 4 > MAX_STRING:
             raise IbkdError(
-                f"{path}: not a {what} (`{key}` holds strings longer than {MAX_STRING} "
-                "characters)"
+                f"{path}: not a {what} (`{key}` holds strings longer than {MAX_STRING} characters)"
             )
         n, first = lengths.setdefault(key.startswith("text_"), (len(a), key))
         if len(a) != n:
-            raise IbkdError(
-                f"{path}: not a {what} (`{key}` has {len(a)} rows, `{first}` has {n})"
-            )
+            raise IbkdError(f"{path}: not a {what} (`{key}` has {len(a)} rows, `{first}` has {n})")
     if "construction" in spec and "construction" in arrays:
         groups = len(np.unique(arrays["construction"]))
         if groups > MAX_GROUPS:

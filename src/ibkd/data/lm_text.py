@@ -165,4 +165,3 @@ def _extract(archive: Path, folder: Path) -> None:
                 raise IbkdError(f"{archive}: {member} has checksum {digest[:12]}..., expected "
                                 f"{PTB_SHA256[split][:12]}...")  # fmt: skip
             os.replace(tmp, folder / f"ptb.{split}.txt")
-

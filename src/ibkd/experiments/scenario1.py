@@ -150,8 +150,12 @@ def _run(
         setup=setup,
         model=model,
         seed=seed,
-        data=DataConfig(data=data, transfer=transfer, lm_text=text,
-                        vocab_size=vocab_size(setup, budget.preset, lm_text=text)),
+        data=DataConfig(
+            data=data,
+            transfer=transfer,
+            lm_text=text,
+            vocab_size=vocab_size(setup, budget.preset, lm_text=text),
+        ),
         train=train,
         distill=distill,
     )
@@ -187,9 +191,7 @@ def grid(
                 if b.self_distill or s != t
             ]
             if b.control:
-                runs += [
-                    _run("cls", s, CONTROL_ROW, seed, b, data) for s in models if s != "lstm"
-                ]
+                runs += [_run("cls", s, CONTROL_ROW, seed, b, data) for s in models if s != "lstm"]
         elif setup == "lm":
             runs += [_run("lm", m, None, seed, b, data) for m in LM_MODELS]
             runs += [_run("lm", s, t, seed, b, data) for t, s in LM_PAIRS]
@@ -599,14 +601,11 @@ def notes(budget: str, configs: list[dict]) -> str:
                  else "every training word")  # fmt: skip
         source = (f"every training sentence of the LM text {Path(text).name}/ (held-out "
                   "sentences excluded)" if text else "the agreement rows' sentences")  # fmt: skip
-        return (
-            f"quick budget: {source}, {words}, {count(c['train']['epochs'], 'epoch')}"
-            + (
-                f"; distilled students learn the teacher's full distribution at every token "
-                f"(T = {kd['temperature']:g}, alpha = {kd['alpha']:g}, Reflect's)"
-                if kd
-                else ""
-            )
+        return f"quick budget: {source}, {words}, {count(c['train']['epochs'], 'epoch')}" + (
+            f"; distilled students learn the teacher's full distribution at every token "
+            f"(T = {kd['temperature']:g}, alpha = {kd['alpha']:g}, Reflect's)"
+            if kd
+            else ""
         )
     note = BUDGETS[budget].note if budget in BUDGETS else ""
     temps = sorted({c["distill"]["temperature"] for c in configs if c.get("distill")})

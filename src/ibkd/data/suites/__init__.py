@@ -67,6 +67,7 @@ def formats() -> tuple[str, ...]:
     choices of `ibkd evaluate --format`."""
     return tuple(READERS)
 
+
 __all__ = [
     "FORMATS", "NAMES", "SENTENCE", "TARGET", "SuiteItem", "detect_format", "normalize_tokens",
     "ptb_tokenize", "read_suite", "suite_name", "formats", "register_format", "unregister_format",

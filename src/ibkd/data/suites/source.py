@@ -23,6 +23,7 @@ LM_COMPARISON = {
 }
 """How a language model compares an item's alternatives, per suite format."""
 
+
 @dataclass(frozen=True)
 class Suite:
     """A suite to score runs on: `source` is a name (`ibkd.data.suites.NAMES`) or a path;
