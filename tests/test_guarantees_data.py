@@ -188,6 +188,11 @@ def test_any_text_builds_rows_that_read_back(nlp, lines, bom, pretok):
         tmp = Path(tmp)
         corpus = tmp / "c.txt"
         corpus.write_text(("\ufeff" if bom else "") + "\n".join(lines) + "\n", encoding="utf-8")
+        if not any(normalize_line(x) for x in lines):  # no sentence: one clear error, no file
+            with pytest.raises(IbkdError, match="no sentences"):
+                build(corpus, tmp / "rows.tsv", fmt="text", pretokenized=pretok, nlp=nlp)
+            assert not (tmp / "rows.tsv").exists()
+            return
         report = build(corpus, tmp / "rows.tsv", fmt="text", pretokenized=pretok,
                        vocab_size=5, transfer_out=tmp / "t.tsv", nlp=nlp)  # fmt: skip
         rows = read_linzen(tmp / "rows.tsv").rows

@@ -239,6 +239,17 @@ def test_split_refuses_an_empty_corpus(tmp_path, capsys):
         load_splits(folder)  # as training reads it
 
 
+@pytest.mark.parametrize("fmt, text", [("text", "\n  \n\t\n"), ("conllu", "")])
+def test_build_refuses_an_empty_corpus(tmp_path, capsys, fmt, text):
+    corpus = tmp_path / f"empty.{fmt}"
+    corpus.write_text(text)
+    out = tmp_path / "rows.tsv"
+    argv = ["data", "build", "--corpus", str(corpus), "--format", fmt, "--out", str(out)]
+    code = main([*argv, "--pretokenized"] if fmt == "text" else argv)
+    one_line_error(capsys, code, f"--corpus {corpus}: no sentences")
+    assert not out.exists()
+
+
 def test_a_gz_beside_a_plain_file_is_refused(tmp_path):
     rows = sentence_rows(10)
     for name in ("train", "valid", "test"):

@@ -440,6 +440,8 @@ def build(
             for tokens in sentences():
                 counts.update(t.word.lower() for t in tokens if t.word not in placeholders)
                 report.sentences += 1
+            if not report.sentences:
+                raise IbkdError(f"--corpus {corpus}: no sentences (an empty CoNLL-U file)")
     elif fmt == "brown":
 
         def raw() -> Iterator[list[str]]:
@@ -494,6 +496,8 @@ def build(
                 report.sentences += 1
             if fmt == "nlp-corpus" and not report.sentences:
                 raise IbkdError(f"--corpus {corpus}: no nlp-corpus sentences in split {split}")
+            if not report.sentences:
+                raise IbkdError(f"--corpus {corpus}: no sentences (empty, or blank lines only)")
 
         def sentences() -> Iterator[list[Token]]:
             if fmt == "nlp-corpus":
