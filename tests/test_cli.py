@@ -3,8 +3,10 @@ import subprocess
 import sys
 
 import pytest
+from conftest import tiny_config
 
 from ibkd.cli import main
+from ibkd.train import train_run
 
 CONLLU = (
     "1\tThe\tthe\tDET\tDT\t_\t2\tdet\t_\t_\n2\tkey\tkey\tNOUN\tNN\t_\t3\tnsubj\t_\t_\n"
@@ -139,3 +141,25 @@ def test_preset_quick_is_the_quick_grids_cell(tmp_path, scenario, cell, argv):
     resolved(by_name[cell], grid_dir).save(tmp_path / "grid.yaml")
     assert (tmp_path / "cli.yaml").read_text() == (tmp_path / "grid.yaml").read_text()
     assert RunConfig.load(tmp_path / "cli.yaml").train.epochs in (3, 5, 6, 20)
+
+
+def test_train_config_file_reruns_a_grid_cell_exactly(tmp_path, capsys):
+    """`ibkd train --config RUN/config.yaml --out RUN2` trains exactly the run of that config:
+    the same config.yaml and, same config and seed on one machine, the same numbers; an option
+    that would change the run is refused naming it, before anything is written."""
+    first, again = tmp_path / "run", tmp_path / "again"
+    cfg = tiny_config(rows=120)
+    cfg.train.epochs = 1
+    train_run(cfg, first, progress=False, threads=1)
+    assert main(["train", "--config", str(first / "config.yaml"), "--out", str(again),
+                 "--no-progress", "--threads", "1"]) == 0  # fmt: skip
+    assert (again / "config.yaml").read_text() == (first / "config.yaml").read_text()
+    ours, theirs = (json.loads((r / "metrics.json").read_text()) for r in (first, again))
+    assert ours["test"] == theirs["test"] and ours["valid"] == theirs["valid"]
+    capsys.readouterr()
+    out = tmp_path / "refused"
+    code = main(["train", "--config", str(first / "config.yaml"), "--out", str(out),
+                 "--lr", "0.1", "--preset", "quick"])  # fmt: skip
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and len(err.splitlines()) == 1 and "--lr, --preset" in err, err
+    assert not out.exists()

@@ -306,6 +306,8 @@ def _resumed_config(args: argparse.Namespace, saved: Path):
             shown = "" if value is True else f" {value}"
             start = "without it" if before is None or before is False else f"with {before}"
             refused.append(f"{_flag(dest)}{shown} (started {start})")
+    if args.config is not None and RunConfig.load(args.config) != cfg:
+        refused.append(f"--config {args.config} (another run's config)")
     if args.preset is not None:
         same = [name for name in PRESETS if _preset_model(cfg, name, preset) == cfg.model]
         if args.preset not in same:
@@ -316,6 +318,34 @@ def _resumed_config(args: argparse.Namespace, saved: Path):
             f"--resume continues {saved.parent} as it was started; it does not take "
             f"{', '.join(refused)}"
         )
+    return cfg
+
+
+# options a --config file leaves to the command line: where and how fast it runs, not what
+SETTINGS_OUTSIDE_CONFIG = ("device", "threads", "tensorboard", "precision", "compile")
+
+
+def _config_file(args: argparse.Namespace):
+    """The run of `--config FILE`: exactly that run config (e.g. a grid cell's RUN/config.yaml,
+    a distilled one included), with the device and speed options of the command line. Any
+    option that would change the run (`RESUMED`'s others, `--preset`) is refused, naming it."""
+    given = [
+        _flag(dest)
+        for dest in RESUMED
+        if dest not in SETTINGS_OUTSIDE_CONFIG and getattr(args, dest, None) not in (None, False)
+    ]
+    if args.preset is not None:
+        given.append("--preset")
+    if given:
+        raise IbkdError(
+            f"--config {args.config}: the file holds the whole run; edit it instead of giving "
+            f"{', '.join(given)}"
+        )
+    cfg = RunConfig.load(args.config)
+    if args.device is not None:
+        cfg.train.device = args.device
+    _apply_speed_options(args, cfg.train)
+    cfg.validate()
     return cfg
 
 
@@ -335,6 +365,8 @@ def run_config(args: argparse.Namespace):
     saved = Path(args.out) / "config.yaml"
     if args.resume and saved.exists():
         return _resumed_config(args, saved)
+    if args.config is not None:
+        return _config_file(args)
     teacher_cfg = None
     online = getattr(args, "online", None)
     if args.command == "distill" and bool(args.teacher) == bool(online):
@@ -674,7 +706,7 @@ def _add_run_options(p: argparse.ArgumentParser, distill: bool) -> None:
     needed = p.add_argument_group(
         "required options ("
         + ("--setup defaults to the teacher's; " if distill else "")
-        + "none but --out with --resume of an existing run)"
+        + "none but --out with --resume of an existing run or with --config)"
     )
     needed.add_argument(
         "--setup",
@@ -684,6 +716,12 @@ def _add_run_options(p: argparse.ArgumentParser, distill: bool) -> None:
     )
     needed.add_argument("--model", action=_ModelOption)
     needed.add_argument("--out", required=True, metavar="RUN", help="the run folder")
+    p.add_argument(
+        "--config",
+        metavar="FILE",
+        help="a run config (config.yaml, e.g. a grid cell's RUN/config.yaml): train exactly that "
+        "run; with it, only --out, --device and the speed options may be given",
+    )
     p.add_argument(
         "--preset",
         choices=PRESETS,
@@ -1015,6 +1053,7 @@ def build_parser() -> argparse.ArgumentParser:
         "train",
         help="train one model (a run folder)",
         usage="%(prog)s --setup {cls,lm,mnist} --model MODEL --out RUN [options]\n"
+        "       %(prog)s --config FILE --out RUN [options]\n"
         "       %(prog)s --out RUN --resume [options]",
     )
     _add_run_options(t, distill=False)
