@@ -55,6 +55,7 @@ def _status(out: Path) -> dict[str, str]:
     return {e["name"]: e["status"] for e in json.loads((out / "grid.json").read_text())["runs"]}
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs Linux /proc")
 def test_a_killed_pool_worker_is_one_failed_run_and_the_grid_goes_on(tmp_path, small_data):
     runs = mini_grid(small_data, keep=("lstm", "transformer"), epochs=3)
@@ -84,7 +85,10 @@ def test_a_killed_pool_worker_is_one_failed_run_and_the_grid_goes_on(tmp_path, s
     assert status["lstm/seed0"].startswith("failed: its worker process died")
     assert status["transformer/seed0"] == "trained"
     text = write_report(tmp_path).read_text()
-    assert "1 finished runs" in text and "lstm/seed0 (failed: its worker process died" in text
+    assert (
+        "1 finished run in 1 group" in text
+        and "lstm/seed0 (failed: its worker process died" in text
+    )
 
 
 def test_a_report_counts_a_run_finished_only_once_metrics_json_is_written(trained, tmp_path):
@@ -182,6 +186,7 @@ def _alive(pid: int) -> bool:
     return state != "Z"
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs Linux /proc")
 def test_sigterm_stops_a_grid_like_ctrl_c(tmp_path, small_data):
     runs = mini_grid(small_data, keep=("lstm",), epochs=500)
@@ -268,6 +273,7 @@ def test_a_tampered_suite_file_breaks_the_contract_naming_it(tmp_path, change, m
     )
 
 
+@pytest.mark.slow
 def test_a_tampered_suite_file_in_a_grid_is_one_line_in_report(trained, tmp_path, capsys):
     out = copy_of(trained, tmp_path)
     suites = out / "lstm" / "seed0" / "suites"

@@ -342,6 +342,7 @@ def test_sigterm_as_interrupt_raises_and_restores_the_handler():
     assert signal.getsignal(signal.SIGTERM) == previous
 
 
+@pytest.mark.slow
 def test_sigterm_stops_train_with_one_line_and_a_resume_hint(tmp_path):
     """`kill PID` mid-training: exit 143, one line naming the signal and the resume command, no
     traceback; the checkpoint of step 3 is kept and `--resume` finishes the run."""

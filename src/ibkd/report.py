@@ -25,6 +25,7 @@ from ibkd.metrics import METRICS, compute_metrics
 from ibkd.predictions import load_predictions
 from ibkd.representations import sample_indices
 from ibkd.runs import is_finished
+from ibkd.text import count
 
 
 def read_manifest(folder: Path) -> dict:
@@ -204,7 +205,7 @@ def provenance_footer(folder: Path, manifest: dict, runs: list[Run]) -> str:
     sessions = [s for r in runs for s in _sessions(folder / r.name)]
     lines = ["## Provenance\n"]
     if sessions:
-        lines.append(f"{len(sessions)} training sessions of {len(runs)} runs:")
+        lines.append(f"{count(len(sessions), 'training session')} of {count(len(runs), 'run')}:")
         for key, label in PROVENANCE_KEYS.items():
             values = sorted({str(s.get(key)) for s in sessions if s.get(key) is not None})
             if values:
@@ -219,7 +220,8 @@ def provenance_footer(folder: Path, manifest: dict, runs: list[Run]) -> str:
         if call.get("command"):
             lines.append(
                 f"- `{call['command']}`: {call.get('seconds', 0):.0f} s wall time, "
-                f"{call.get('trained', 0)} runs trained, {call.get('skipped', 0)} already done, "
+                f"{count(call.get('trained', 0), 'run')} trained, "
+                f"{call.get('skipped', 0)} already done, "
                 f"{call.get('failed', 0)} failed (finished {call.get('finished', '?')}, "
                 f"CPU {call.get('cpu', '?')})"
             )
@@ -271,7 +273,7 @@ def write_report(folder: str | Path) -> Path:
     missing = missing_runs(folder, manifest)
     parts = [
         f"# {title or 'Grid (' + setup + ')'}\n",
-        f"{len(runs)} finished runs in {len(groups)} groups, seeds {seeds}; "
+        f"{count(len(runs), 'finished run')} in {count(len(groups), 'group')}, seeds {seeds}; "
         + (
             "mean ± sample std over seeds. "
             if len(seeds) > 1
