@@ -377,3 +377,15 @@ def brown_folder(tmp_path, n_docs=10):
         (folder / f"ca{i:02d}").write_text(BROWN_DOC.replace("table", f"table{i}"))
     (folder / "cats.txt").write_text("ca01 news\n")  # not a document: ignored
     return folder
+
+
+@pytest.fixture(scope="module")
+def tiny_cls_run(tmp_path_factory):
+    """A finished tiny classification run (1 epoch on the shipped data's first 100 rows)."""
+    from ibkd.train import train_run
+
+    folder = tmp_path_factory.mktemp("cls") / "run"
+    cfg = tiny_config(rows=100)
+    cfg.train.epochs = 1
+    train_run(cfg, folder, progress=False)
+    return folder

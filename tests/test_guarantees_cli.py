@@ -51,13 +51,9 @@ def linzen_file(path: Path, rows: int = 12, bad_line: bool = False) -> Path:
 
 
 @pytest.fixture(scope="module")
-def cls_run(tmp_path_factory):
-    """A finished tiny classification run."""
-    folder = tmp_path_factory.mktemp("cls") / "run"
-    cfg = tiny_config(rows=100)
-    cfg.train.epochs = 1
-    train_run(cfg, folder, progress=False)
-    return folder
+def cls_run(tiny_cls_run):
+    """A finished tiny classification run (shared, not to be changed)."""
+    return tiny_cls_run
 
 
 # ---------------------------------------------------------------------------------------------

@@ -52,13 +52,9 @@ def one_line_error(capsys, pattern: str) -> str:
 
 
 @pytest.fixture(scope="module")
-def teacher(tmp_path_factory):
-    """A finished tiny classification run."""
-    folder = tmp_path_factory.mktemp("teacher") / "run"
-    cfg = tiny_config(rows=100)
-    cfg.train.epochs = 1
-    train_run(cfg, folder, progress=False)
-    return folder
+def teacher(tiny_cls_run):
+    """A finished tiny classification run (shared, not to be changed)."""
+    return tiny_cls_run
 
 
 # ---------------------------------------------------------------------------------------------

