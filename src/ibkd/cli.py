@@ -1093,10 +1093,12 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--setup", choices=("cls", "lm"), help="scenario1: cls (default) or lm")
     r.add_argument(
         "--budget",
-        choices=("quick", "paper"),
+        choices=list(dict.fromkeys(b for s in scenarios().values() for b in s.budgets)),
         default="quick",
         help="quick (default): small models, the no-KD and LSTM-teacher rows, minutes on a "
-        "laptop; paper: the paper's sizes and full grid",
+        "laptop; standard (scenario1 cls): the quick models on the merged data of "
+        "docs/hard_data.md (--data FOLDER), students distilled on its large transfer set, 5 "
+        "seeds, about an hour on 2 cores; paper: the paper's sizes and full grid",
     )
     r.add_argument(
         "--data",
