@@ -10,6 +10,7 @@ seed 0 stops after 2 epochs, seed 1 after 3."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -164,3 +165,27 @@ def test_groups_that_cannot_train_together_are_refused(small_data):
     lm = tiny_config(setup="lm", arch="transformer")
     with pytest.raises(IbkdError, match="setup lm"):
         check_group([lm])
+
+
+def test_a_grid_trains_a_cells_seeds_as_one_group(trained, small_data, tmp_path):
+    """`run_grid(batch_seeds=True)` (`reproduce --batch-seeds`) trains the two seeds as one
+    group (the same runs as the group above) and an LSTM, which cannot be vmapped, alone."""
+    from ibkd.experiments.executors import Inline
+    from ibkd.experiments.grid import GridRun, run_grid
+
+    lstm = tiny_config(arch="lstm")
+    lstm.data.data, lstm.data.max_train_rows, lstm.train.epochs = str(small_data), None, 1
+    runs = [GridRun(f"t{s}", config(small_data, s)) for s in SEEDS] + [GridRun("lstm", lstm)]
+    submitted = []
+
+    class Recording(Inline):
+        def submit_group(self, cfgs, folders):
+            submitted.append([Path(f).name for f in folders])
+            return super().submit_group(cfgs, folders)
+
+    result = run_grid(runs, tmp_path, progress=False, executor=Recording(False),
+                      batch_seeds=True)  # fmt: skip
+    assert sorted(result.finished) == ["lstm", "t0", "t1"] and not result.failed
+    assert submitted == [["t0", "t1"]]
+    for seed in SEEDS:
+        same_run(trained / "group" / str(seed), tmp_path / f"t{seed}")
