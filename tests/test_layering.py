@@ -42,7 +42,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("run settings", ("ibkd.config",)),
     ("runs and inference", ("ibkd.data.prepare", "ibkd.runs", "ibkd.resume", "ibkd.evaluate")),
     ("scoring and teachers", ("ibkd.scoring", "ibkd.distill")),
-    ("training and suite results", ("ibkd.train", "ibkd.suite_predictions")),
+    ("training and suite results", ("ibkd.train", "ibkd.batched", "ibkd.suite_predictions")),
     ("experiments and reports", ("ibkd.experiments", "ibkd.experiments.*", "ibkd.report")),
     ("command line", ("ibkd.cli", "ibkd.__main__")),
 ]  # fmt: skip

@@ -584,6 +584,7 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
                 force=args.force,
                 reuse=reuse,
                 overrides=overrides,
+                batch_seeds=args.batch_seeds,
             )
     except Terminated:
         print("ibkd: terminated (SIGTERM): the grid's workers were stopped; run the same "
@@ -1129,6 +1130,13 @@ def build_parser() -> argparse.ArgumentParser:
         type=int,
         help="local executor: runs at a time, in separate processes, at most 4 per CPU "
         "(default: one per CPU core on a CPU-only machine, 1 with a GPU)",
+    )
+    r.add_argument(
+        "--batch-seeds",
+        action="store_true",
+        help="train the seeds of a cell (runs that differ only by seed and teacher) as one "
+        "batched model, each run's folder as when trained alone (Transformer classification "
+        "runs; the others one by one). For GPUs: on a CPU it is slower (docs/speed.md)",
     )
     r.add_argument(
         "--executor",

@@ -22,7 +22,7 @@ import contextlib
 import functools
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Generator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -138,6 +138,42 @@ def train_run(
     `on_step(step)` is called after every optimizer step. Every user error (bad option, unusable
     folder, teacher or data, a non-finite loss or gradient) raises IbkdError; options and inputs
     are checked before anything is written."""
+    steps = run_steps(cfg, out, resume=resume, progress=progress, on_step=on_step,
+                      threads=threads, tensorboard=tensorboard)  # fmt: skip
+    try:
+        step = next(steps)
+        while True:
+            try:
+                row = train_step(step.run, step.index)
+            except BaseException as e:  # raised inside the run's loop: its folder is closed
+                step = steps.throw(e)
+            else:
+                step = steps.send(row)
+    except StopIteration as done:
+        return done.value
+
+
+@dataclass
+class Step:
+    """A batch a run's loop (`run_steps`) asks to be trained on: the run, its training
+    examples `index` [B] and whether it is the epoch's last batch (a checkpoint and the
+    validation follow it)."""
+
+    run: Run
+    index: torch.Tensor
+    last_of_epoch: bool
+
+
+def run_steps(
+    cfg: RunConfig, out: str | Path, *, resume: bool = False, progress: bool = True,
+    on_step: Callable[[int], None] | None = None, threads: int | None = None,
+    tensorboard: bool | None = None,
+) -> Generator[Step, dict, dict]:  # fmt: skip
+    """`train_run`'s loop as a generator: it yields a `Step` for every optimizer step and
+    takes back the step's log row (`train_step`'s; the step's training done by the caller:
+    `train_run` one run at a time, `ibkd.batched` several runs as one stacked model); it
+    returns the run's metrics. Options and errors as `train_run`'s; an exception thrown in
+    at a step (`generator.throw`) stops the run there as one raised by `train_step` does."""
     out = Path(out)
     cfg.validate()
     asked_threads = threads
@@ -257,7 +293,7 @@ def train_run(
                     if not dist.usable(order[b]):  # fewer examples than processes
                         continue
                     t0 = time.perf_counter()
-                    row = train_step(run, order[b])
+                    row = yield Step(run, order[b], b + 1 == len(order))
                     state.batch_in_epoch = b + 1
                     log.write(row)
                     _to_board(board, "train", row, state.step)
@@ -293,7 +329,7 @@ def train_step(run: Run, index: torch.Tensor) -> dict:
     this process trains on its slice); returns its log.csv row. A non-finite loss or gradient
     norm (the model's or a companion's, before clipping) raises IbkdError naming the step,
     before anything of the step is logged or saved."""
-    cfg, dist, state = run.cfg, run.dist, run.state
+    cfg, dist = run.cfg, run.dist
     t0 = time.perf_counter()
     all_lengths = run.data.train.lengths[index]  # of the whole (global) batch
     n_tokens = int(all_lengths.sum())
@@ -320,7 +356,17 @@ def train_step(run: Run, index: torch.Tensor) -> dict:
     # one device sync per step for everything logged
     values = torch.stack([parts.total.detach(), parts.ce.detach(), parts.kd.detach(),
                           *(n.detach().float().to(parts.total.device) for n in norms)])  # fmt: skip
-    loss_v, ce_v, kd_v, gn, *companion_norms = values.tolist()
+    return step_row(run, values.tolist(), n_tokens, run.sched.get_last_lr()[0], t0)
+
+
+def step_row(run: Run, values: list[float], n_tokens: int, lr: float, t0: float) -> dict:
+    """The end of an optimizer step of `run` whose parameters are updated: `values` are the
+    step's [loss, ce, kd, the model's gradient norm, each companion's gradient norm] (before
+    clipping), `n_tokens` its input tokens, `lr` the learning rate after the step,
+    `t0` its start (`time.perf_counter()`). Counts the step and returns its log.csv row; a
+    non-finite loss or gradient norm raises IbkdError naming the step."""
+    state = run.state
+    loss_v, ce_v, kd_v, gn, *companion_norms = values
     where = f"step {state.step + 1} (epoch {state.epoch + 1})"
     if not math.isfinite(loss_v):
         raise IbkdError(
@@ -342,7 +388,7 @@ def train_step(run: Run, index: torch.Tensor) -> dict:
         "loss": f"{loss_v:.5f}",
         "ce": f"{ce_v:.5f}",
         "kd": f"{kd_v:.5f}",
-        "lr": f"{run.sched.get_last_lr()[0]:.3e}",
+        "lr": f"{lr:.3e}",
         "grad_norm": f"{gn:.4f}",
         "tokens_per_s": f"{n_tokens / (time.perf_counter() - t0):.0f}",
     }

@@ -19,6 +19,7 @@ from typing import Any, Protocol
 import torch
 
 from ibkd import losses, metrics, models
+from ibkd.batched import train_batched
 from ibkd.config import RunConfig
 from ibkd.data import suites
 from ibkd.errors import IbkdError
@@ -76,6 +77,42 @@ def train_one(
         raise RuntimeError(f"{type(e).__name__}: {e}") from None
 
 
+class GroupErrors(Exception):
+    """Some runs of a batched group failed: `errors`, one per run, None for a run that
+    finished (the grid settles each run with its own)."""
+
+    def __init__(self, errors: list[BaseException | None]):
+        super().__init__(errors)
+        self.errors = errors
+
+    def __str__(self) -> str:
+        return "; ".join(str(e) for e in self.errors if e is not None)
+
+
+def train_group(
+    cfgs: list[RunConfig], folders: list[str], threads: int | None, progress: bool,
+    report: Callable[[int], None] | None = None,
+) -> None:  # fmt: skip
+    """A batched group of grid runs (`ibkd.batched.train_batched`, resuming each from its
+    checkpoint), as `train_one` trains one; raises `GroupErrors` when any run failed. An error
+    that stops the whole group (not one run's IbkdError) leaves its traceback in each folder's
+    error.txt."""
+    if threads is not None:
+        torch.set_num_threads(threads)
+    try:
+        results = train_batched(cfgs, folders, resume=True, on_step=report)
+    except IbkdError:
+        raise
+    except Exception as e:
+        for folder in folders:
+            Path(folder).mkdir(parents=True, exist_ok=True)
+            (Path(folder) / "error.txt").write_text(traceback.format_exc())
+        raise RuntimeError(f"{type(e).__name__}: {e}") from None
+    errors = [r if isinstance(r, BaseException) else None for r in results]
+    if any(e is not None for e in errors):
+        raise GroupErrors(errors)
+
+
 class Inline:
     """One run at a time in this process (with its own progress bar)."""
 
@@ -83,18 +120,28 @@ class Inline:
 
     def __init__(self, progress: bool = True):
         self.progress = progress
-        self.queued: dict[str, RunConfig] = {}  # folder (the handle) -> config
+        self.queued: dict = {}  # folder (the handle) -> config, or a group's
 
     def submit(self, cfg: RunConfig, folder: str):
         """Queue one run; its folder is the handle."""
         self.queued[folder] = cfg
         return folder
 
+    def submit_group(self, cfgs: list[RunConfig], folders: list[str]):
+        """Queue a batched group (`train_group`); its first folder is the handle."""
+        self.queued[folders[0]] = (cfgs, folders)
+        return folders[0]
+
     def wait(self, handles):
-        """Train the first handle's run here, now (train_run shows its own progress bar)."""
+        """Train the first handle's run (or group) here, now (train_run shows its own
+        progress bar)."""
         folder = handles[0]
         try:
-            train_one(self.queued.pop(folder), folder, None, self.progress)
+            job = self.queued.pop(folder)
+            if isinstance(job, tuple):
+                train_group(*job, None, self.progress)
+            else:
+                train_one(job, folder, None, self.progress)
             return [(folder, None)]
         except KeyboardInterrupt:
             raise
@@ -165,6 +212,24 @@ def _pool_task(cfg: RunConfig, folder: str, threads: int) -> None:
     train_one(cfg, folder, threads, False, report)
 
 
+def _pool_group_task(cfgs: list[RunConfig], folders: list[str], threads: int) -> None:
+    """A pool worker trains a batched group (`train_group`), reporting as `_pool_task` does
+    under the group's first folder."""
+    import time
+
+    if _PROGRESS is not None:
+        _PROGRESS.put(("pid", folders[0], os.getpid()))
+    last = [0.0]
+
+    def report(step: int) -> None:
+        now = time.monotonic()
+        if _PROGRESS is not None and now - last[0] >= 1.0:
+            last[0] = now
+            _PROGRESS.put((folders[0], step))
+
+    train_group(cfgs, folders, threads, False, report)
+
+
 class WorkerDied(RuntimeError):
     """A pool worker died under a run (killed by a signal, such as the OOM killer's SIGKILL, or
     exited abruptly): that run failed; the others go on."""
@@ -179,6 +244,7 @@ class _Task:
     folder: str
     future: Any = None
     lost: int = 0
+    group: tuple[list[RunConfig], list[str]] | None = None  # a batched group's configs, folders
 
 
 MAX_LOST = 3  # a run lost to this many broken pools (its worker never found dead) fails
@@ -217,12 +283,23 @@ class Pool:
         )
 
     def _start(self, task: _Task) -> None:
-        task.future = self.pool.submit(_pool_task, task.cfg, task.folder, self.threads)
+        if task.group is not None:
+            task.future = self.pool.submit(_pool_group_task, *task.group, self.threads)
+        else:
+            task.future = self.pool.submit(_pool_task, task.cfg, task.folder, self.threads)
         self.processes.update(getattr(self.pool, "_processes", None) or {})
 
     def submit(self, cfg: RunConfig, folder: str):
         """Queue one run on the pool; the handle is its task."""
         task = _Task(cfg, folder)
+        self.tasks.append(task)
+        self._start(task)
+        return task
+
+    def submit_group(self, cfgs: list[RunConfig], folders: list[str]):
+        """Queue a batched group (`train_group`) on the pool as one task (its handle),
+        known by its first folder."""
+        task = _Task(cfgs[0], folders[0], group=(cfgs, folders))
         self.tasks.append(task)
         self._start(task)
         return task

@@ -16,6 +16,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from ibkd import batched
 from ibkd.config import RunConfig
 from ibkd.errors import IbkdError
 from ibkd.experiments.executors import Executor, local
@@ -127,7 +128,7 @@ def run_grid(
     runs: list[GridRun], out: str | Path, *, progress: bool = True, workers: int = 1,
     title: str = "", notes: str = "", executor: Executor | None = None,
     scenario: str | None = None, budget: str | None = None, force: bool = False, after_run=None,
-    reuse: str | Path | None = None, overrides: dict | None = None,
+    reuse: str | Path | None = None, overrides: dict | None = None, batch_seeds: bool = False,
 ) -> GridResult:  # fmt: skip
     """Run every run of the grid into `out/<name>`, on `executor` (default: in this process
     when `workers` is 1, else a pool of `workers` processes with cores / workers threads each).
@@ -143,7 +144,9 @@ def run_grid(
     those finished before included (the suites' scoring). `reuse`: another grid folder whose
     finished runs of the same name and settings are copied in (`reuse_runs`) rather than
     trained. `overrides`: the budget's settings the command overrode ({"epochs": 1,
-    "max_train_rows": 40}), kept in grid.json for the report's title and note."""
+    "max_train_rows": 40}), kept in grid.json for the report's title and note. `batch_seeds`:
+    runs ready together that differ only by seed and teacher train as one batched model
+    (`ibkd.batched`; one job of the executor, where it has `submit_group`); the others alone."""
     out = Path(out).absolute()
     out.mkdir(parents=True, exist_ok=True)
     result = GridResult()
@@ -205,11 +208,20 @@ def run_grid(
                 elif teacher_state == "failed":
                     settle(run, RuntimeError(f"its teacher {run.teacher} failed"))
                 else:
-                    if run.name in retrain:
-                        shutil.rmtree(out / run.name, ignore_errors=True)
-                        retrain.discard(run.name)
-                    handle = executor.submit(resolved(run, out), str(out / run.name))
-                    running[handle] = run
+                    members = [run]
+                    if batch_seeds and hasattr(executor, "submit_group"):
+                        members += seed_mates(run, pending, out, result, retrain)
+                    for m in members:
+                        if m.name in retrain:
+                            shutil.rmtree(out / m.name, ignore_errors=True)
+                            retrain.discard(m.name)
+                    if len(members) == 1:
+                        handle = executor.submit(resolved(run, out), str(out / run.name))
+                        running[handle] = run
+                    else:
+                        handle = executor.submit_group([resolved(m, out) for m in members],
+                                                       [str(out / m.name) for m in members])
+                        running[handle] = members
             if (
                 pending
                 and not running
@@ -224,11 +236,17 @@ def run_grid(
                         + ", ".join(
                             r.name + (f" step {steps[str(out / r.name)]}" if str(out / r.name)
                                       in steps else "")
-                            for r in running.values()
+                            for v in running.values() for r in (v if isinstance(v, list) else [v])
                         )
                     )  # fmt: skip
                 for handle, error in executor.wait(list(running)):
-                    settle(running.pop(handle), error)
+                    members = running.pop(handle)
+                    if not isinstance(members, list):
+                        settle(members, error)
+                        continue
+                    errors = getattr(error, "errors", None) or [error] * len(members)
+                    for m, e in zip(members, errors):  # a group: each run's own outcome
+                        settle(m, e)
         stopped = False
     finally:
         if stopped:  # Ctrl-C, SIGTERM (`sigterm_as_interrupt`) or an error: stop the workers
@@ -242,6 +260,27 @@ def run_grid(
     result.seconds = time.perf_counter() - t0
     write_manifest(runs, out, result, title, notes, scenario, budget, overrides)
     return result
+
+
+def seed_mates(run: GridRun, pending: list[GridRun], out: Path, result: GridResult,
+               retrain: set[str]) -> list[GridRun]:  # fmt: skip
+    """The runs of `pending` that may train with `run` as one batched model (`ibkd.batched`):
+    ready (their teachers finished), to be trained (not finished, or to be trained again), and
+    of the same settings but for the seed and teacher (`group_key`); removed from `pending`.
+    None when `run` cannot train batched (`unbatchable`)."""
+    cfg = resolved(run, out)
+    if batched.unbatchable(cfg) is not None:
+        return []
+    key = batched.group_key(cfg)
+    mates = [
+        r for r in pending
+        if _teacher_state(r, result) == "ready"
+        and (r.name in retrain or not is_finished(out / r.name))
+        and batched.group_key(resolved(r, out)) == key
+    ]  # fmt: skip
+    for r in mates:
+        pending.remove(r)
+    return mates
 
 
 class Terminated(KeyboardInterrupt):
