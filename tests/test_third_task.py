@@ -8,7 +8,11 @@ quadrant k in channel k mod 3 over uniform noise (learnable in a few steps)."""
 
 from __future__ import annotations
 
+import importlib
+import re
+import sys
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -64,9 +68,7 @@ class TinyCNNConfig(ModelConfig):
 
 
 def register_tiny_cnn():
-    presets = {("tiles", "quick"): [TinyCNNConfig("tiny-cnn", "tiny-cnn")]}
-
-    @models.register("tiny-cnn", TinyCNNConfig, presets=presets)
+    @models.register("tiny-cnn", TinyCNNConfig)
     class TinyCNN(nn.Module):
         def __init__(self, cfg: TinyCNNConfig, shapes: Shapes):
             super().__init__()
@@ -170,3 +172,43 @@ def test_a_third_task_is_refused_what_it_does_not_take(tiles):
         RunConfig("tile", mlp).validate()
     with pytest.raises(ValueError, match="task 'tiles' is registered already"):
         register_tiles()
+
+
+DOCS = Path(__file__).parents[1] / "docs" / "extending.md"
+
+
+@pytest.fixture
+def docs_files(tmp_path, monkeypatch):
+    """docs/extending.md's "Adding a task" files as a user's modules, imported in order;
+    what they registered is removed afterwards."""
+    text = DOCS.read_text(encoding="utf-8").split("## Adding a task")[1]
+    blocks = re.findall(r"```python\n(.*?)```", text, flags=re.S)
+    names = ("tiles", "tiny_cnn", "tiles_kd")
+    assert len(blocks) == len(names)
+    for name, code in zip(names, blocks, strict=True):
+        (tmp_path / f"{name}.py").write_text(code, encoding="utf-8")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    yield [importlib.import_module(name) for name in names]
+    unregister_task("tiles")
+    models.unregister("tiny-cnn")
+    for name in names:
+        sys.modules.pop(name, None)
+
+
+def test_the_docs_three_files_build_the_scenario(docs_files, tmp_path):
+    """The page's task, model and scenario files, as written there: the grid's configs are
+    valid runs of the task, and each model, built from the task's shapes, gives 4 logits per
+    3 x 12 x 12 image (training them is the test above)."""
+    tiles, _, scenario = docs_files
+    task = get_task("tiles")
+    train, valid, tests = tiles.tile_sets(DataConfig())
+    assert train.images.shape == (48, 3, 12, 12) and set(tests) == {"test"}
+    assert task.prepare(RunConfig("tiles", models.ModelConfig("mlp", "mlp"))).valid is not None
+    grid = scenario.tiles_grid(tmp_path)
+    assert list(grid) == ["teacher", "mlp--from-teacher"]
+    assert grid["mlp--from-teacher"].distill.teacher == str(tmp_path / "teacher")
+    for cfg in grid.values():
+        cfg.validate()
+        model = models.build_model(cfg.model, task.shapes(None)).eval()
+        assert model(valid.images[:5]).shape == (5, 4)
+
