@@ -172,6 +172,8 @@ def test_a_third_task_is_refused_what_it_does_not_take(tiles):
         RunConfig("tile", mlp).validate()
     with pytest.raises(ValueError, match="task 'tiles' is registered already"):
         register_tiles()
+    with pytest.raises(ValueError, match="not a task: .* has no description, per_token"):
+        register_task(type("Half", (), {"name": "half"})())
 
 
 DOCS = Path(__file__).parents[1] / "docs" / "extending.md"
