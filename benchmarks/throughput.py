@@ -60,6 +60,7 @@ from ibkd.data.vocab import PAD
 from ibkd.files import dumps_json
 from ibkd.models import build_model
 from ibkd.presets import vocab_size
+from ibkd.tasks import get_task
 from ibkd.train import train_run
 
 
@@ -208,7 +209,7 @@ def measure(
                 ours_cpu = max(ours_cpu, clock.rates()[1])
             else:
                 torch.manual_seed(cfg.seed)
-                model = build_model(cfg.model, len(data.vocab) if data.vocab else 0, setup)
+                model = build_model(cfg.model, get_task(setup).shapes(data.vocab))
                 bare = max(bare, bare_loop(model, data.train, cfg, setup, epochs, scored=scored,
                                            clock=clock))  # fmt: skip
                 bare_cpu = max(bare_cpu, clock.rates()[1])
@@ -283,8 +284,9 @@ def lm_teacher_share(steps: int = 20, repeat: int = 2) -> dict:
     cfg = config("lm", "transformer", "quick", 64 * steps, 1)
     data = prepare_data(cfg)
     torch.manual_seed(0)
-    student = build_model(cfg.model, len(data.vocab), "lm")
-    teacher_model = build_model(preset("lm", "lstm", "quick")[0], len(data.vocab), "lm").eval()
+    shapes = get_task("lm").shapes(data.vocab)
+    student = build_model(cfg.model, shapes)
+    teacher_model = build_model(preset("lm", "lstm", "quick")[0], shapes).eval()
     distill = DistillConfig("teacher", alpha=0.9)
     teacher = Teacher(teacher_model, distill, run=object())  # frozen
     run = SimpleNamespace(model=student, net=student, teacher=teacher,

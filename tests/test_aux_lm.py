@@ -14,7 +14,7 @@ from ibkd.cli import main
 from ibkd.config import RunConfig, preset
 from ibkd.data.vocab import Vocab
 from ibkd.losses import aux_lm
-from ibkd.models import build_model
+from ibkd.models import Shapes, build_model
 from ibkd.runs import load_checkpoint
 from ibkd.train import _loss
 
@@ -25,7 +25,8 @@ VOCAB = 30
 def test_the_loss_is_the_number_ce_plus_the_weighted_next_word_ce(name):
     torch.manual_seed(0)
     model_cfg, train = preset("cls", name, "quick")
-    model = build_model(model_cfg, VOCAB, "cls").eval()  # no dropout: the same numbers twice
+    shapes = Shapes(n_classes=2, vocab_size=VOCAB)  # the cls task's
+    model = build_model(model_cfg, shapes).eval()  # no dropout: the same numbers twice
     head = aux_lm.output_layer(model, VOCAB)
     tokens = torch.tensor([[2, 5, 7, 9], [2, 6, 0, 0], [2, 0, 0, 0]])  # right-padded
     lengths = torch.tensor([4, 2, 1])

@@ -77,12 +77,13 @@ def test_saved_predictions_follow_the_contract(runs, tmp_path):
     import numpy as np
 
     from ibkd.errors import IbkdError
-    from ibkd.predictions import KEYS, SETUP_KEYS, load_predictions
+    from ibkd.predictions import KEYS, load_predictions
+    from ibkd.tasks import get_task
 
     root, _, _ = runs
     for setup in ("cls", "lm"):
         pred = load_predictions(root / setup / "predictions" / "test.npz")
-        assert set(pred) == set(SETUP_KEYS[setup])
+        assert set(pred) == set(get_task(setup).prediction_keys)
         n = len(pred["label"])
         for key, array in pred.items():
             dtype, ndim = KEYS[key]

@@ -25,7 +25,8 @@ from ibkd.config import RunConfig
 from ibkd.data import suites
 from ibkd.data.vocab import Vocab
 from ibkd.errors import IbkdError
-from ibkd.models import ModelConfig
+from ibkd.models import ModelConfig, Shapes
+from ibkd.tasks import get_task
 
 DEFAULT_DATA = Path(__file__).parents[1] / "src" / "ibkd" / "data" / "default"
 
@@ -43,11 +44,11 @@ class GRUConfig(ModelConfig):
 def register_gru():
     @models.register("gru", GRUConfig, presets={("cls", "quick"): [GRUConfig("gru", "gru")]})
     class GRU(nn.Module):
-        def __init__(self, cfg: GRUConfig, vocab_size: int, setup: str):
+        def __init__(self, cfg: GRUConfig, shapes: Shapes):
             super().__init__()
-            self.embed = nn.Embedding(vocab_size, cfg.dim, padding_idx=0)
+            self.embed = nn.Embedding(shapes.vocab_size, cfg.dim, padding_idx=0)
             self.rnn = nn.GRU(cfg.dim, cfg.dim, cfg.layers, batch_first=True)
-            self.head = nn.Linear(cfg.dim, 2)  # classification: VBZ / VBP
+            self.head = nn.Linear(cfg.dim, shapes.n_classes)  # classification: VBZ / VBP
 
         def features(self, tokens, lengths):  # the penultimate representation, [B, dim]
             states, _ = self.rnn(self.embed(tokens))
@@ -108,8 +109,7 @@ def test_a_registered_model_trains_through_ibkd_train(registered, tiny_data, tmp
     assert result["model"] == "gru" and result["training"]["epochs"] == 1
     assert result["test"]["mu_accuracy"] == pytest.approx(accuracy_by_hand(out))
     assert result["test"]["n"] == 60
-    vocab = len(Vocab.load(out / "vocab.json"))
-    gru = registered(cfg.model, vocab, "cls")
+    gru = registered(cfg.model, get_task("cls").shapes(Vocab.load(out / "vocab.json")))
     assert result["training"]["parameters"] == sum(p.numel() for p in gru.parameters())
     # the metric registered before training is in metrics.json, computed from the predictions
     with np.load(out / "predictions" / "test.npz") as f:
@@ -134,8 +134,10 @@ def test_the_registry_refuses_a_second_gru_and_forgets_it_when_asked(registered)
 
 
 def docs_code() -> str:
-    """Every Python block of docs/extending.md, in order: one module, as a user would write it."""
+    """Every Python block of docs/extending.md before "Adding a task" (whose three files
+    `test_third_task.py` runs), in order: one module, as a user would write it."""
     text = (Path(__file__).parents[1] / "docs" / "extending.md").read_text(encoding="utf-8")
+    text = text.split("## Adding a task")[0]
     return "\n\n".join(re.findall(r"```python\n(.*?)```", text, flags=re.S))
 
 

@@ -39,8 +39,10 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     )),
     ("data", ("ibkd.data", "ibkd.data.*")),
     ("models and losses", ("ibkd.models", "ibkd.models.*", "ibkd.losses", "ibkd.losses.*")),
-    ("run settings", ("ibkd.config",)),
-    ("runs and inference", ("ibkd.data.prepare", "ibkd.runs", "ibkd.resume", "ibkd.evaluate")),
+    ("run settings", ("ibkd.config", "ibkd.tasks")),
+    ("runs and inference", (
+        "ibkd.data.prepare", "ibkd.runs", "ibkd.resume", "ibkd.evaluate", "ibkd.tasks.*",
+    )),
     ("scoring and teachers", ("ibkd.scoring", "ibkd.distill")),
     ("training and suite results", ("ibkd.train", "ibkd.batched", "ibkd.suite_predictions")),
     ("experiments and reports", ("ibkd.experiments", "ibkd.experiments.*", "ibkd.report")),
@@ -259,6 +261,8 @@ def test_layer_of_reads_exact_names_before_packages():
     assert LAYERS[layer_of("ibkd.data.prepare")][0] == "runs and inference"
     assert LAYERS[layer_of("ibkd.data.vocab")][0] == "data"
     assert LAYERS[layer_of("ibkd.experiments.grid")][0] == "experiments and reports"
+    assert LAYERS[layer_of("ibkd.tasks")][0] == "run settings"
+    assert LAYERS[layer_of("ibkd.tasks.images")][0] == "runs and inference"
     assert layer_of("elsewhere.module") is None
 
 

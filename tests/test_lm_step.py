@@ -11,7 +11,7 @@ from torch import nn
 from ibkd.config import DistillConfig, ModelConfig
 from ibkd.distill import Teacher
 from ibkd.losses import LOSSES, masked_cross_entropy
-from ibkd.models import build_model
+from ibkd.models import Shapes, build_model
 from ibkd.train import _task_loss, scored_only
 
 V = 40
@@ -20,7 +20,8 @@ V = 40
 def lm(arch, seed=0, **options):
     torch.manual_seed(seed)
     size = {"dim": 8, "hidden": 12} if arch == "lstm" else {"dim": 8, "heads": 2}
-    return build_model(ModelConfig(arch, arch, layers=1, **size, **options), V, "lm").eval()
+    shapes = Shapes(n_classes=V, vocab_size=V, per_token=True)  # the lm task's
+    return build_model(ModelConfig(arch, arch, layers=1, **size, **options), shapes).eval()
 
 
 def batch():

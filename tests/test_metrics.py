@@ -130,7 +130,7 @@ def test_perplexity_on_a_fixed_model():
     from ibkd.data.batching import encode
     from ibkd.data.linzen import AgreementRow  # noqa: F401
     from ibkd.data.vocab import build_vocab
-    from ibkd.evaluate import predict
+    from ibkd.tasks.agreement_lm import predict
 
     rows = [make_row("the key is here", 2, 3), make_row("the keys are near here", 2, 3, "VBP")]
     vocab = build_vocab(rows)

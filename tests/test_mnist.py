@@ -19,6 +19,7 @@ from ibkd.data.mnist import (
 )
 from ibkd.errors import IbkdError
 from ibkd.models import build_model
+from ibkd.tasks import get_task
 
 
 @pytest.mark.parametrize("name", ["x-idx3-ubyte", "x-idx3-ubyte.gz"])
@@ -118,7 +119,7 @@ def test_translate_is_the_shifted_original():
 @pytest.mark.parametrize("name", ["mlp", "cnn"])
 def test_vision_models(name):
     cfg, _ = preset("mnist", name, "quick")
-    model = build_model(cfg, 0, "mnist").eval()
+    model = build_model(cfg, get_task("mnist").shapes(None)).eval()
     x = torch.rand(4, 1, 28, 28)
     assert model(x, torch.ones(4)).shape == (4, 10)
     feats = model.features(x)

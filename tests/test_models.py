@@ -5,19 +5,31 @@ import torch
 
 from ibkd.config import ModelConfig, RunConfig, preset
 from ibkd.errors import IbkdError
-from ibkd.models import build_model, model_presets, register, stable_color_index, unregister
+from ibkd.models import (
+    Shapes,
+    build_model,
+    model_presets,
+    register,
+    stable_color_index,
+    unregister,
+)
 from ibkd.models.lstm import LSTMConfig
 from ibkd.models.transformer import Transformer, TransformerConfig
 from ibkd.models.vision import VisionConfig
 
 VOCAB = 50
+SHAPES = {  # what the tasks give for a vocabulary of VOCAB tokens (`ibkd.tasks`)
+    "cls": Shapes(n_classes=2, vocab_size=VOCAB),
+    "lm": Shapes(n_classes=VOCAB, vocab_size=VOCAB, per_token=True),
+    "mnist": Shapes(n_classes=10, image=(1, 28, 28)),
+}
 
 
 def tiny(setup, name):
     cfg, _ = preset(setup, name, "quick")
     sizes = {"dim": 16, "hidden": 16, "layers": 2, "heads": 2}
     cfg = dataclasses.replace(cfg, **{k: v for k, v in sizes.items() if hasattr(cfg, k)})
-    return build_model(cfg, VOCAB, setup).eval()
+    return build_model(cfg, SHAPES[setup]).eval()
 
 
 def batch(lengths, width=None, seed=0):
@@ -125,7 +137,7 @@ def test_dropout_only_in_training():
         dropout=0.5,
         recurrent_dropout=0.5,
     )
-    model = build_model(cfg, VOCAB, "cls")
+    model = build_model(cfg, SHAPES["cls"])
     tokens, lengths = batch([6, 6])
     model.train()
     assert not torch.allclose(model(tokens, lengths), model(tokens, lengths))
@@ -136,7 +148,7 @@ def test_dropout_only_in_training():
 def test_too_long_input_is_refused():
     cfg = ModelConfig("t", "transformer", dim=8, layers=1, heads=2, max_len=4)
     with pytest.raises(ValueError, match="exceeds max_len 4"):
-        Transformer(cfg, VOCAB, "cls")(*batch([5]))
+        Transformer(cfg, SHAPES["cls"])(*batch([5]))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -199,19 +211,19 @@ def test_a_config_of_the_single_model_config_era_loads_as_the_same_model(tmp_pat
 
 def test_register_refuses_what_would_be_ambiguous():
     with pytest.raises(ValueError, match="'lstm' is registered already"):
-        register("lstm", LSTMConfig, lambda cfg, vocab, setup: None)
+        register("lstm", LSTMConfig, lambda cfg, shapes: None)
     with pytest.raises(ValueError, match="must subclass ModelConfig"):
-        register("plain", dict, lambda cfg, vocab, setup: None)
+        register("plain", dict, lambda cfg, shapes: None)
     clash = {("cls", "quick"): [LSTMConfig("lstm", "lstm2", dim=4, layers=1)]}
     with pytest.raises(ValueError, match=r"preset 'lstm' \(cls, quick\) exists already"):
-        register("lstm2", LSTMConfig, lambda cfg, vocab, setup: None, presets=clash)
+        register("lstm2", LSTMConfig, lambda cfg, shapes: None, presets=clash)
     unregister("lstm2")
     wrong = {("cls", "quick"): [LSTMConfig("other", "lstm", dim=4, layers=1)]}
     with pytest.raises(ValueError, match="expected a LSTMConfig with arch 'lstm3'"):
-        register("lstm3", LSTMConfig, lambda cfg, vocab, setup: None, presets=wrong)
+        register("lstm3", LSTMConfig, lambda cfg, shapes: None, presets=wrong)
     unregister("lstm3")
     with pytest.raises(IbkdError, match="architecture 'transformer' takes a TransformerConfig"):
-        build_model(LSTMConfig("x", "transformer", dim=4, layers=1), VOCAB, "cls")
+        build_model(LSTMConfig("x", "transformer", dim=4, layers=1), SHAPES["cls"])
 
 
 def test_stable_color_index_is_fixed_per_name():
@@ -233,7 +245,7 @@ def test_paper_lm_models_keep_reflects_sizes_and_train_on_a_cpu():
     targets = torch.roll(tokens, -1, 1) * (torch.arange(12)[None] < lengths[:, None] - 1)
     for name, cfg in sizes.items():
         torch.manual_seed(0)
-        model = build_model(cfg, VOCAB, "lm").train()
+        model = build_model(cfg, SHAPES["lm"]).train()
         logits = model(tokens, lengths)
         assert logits.shape == (4, 12, VOCAB)
         loss = torch.nn.functional.cross_entropy(logits.transpose(1, 2), targets, ignore_index=0)

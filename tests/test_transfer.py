@@ -3,12 +3,13 @@ import gzip
 import pytest
 from conftest import make_row
 
+from ibkd.config import DataConfig, RunConfig, preset
 from ibkd.data.batching import encode
 from ibkd.data.build import build
-from ibkd.data.prepare import transfer_examples
 from ibkd.data.transfer import read_transfer
 from ibkd.data.vocab import build_vocab
 from ibkd.errors import IbkdError
+from ibkd.tasks.agreement_cls import transfer_examples
 
 CONLLU = """1\tThe\tthe\tDET\tDT\t_\t2\tdet\t_\t_
 2\tkeys\tkey\tNOUN\tNNS\t_\t3\tnsubj\t_\t_
@@ -51,14 +52,23 @@ def test_transfer_examples_skip_the_training_prefixes(tmp_path):
     with gzip.open(path, "wt") as f:
         f.write("prefix\tverb_pos\nthe key\tVBZ\nthe new keys\tVBP\nit\tVBZ\n")
     vocab = build_vocab(rows)
-    extra = transfer_examples(str(path), rows, vocab, "cls")
+    extra = transfer_examples(str(path), rows, vocab)
     assert len(extra) == 2 and extra.labels.tolist() == [1, 0]
     assert extra.lengths.tolist() == [4, 2]  # <bos> + prefix
     bos, unk = 2, 1
     assert extra.tokens[0, :4].tolist() == [bos, vocab.stoi["the"], unk, vocab.stoi["keys"]]
     assert encode(rows, vocab, "cls").lengths.tolist() == [3, 3]
-    with pytest.raises(IbkdError, match="classification setup"):
-        transfer_examples(str(path), rows, vocab, "lm")
+
+
+@pytest.mark.parametrize("setup", ["lm", "mnist"])
+def test_a_transfer_set_is_for_the_classification_task_only(setup):
+    """Every option that only some tasks take is refused, naming the tasks that take it, for
+    the others (`Task.options`; the transfer set was silently ignored by an MNIST run)."""
+    model, _ = preset(setup, "lstm" if setup == "lm" else "mlp", "quick")
+    cfg = RunConfig(setup, model, data=DataConfig(transfer="default"))
+    message = rf"--transfer: for the classification setup \(cls\), not {setup}$"
+    with pytest.raises(IbkdError, match=message):
+        cfg.validate()
 
 
 def test_default_transfer_set_is_shipped():

@@ -16,7 +16,6 @@ from ibkd.config import (
     KD_SCALES,
     PRESETS,
     SEED_LIMIT,
-    SETUPS,
     DataConfig,
     DistillConfig,
     RunConfig,
@@ -54,6 +53,7 @@ from ibkd.files import check_output, dumps_json
 from ibkd.models import describe_models
 from ibkd.presets import DISTILL, distill_settings, vocab_size
 from ibkd.signals import interrupt_name, interrupt_status, sigterm_as_interrupt
+from ibkd.tasks import task_names
 from ibkd.text import count
 
 
@@ -694,7 +694,7 @@ class _ModelOption(argparse.Action):
 
     @property
     def help(self) -> str:
-        return describe_models(SETUPS)
+        return describe_models(task_names())
 
     @help.setter
     def help(self, value) -> None:  # argparse sets it; the registry is the source
@@ -720,7 +720,7 @@ def _add_run_options(p: argparse.ArgumentParser, distill: bool) -> None:
     )
     needed.add_argument(
         "--setup",
-        choices=SETUPS,
+        choices=task_names(),
         help="cls (verb number from the prefix), lm (language model) or mnist (digit images, "
         "scenario 2)" + ("; default: the teacher's" if distill else ""),
     )

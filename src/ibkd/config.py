@@ -27,8 +27,8 @@ from ibkd.errors import IbkdError
 from ibkd.files import atomic_write
 from ibkd.models import ModelConfig, config_from_dict, model_presets
 from ibkd.models import model_names as model_names  # re-exported: the registry's preset names
+from ibkd.tasks import OPTIONS, get_task, task_names, tasks_taking
 
-SETUPS = ("cls", "lm", "mnist")  # agreement classification, agreement LM, scenario 2
 PRESETS = presets.PRESETS
 KD_SCALES = ("t2", "inv-t2", "none")
 CALIBRATIONS = ("none", "temperature")  # the teacher's calibration (`ibkd.distill`)
@@ -110,7 +110,7 @@ class DistillConfig:
 class RunConfig:
     """Everything that decides what a run computes; saved as the run folder's config.yaml."""
 
-    setup: str  # cls | lm | mnist
+    setup: str  # the task (`ibkd.tasks`): cls | lm | mnist | a registered one
     model: ModelConfig
     seed: int = 0
     data: DataConfig = field(default_factory=DataConfig)
@@ -162,8 +162,8 @@ class RunConfig:
                            ("distill", self.distill), (None, self)):  # fmt: skip
             if part is not None:
                 _check_types(part, where, name)
-        if self.setup not in SETUPS:
-            raise IbkdError(f"{where}: setup {self.setup!r}, expected one of {SETUPS}")
+        if self.setup not in task_names():
+            raise IbkdError(f"{where}: setup {self.setup!r}, expected one of {task_names()}")
         _check_range("--seed", self.seed, low=0, high=SEED_LIMIT - 1)
         t = self.train
         _check_range("--epochs", t.epochs, low=1)
@@ -175,13 +175,9 @@ class RunConfig:
         _check_range(f"{where}: train.patience", t.patience, low=1)
         _check_range(f"{where}: train.checkpoint_every", t.checkpoint_every, low=1)
         _check_range("--aux-lm", t.aux_lm, low=0)
-        if t.aux_lm > 0 and self.setup != "cls":
-            raise IbkdError(f"--aux-lm: for the classification setup (cls), not {self.setup}")
         d = self.data
         if d.max_train_rows is not None:
             _check_range("--max-train-rows", d.max_train_rows, low=1)
-        if d.lm_text is not None and self.setup != "lm":
-            raise IbkdError(f"--lm-text: for the language-model setup (lm), not {self.setup}")
         if d.vocab_size is not None:
             _check_range("--vocab-size", d.vocab_size, low=len(SPECIALS) + 1)
         _check_range(f"{where}: data.split_seed", d.split_seed, low=0, high=SEED_LIMIT - 1)
@@ -198,9 +194,10 @@ class RunConfig:
                 raise IbkdError(
                     f"--kd-scale {self.distill.kd_scale!r}: expected one of {', '.join(KD_SCALES)}"
                 )
-            _check_distill(self.distill, self.setup)
+            _check_distill(self.distill)
             _check_range("--alpha", self.distill.alpha, low=0, high=1)
             _check_range("--temperature", self.distill.temperature, low=0, open_low=True)
+        _check_task_options(self)
         if self.train.precision not in ("fp32", "bf16"):
             raise IbkdError(f"{where}: precision {self.train.precision!r}, expected fp32 or bf16")
         if self.train.schedule not in ("cosine", "constant"):
@@ -236,17 +233,29 @@ class RunConfig:
         return cls.from_dict(data, where=str(path))
 
 
-def _check_distill(d: DistillConfig, setup: str) -> None:
-    """The teacher's source (a run folder or --online, not both), the calibration and the
-    setups they apply to; IbkdError naming the option."""
+def _check_task_options(cfg: RunConfig) -> None:
+    """The options that only some tasks take (`ibkd.tasks.OPTIONS`: `--aux-lm`, `--lm-text`,
+    `--transfer`, `--teacher-calibration`), given only to a task that takes them
+    (`Task.options`); IbkdError naming the option and the setups that take it."""
+    d = cfg.distill
+    given = {
+        "aux_lm": cfg.train.aux_lm > 0,
+        "lm_text": cfg.data.lm_text is not None,
+        "transfer": cfg.data.transfer is not None,
+        "calibration": d is not None and d.calibration != "none",
+    }
+    task = get_task(cfg.setup)
+    for option, flag in OPTIONS.items():
+        if given[option] and option not in task.options:
+            raise IbkdError(f"{flag}: for {tasks_taking(option)}, not {cfg.setup}")
+
+
+def _check_distill(d: DistillConfig) -> None:
+    """The teacher's source (a run folder or --online, not both) and the calibration;
+    IbkdError naming the option (the setups they apply to: `_check_task_options`)."""
     if d.calibration not in CALIBRATIONS:
         raise IbkdError(
             f"--teacher-calibration {d.calibration!r}: expected one of {', '.join(CALIBRATIONS)}"
-        )
-    if d.calibration != "none" and setup == "lm":
-        raise IbkdError(
-            "--teacher-calibration: for the cls and mnist setups (a language model's "
-            "next-token distribution is not calibrated by ibkd)"
         )
     from ibkd.losses import LOSSES
 
@@ -329,8 +338,8 @@ DISTILL_PRESETS = presets.DISTILL  # Reflect's settings
 
 def preset(setup: str, model: str, name: str = "paper") -> tuple[ModelConfig, TrainConfig]:
     """The model and training settings of a preset (copies: safe to change)."""
-    if setup not in SETUPS:
-        raise IbkdError(f"--setup {setup!r}: expected one of {', '.join(SETUPS)}")
+    if setup not in task_names():
+        raise IbkdError(f"--setup {setup!r}: expected one of {', '.join(task_names())}")
     if name not in PRESETS:
         raise IbkdError(f"--preset {name!r}: expected one of {', '.join(PRESETS)}")
     models = model_presets(setup, name)

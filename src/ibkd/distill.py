@@ -33,7 +33,7 @@ from ibkd.errors import IbkdError
 from ibkd.evaluate import infer
 from ibkd.losses import LOSSES
 from ibkd.metrics import decisions, ece
-from ibkd.models import build_model, config_from_dict
+from ibkd.models import Shapes, build_model, config_from_dict
 from ibkd.runs import LoadedRun, load_run
 
 T_BOUNDS = (0.05, 20.0)  # the temperature search's range (a bounded 1-D search on log T)
@@ -68,11 +68,12 @@ class Teacher:
         return cls(run.model, cfg.distill, run)
 
     @classmethod
-    def online(cls, cfg: RunConfig, vocab_size: int, device: torch.device) -> Teacher:
+    def online(cls, cfg: RunConfig, shapes: Shapes, device: torch.device) -> Teacher:
         """A fresh teacher model of `cfg.distill.online` (a model config dict) for the student
-        run `cfg`, to be trained beside it (seeded by the student's seed)."""
+        run `cfg`, built for the task's `shapes` as the student is, to be trained beside it
+        (seeded by the student's seed)."""
         model_cfg = config_from_dict(cfg.distill.online, "--online")
-        return cls(build_model(model_cfg, vocab_size, cfg.setup).to(device), cfg.distill)
+        return cls(build_model(model_cfg, shapes).to(device), cfg.distill)
 
     @property
     def cacheable(self) -> bool:

@@ -1,12 +1,10 @@
 """Run a trained model over data: the one batched inference helper (`infer`), validation
-(`validation_loss`), per-example predictions (`predict`, saved in the format of
-`ibkd.predictions`; metrics come from them) and the inputs of suite scoring
-(`verb_number_probs`, `next_token_logprobs`; suites: `ibkd.suite_predictions`).
-
-Classification: the probabilities of VBZ and VBP, and the penultimate representation.
-LM: per sentence, the summed token negative log-likelihood and token count (for perplexity),
-and at the verb position the log-probabilities of the actual verb and of its other-number form
-(`other_known` is False where that form is not in the vocabulary), and the representation there.
+(`validation_loss`), per-example predictions of a model with one distribution per example
+(`class_predictions`, saved in the format of `ibkd.predictions`; metrics come from them) and the
+inputs of suite scoring (`verb_number_probs`, `next_token_logprobs`; suites:
+`ibkd.suite_predictions`). Which predictions a run writes is its task's (`ibkd.tasks`):
+classification and images the classes' probabilities and the penultimate representation; a
+language model its own (`ibkd.tasks.agreement_lm.predict`).
 """
 
 from __future__ import annotations
@@ -20,8 +18,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from ibkd.data.batching import Encoded, ImageSet, batches, encode_prefixes
-from ibkd.data.verbs import other_form
-from ibkd.data.vocab import PAD, UNK, Vocab
+from ibkd.data.vocab import PAD, Vocab
 from ibkd.errors import IbkdError
 from ibkd.losses import masked_cross_entropy
 from ibkd.metrics import top1_accuracy
@@ -102,65 +99,42 @@ def validation_loss(
     return total / max(count, 1), accuracy
 
 
-def predict(
-    model: nn.Module, data: Encoded | ImageSet, vocab: Vocab | None, device: torch.device,
-    batch_size: int = 256, features: bool = True,
+def class_predictions(
+    model: nn.Module, data: Encoded | ImageSet, device: torch.device, batch_size: int = 256,
+    features: bool = True,
 ) -> dict[str, np.ndarray]:  # fmt: skip
-    """Per-example predictions of `model` on `data`, in the format of `ibkd.predictions`."""
-    n = len(data)
-    rows = data.rows
+    """Per-example predictions of a model with one distribution per example (classification,
+    images) on `data`, in the format of `ibkd.predictions`: the set's `meta()` (label, and the
+    agreement groupings where it has rows), `probs` float32 [N, C] (softmax of the logits) and,
+    with `features`, the penultimate representation float32 [N, H]. A language model's
+    predictions are its task's (`ibkd.tasks.agreement_lm.predict`)."""
     out: dict[str, np.ndarray] = data.meta()
-    if data.setup == "lm":
-        verb_ids = torch.tensor(vocab.encode([r.tokens[r.verb_index - 1] for r in rows]))
-        others = [other_form(r.verb, r.verb_pos) for r in rows]
-        other_ids = torch.tensor(vocab.encode(others))
-        out["other_known"] = (other_ids != UNK).numpy() & (verb_ids != UNK).numpy()
-        for key in ("sum_nll", "verb_logprob", "other_logprob"):
-            out[key] = np.zeros(n, dtype=np.float64)
-        out["n_tokens"] = np.zeros(n, dtype=np.int64)
-    else:
-        out["probs"] = np.zeros((n, model.head.out_features), dtype=np.float32)
-    feats = None
+    out["probs"] = np.zeros((len(data), model.head.out_features), dtype=np.float32)
+    feats = Features(len(data)) if features else None
     for b in infer(model, data, device, batch_size):
         idx = b.index.numpy()
-        if data.setup != "lm":
-            out["probs"][idx] = F.softmax(b.logits, -1).cpu().numpy()
-            rep = b.features
-        else:
-            nll = masked_cross_entropy(b.logits, b.targets, b.mask, "none")
-            out["sum_nll"][idx] = nll.sum(1).double().cpu().numpy()
-            out["n_tokens"][idx] = b.mask.sum(1).cpu().numpy()
-            at = torch.arange(len(idx), device=device)
-            pos = data.verb_input_index[b.index].to(device)
-            logp = F.log_softmax(b.logits[at, pos], -1)
-            out["verb_logprob"][idx] = logp[at, verb_ids[b.index].to(device)].cpu().numpy()
-            out["other_logprob"][idx] = logp[at, other_ids[b.index].to(device)].cpu().numpy()
-            rep = b.features[at, pos]
-        if features:
-            if feats is None:
-                feats = np.zeros((n, rep.shape[-1]), dtype=np.float32)
-            feats[idx] = rep.float().cpu().numpy()
-    if features and feats is not None:
-        out["features"] = feats
-    if getattr(data, "text", None) is not None:
-        out |= text_nll(model, data.text, device, batch_size)
-    return out
+        out["probs"][idx] = F.softmax(b.logits, -1).cpu().numpy()
+        if feats is not None:
+            feats.put(idx, b.features)
+    return out | (feats.saved() if feats is not None else {})
 
 
-def text_nll(
-    model: nn.Module, text: Encoded, device: torch.device, batch_size: int = 256
-) -> dict[str, np.ndarray]:
-    """Per held-out sentence of an LM's text: `text_sum_nll` (summed next-token negative
-    log-likelihood, nats, float64 [M]) and `text_n_tokens` (scored tokens, int64 [M])."""
-    n = len(text)
-    out = {"text_sum_nll": np.zeros(n, dtype=np.float64),
-           "text_n_tokens": np.zeros(n, dtype=np.int64)}  # fmt: skip
-    for b in infer(model, text, device, batch_size):
-        idx = b.index.numpy()
-        nll = masked_cross_entropy(b.logits, b.targets, b.mask, "none")
-        out["text_sum_nll"][idx] = nll.sum(1).double().cpu().numpy()
-        out["text_n_tokens"][idx] = b.mask.sum(1).cpu().numpy()
-    return out
+class Features:
+    """A split's penultimate representations, filled batch by batch: `put(index, rows)` with
+    rows [B, H]; `saved()` -> {"features": float32 [N, H]} ({} for an empty split)."""
+
+    def __init__(self, n: int):
+        self.n, self.array = n, None
+
+    def put(self, index: np.ndarray, rows: torch.Tensor) -> None:
+        """Store the representations `rows` [B, H] of the examples `index` [B]."""
+        if self.array is None:
+            self.array = np.zeros((self.n, rows.shape[-1]), dtype=np.float32)
+        self.array[index] = rows.float().cpu().numpy()
+
+    def saved(self) -> dict[str, np.ndarray]:
+        """{"features": [N, H]} once a batch was stored, else {}."""
+        return {} if self.array is None else {"features": self.array}
 
 
 # ---------------------------------------------------------------------------------------------

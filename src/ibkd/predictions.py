@@ -1,20 +1,21 @@
 """The saved-predictions contract: what `predictions/<split>.npz` in a run folder holds.
 
-Evaluation writes these files (`ibkd.evaluate.predict`); metrics and reports read them, never a
-model, so a report rebuilds in seconds and a new metric applies to old runs. One
+Evaluation writes these files (the run's task, `ibkd.tasks`: `Task.predict`, holding at least
+its `prediction_keys`); metrics and reports read them, never a model, so a report rebuilds in
+seconds and a new metric applies to old runs. One
 `np.savez_compressed` archive per split (`valid`, `test`, and for MNIST the shifted test sets),
 N = the split's examples, in the split's order. Numpy only: loading needs no torch.
 
-Every setup:
-    label                int64   [N]     gold class: verb number (VBZ 0, VBP 1) or digit 0-9
+Every setup (task):
+    label                int64   [N]     gold class: verb number (VBZ 0, VBP 1), digit 0-9, ...
     features             float32 [N, H]  penultimate representation (classification: the
                                          readout; LM: at the position that predicts the verb)
 Agreement rows (cls and lm) also:
     distance             int64   [N]     words from subject to verb
     n_intervening        int64   [N]     nouns between subject and verb
     n_diff_intervening   int64   [N]     of them, attractors (number differs from the subject)
-Classification (cls) and images (mnist):
-    probs                float32 [N, C]  softmax probabilities (C = 2 classes, or 10 digits)
+Classification (cls) and images (mnist, any image task):
+    probs                float32 [N, C]  softmax probabilities (C = 2 classes, 10 digits, ...)
 Language model (lm):
     sum_nll              float64 [N]     summed next-token negative log-likelihood, nats
     n_tokens             int64   [N]     scored tokens (sentence + <eos>)
@@ -48,12 +49,7 @@ KEYS: dict[str, tuple[str, int]] = {
     "text_sum_nll": ("float64", 1), "text_n_tokens": ("int64", 1),
 }  # fmt: skip
 AGREEMENT_KEYS = ("distance", "n_intervening", "n_diff_intervening")
-SETUP_KEYS = {
-    "cls": ("label", "features", *AGREEMENT_KEYS, "probs"),
-    "mnist": ("label", "features", "probs"),
-    "lm": ("label", "features", *AGREEMENT_KEYS, "sum_nll", "n_tokens", "verb_logprob",
-           "other_logprob", "other_known"),
-}  # fmt: skip
+"""The groupings of agreement rows; which keys a task's files hold: `Task.prediction_keys`."""
 
 
 # what each dtype of the contract may be read as: numpy's dtype kinds (integers of any width,

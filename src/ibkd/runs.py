@@ -48,6 +48,7 @@ from ibkd.data.vocab import Vocab
 from ibkd.errors import IbkdError
 from ibkd.files import LOCK, atomic_write, dump_json, locked_folder  # noqa: F401 - the lock
 from ibkd.models import build_model
+from ibkd.tasks import get_task
 
 CHECKPOINT_FORMAT = 1
 # what a run writes before its first checkpoint: a folder holding only these is a failed start
@@ -222,10 +223,11 @@ def load_run(path: str | os.PathLike, device: torch.device | str = "cpu") -> Loa
             f"{path}: the run has not finished (no metrics.json); finish it with --resume first"
         )
     config = RunConfig.load(path / "config.yaml")
-    vocab = Vocab.load(path / "vocab.json") if config.setup != "mnist" else None
+    task = get_task(config.setup)
+    vocab = Vocab.load(path / "vocab.json") if task.has_vocab else None
     state = load_checkpoint(path / "checkpoint.pt", device)
     try:
-        model = build_model(config.model, len(vocab) if vocab else 0, config.setup)
+        model = build_model(config.model, task.shapes(vocab))
     except (RuntimeError, ValueError) as e:
         raise IbkdError(
             f"{path / 'config.yaml'}: cannot build its model ({first_line(e)})"

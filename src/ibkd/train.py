@@ -1,4 +1,4 @@
-"""The one training loop, for plain training and distillation, both setups and images.
+"""The one training loop, for plain training and distillation, for every task (`ibkd.tasks`).
 
 `train_run` reads top to bottom: check everything, lock and fill the run folder (`ibkd.runs`
 says what a run folder holds and when it may be resumed), build the model and optimizer, loop
@@ -37,7 +37,7 @@ from ibkd.data.vocab import PAD
 from ibkd.distill import Teacher, calibrated_probs
 from ibkd.distributed import Dist, pick_device, seed_everything, set_threads
 from ibkd.errors import IbkdError
-from ibkd.evaluate import check_fits, predict, validation_loss
+from ibkd.evaluate import check_fits, validation_loss
 from ibkd.files import atomic_write, dump_json
 from ibkd.losses import LOSSES, LossParts, aux_lm, gold_loss, masked_cross_entropy
 from ibkd.metrics import compute_metrics, fidelity
@@ -58,6 +58,7 @@ from ibkd.runs import (
     save_checkpoint,
     user_os_error,
 )
+from ibkd.tasks import get_task
 
 LOG_FIELDS = ["step", "epoch", "loss", "ce", "kd", "lr", "grad_norm", "tokens_per_s"]
 EPOCH_FIELDS = ["epoch", "step", "train_loss", "valid_loss", "valid_accuracy", "best",
@@ -104,7 +105,6 @@ class Run:
     companions: nn.ModuleDict = field(default_factory=nn.ModuleDict)
     best_companions: dict | None = None  # their state at the model's best epoch
     last_checkpoint: int | None = None  # the step of checkpoint.pt (None: none written yet)
-
 
 def _user_errors(fn):
     """OSErrors a user can fix (full disk, read-only folder) become one IbkdError line."""
@@ -206,16 +206,18 @@ def run_steps(
 
         # --- data, teacher and model, all checked before anything is written
         seed_everything(cfg.seed)
+        task = get_task(cfg.setup)
         teacher = Teacher.load(cfg, device) if cfg.distill is not None and not online else None
         data = prepare_data(cfg, teacher.run.vocab if teacher else None)
-        model = build_model(cfg.model, len(data.vocab) if data.vocab else 0, cfg.setup)
+        shapes = task.shapes(data.vocab)
+        model = build_model(cfg.model, shapes)
         model = model.to(device)
         if cfg.train.aux_lm > 0:
             aux_lm.check_model(model, cfg.model.name)
             if dist.enabled:
                 raise IbkdError("--aux-lm: not supported under torchrun")
         if online:
-            teacher = Teacher.online(cfg, len(data.vocab) if data.vocab else 0, device)
+            teacher = Teacher.online(cfg, shapes, device)
         for name, split in [("train", data.train), ("valid", data.valid), *data.tests.items()]:
             for m in (model, teacher.model) if online else (model,):
                 check_fits(m, split, f"--data {cfg.data.data} ({name})")
@@ -264,7 +266,7 @@ def run_steps(
                     dump_json(teacher.calibration, f)
         if dist.enabled:  # a dropout stream per process (at the start and after a resume)
             torch.manual_seed((cfg.seed * 1_000_003 + run.state.step) * 1009 + dist.rank)
-        if teacher is not None and teacher.cacheable and cfg.setup != "lm":
+        if teacher is not None and teacher.cacheable and not task.per_token:
             t0 = time.perf_counter()
             teacher.cache(data.train, device)
             run.cache_seconds = time.perf_counter() - t0
@@ -338,7 +340,7 @@ def train_step(run: Run, index: torch.Tensor) -> dict:
     # the batch (of its tokens for the LM) makes that the whole batch's gradient
     share = (
         int(dist.shard(all_lengths).sum()) / n_tokens
-        if cfg.setup == "lm"
+        if get_task(cfg.setup).per_token
         else len(local) / len(index)
     )
     tokens, lengths, targets = (_to_device(t, run.device) for t in run.data.train.batch(local))
@@ -412,7 +414,7 @@ def _task_loss(run: Run, index, tokens, lengths, targets, features=None) -> Loss
     teacher's own gold cross-entropy (the student learns from its detached outputs, so each
     model gets only its own term's gradients). `features`: the model's penultimate
     representation of the batch when the caller has it (not recomputed)."""
-    mask = targets != PAD if run.cfg.setup == "lm" else None
+    mask = targets != PAD if get_task(run.cfg.setup).per_token else None
     if mask is not None and features is None and scored_only(run):
         return _scored_lm_loss(run, tokens, lengths, targets, mask)
     if features is not None:
@@ -506,8 +508,10 @@ def end_epoch(run: Run, train_loss: float, epochs_log: CsvLog) -> dict:
 def finish(run: Run) -> dict:
     """Predict valid and every test set with the best weights; write predictions, the final
     checkpoint (the best weights: what a teacher or evaluation loads) and metrics.json, last
-    (rank 0; the other processes of a DDP run return {})."""
+    (rank 0; the other processes of a DDP run return {}). The predictions are the run's task's
+    (`ibkd.tasks`: `Task.predict`)."""
     cfg, state, out = run.cfg, run.state, run.out
+    task = get_task(cfg.setup)
     if not run.dist.is_rank0:
         return {}
     if run.best_model is not None:
@@ -537,7 +541,7 @@ def finish(run: Run) -> dict:
         metrics["teacher_calibration"] = run.teacher.calibration
     (out / "predictions").mkdir(exist_ok=True)
     for name, split in [("valid", run.data.valid), *run.data.tests.items()]:
-        pred = predict(run.model, split, run.data.vocab, run.device)
+        pred = task.predict(run.model, split, run.data.vocab, run.device)
         save_predictions(out / "predictions" / f"{name}.npz", pred)
         metrics[name] = compute_metrics(pred)
         if run.teacher is not None:
@@ -600,7 +604,7 @@ def _save_online_teacher(run: Run) -> dict[str, dict[str, np.ndarray]]:
     predictions, metrics.json), so that it loads with `ibkd.runs.load_run` and fidelity and
     representational distance can be measured; returns its predictions by split."""
     cfg, out = run.cfg, run.out / ONLINE_TEACHER
-    model = run.teacher.model
+    model, task = run.teacher.model, get_task(cfg.setup)
     tcfg = RunConfig(setup=cfg.setup, model=config_from_dict(cfg.distill.online, "--online"),
                      seed=cfg.seed, data=cfg.data, train=cfg.train)  # fmt: skip
     (out / "predictions").mkdir(parents=True, exist_ok=True)
@@ -613,7 +617,7 @@ def _save_online_teacher(run: Run) -> dict[str, dict[str, np.ndarray]]:
     metrics = {"run": str(out), "model": tcfg.model.name, "setup": cfg.setup, "seed": cfg.seed,
                "teacher": None, "online_student": str(run.out)}  # fmt: skip
     for name, split in [("valid", run.data.valid), *run.data.tests.items()]:
-        preds[name] = predict(model, split, run.data.vocab, run.device)
+        preds[name] = task.predict(model, split, run.data.vocab, run.device)
         save_predictions(out / "predictions" / f"{name}.npz", preds[name])
         metrics[name] = compute_metrics(preds[name])
     with atomic_write(out / "metrics.json") as f:

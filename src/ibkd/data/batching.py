@@ -62,12 +62,11 @@ class Encoded:
 
 @dataclass
 class ImageSet:
-    """Images with the same interface as `Encoded` (scenario 2): `lengths` are all 1, so the
-    length-bucketed batches are plain shuffled batches."""
+    """Images with the same interface as `Encoded` (scenario 2, any image task): `lengths` are
+    all 1, so the length-bucketed batches are plain shuffled batches."""
 
-    images: torch.Tensor  # [N, 1, 28, 28] float32 in [0, 1]
+    images: torch.Tensor  # [N, C, H, W] float32 (MNIST: [N, 1, 28, 28] in [0, 1])
     labels: torch.Tensor  # [N] int64
-    setup: str = "mnist"
     rows: None = None
 
     def __post_init__(self) -> None:
@@ -81,7 +80,7 @@ class ImageSet:
         return {"label": self.labels.numpy().copy()}
 
     def batch(self, index: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """(images [B, 1, 28, 28], lengths [B] of ones, labels [B]) for the examples `index`."""
+        """(images [B, C, H, W], lengths [B] of ones, labels [B]) for the examples `index`."""
         return self.images[index], self.lengths[index], self.labels[index]
 
 

@@ -2,6 +2,8 @@
 
 Every model is a plain `torch.nn.Module` with `forward(tokens, lengths) -> logits` and
 `features(tokens, lengths)`, its penultimate representation (`head(features)` gives the logits).
+It is built from its config and the `Shapes` of its task's inputs and outputs (`ibkd.tasks`:
+vocabulary size, classes, image channels x height x width, outputs per token or per example).
 An architecture is registered with its config dataclass (a subclass of `ModelConfig`, its
 options documented where declared) and its preset sizes, in the file that defines it:
 
@@ -58,8 +60,26 @@ class ModelConfig:
         return object.__new__(cls)
 
 
-Builder = Callable[[ModelConfig, int, str], "nn.Module"]
-"""(config, vocabulary size (0 for images), setup: cls | lm | mnist) -> the model"""
+@dataclass(frozen=True)
+class Shapes:
+    """The inputs and outputs a model is built for, as its task gives them (`Task.shapes`).
+
+    Token inputs are ids in [0, `vocab_size`) ([B, L] int64, right-padded with 0); image
+    inputs are float32 [B, *image]. A model gives `n_classes` logits per example ([B, C]), or
+    per input position when `per_token` ([B, L, C]: a language model, C = its vocabulary)."""
+
+    n_classes: int
+    """logits per example, or per token when `per_token` (classes; a vocabulary's tokens)"""
+    vocab_size: int = 0
+    """token ids the inputs hold (0: no token inputs, e.g. images)"""
+    per_token: bool = False
+    """outputs at every input position (a language model) instead of one per example"""
+    image: tuple[int, int, int] | None = None
+    """(channels, height, width) of image inputs; None for token inputs"""
+
+
+Builder = Callable[[ModelConfig, Shapes], "nn.Module"]
+"""(config, the task's input and output shapes) -> the model"""
 
 
 @dataclass(frozen=True)
@@ -119,8 +139,8 @@ def register(
 ):
     """Register architecture `name`: configs of class `config` are built by `build`.
 
-    `build(config, vocab_size, setup)` returns the `nn.Module` (a model class whose
-    `__init__` takes those three arguments is a builder). Without `build`, `register` returns a
+    `build(config, shapes)` returns the `nn.Module` for the task's `Shapes` (a model class
+    whose `__init__` takes those two arguments is a builder). Without `build`, `register` returns a
     decorator for the model class. `presets` maps (setup, budget), for example ("cls",
     "quick"), to the models `ibkd train --setup S --preset B --model NAME` offers; their `arch`
     must be `name` and their `name`s unique in each setup and budget across architectures.
@@ -222,11 +242,11 @@ def config_from_dict(values: Mapping[str, Any], where: str = "config") -> ModelC
         raise IbkdError(f"{where}: `model`: {e}") from None
 
 
-def build_model(cfg: ModelConfig, vocab_size: int, setup: str) -> nn.Module:
-    """The untrained model `cfg` describes, for a vocabulary of `vocab_size` tokens (0 for
-    images) and `setup` (cls: 2 logits per sequence; lm: `vocab_size` logits per token; mnist:
-    10 logits per image). Raises `IbkdError` for an unregistered `cfg.arch` or a config of
-    another architecture's class."""
+def build_model(cfg: ModelConfig, shapes: Shapes) -> nn.Module:
+    """The untrained model `cfg` describes, for its task's inputs and outputs `shapes`
+    (`ibkd.tasks`: `get_task(setup).shapes(vocab)`; cls: 2 logits per sequence; lm: one logit
+    per vocabulary entry at every token; mnist: 10 logits per 1 x 28 x 28 image). Raises
+    `IbkdError` for an unregistered `cfg.arch` or a config of another architecture's class."""
     try:
         arch = architecture(cfg.arch)
     except IbkdError as e:
@@ -236,7 +256,7 @@ def build_model(cfg: ModelConfig, vocab_size: int, setup: str) -> nn.Module:
             f"model {cfg.name!r}: architecture {cfg.arch!r} takes a {arch.config.__name__}, "
             f"got a {type(cfg).__name__}"
         )
-    return arch.build(cfg, vocab_size, setup)
+    return arch.build(cfg, shapes)
 
 
 def stable_color_index(name: str, n_colors: int = 10) -> int:

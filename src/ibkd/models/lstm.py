@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from ibkd.models import ModelConfig, register
+from ibkd.models import ModelConfig, Shapes, register
 from ibkd.models.common import last_index
 
 
@@ -102,16 +102,17 @@ class LSTMLayer(nn.Module):
 @register("lstm", LSTMConfig, presets=PRESETS)
 class LSTM(nn.Module):
     """Stacked LSTM (Hochreiter & Schmidhuber 1997) as in Reflect's Keras models (Abnar et al.
-    2020). Classification reads the state at the last non-pad token and gives `n_classes`
-    logits; the LM projects each state to `dim` and ties its output to the input embedding,
-    giving `vocab_size` logits per token (`tied`: false, a separate output matrix). Token id 0
-    is padding (right-padded batches)."""
+    2020), for the task's `shapes` (`ibkd.models.Shapes`). Classification reads the state at
+    the last non-pad token and gives `shapes.n_classes` logits; the LM (`shapes.per_token`)
+    projects each state to `dim` and ties its output to the input embedding, giving
+    `shapes.n_classes` (its vocabulary's) logits per token (`tied`: false, a separate output
+    matrix). Token id 0 is padding (right-padded batches)."""
 
-    def __init__(self, cfg: LSTMConfig, vocab_size: int, setup: str, n_classes: int = 2):
+    def __init__(self, cfg: LSTMConfig, shapes: Shapes):
         super().__init__()
-        self.cfg, self.setup = cfg, setup
+        self.cfg, self.per_token = cfg, shapes.per_token
         hidden = cfg.hidden or cfg.dim
-        self.embed = nn.Embedding(vocab_size, cfg.dim, padding_idx=0)
+        self.embed = nn.Embedding(shapes.vocab_size, cfg.dim, padding_idx=0)
         nn.init.uniform_(self.embed.weight, -0.05, 0.05)  # Keras' Embedding default
         with torch.no_grad():
             self.embed.weight[0].zero_()
@@ -119,13 +120,13 @@ class LSTM(nn.Module):
             LSTMLayer(cfg.dim if i == 0 else hidden, hidden, cfg.recurrent_dropout)
             for i in range(cfg.layers)
         )
-        if setup == "lm":
+        if self.per_token:
             self.proj = nn.Linear(hidden, cfg.dim) if hidden != cfg.dim else nn.Identity()
-            self.head = nn.Linear(cfg.dim, vocab_size)
+            self.head = nn.Linear(cfg.dim, shapes.n_classes)
             if cfg.tied:  # tied input/output embeddings
                 self.head.weight = self.embed.weight
         else:
-            self.head = nn.Linear(hidden, n_classes)
+            self.head = nn.Linear(hidden, shapes.n_classes)
 
     causal_states = True  # `states` at t reads tokens up to t only (`--aux-lm`)
 
@@ -139,7 +140,7 @@ class LSTM(nn.Module):
     def read(self, states: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         """The penultimate representation from `states` [B, L, H]: [B, H] (classification:
         the last non-pad token's) or [B, L, D] (LM)."""
-        if self.setup == "lm":
+        if self.per_token:
             return self.proj(states)
         return states[torch.arange(states.shape[0], device=states.device), last_index(lengths)]
 
@@ -148,6 +149,6 @@ class LSTM(nn.Module):
         return self.read(self.states(tokens, lengths), lengths)
 
     def forward(self, tokens: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-        """Logits: [B, n_classes] (classification) or [B, L, vocab_size] (LM), from tokens
+        """Logits: [B, n_classes] (classification) or [B, L, n_classes] (LM), from tokens
         [B, L] (int64) and lengths [B] (tokens before the padding)."""
         return self.head(self.features(tokens, lengths))

@@ -18,7 +18,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from ibkd.models import ModelConfig, register
+from ibkd.models import ModelConfig, Shapes, register
 from ibkd.models.common import last_index, padding_mask
 
 
@@ -124,18 +124,20 @@ class Block(nn.Module):
 @register("transformer", TransformerConfig, presets=PRESETS)
 class Transformer(nn.Module):
     """The paper's Transformer, Transformer-seq and UTransformer-seq (Abnar et al. 2020, after
-    Vaswani et al. 2017 and Dehghani et al. 2019), as set by `TransformerConfig`. Classification
-    gives `n_classes` logits per sequence; the LM `vocab_size` logits per token, its output tied
-    to the token embedding (unless `tied` is false). Raises `ValueError` for an unknown `pool`."""
+    Vaswani et al. 2017 and Dehghani et al. 2019), as set by `TransformerConfig`, for the task's
+    `shapes` (`ibkd.models.Shapes`). Classification gives `shapes.n_classes` logits per
+    sequence; the LM (`shapes.per_token`, always causal) `shapes.n_classes` (its vocabulary's)
+    logits per token, its output tied to the token embedding (unless `tied` is false). Raises
+    `ValueError` for an unknown `pool`."""
 
-    def __init__(self, cfg: TransformerConfig, vocab_size: int, setup: str, n_classes: int = 2):
+    def __init__(self, cfg: TransformerConfig, shapes: Shapes):
         super().__init__()
-        self.cfg, self.setup = cfg, setup
-        self.causal = cfg.causal or setup == "lm"
-        if setup == "cls" and cfg.pool not in ("cls", "last"):
+        self.cfg, self.per_token = cfg, shapes.per_token
+        self.causal = cfg.causal or self.per_token
+        if not self.per_token and cfg.pool not in ("cls", "last"):
             raise ValueError(f"pool {cfg.pool!r}: expected cls or last")
         d = cfg.dim
-        self.tok = nn.Embedding(vocab_size, d)
+        self.tok = nn.Embedding(shapes.vocab_size, d)
         self.pos = nn.Embedding(cfg.max_len, d)
         make = lambda: Block(d, cfg.heads, cfg.ff_mult, cfg.dropout, cfg.attn_dropout)  # noqa: E731
         # recursion: the same block at every layer (one set of weights)
@@ -143,9 +145,9 @@ class Transformer(nn.Module):
             [make()] if cfg.shared_layers else [make() for _ in range(cfg.layers)]
         )
         self.ln_f = nn.LayerNorm(d)
-        self.head = nn.Linear(d, vocab_size if setup == "lm" else n_classes)
+        self.head = nn.Linear(d, shapes.n_classes)
         self._init()
-        if setup == "lm" and cfg.tied:
+        if self.per_token and cfg.tied:
             self.head.weight = self.tok.weight  # tied input/output embeddings
 
     def _init(self) -> None:
@@ -171,7 +173,7 @@ class Transformer(nn.Module):
     def read(self, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         """The penultimate representation from `states` [B, L, D]: [B, D] (classification,
         by `pool`) or the states themselves (LM)."""
-        if self.setup == "lm":
+        if self.per_token:
             return x
         if self.cfg.pool == "cls":
             return x[:, 0]
@@ -191,7 +193,7 @@ class Transformer(nn.Module):
         return self.ln_f(x)
 
     def forward(self, tokens: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-        """Logits: [B, n_classes] (classification) or [B, L, vocab_size] (LM), from tokens
+        """Logits: [B, n_classes] (classification) or [B, L, n_classes] (LM), from tokens
         [B, L] (int64, right-padded with 0) and lengths [B]. Raises `ValueError` when L
         exceeds `max_len`."""
         return self.head(self.features(tokens, lengths))

@@ -1,19 +1,19 @@
 """Scenario 2's models: an MLP (weak bias) and a CNN (translation equivariance, locality).
 
-Both take images [B, 1, 28, 28] (and ignore the `lengths` the training loop passes), return
-10 logits, and expose `features()`, the penultimate representation.
+Both take images [B, C, H, W] and return `n_classes` logits, the shapes their task gives
+(`ibkd.models.Shapes.image`, `.n_classes`; MNIST: 1 x 28 x 28 and 10 digits), ignore the
+`lengths` the training loop passes, and expose `features()`, the penultimate representation.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 import torch
 from torch import nn
 
-from ibkd.models import ModelConfig, register
-
-N_CLASSES = 10
+from ibkd.models import ModelConfig, Shapes, register
 
 
 @dataclass
@@ -40,36 +40,37 @@ MLP_PRESETS = {
 
 class MLP(nn.Module):
     """Dense -> ReLU -> BatchNorm -> Dropout per hidden layer (the paper: 512-128-32, 0.1).
-    Images [B, 1, 28, 28] -> 10 logits; `features` [B, widths[-1]]."""
+    Images [B, C, H, W] (`shapes.image`) -> `shapes.n_classes` logits; `features`
+    [B, widths[-1]]."""
 
-    def __init__(self, cfg: VisionConfig, vocab_size: int = 0, setup: str = "mnist"):
+    def __init__(self, cfg: VisionConfig, shapes: Shapes):
         super().__init__()
         layers: list[nn.Module] = [nn.Flatten()]
-        width = 28 * 28
+        width = math.prod(_image(shapes))
         for w in cfg.widths:
             layers += [nn.Linear(width, w), nn.ReLU(), nn.BatchNorm1d(w), nn.Dropout(cfg.dropout)]
             width = w
         self.body = nn.Sequential(*layers)
-        self.head = nn.Linear(width, N_CLASSES)
+        self.head = nn.Linear(width, shapes.n_classes)
 
     def features(self, images: torch.Tensor, lengths: torch.Tensor | None = None):
         """The last hidden layer: [B, widths[-1]] (`lengths` is ignored)."""
         return self.body(images)
 
     def forward(self, images: torch.Tensor, lengths: torch.Tensor | None = None):
-        """Logits [B, 10] (`lengths` is ignored)."""
+        """Logits [B, n_classes] (`lengths` is ignored)."""
         return self.head(self.features(images))
 
 
 class CNN(nn.Module):
     """3x3 conv -> BatchNorm -> ReLU -> 2x2 max-pool -> Dropout per layer (the paper: 128, 64,
-    64 filters), global average pooling, a linear output. Images [B, 1, 28, 28] -> 10 logits;
-    `features` [B, widths[-1]]."""
+    64 filters), global average pooling, a linear output. Images [B, C, H, W] (`shapes.image`)
+    -> `shapes.n_classes` logits; `features` [B, widths[-1]]."""
 
-    def __init__(self, cfg: VisionConfig, vocab_size: int = 0, setup: str = "mnist"):
+    def __init__(self, cfg: VisionConfig, shapes: Shapes):
         super().__init__()
         layers: list[nn.Module] = []
-        channels = 1
+        channels = _image(shapes)[0]
         for w in cfg.widths:
             layers += [
                 nn.Conv2d(channels, w, 3, padding=1),
@@ -81,7 +82,7 @@ class CNN(nn.Module):
             channels = w
         layers += [nn.AdaptiveAvgPool2d(1), nn.Flatten()]
         self.body = nn.Sequential(*layers)
-        self.head = nn.Linear(channels, N_CLASSES)
+        self.head = nn.Linear(channels, shapes.n_classes)
         # channels-last convolutions (oneDNN on CPU, cuDNN on GPU): the quick scenario-2 grid
         # took 9.6 instead of 13 minutes on 2 CPU cores
         self.to(memory_format=torch.channels_last)
@@ -91,8 +92,15 @@ class CNN(nn.Module):
         return self.body(images.contiguous(memory_format=torch.channels_last))
 
     def forward(self, images: torch.Tensor, lengths: torch.Tensor | None = None):
-        """Logits [B, 10] (`lengths` is ignored)."""
+        """Logits [B, n_classes] (`lengths` is ignored)."""
         return self.head(self.features(images))
+
+
+def _image(shapes: Shapes) -> tuple[int, int, int]:
+    """(channels, height, width) of the task's images; ValueError for a task without images."""
+    if shapes.image is None:
+        raise ValueError("an image model needs image inputs; this task's inputs are tokens")
+    return shapes.image
 
 
 # the CNN first: the order `ibkd train --help` and benchmarks list them in
