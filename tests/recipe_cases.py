@@ -48,7 +48,8 @@ def _standard_data(root: Path) -> Path:
 
 
 def grid_cases(root: Path) -> dict[str, list[dict]]:
-    """`scenario/grid/setup/budget[/variant]` -> the runs of that grid (default seeds)."""
+    """`scenario/grid/setup/budget[/variant]` -> the runs of that grid (default seeds), and
+    `.../note` -> the budget's note the report shows for them."""
     from ibkd.experiments import get
 
     merged = str(_standard_data(root))
@@ -76,8 +77,10 @@ def grid_cases(root: Path) -> dict[str, list[dict]]:
             os.environ["IBKD_LM_TEXT"] = lm or "none"
             key = f"{scenario}/{grid}/{setup}/{budget}" + ("/lm-text" if lm not in (None, "none")
                                                          else "")  # fmt: skip
-            runs = get(scenario, grid).grid(budget=budget, seeds=None, data=data, setup=setup)
+            found = get(scenario, grid)
+            runs = found.grid(budget=budget, seeds=None, data=data, setup=setup)
             out[key] = _grid_rows(runs)
+            out[key + "/note"] = found.notes(budget, [r.config.to_dict() for r in runs])
     finally:
         if old is None:
             os.environ.pop("IBKD_LM_TEXT", None)
@@ -195,5 +198,5 @@ if __name__ == "__main__":
     FIXTURE.parent.mkdir(exist_ok=True)
     text = json.dumps(cases, indent=1, sort_keys=True) + "\n"
     FIXTURE.write_bytes(gzip.compress(text.encode("utf-8"), mtime=0))
-    n = sum(len(v) for v in cases["grids"].values())
+    n = sum(len(v) for v in cases["grids"].values() if isinstance(v, list))
     print(f"{FIXTURE}: {n} grid runs, {len(cases['cli'])} command lines")

@@ -64,15 +64,13 @@ class GridResult:
         return text
 
 
-def pick_budget(budgets: dict, budget: str, seeds: int | None):
-    """The named budget of a scenario and the number of seeds (the budget's by default)."""
-    if budget not in budgets:
-        raise IbkdError(f"--budget {budget!r}: expected one of {', '.join(budgets)}")
-    b = budgets[budget]
-    n = seeds if seeds is not None else b.seeds
+def pick_seeds(recipe, seeds: int | None) -> int:
+    """How many seeds a grid runs: `seeds` (`--seeds`), else its budget's recipe's
+    (`ibkd.recipes.SetupRecipe.seeds`); `IbkdError` for fewer than 1."""
+    n = seeds if seeds is not None else recipe.seeds
     if n < 1:
         raise IbkdError(f"--seeds {n}: expected at least 1")
-    return b, n
+    return n
 
 
 def ordered(runs: list[GridRun]) -> list[GridRun]:
