@@ -1,7 +1,8 @@
 """Every run config the budgets give: each grid of each scenario and budget, and `ibkd train|
 distill --preset` for each setup, preset, model and teacher (with some overrides). Compared
-with tests/data/run_configs.json.gz (gzipped JSON) by tests/test_recipes.py; a change of a budget's numbers shows
-there as a failing test. Regenerate the file (only when a change of the numbers is meant) with
+with tests/data/run_configs.json.gz (gzipped JSON) by tests/test_recipes.py; a change of a
+budget's numbers shows there as a failing test. Regenerate the file (only when a change of
+the numbers is meant) with
 
     python tests/recipe_cases.py
 

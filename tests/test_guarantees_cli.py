@@ -11,10 +11,11 @@ import torch
 from conftest import make_row, tiny_config
 
 from ibkd.cli import MAX_SEEDS, build_parser, main, run_config
-from ibkd.config import SEED_LIMIT, DataConfig, RunConfig, preset
+from ibkd.config import SEED_LIMIT, DataConfig, RunConfig
 from ibkd.data.linzen import COLUMNS
 from ibkd.distributed import max_threads
 from ibkd.errors import BadRowError, IbkdError
+from ibkd.recipes import preset
 from ibkd.text import count
 from ibkd.train import train_run
 

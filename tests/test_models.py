@@ -3,12 +3,13 @@ import dataclasses
 import pytest
 import torch
 
-from ibkd.config import ModelConfig, RunConfig, preset
+from ibkd.config import ModelConfig, RunConfig
 from ibkd.errors import IbkdError
 from ibkd.models import build_model, model_presets, register, stable_color_index, unregister
 from ibkd.models.lstm import LSTMConfig
 from ibkd.models.transformer import Transformer, TransformerConfig
 from ibkd.models.vision import VisionConfig
+from ibkd.recipes import preset
 
 VOCAB = 50
 
