@@ -24,6 +24,7 @@ from ibkd.runs import (
     COMMAND_VARIABLE,
     FINISHED,
     command_line,
+    config_differences,
     environment,
     is_finished,
     now,
@@ -363,48 +364,22 @@ def _timings(manifest: Path, result: GridResult) -> dict:
     }
 
 
-HOST_SETTINGS = ("device", "compile")  # how a run executes, not what it computes
-
-
-def config_differences(saved: dict, wanted: dict, prefix: str = "") -> list[str]:
-    """'section.option: saved -> wanted' for every option that differs between two
-    `RunConfig.to_dict()` dicts, leaving out how a run executes (device, compile) and the
-    teacher's folder (a grid names teachers by run, and a grid folder may move)."""
-    out = []
-    for key in sorted(set(saved) | set(wanted), key=str):
-        path = f"{prefix}{key}"
-        if path in {f"train.{h}" for h in HOST_SETTINGS} or path == "distill.teacher":
-            continue
-        a, b = saved.get(key), wanted.get(key)
-        if isinstance(a, dict) and isinstance(b, dict):
-            out += config_differences(a, b, path + ".")
-        elif a != b and not (path == "data.data" and _same_path(a, b)):
-            out.append(f"{path}: {a!r} there, {b!r} asked")
-    return out
-
-
-def _same_path(a, b) -> bool:
-    """Two data options naming the same file or folder (a relative and an absolute path)."""
-    if not (isinstance(a, str) and isinstance(b, str)) or "default" in (a, b):
-        return False
-    return Path(a).absolute() == Path(b).absolute()
-
-
 def stale_runs(runs: list[GridRun], out: Path) -> dict[str, list[str]]:
-    """Runs already in `out` whose saved config.yaml differs from what the grid asks, or whose
-    teacher finished after them: name -> the differing options (`config_differences`). An
-    unreadable config counts as differing."""
+    """Runs already in `out` whose saved config.yaml is another run than the grid asks for
+    (`ibkd.runs.config_differences`: the run identity that resuming uses too), or whose
+    teacher finished after them: name -> the differing options. An unreadable config counts as
+    differing."""
     stale = {}
     for run in runs:
         path = out / run.name / "config.yaml"
         if not path.exists():
             continue
         try:
-            saved = RunConfig.load(path).to_dict()
+            saved = RunConfig.load(path)
         except IbkdError as e:
             stale[run.name] = [f"config.yaml unreadable: {e}"]
             continue
-        diffs = config_differences(saved, resolved(run, out).to_dict())
+        diffs = config_differences(saved, resolved(run, out))
         if run.teacher is not None and _taught_before(out / run.name, out / run.teacher):
             diffs.append(f"its teacher {run.teacher} was trained again after it")
         if diffs:
@@ -436,10 +411,10 @@ def reuse_runs(runs: list[GridRun], out: Path, source: Path) -> list[str]:
         if run.teacher is not None and not is_finished(out / run.teacher):
             continue
         try:
-            saved = RunConfig.load(src / "config.yaml").to_dict()
+            saved = RunConfig.load(src / "config.yaml")
         except IbkdError:
             continue
-        if config_differences(saved, resolved(run, out).to_dict()):
+        if config_differences(saved, resolved(run, out)):
             continue
         tmp = dst.with_name(dst.name + ".copying")
         shutil.rmtree(tmp, ignore_errors=True)
