@@ -15,7 +15,6 @@ from ibkd.config import KD_SCALES, SEED_LIMIT, SETUPS, RunConfig
 from ibkd.data import lm_text
 from ibkd.data.build import DEFAULT_PLACEHOLDERS, KeptWords, build, read_keep_words
 from ibkd.data.merge import merge, parse_part, read_part
-from ibkd.data.mnist import FILES
 from ibkd.data.pool import (
     Exclusions,
     build_transfer,
@@ -26,8 +25,6 @@ from ibkd.data.pool import (
 from ibkd.data.splits import (
     REFLECT_FRACTIONS,
     REFLECT_SEED,
-    SPLIT_NAMES,
-    VOCAB_FILE,
     check_out_folder,
     check_seed,
     load_splits,
@@ -392,15 +389,16 @@ OVERRIDES = {
 }  # fmt: skip
 
 
-def _overrides(args: argparse.Namespace) -> dict:
-    """The options given, as `ibkd.recipes.run_config`'s overrides."""
+def _overrides(args: argparse.Namespace, only: tuple[str, ...] | None = None) -> dict:
+    """The options given (of `only`, when given; the speed option --compile always), as
+    `ibkd.recipes.run_config`'s overrides (`section.field` -> value)."""
     out = {key: getattr(args, dest) for dest, key in OVERRIDES.items()
-           if getattr(args, dest, None) is not None}  # fmt: skip
+           if getattr(args, dest, None) is not None and (only is None or dest in only)}  # fmt: skip
     if args.compile:
         out["train.compile"] = True
     if getattr(args, "no_teacher_cache", None):
         out["distill.cache_teacher"] = False
-    if args.transfer is not None:
+    if getattr(args, "transfer", None) is not None:
         out["data.transfer"] = None if args.transfer == "none" else _absolute(args.transfer)
     return out
 
@@ -460,10 +458,13 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
     from ibkd.experiments.executors import Ray, local
     from ibkd.experiments.grid import (
         Terminated,
+        check_grid_folder,
         default_workers,
-        override_options,
+        grid_folders,
+        grid_title,
         run_grid,
         sigterm_as_interrupt,
+        with_overrides,
     )
     from ibkd.report import write_report
 
@@ -474,15 +475,9 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
     if args.lm_text:  # the LM text of every run of the grid (ibkd.data.lm_text.resolve)
         os.environ[lm_text.ENV] = lm_text.resolve(args.lm_text) or "none"
     runs = scenario.grid(budget=args.budget, seeds=args.seeds, data=args.data, setup=setup)
-    main_out = Path(f"runs/{args.scenario}-{setup}-{args.budget}")  # the main grid's default
-    grid_part = "" if args.grid == "main" else f"-{args.grid}"
-    out = Path(args.out or f"runs/{args.scenario}{grid_part}-{setup}-{args.budget}")
-    reuse = Path(args.reuse) if args.reuse else main_out if args.grid != "main" else None
-    if reuse is not None and not (reuse / "grid.json").is_file():
-        if args.reuse:
-            raise IbkdError(f"--reuse {reuse}: not a grid folder (no grid.json)")
-        reuse = None
-    _check_reproduce(args, scenario, setup, out, reuse)
+    out, reuse = grid_folders(args.scenario, args.grid, setup, args.budget, args.out, args.reuse)
+    _check_reproduce(args, scenario, setup, reuse)
+    check_grid_folder(out)
     scorer = None
     if scenario.scores_suites and not args.no_suites:  # shipped suites and --suite's
         from ibkd.distributed import pick_device
@@ -494,15 +489,10 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
             f"--workers {args.workers}: expected a number >= 1 and <= {max_threads()} "
             f"(4 per CPU of this machine's {os.cpu_count() or 1})"
         )
-    if out.exists() and not out.is_dir():
-        raise IbkdError(f"--out {out}: is a file, not a grid folder")
-    for r in runs:
-        r.config.train.device = args.device
-        _apply_speed_options(args, r.config.train)
-        if args.epochs is not None:
-            r.config.train.epochs = args.epochs
-        r.config.data.max_train_rows = args.max_train_rows
-        r.config.validate()  # a bad --epochs or --max-train-rows stops here, nothing written
+    overrides = {k: getattr(args, k) for k in ("epochs", "max_train_rows")
+                 if getattr(args, k) is not None}  # fmt: skip
+    with_overrides(runs, {"train.device": args.device, "data.max_train_rows": args.max_train_rows}
+                   | _overrides(args, ("epochs", "precision")))  # fmt: skip
     note = scenario.notes(args.budget, [r.config.to_dict() for r in runs])
     print(
         f"{args.scenario} ({setup}, {args.budget} budget): {count(len(runs), 'run')} into {out}"
@@ -515,13 +505,7 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
     else:
         workers = default_workers(args.device) if args.workers is None else args.workers
         executor = local(workers, not args.no_progress)
-    title = f"Scenario {args.scenario[-1]} ({setup}, {args.budget} budget)"
-    if args.grid != "main":
-        title = f"Scenario {args.scenario[-1]}, {args.grid} ({setup}, {args.budget} budget)"
-    overrides = {k: getattr(args, k) for k in ("epochs", "max_train_rows")
-                 if getattr(args, k) is not None}  # fmt: skip
-    if overrides:
-        title += " with " + ", ".join(override_options(overrides))
+    title = grid_title(args.scenario, args.grid, setup, args.budget, overrides)
     try:
         with sigterm_as_interrupt():
             result = run_grid(
@@ -547,11 +531,10 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
     return 1 if result.failed else 0
 
 
-def _check_reproduce(args: argparse.Namespace, scenario, setup: str, out: Path, reuse) -> None:
+def _check_reproduce(args: argparse.Namespace, scenario, setup: str, reuse) -> None:
     """Options of `ibkd reproduce` that would be ignored, or fail every run, refused before
     anything runs: a --device this machine lacks (local executor), --suite where the scenario
-    scores none or with --no-suites, --reuse of a grid of another scenario or setup, and an
-    --out that is a run folder or a data folder."""
+    scores none or with --no-suites, and --reuse of a grid of another scenario or setup."""
     if args.executor == "local":
         from ibkd.distributed import pick_device
 
@@ -571,13 +554,6 @@ def _check_reproduce(args: argparse.Namespace, scenario, setup: str, out: Path, 
                 f"--reuse {reuse}: a grid of {theirs} ({', '.join(setups)}), not of "
                 f"{scenario.name} ({setup}); its runs cannot be reused here"
             )
-    if out.is_dir() and not (out / "grid.json").exists():
-        if any((out / f).exists() for f in ("config.yaml", "checkpoint.pt", "metrics.json")):
-            raise IbkdError(f"--out {out}: is a run folder, not a grid folder")
-        data = [f"{n}{e}" for n in SPLIT_NAMES for e in (".tsv.gz", ".tsv")] + [VOCAB_FILE]
-        data += [*FILES.values()] + [f.removesuffix(".gz") for f in FILES.values()]
-        if any((out / f).exists() for f in data):
-            raise IbkdError(f"--out {out}: is a data folder, not a grid folder")
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:

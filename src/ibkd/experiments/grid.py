@@ -17,9 +17,13 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from ibkd.config import RunConfig
+from ibkd.data.mnist import FILES as MNIST_FILES
+from ibkd.data.splits import SPLIT_NAMES, VOCAB_FILE
 from ibkd.errors import IbkdError
+from ibkd.experiments import MAIN
 from ibkd.experiments.executors import Executor, local
 from ibkd.files import atomic_write, dump_json
+from ibkd.recipes import apply_overrides
 from ibkd.runs import (
     COMMAND_VARIABLE,
     FINISHED,
@@ -72,6 +76,57 @@ def pick_seeds(recipe, seeds: int | None) -> int:
     if n < 1:
         raise IbkdError(f"--seeds {n}: expected at least 1")
     return n
+
+
+def grid_folders(scenario: str, grid: str, setup: str, budget: str, out: str | None = None,
+                 reuse: str | None = None) -> tuple[Path, Path | None]:  # fmt: skip
+    """Where `ibkd reproduce` writes a grid and which grid folder's finished runs it copies
+    (`reuse_runs`): `out`, else runs/SCENARIO[-GRID]-SETUP-BUDGET (no -GRID for the main
+    grid); `reuse`, else for a grid other than the main one the main grid's default folder if
+    it holds a grid, else None. `IbkdError` when a given `reuse` is not a grid folder."""
+    grid_part = "" if grid == MAIN else f"-{grid}"
+    folder = Path(out or f"runs/{scenario}{grid_part}-{setup}-{budget}")
+    source = Path(reuse) if reuse else None
+    if source is None and grid != MAIN:
+        source = Path(f"runs/{scenario}-{setup}-{budget}")  # the main grid's default
+    if source is not None and not (source / "grid.json").is_file():
+        if reuse:
+            raise IbkdError(f"--reuse {source}: not a grid folder (no grid.json)")
+        source = None
+    return folder, source
+
+
+def check_grid_folder(out: Path) -> None:
+    """Refuse (`IbkdError` naming --out) a grid folder that is a file, a run folder or a data
+    folder, before anything is written: a grid would mix its runs into it."""
+    if out.exists() and not out.is_dir():
+        raise IbkdError(f"--out {out}: is a file, not a grid folder")
+    if out.is_dir() and not (out / "grid.json").exists():
+        if any((out / f).exists() for f in ("config.yaml", "checkpoint.pt", FINISHED)):
+            raise IbkdError(f"--out {out}: is a run folder, not a grid folder")
+        data = [f"{n}{e}" for n in SPLIT_NAMES for e in (".tsv.gz", ".tsv")] + [VOCAB_FILE]
+        data += [*MNIST_FILES.values()] + [f.removesuffix(".gz") for f in MNIST_FILES.values()]
+        if any((out / f).exists() for f in data):
+            raise IbkdError(f"--out {out}: is a data folder, not a grid folder")
+
+
+def with_overrides(runs: list[GridRun], overrides: dict) -> None:
+    """Set `overrides` (`section.field` -> value, `ibkd.recipes.apply_overrides`: the device,
+    speed options, `--epochs`, `--max-train-rows` of `ibkd reproduce`) in every run's config,
+    each validated: a bad value stops here, before anything is written."""
+    for r in runs:
+        apply_overrides(r.config, overrides)
+        r.config.validate()
+
+
+def grid_title(scenario: str, grid: str, setup: str, budget: str, overrides: dict) -> str:
+    """The report's title of a grid: "Scenario 1 (cls, quick budget)", with the grid's name
+    when not the main one and the overridden options ("with --epochs 1")."""
+    which = f"Scenario {scenario[-1]}" + ("" if grid == MAIN else f", {grid}")
+    title = f"{which} ({setup}, {budget} budget)"
+    if overrides:
+        title += " with " + ", ".join(override_options(overrides))
+    return title
 
 
 def ordered(runs: list[GridRun]) -> list[GridRun]:
