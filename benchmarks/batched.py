@@ -27,8 +27,9 @@ from pathlib import Path
 import torch
 
 from ibkd.batched import train_batched
-from ibkd.config import DataConfig, RunConfig, preset
+from ibkd.config import DataConfig, RunConfig
 from ibkd.files import dumps_json
+from ibkd.recipes import preset
 from ibkd.train import train_run
 
 
@@ -61,8 +62,11 @@ def measure(name, preset_name, args, tmp: Path) -> dict:
             rate = examples / seconds
             print(f"{name} {preset_name} {how}: {rate:,.0f} examples/s, {wall:.1f} s wall")
             if best[how] is None or rate > best[how]["examples_per_s"]:
-                best[how] = {"examples_per_s": round(rate), "wall_s": round(wall, 1),
-                             "valid_accuracy": [m["valid"]["mu_accuracy"] for m in metrics]}
+                best[how] = {
+                    "examples_per_s": round(rate),
+                    "wall_s": round(wall, 1),
+                    "valid_accuracy": [m["valid"]["mu_accuracy"] for m in metrics],
+                }
     return {"model": name, "preset": preset_name, "seeds": args.seeds, "rows": args.rows,
             "epochs": args.epochs, **best,
             "speedup": round(best["batched"]["examples_per_s"] / best["alone"]["examples_per_s"],

@@ -41,20 +41,21 @@ from pathlib import Path
 
 import numpy as np
 
-from ibkd.config import DataConfig, RunConfig, preset
+from ibkd.config import DataConfig, RunConfig
 from ibkd.data.splits import default_dir
 from ibkd.experiments.grid import GridRun, run_grid
 from ibkd.experiments.suite_report import ACROSS_CLAUSE, slices
 from ibkd.files import dumps_json
 from ibkd.metrics import pairwise_accuracy
 from ibkd.predictions import load_predictions
+from ibkd.recipes import preset
 from ibkd.suite_predictions import Suite, SuiteScorer, load_suite, suite_files
 
 SUITE = "marvin-linzen"
 PTB_TEST = "ptb-test"  # the shipped PTB test split, scored as a suite (a link in --out)
 ACROSS_PP = "across a prepositional phrase"
 # the quick budget's learning rate when this study ran (it then chose 3x for the LSTM:
-# ibkd.presets.QUICK.lstm_lr); the levers' factors apply to it
+# configs/scenario1/quick.toml, [cls.train_by_model.lstm]); the levers' factors apply to it
 BASE_LR = 2e-3
 # name: (data: "ptb" or "merged", model preset, epochs: "quick" or "long", lr factor)
 VARIANTS = {

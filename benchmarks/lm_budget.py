@@ -34,10 +34,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ibkd.config import DataConfig, RunConfig, preset
+from ibkd.config import DataConfig, RunConfig
 from ibkd.data import lm_text
 from ibkd.files import atomic_write
 from ibkd.predictions import load_predictions
+from ibkd.recipes import preset
 from ibkd.suite_predictions import SuiteScorer, grid_suites
 from ibkd.train import train_run
 

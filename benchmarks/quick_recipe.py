@@ -26,9 +26,10 @@ from pathlib import Path
 
 import numpy as np
 
-from ibkd.config import DataConfig, DistillConfig, RunConfig, preset
+from ibkd.config import DataConfig, DistillConfig, RunConfig
 from ibkd.experiments.grid import GridRun, default_workers, run_grid
 from ibkd.files import dumps_json
+from ibkd.recipes import preset
 
 STUDENTS = ("transformer", "transformer-seq", "utransformer-seq")
 VARIANTS = {  # name: (temperature or None for no teacher, transfer set?)

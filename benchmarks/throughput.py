@@ -53,13 +53,13 @@ from torch import nn
 from torch.nn import functional as F
 
 import ibkd.train
-from ibkd.config import DataConfig, DistillConfig, RunConfig, model_names, preset
+from ibkd.config import DataConfig, DistillConfig, RunConfig, model_names
 from ibkd.data.batching import batches
 from ibkd.data.prepare import prepare_data
 from ibkd.data.vocab import PAD
 from ibkd.files import dumps_json
 from ibkd.models import build_model
-from ibkd.presets import vocab_size
+from ibkd.recipes import preset, vocab_size
 from ibkd.tasks import get_task
 from ibkd.train import train_run
 

@@ -11,10 +11,11 @@ import yaml
 from torch.nn import functional as F
 
 from ibkd.cli import main
-from ibkd.config import RunConfig, preset
+from ibkd.config import RunConfig
 from ibkd.data.vocab import Vocab
 from ibkd.losses import aux_lm
 from ibkd.models import Shapes, build_model
+from ibkd.recipes import preset
 from ibkd.runs import load_checkpoint
 from ibkd.train import _loss
 

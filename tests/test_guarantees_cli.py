@@ -11,10 +11,11 @@ import torch
 from conftest import make_row, tiny_config
 
 from ibkd.cli import MAX_SEEDS, build_parser, main, run_config
-from ibkd.config import SEED_LIMIT, DataConfig, RunConfig, preset
+from ibkd.config import SEED_LIMIT, DataConfig, RunConfig
 from ibkd.data.linzen import COLUMNS
 from ibkd.distributed import max_threads
 from ibkd.errors import BadRowError, IbkdError
+from ibkd.recipes import preset
 from ibkd.text import count
 from ibkd.train import train_run
 
@@ -190,8 +191,10 @@ def test_help_says_what_is_required_and_every_setup_and_default(capsys):
     assert "mnist (digit images" in train
     distill = _help(capsys, "distill")
     assert "usage: ibkd distill (--teacher RUN | --online MODEL" in distill
-    assert "T > 0 (default: the preset's: cls 1, lm 1, mnist 5, quick cls 3)" in distill
-    assert "(default: cls 1, lm 0.9, mnist 1)" in distill
+    # the defaults read from the budget files (ibkd/configs/SCENARIO/BUDGET.toml)
+    assert ("T > 0 (default: the preset's; paper: cls 1, lm 1, mnist 5; quick: cls 3, lm 1, "
+            "mnist 5; standard: cls 3)") in distill  # fmt: skip
+    assert "(default: the preset's; paper: cls 1, lm 0.9, mnist 1;" in distill
     reproduce = _help(capsys, "reproduce")
     assert "quick (default)" in reproduce
     assert "--device DEVICE auto (CUDA, MPS, else CPU)" in reproduce

@@ -34,12 +34,12 @@ TORCH = "torch"
 # package's `.*`; every module must fall in exactly one layer.
 LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("foundation", (
-        "ibkd", "ibkd.errors", "ibkd.files", "ibkd.text", "ibkd.presets", "ibkd.signals",
+        "ibkd", "ibkd.errors", "ibkd.files", "ibkd.text", "ibkd.signals",
         "ibkd.predictions", "ibkd.metrics", "ibkd.representations", "ibkd.distributed",
     )),
     ("data", ("ibkd.data", "ibkd.data.*")),
     ("models and losses", ("ibkd.models", "ibkd.models.*", "ibkd.losses", "ibkd.losses.*")),
-    ("run settings", ("ibkd.config", "ibkd.tasks")),
+    ("run settings", ("ibkd.config", "ibkd.recipes", "ibkd.tasks")),
     ("runs and inference", (
         "ibkd.data.prepare", "ibkd.runs", "ibkd.resume", "ibkd.evaluate", "ibkd.tasks.*",
     )),
@@ -55,6 +55,8 @@ TORCH_FREE: dict[str, str] = {
     "the library modules that load it (and building the parser, the loss registry)",
     "ibkd.config": "imported by ibkd.cli at module level, so it stays free of torch too; the "
     "loss registry is consulted only when distillation settings are checked",
+    "ibkd.recipes": "imported by ibkd.cli at module level (the budgets' names, a run's config "
+    "from its options), so it stays free of torch too",
     "ibkd.data.mnist": "imported by ibkd.cli at module level (the MNIST file names), so it stays "
     "free of torch too; only `image_sets` makes tensors (`ibkd.data.batching`)",
 }

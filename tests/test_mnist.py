@@ -6,7 +6,6 @@ import scipy.special
 import torch
 from conftest import cell_text, fake_mnist, markdown_tables, saved_predictions, shared
 
-from ibkd.config import preset
 from ibkd.data.mnist import (
     FILES,
     SHIFTS,
@@ -19,6 +18,7 @@ from ibkd.data.mnist import (
 )
 from ibkd.errors import IbkdError
 from ibkd.models import build_model
+from ibkd.recipes import preset
 from ibkd.tasks import get_task
 
 

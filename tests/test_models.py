@@ -3,7 +3,7 @@ import dataclasses
 import pytest
 import torch
 
-from ibkd.config import ModelConfig, RunConfig, preset
+from ibkd.config import ModelConfig, RunConfig
 from ibkd.errors import IbkdError
 from ibkd.models import (
     Shapes,
@@ -16,6 +16,7 @@ from ibkd.models import (
 from ibkd.models.lstm import LSTMConfig
 from ibkd.models.transformer import Transformer, TransformerConfig
 from ibkd.models.vision import VisionConfig
+from ibkd.recipes import preset
 
 VOCAB = 50
 SHAPES = {  # what the tasks give for a vocabulary of VOCAB tokens (`ibkd.tasks`)

@@ -2,6 +2,7 @@
 rows, tiny models, one epoch), and the end-to-end `ibkd reproduce scenario1` (scenario 2's is
 in test_mnist.py)."""
 
+import copy
 import json
 import os
 import signal
@@ -12,7 +13,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import cell_text, markdown_tables, mini_grid, table_under, tiny
+from conftest import cell_text, markdown_tables, mini_grid, table_under, tiny, tiny_config
 
 from ibkd.cli import main
 from ibkd.config import RunConfig
@@ -59,7 +60,7 @@ def test_finished_runs_are_reused_only_with_the_same_settings(tmp_path, small_da
     before = (tmp_path / "transformer" / "seed0" / "metrics.json").read_text()
     for r in runs:
         r.config.train.epochs = 2
-    with pytest.raises(IbkdError, match=r"seed0: trained with other .*train\.epochs: 1 there, 2"):
+    with pytest.raises(IbkdError, match=r"seed0: trained with other .*train\.epochs: 1 -> 2"):
         run_grid(runs, tmp_path, progress=False)
     assert (tmp_path / "transformer" / "seed0" / "metrics.json").read_text() == before
     forced = run_grid(runs, tmp_path, progress=False, force=True)
@@ -316,17 +317,33 @@ def test_scenario2_notes_and_figure_come_from_the_grid_not_the_report(tmp_path, 
     assert (tmp_path / "figures" / "shift_examples.png").stat().st_size > 1000
 
 
-def test_config_differences_name_the_option_and_ignore_how_a_run_executes(tmp_path):
-    from ibkd.experiments.grid import config_differences
+def test_one_run_identity_for_resume_and_grids(tmp_path, monkeypatch):
+    """`ibkd.runs.config_differences` is the one identity: it leaves out how a run executes
+    (device, compile), where its teacher lives and how a data path is written (relative or
+    absolute), names every other differing setting, and is what a grid's stale check and a
+    resume's folder check both refuse on."""
+    from ibkd.experiments.grid import GridRun, stale_runs
+    from ibkd.runs import check_folder, config_differences, config_identity
 
-    saved = {"data": {"data": str(tmp_path / "d")}, "train": {"device": "cpu", "epochs": 1},
-             "distill": {"teacher": "/old/grid/lstm/seed0", "temperature": 3.0}}  # fmt: skip
-    asked = {"data": {"data": str(tmp_path / "d")}, "train": {"device": "cuda", "epochs": 1},
-             "distill": {"teacher": "/new/grid/lstm/seed0", "temperature": 3.0}}  # fmt: skip
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "d").mkdir()
+    saved = tiny_config(teacher="/old/grid/lstm/seed0")
+    saved.data.data, saved.train.device = "d", "cpu"
+    asked = copy.deepcopy(saved)
+    asked.data.data, asked.train.device = str(tmp_path / "d"), "cuda"
+    asked.train.compile, asked.distill.teacher = True, "/new/grid/lstm/seed0"
     assert config_differences(saved, asked) == []
-    asked["distill"]["temperature"] = 1.0
-    asked["data"]["data"] = "default"
+    assert config_identity(saved) == config_identity(asked.to_dict())
+    asked.distill.temperature, asked.data.data = saved.distill.temperature + 1, "default"
     assert config_differences(saved, asked) == [
-        f"data.data: {str(tmp_path / 'd')!r} there, 'default' asked",
-        "distill.temperature: 3.0 there, 1.0 asked",
+        f"data.data: {str(tmp_path / 'd')!r} -> 'default'",
+        f"distill.temperature: {saved.distill.temperature!r} -> {asked.distill.temperature!r}",
     ]
+    # the same rule in both places: a grid's run folder and a resumed run folder
+    saved.save(tmp_path / "grid" / "s" / "config.yaml")
+    assert list(stale_runs([GridRun("s", asked)], tmp_path / "grid")) == ["s"]
+    with pytest.raises(IbkdError, match=r"options differ .*distill\.temperature"):
+        check_folder(asked, tmp_path / "grid" / "s", resume=True)
+    asked.distill.temperature, asked.data.data = saved.distill.temperature, str(tmp_path / "d")
+    assert stale_runs([GridRun("s", asked)], tmp_path / "grid") == {}
+    assert check_folder(asked, tmp_path / "grid" / "s", resume=True) is None

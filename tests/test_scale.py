@@ -111,7 +111,8 @@ def test_torchrun_ddp_on_cpu_trains_one_run(tmp_path):
 def test_a_killed_run_resumes_under_torchrun(tmp_path):
     from conftest import Killed, kill_at
 
-    from ibkd.config import RunConfig, preset
+    from ibkd.config import RunConfig
+    from ibkd.recipes import preset
     from ibkd.train import train_run
 
     model, train = preset("cls", "lstm", "quick")

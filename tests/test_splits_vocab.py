@@ -84,8 +84,9 @@ def test_a_run_s_vocabulary_cap_and_lm_sentences(tmp_path, monkeypatch):
     every word; a language model without an LM text trains on each distinct sentence once."""
     monkeypatch.setenv("IBKD_LM_TEXT", "none")
     from ibkd.cli import build_parser, run_config
-    from ibkd.config import DataConfig, RunConfig, preset
+    from ibkd.config import DataConfig, RunConfig
     from ibkd.data.prepare import lm_sentences, prepare_data
+    from ibkd.recipes import preset
 
     rows = [make_row("the dog runs", 2, 3), make_row("the dog runs", 2, 3),
             make_row("a cat sleeps", 2, 3)]  # fmt: skip

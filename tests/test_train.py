@@ -156,7 +156,7 @@ def test_cached_teacher_outputs_equal_its_logits_batch_by_batch(tmp_path):
 def test_mnist_validation_accuracy_is_a_number(tmp_path):
     from conftest import fake_mnist
 
-    from ibkd.config import preset
+    from ibkd.recipes import preset
 
     model, train = preset("mnist", "mlp", "quick")
     train.epochs, train.device, train.warmup_steps = 1, "cpu", 2

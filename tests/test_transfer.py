@@ -3,12 +3,13 @@ import gzip
 import pytest
 from conftest import make_row
 
-from ibkd.config import DataConfig, RunConfig, preset
+from ibkd.config import DataConfig, RunConfig
 from ibkd.data.batching import encode
 from ibkd.data.build import build
 from ibkd.data.transfer import read_transfer
 from ibkd.data.vocab import build_vocab
 from ibkd.errors import IbkdError
+from ibkd.recipes import preset
 from ibkd.tasks.agreement_cls import transfer_examples
 
 CONLLU = """1\tThe\tthe\tDET\tDT\t_\t2\tdet\t_\t_

@@ -4,27 +4,17 @@ printed as one line, without a traceback, with a non-zero exit status."""
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import os
 import shlex
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from ibkd import __version__
-from ibkd.config import (
-    KD_SCALES,
-    PRESETS,
-    SEED_LIMIT,
-    DataConfig,
-    DistillConfig,
-    RunConfig,
-    preset,
-)
+from ibkd import __version__, recipes
+from ibkd.config import KD_SCALES, SEED_LIMIT, RunConfig
 from ibkd.data import lm_text
 from ibkd.data.build import DEFAULT_PLACEHOLDERS, KeptWords, build, read_keep_words
 from ibkd.data.merge import merge, parse_part, read_part
-from ibkd.data.mnist import FILES
 from ibkd.data.pool import (
     Exclusions,
     build_transfer,
@@ -35,8 +25,6 @@ from ibkd.data.pool import (
 from ibkd.data.splits import (
     REFLECT_FRACTIONS,
     REFLECT_SEED,
-    SPLIT_NAMES,
-    VOCAB_FILE,
     check_out_folder,
     check_seed,
     load_splits,
@@ -51,7 +39,6 @@ from ibkd.experiments import grid_names, scenario_of, scenarios
 from ibkd.experiments import names as scenario_names
 from ibkd.files import check_output, dumps_json
 from ibkd.models import describe_models
-from ibkd.presets import DISTILL, distill_settings, vocab_size
 from ibkd.signals import interrupt_name, interrupt_status, sigterm_as_interrupt
 from ibkd.tasks import task_names
 from ibkd.text import count
@@ -309,7 +296,7 @@ def _resumed_config(args: argparse.Namespace, saved: Path):
     if args.config is not None and RunConfig.load(args.config) != cfg:
         refused.append(f"--config {args.config} (another run's config)")
     if args.preset is not None:
-        same = [name for name in PRESETS if _preset_model(cfg, name, preset) == cfg.model]
+        same = [name for name in recipes.presets() if _preset_model(cfg, name) == cfg.model]
         if args.preset not in same:
             start = f"with {same[0]}" if same else "with other model sizes"
             refused.append(f"--preset {args.preset} (started {start})")
@@ -349,36 +336,35 @@ def _config_file(args: argparse.Namespace):
     return cfg
 
 
-def _preset_model(cfg, name: str, preset):
+def _preset_model(cfg, name: str):
     """The model config preset `name` gives the run's setup and model (None if it has none)."""
     try:
-        return preset(cfg.setup, cfg.model.name, name)[0]
+        return recipes.preset(cfg.setup, cfg.model.name, name)[0]
     except IbkdError:
         return None
 
 
 def run_config(args: argparse.Namespace):
-    """The run's configuration from the `train` / `distill` options, or (for --resume of a
-    folder holding a run) from the run folder (`_resumed_config`). `--preset quick` gives the
-    quick grid's cell: its epochs, and for a distilled classification student its temperature
-    and transfer set."""
+    """The run's configuration from the `train` / `distill` options (`ibkd.recipes.run_config`
+    with the options as overrides), or (for --resume of a folder holding a run) from the run
+    folder (`_resumed_config`), or from `--config FILE` (`_config_file`). `--preset quick`
+    gives the quick grid's cell."""
     saved = Path(args.out) / "config.yaml"
     if args.resume and saved.exists():
         return _resumed_config(args, saved)
     if args.config is not None:
         return _config_file(args)
-    teacher_cfg = None
     online = getattr(args, "online", None)
     if args.command == "distill" and bool(args.teacher) == bool(online):
         which = "one of" if not online else "only one of"
         raise IbkdError(f"distill: needs {which} --teacher RUN_DIR and --online MODEL")
+    teacher = None
     if getattr(args, "teacher", None):
-        teacher_yaml = Path(args.teacher) / "config.yaml"
-        if not teacher_yaml.is_file():
-            raise IbkdError(f"--teacher {args.teacher}: not a run folder (no config.yaml)")
-        teacher_cfg = RunConfig.load(teacher_yaml)
-    setup = args.setup or (teacher_cfg.setup if teacher_cfg else None)
-    if setup is None or args.model is None:
+        folder = _absolute(args.teacher)
+        teacher = recipes.Teacher(folder, recipes.teacher_config(args.teacher))
+    elif online:
+        teacher = recipes.Teacher(online=online)
+    if (args.setup is None and (teacher is None or teacher.config is None)) or args.model is None:
         if args.resume:
             raise IbkdError(
                 f"--resume: {args.out} holds no run to continue (no config.yaml); to start one "
@@ -387,69 +373,35 @@ def run_config(args: argparse.Namespace):
         raise IbkdError(
             "--setup and --model are required (except with --resume of an existing run)"
         )
-    budget = args.preset or "paper"
-    model, train = preset(setup, args.model, budget)
-    for option in ("epochs", "batch_size", "lr", "aux_lm"):
-        if getattr(args, option) is not None:
-            setattr(train, option, getattr(args, option))
-    train.device = args.device or "auto"
-    _apply_speed_options(args, train)
-    data = (
-        teacher_cfg.data
-        if teacher_cfg and args.data is None
-        else DataConfig(  # a student shares its teacher's vocabulary cap and LM text
-            data=_absolute(args.data),
-            vocab_size=teacher_cfg.data.vocab_size,
-            lm_text=teacher_cfg.data.lm_text,
-        )
-        if teacher_cfg
-        else _data_config(args, setup, budget)
-    )
-    distill = None
-    if teacher_cfg is not None or online:
-        values, transfer = distill_settings(setup, budget)
-        if transfer is not None:
-            data = dataclasses.replace(data, transfer=transfer)
-        distill = DistillConfig(
-            teacher=_absolute(args.teacher) if args.teacher else "",
-            online=_online_model(setup, online, budget) if online else None,
-            calibration=args.teacher_calibration or "none",
-            loss=args.kd_loss or "kd",
-            temperature=values["temperature"] if args.temperature is None else args.temperature,
-            alpha=values["alpha"] if args.alpha is None else args.alpha,
-            kd_scale=args.kd_scale or "t2",
-            teacher_dropout=bool(args.teacher_dropout),
-            cache_teacher=not args.no_teacher_cache,
-        )
-    if args.transfer is not None:
-        transfer = None if args.transfer == "none" else _absolute(args.transfer)
-        data = dataclasses.replace(data, transfer=transfer)
-    cfg = RunConfig(
-        setup=setup, model=model, seed=args.seed or 0, data=data, train=train, distill=distill
-    )
-    cfg.validate()
-    return cfg
-
-
-def _data_config(args: argparse.Namespace, setup: str, budget: str):
-    """The data settings of `ibkd train`: the agreement data, and for a language model its
-    text (`--lm-text`, else $IBKD_LM_TEXT or the cache's PTB: `ibkd.data.lm_text.resolve`,
-    stored absolute) with the vocabulary cap that goes with it."""
-    text = lm_text.resolve(getattr(args, "lm_text", None)) if setup == "lm" else None
-    if getattr(args, "lm_text", None) and setup != "lm":
-        raise IbkdError(f"--lm-text: for the language-model setup (lm), not {setup}")
-    return DataConfig(
-        data=_absolute(args.data or "default"), lm_text=text,
-        vocab_size=vocab_size(setup, budget, getattr(args, "vocab_size", None), lm_text=text),
+    return recipes.run_config(
+        args.setup, args.model, args.preset or "paper", teacher=teacher, seed=args.seed or 0,
+        data=_absolute(args.data), lm_text=getattr(args, "lm_text", None),
+        vocab=getattr(args, "vocab_size", None), overrides=_overrides(args),
     )  # fmt: skip
 
 
-def _online_model(setup: str, name: str, budget: str) -> dict:
-    """The config dict of the `--online MODEL` teacher: the preset's model of that name."""
-    try:
-        return dataclasses.asdict(preset(setup, name, budget)[0])
-    except IbkdError as e:
-        raise IbkdError(str(e).replace("--model", "--online", 1)) from None
+# `ibkd train|distill` options that override a recipe's setting: option -> `section.field`
+OVERRIDES = {
+    "epochs": "train.epochs", "batch_size": "train.batch_size", "lr": "train.lr",
+    "aux_lm": "train.aux_lm", "device": "train.device", "precision": "train.precision",
+    "temperature": "distill.temperature", "alpha": "distill.alpha", "kd_loss": "distill.loss",
+    "kd_scale": "distill.kd_scale", "teacher_calibration": "distill.calibration",
+    "teacher_dropout": "distill.teacher_dropout",
+}  # fmt: skip
+
+
+def _overrides(args: argparse.Namespace, only: tuple[str, ...] | None = None) -> dict:
+    """The options given (of `only`, when given; the speed option --compile always), as
+    `ibkd.recipes.run_config`'s overrides (`section.field` -> value)."""
+    out = {key: getattr(args, dest) for dest, key in OVERRIDES.items()
+           if getattr(args, dest, None) is not None and (only is None or dest in only)}  # fmt: skip
+    if args.compile:
+        out["train.compile"] = True
+    if getattr(args, "no_teacher_cache", None):
+        out["distill.cache_teacher"] = False
+    if getattr(args, "transfer", None) is not None:
+        out["data.transfer"] = None if args.transfer == "none" else _absolute(args.transfer)
+    return out
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -507,10 +459,13 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
     from ibkd.experiments.executors import Ray, local
     from ibkd.experiments.grid import (
         Terminated,
+        check_grid_folder,
         default_workers,
-        override_options,
+        grid_folders,
+        grid_title,
         run_grid,
         sigterm_as_interrupt,
+        with_overrides,
     )
     from ibkd.report import write_report
 
@@ -521,15 +476,9 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
     if args.lm_text:  # the LM text of every run of the grid (ibkd.data.lm_text.resolve)
         os.environ[lm_text.ENV] = lm_text.resolve(args.lm_text) or "none"
     runs = scenario.grid(budget=args.budget, seeds=args.seeds, data=args.data, setup=setup)
-    main_out = Path(f"runs/{args.scenario}-{setup}-{args.budget}")  # the main grid's default
-    grid_part = "" if args.grid == "main" else f"-{args.grid}"
-    out = Path(args.out or f"runs/{args.scenario}{grid_part}-{setup}-{args.budget}")
-    reuse = Path(args.reuse) if args.reuse else main_out if args.grid != "main" else None
-    if reuse is not None and not (reuse / "grid.json").is_file():
-        if args.reuse:
-            raise IbkdError(f"--reuse {reuse}: not a grid folder (no grid.json)")
-        reuse = None
-    _check_reproduce(args, scenario, setup, out, reuse)
+    out, reuse = grid_folders(args.scenario, args.grid, setup, args.budget, args.out, args.reuse)
+    _check_reproduce(args, scenario, setup, reuse)
+    check_grid_folder(out)
     scorer = None
     if scenario.scores_suites and not args.no_suites:  # shipped suites and --suite's
         from ibkd.distributed import pick_device
@@ -541,15 +490,10 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
             f"--workers {args.workers}: expected a number >= 1 and <= {max_threads()} "
             f"(4 per CPU of this machine's {os.cpu_count() or 1})"
         )
-    if out.exists() and not out.is_dir():
-        raise IbkdError(f"--out {out}: is a file, not a grid folder")
-    for r in runs:
-        r.config.train.device = args.device
-        _apply_speed_options(args, r.config.train)
-        if args.epochs is not None:
-            r.config.train.epochs = args.epochs
-        r.config.data.max_train_rows = args.max_train_rows
-        r.config.validate()  # a bad --epochs or --max-train-rows stops here, nothing written
+    overrides = {k: getattr(args, k) for k in ("epochs", "max_train_rows")
+                 if getattr(args, k) is not None}  # fmt: skip
+    with_overrides(runs, {"train.device": args.device, "data.max_train_rows": args.max_train_rows}
+                   | _overrides(args, ("epochs", "precision")))  # fmt: skip
     note = scenario.notes(args.budget, [r.config.to_dict() for r in runs])
     print(
         f"{args.scenario} ({setup}, {args.budget} budget): {count(len(runs), 'run')} into {out}"
@@ -562,13 +506,7 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
     else:
         workers = default_workers(args.device) if args.workers is None else args.workers
         executor = local(workers, not args.no_progress)
-    title = f"Scenario {args.scenario[-1]} ({setup}, {args.budget} budget)"
-    if args.grid != "main":
-        title = f"Scenario {args.scenario[-1]}, {args.grid} ({setup}, {args.budget} budget)"
-    overrides = {k: getattr(args, k) for k in ("epochs", "max_train_rows")
-                 if getattr(args, k) is not None}  # fmt: skip
-    if overrides:
-        title += " with " + ", ".join(override_options(overrides))
+    title = grid_title(args.scenario, args.grid, setup, args.budget, overrides)
     try:
         with sigterm_as_interrupt():
             result = run_grid(
@@ -595,11 +533,10 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
     return 1 if result.failed else 0
 
 
-def _check_reproduce(args: argparse.Namespace, scenario, setup: str, out: Path, reuse) -> None:
+def _check_reproduce(args: argparse.Namespace, scenario, setup: str, reuse) -> None:
     """Options of `ibkd reproduce` that would be ignored, or fail every run, refused before
     anything runs: a --device this machine lacks (local executor), --suite where the scenario
-    scores none or with --no-suites, --reuse of a grid of another scenario or setup, and an
-    --out that is a run folder or a data folder."""
+    scores none or with --no-suites, and --reuse of a grid of another scenario or setup."""
     if args.executor == "local":
         from ibkd.distributed import pick_device
 
@@ -619,13 +556,6 @@ def _check_reproduce(args: argparse.Namespace, scenario, setup: str, out: Path, 
                 f"--reuse {reuse}: a grid of {theirs} ({', '.join(setups)}), not of "
                 f"{scenario.name} ({setup}); its runs cannot be reused here"
             )
-    if out.is_dir() and not (out / "grid.json").exists():
-        if any((out / f).exists() for f in ("config.yaml", "checkpoint.pt", "metrics.json")):
-            raise IbkdError(f"--out {out}: is a run folder, not a grid folder")
-        data = [f"{n}{e}" for n in SPLIT_NAMES for e in (".tsv.gz", ".tsv")] + [VOCAB_FILE]
-        data += [*FILES.values()] + [f.removesuffix(".gz") for f in FILES.values()]
-        if any((out / f).exists() for f in data):
-            raise IbkdError(f"--out {out}: is a data folder, not a grid folder")
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
@@ -734,10 +664,10 @@ def _add_run_options(p: argparse.ArgumentParser, distill: bool) -> None:
     )
     p.add_argument(
         "--preset",
-        choices=PRESETS,
-        help="model and training budget (default paper); quick: exactly the run of the quick "
-        "grid's cell (6 epochs; a distilled classification student at T=3 with the transfer "
-        "set)",
+        choices=recipes.presets(),
+        help="model and training budget, a file of ibkd/configs/SCENARIO/ (default paper); "
+        "quick: exactly the run of the quick grid's cell (6 epochs; a distilled "
+        "classification student at T=3 with the transfer set)",
     )
     p.add_argument(
         "--data",
@@ -821,16 +751,14 @@ def _add_run_options(p: argparse.ArgumentParser, distill: bool) -> None:
         p.add_argument(
             "--temperature",
             type=float,
-            help="softmax temperature T > 0 (default: the preset's: "
-            + ", ".join(f"{s} {v['temperature']:g}" for s, v in DISTILL.items())
-            + f", quick cls {distill_settings('cls', 'quick')[0]['temperature']:g})",
+            help="softmax temperature T > 0 (default: the preset's; "
+            + recipes.describe_distill("temperature") + ")",
         )
         p.add_argument(
             "--alpha",
             type=float,
-            help="weight of the KD term in [0, 1]; 1-alpha goes to gold CE (default: "
-            + ", ".join(f"{s} {v['alpha']:g}" for s, v in DISTILL.items())
-            + ")",
+            help="weight of the KD term in [0, 1]; 1-alpha goes to gold CE (default: the "
+            "preset's; " + recipes.describe_distill("alpha") + ")",
         )
         p.add_argument(
             "--kd-loss",

@@ -1,17 +1,15 @@
-"""Typed run configuration: data, model, training, distillation; YAML load/save; presets.
+"""Typed run configuration: data, model, training, distillation; YAML load/save.
 
-Model presets follow the paper (PAPER.md's table of Reflect's configs) under `paper`; `quick` is
-small enough for `ibkd reproduce --budget quick` on a laptop CPU. The model part is the registered
-architecture's own config class (`ibkd.models`: `LSTMConfig` in `models/lstm.py`, ...), with its
-preset sizes declared beside it; `ModelConfig(name, arch, ...)` resolves `arch` there. The
-training and distillation budgets' numbers are in `ibkd.presets`. `RunConfig.validate` checks
-every field's type and range (finite numbers, sizes >= 1), so a bad option or a mistyped
-config.yaml is refused with one line before anything is written.
+The model part is the registered architecture's own config class (`ibkd.models`: `LSTMConfig`
+in `models/lstm.py`, ...), with its preset sizes declared beside it; `ModelConfig(name, arch,
+...)` resolves `arch` there. A run's config is assembled from a budget's recipe by
+`ibkd.recipes.run_config` (the budgets' numbers: `ibkd/configs/SCENARIO/BUDGET.toml`).
+`RunConfig.validate` checks every field's type and range (finite numbers, sizes >= 1), so a
+bad option or a mistyped config.yaml is refused with one line before anything is written.
 """
 
 from __future__ import annotations
 
-import copy
 import dataclasses
 import math
 import os
@@ -21,15 +19,13 @@ from typing import Any
 
 import yaml
 
-from ibkd import presets
 from ibkd.data.vocab import SPECIALS
 from ibkd.errors import IbkdError
 from ibkd.files import atomic_write
-from ibkd.models import ModelConfig, config_from_dict, model_presets
+from ibkd.models import ModelConfig, config_from_dict
 from ibkd.models import model_names as model_names  # re-exported: the registry's preset names
 from ibkd.tasks import OPTIONS, get_task, task_names, tasks_taking
 
-PRESETS = presets.PRESETS
 KD_SCALES = ("t2", "inv-t2", "none")
 CALIBRATIONS = ("none", "temperature")  # the teacher's calibration (`ibkd.distill`)
 SEED_LIMIT = 2**32
@@ -324,30 +320,3 @@ def _check_range(
             else (f"in ({low}, {high}]" if open_low else f"in [{low}, {high}]")
         )
         raise IbkdError(f"{what} {value}: expected a value {bounds}")
-
-
-# ---------------------------------------------------------------------------------------------
-# Presets. The models' sizes are declared in each architecture's file (`ibkd.models`); the
-# training budgets here.
-
-TRAIN_PRESETS: dict[tuple[str, str], TrainConfig] = {
-    key: TrainConfig(**values) for key, values in presets.TRAIN.items()
-}
-DISTILL_PRESETS = presets.DISTILL  # Reflect's settings
-
-
-def preset(setup: str, model: str, name: str = "paper") -> tuple[ModelConfig, TrainConfig]:
-    """The model and training settings of a preset (copies: safe to change)."""
-    if setup not in task_names():
-        raise IbkdError(f"--setup {setup!r}: expected one of {', '.join(task_names())}")
-    if name not in PRESETS:
-        raise IbkdError(f"--preset {name!r}: expected one of {', '.join(PRESETS)}")
-    models = model_presets(setup, name)
-    if model not in models:
-        raise IbkdError(
-            f"--model {model!r}: unknown for --setup {setup}; expected one of {', '.join(models)}"
-        )
-    train = copy.deepcopy(TRAIN_PRESETS[(setup, name)])
-    for field_name, value in presets.MODEL_TRAIN.get((setup, name), {}).get(model, {}).items():
-        setattr(train, field_name, value)
-    return copy.deepcopy(models[model]), train

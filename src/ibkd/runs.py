@@ -16,8 +16,9 @@
     metrics.json       written last: its presence means the run finished
     .lock              held (flock) by the one process that writes the folder
 
-Resume policy: `--resume` continues a folder whose config has the same identity (everything
-but how it executes: device, compile), with the threads and inputs it started with
+Resume policy: `--resume` continues a folder whose config has the same identity
+(`config_identity`: everything but how it executes, where its teacher lives and how a data path
+is written; the one identity grids compare too), with the threads and inputs it started with
 (`ibkd.resume`); a finished run returns its metrics. Without `--resume`
 a folder must be empty, or hold only what a run writes before its first checkpoint (a failed
 start), which is replaced.
@@ -78,24 +79,48 @@ def first_line(e: BaseException) -> str:
 
 
 def config_identity(cfg: RunConfig | dict) -> dict:
-    """The settings that must match for a checkpoint to be resumed: all but the device and
-    whether the model is compiled. A dict (as saved in a checkpoint) is read as a RunConfig
-    first, so settings added later take their defaults."""
+    """A run's identity: the settings that decide what it computes, as a nested dict. The one
+    definition that resuming a run (`check_folder`, the checkpoint's `restore` in
+    `ibkd.train`) and a grid's reuse of a run already in its folder or another grid's
+    (`ibkd.experiments.grid.stale_runs`, `reuse_runs`) compare. Everything in the config but:
+
+    - how the run executes (`HOST_SETTINGS`: train.device, train.compile);
+    - where its teacher lives (distill.teacher, written as ""): a grid names its teachers by
+      run and a grid folder may move; the teacher itself is checked by the SHA-256 of its
+      checkpoint and config (`ibkd.resume`);
+    - how a data path is written: data.data, data.transfer and data.lm_text as absolute paths
+      (`default`, the shipped data, stays as it is), so a relative and an absolute path to the
+      same place are the same.
+
+    A dict (as saved in a checkpoint or a config.yaml) is read as a RunConfig first, so settings
+    added later take their defaults; `IbkdError` if it is not a valid config."""
     if isinstance(cfg, dict):
         cfg = RunConfig.from_dict(cfg, where="checkpoint")
     d = cfg.to_dict()
     d["train"] = {k: v for k, v in d["train"].items() if k not in HOST_SETTINGS}
+    if d.get("distill") is not None:
+        d["distill"]["teacher"] = ""
+    for key in ("data", "transfer", "lm_text"):
+        value = d["data"].get(key)
+        if isinstance(value, str) and value != "default":
+            d["data"][key] = str(Path(value).absolute())
     return d
 
 
-def config_differences(a: dict, b: dict, prefix: str = "") -> list[str]:
+def config_differences(saved: RunConfig | dict, wanted: RunConfig | dict) -> list[str]:
+    """`key: saved -> wanted` for every setting of the two runs' identities
+    (`config_identity`) that differs; [] for the same run."""
+    return _differences(config_identity(saved), config_identity(wanted))
+
+
+def _differences(a: dict, b: dict, prefix: str = "") -> list[str]:
     """`key: a -> b` for every setting that differs between two nested dicts."""
     out = []
     for key in sorted(set(a) | set(b), key=str):
         x, y = a.get(key), b.get(key)
         name = f"{prefix}{key}"
         if isinstance(x, dict) and isinstance(y, dict):
-            out += config_differences(x, y, f"{name}.")
+            out += _differences(x, y, f"{name}.")
         elif x != y:
             out.append(f"{name}: {x!r} -> {y!r}")
     return out
@@ -109,7 +134,7 @@ def check_folder(cfg: RunConfig, out: Path, resume: bool) -> dict | None:
         raise IbkdError(f"--out {out}: is a file, expected a run folder")
     if resume and (out / "config.yaml").exists():
         saved = RunConfig.load(out / "config.yaml")
-        diff = config_differences(config_identity(saved), config_identity(cfg))
+        diff = config_differences(saved, cfg)
         if diff:
             raise IbkdError(
                 f"--resume: the options differ from {out / 'config.yaml'} ({'; '.join(diff)}); "

@@ -18,13 +18,18 @@ from pathlib import Path
 
 from ibkd import batched
 from ibkd.config import RunConfig
+from ibkd.data.mnist import FILES as MNIST_FILES
+from ibkd.data.splits import SPLIT_NAMES, VOCAB_FILE
 from ibkd.errors import IbkdError
+from ibkd.experiments import MAIN
 from ibkd.experiments.executors import Executor, local
 from ibkd.files import atomic_write, dump_json
+from ibkd.recipes import apply_overrides
 from ibkd.runs import (
     COMMAND_VARIABLE,
     FINISHED,
     command_line,
+    config_differences,
     environment,
     is_finished,
     now,
@@ -65,15 +70,64 @@ class GridResult:
         return text
 
 
-def pick_budget(budgets: dict, budget: str, seeds: int | None):
-    """The named budget of a scenario and the number of seeds (the budget's by default)."""
-    if budget not in budgets:
-        raise IbkdError(f"--budget {budget!r}: expected one of {', '.join(budgets)}")
-    b = budgets[budget]
-    n = seeds if seeds is not None else b.seeds
+def pick_seeds(recipe, seeds: int | None) -> int:
+    """How many seeds a grid runs: `seeds` (`--seeds`), else its budget's recipe's
+    (`ibkd.recipes.SetupRecipe.seeds`); `IbkdError` for fewer than 1."""
+    n = seeds if seeds is not None else recipe.seeds
     if n < 1:
         raise IbkdError(f"--seeds {n}: expected at least 1")
-    return b, n
+    return n
+
+
+def grid_folders(scenario: str, grid: str, setup: str, budget: str, out: str | None = None,
+                 reuse: str | None = None) -> tuple[Path, Path | None]:  # fmt: skip
+    """Where `ibkd reproduce` writes a grid and which grid folder's finished runs it copies
+    (`reuse_runs`): `out`, else runs/SCENARIO[-GRID]-SETUP-BUDGET (no -GRID for the main
+    grid); `reuse`, else for a grid other than the main one the main grid's default folder if
+    it holds a grid, else None. `IbkdError` when a given `reuse` is not a grid folder."""
+    grid_part = "" if grid == MAIN else f"-{grid}"
+    folder = Path(out or f"runs/{scenario}{grid_part}-{setup}-{budget}")
+    source = Path(reuse) if reuse else None
+    if source is None and grid != MAIN:
+        source = Path(f"runs/{scenario}-{setup}-{budget}")  # the main grid's default
+    if source is not None and not (source / "grid.json").is_file():
+        if reuse:
+            raise IbkdError(f"--reuse {source}: not a grid folder (no grid.json)")
+        source = None
+    return folder, source
+
+
+def check_grid_folder(out: Path) -> None:
+    """Refuse (`IbkdError` naming --out) a grid folder that is a file, a run folder or a data
+    folder, before anything is written: a grid would mix its runs into it."""
+    if out.exists() and not out.is_dir():
+        raise IbkdError(f"--out {out}: is a file, not a grid folder")
+    if out.is_dir() and not (out / "grid.json").exists():
+        if any((out / f).exists() for f in ("config.yaml", "checkpoint.pt", FINISHED)):
+            raise IbkdError(f"--out {out}: is a run folder, not a grid folder")
+        data = [f"{n}{e}" for n in SPLIT_NAMES for e in (".tsv.gz", ".tsv")] + [VOCAB_FILE]
+        data += [*MNIST_FILES.values()] + [f.removesuffix(".gz") for f in MNIST_FILES.values()]
+        if any((out / f).exists() for f in data):
+            raise IbkdError(f"--out {out}: is a data folder, not a grid folder")
+
+
+def with_overrides(runs: list[GridRun], overrides: dict) -> None:
+    """Set `overrides` (`section.field` -> value, `ibkd.recipes.apply_overrides`: the device,
+    speed options, `--epochs`, `--max-train-rows` of `ibkd reproduce`) in every run's config,
+    each validated: a bad value stops here, before anything is written."""
+    for r in runs:
+        apply_overrides(r.config, overrides)
+        r.config.validate()
+
+
+def grid_title(scenario: str, grid: str, setup: str, budget: str, overrides: dict) -> str:
+    """The report's title of a grid: "Scenario 1 (cls, quick budget)", with the grid's name
+    when not the main one and the overridden options ("with --epochs 1")."""
+    which = f"Scenario {scenario[-1]}" + ("" if grid == MAIN else f", {grid}")
+    title = f"{which} ({setup}, {budget} budget)"
+    if overrides:
+        title += " with " + ", ".join(override_options(overrides))
+    return title
 
 
 def ordered(runs: list[GridRun]) -> list[GridRun]:
@@ -404,48 +458,22 @@ def _timings(manifest: Path, result: GridResult) -> dict:
     }
 
 
-HOST_SETTINGS = ("device", "compile")  # how a run executes, not what it computes
-
-
-def config_differences(saved: dict, wanted: dict, prefix: str = "") -> list[str]:
-    """'section.option: saved -> wanted' for every option that differs between two
-    `RunConfig.to_dict()` dicts, leaving out how a run executes (device, compile) and the
-    teacher's folder (a grid names teachers by run, and a grid folder may move)."""
-    out = []
-    for key in sorted(set(saved) | set(wanted), key=str):
-        path = f"{prefix}{key}"
-        if path in {f"train.{h}" for h in HOST_SETTINGS} or path == "distill.teacher":
-            continue
-        a, b = saved.get(key), wanted.get(key)
-        if isinstance(a, dict) and isinstance(b, dict):
-            out += config_differences(a, b, path + ".")
-        elif a != b and not (path == "data.data" and _same_path(a, b)):
-            out.append(f"{path}: {a!r} there, {b!r} asked")
-    return out
-
-
-def _same_path(a, b) -> bool:
-    """Two data options naming the same file or folder (a relative and an absolute path)."""
-    if not (isinstance(a, str) and isinstance(b, str)) or "default" in (a, b):
-        return False
-    return Path(a).absolute() == Path(b).absolute()
-
-
 def stale_runs(runs: list[GridRun], out: Path) -> dict[str, list[str]]:
-    """Runs already in `out` whose saved config.yaml differs from what the grid asks, or whose
-    teacher finished after them: name -> the differing options (`config_differences`). An
-    unreadable config counts as differing."""
+    """Runs already in `out` whose saved config.yaml is another run than the grid asks for
+    (`ibkd.runs.config_differences`: the run identity that resuming uses too), or whose
+    teacher finished after them: name -> the differing options. An unreadable config counts as
+    differing."""
     stale = {}
     for run in runs:
         path = out / run.name / "config.yaml"
         if not path.exists():
             continue
         try:
-            saved = RunConfig.load(path).to_dict()
+            saved = RunConfig.load(path)
         except IbkdError as e:
             stale[run.name] = [f"config.yaml unreadable: {e}"]
             continue
-        diffs = config_differences(saved, resolved(run, out).to_dict())
+        diffs = config_differences(saved, resolved(run, out))
         if run.teacher is not None and _taught_before(out / run.name, out / run.teacher):
             diffs.append(f"its teacher {run.teacher} was trained again after it")
         if diffs:
@@ -477,10 +505,10 @@ def reuse_runs(runs: list[GridRun], out: Path, source: Path) -> list[str]:
         if run.teacher is not None and not is_finished(out / run.teacher):
             continue
         try:
-            saved = RunConfig.load(src / "config.yaml").to_dict()
+            saved = RunConfig.load(src / "config.yaml")
         except IbkdError:
             continue
-        if config_differences(saved, resolved(run, out).to_dict()):
+        if config_differences(saved, resolved(run, out)):
             continue
         tmp = dst.with_name(dst.name + ".copying")
         shutil.rmtree(tmp, ignore_errors=True)

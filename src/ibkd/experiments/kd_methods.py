@@ -30,19 +30,20 @@ paper's RSA distance and 1 - linear CKA, `ibkd.representations`). All from saved
 
 from __future__ import annotations
 
-import copy
 import dataclasses
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from ibkd import recipes
 from ibkd.errors import IbkdError
 from ibkd.experiments import Scenario, register
 from ibkd.experiments import scenario1 as s1
 from ibkd.experiments import scenario2 as s2
-from ibkd.experiments.grid import GridRun, pick_budget
+from ibkd.experiments.grid import GridRun, pick_seeds
 from ibkd.experiments.results import Group, Run, fmt
 from ibkd.experiments.suite_report import ACROSS_CLAUSE, MARVIN_LINZEN, load_suites
 from ibkd.experiments.transferred import ShareSet, share_section
@@ -94,24 +95,30 @@ def methods() -> tuple[Method, ...]:
     return METHODS + tuple(Method(n, f"--{n}", loss=n) for n in LOSSES if n not in used)
 
 
-def method_runs(teacher: GridRun, alone: GridRun, distilled: GridRun, seed: int) -> list[GridRun]:
-    """The runs of one seed: the teacher, then the student under every method, made from the
-    main grid's teacher, student-alone and KD runs (copies: the main grid's are not changed).
-    The online run trains its own teacher of the same model config."""
-    out = [dataclasses.replace(teacher, group=TEACHER_ROW, row=TEACHER_ROW)]
-    student = distilled.name.split("--")[0]
+def method_runs(
+    main_run: Callable[[str, str | None], GridRun], setup: str, teacher: str, student: str,
+    seed: int, budget: str, data: str,
+) -> list[GridRun]:  # fmt: skip
+    """The runs of one seed: the main grid's teacher (`main_run(model, teacher_model)` gives a
+    main grid's run), then `student` under every method: alone and `kd` are the main grid's
+    runs; the others the main grid's KD run's recipe (`ibkd.recipes.run_config`) with the
+    method's loss, calibration and alpha. The online run trains its own teacher, the budget's
+    preset of the same model."""
+    out = [dataclasses.replace(main_run(teacher, None), group=TEACHER_ROW, row=TEACHER_ROW)]
+    distilled = main_run(student, teacher)
     for m in methods():
         if m.suffix is None:
-            out.append(dataclasses.replace(alone, group=m.name, row=m.name))
+            out.append(dataclasses.replace(main_run(student, None), group=m.name, row=m.name))
             continue
-        cfg = copy.deepcopy(distilled.config)
-        cfg.distill.loss, cfg.distill.calibration = m.loss, m.calibration
+        overrides = {"distill.loss": m.loss, "distill.calibration": m.calibration}
         if m.alpha is not None:
-            cfg.distill.alpha = m.alpha
+            overrides["distill.alpha"] = m.alpha
+        source = recipes.Teacher(online=teacher) if m.online else recipes.Teacher()
+        cfg = recipes.run_config(setup, student, budget, teacher=source, seed=seed, data=data,
+                                 overrides=overrides)  # fmt: skip
         name, teacher_name = distilled.name.replace("/", f"{m.suffix}/"), distilled.teacher
         if m.online:
-            cfg.distill.online = dataclasses.asdict(teacher.config.model)
-            name, teacher_name = f"{student}--online-{teacher.config.model.name}/seed{seed}", None
+            name, teacher_name = f"{student}--online-{teacher}/seed{seed}", None
         out.append(GridRun(name, cfg, teacher_name, m.name, m.name))
     return out
 
@@ -121,23 +128,22 @@ def grid1(budget: str = "quick", *, seeds: int | None = None, data: str = "defau
     """Scenario 1's study: LSTM -> Transformer (classification) under every method."""
     if setup != "cls":
         raise IbkdError(f"--grid {GRID}: for --setup cls (the classification setup), not {setup}")
-    b, n = pick_budget(s1.BUDGETS, budget, seeds)
+    n = pick_seeds(recipes.budget(s1.SCENARIO, budget).recipe("cls"), seeds)
     runs = []
     for seed in range(n):
-        teacher, alone = (s1._run("cls", m, None, seed, b, data) for m in ("lstm", "transformer"))
-        distilled = s1._run("cls", "transformer", "lstm", seed, b, data)
-        runs += method_runs(teacher, alone, distilled, seed)
+        main_run = lambda m, t, seed=seed: s1.grid_run("cls", m, t, seed, budget, data)  # noqa: E731
+        runs += method_runs(main_run, "cls", "lstm", "transformer", seed, budget, data)
     return runs
 
 
 def grid2(budget: str = "quick", *, seeds: int | None = None, data: str = "default",
           setup: str = "mnist") -> list[GridRun]:  # fmt: skip
     """Scenario 2's study: CNN -> MLP under every method."""
-    b, n = pick_budget(s2.BUDGETS, budget, seeds)
+    n = pick_seeds(recipes.budget(s2.SCENARIO, budget).recipe("mnist"), seeds)
     runs = []
     for seed in range(n):
-        teacher, alone = (s2._run(m, None, seed, b, data) for m in ("cnn", "mlp"))
-        runs += method_runs(teacher, alone, s2._run("mlp", "cnn", seed, b, data), seed)
+        main_run = lambda m, t, seed=seed: s2.grid_run(m, t, seed, budget, data)  # noqa: E731
+        runs += method_runs(main_run, "mnist", "cnn", "mlp", seed, budget, data)
     return runs
 
 
@@ -446,7 +452,7 @@ register(
         name="scenario1",
         grid_name=GRID,
         help="distillation methods, LSTM -> Transformer",
-        budgets=tuple(s1.BUDGETS),
+        budgets=recipes.budget_names(s1.SCENARIO),
         setups=("cls",),
         grid=grid1,
         prepare=s1.prepare,
@@ -469,7 +475,7 @@ register(
         name="scenario2",
         grid_name=GRID,
         help="distillation methods, CNN -> MLP",
-        budgets=tuple(s2.BUDGETS),
+        budgets=recipes.budget_names(s2.SCENARIO),
         setups=("mnist",),
         grid=grid2,
         prepare=s2.prepare,

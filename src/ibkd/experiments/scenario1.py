@@ -5,11 +5,10 @@ The grid as data, and the paper's numbers (PAPER.md) that the report sets beside
 
 from __future__ import annotations
 
-import dataclasses
-from dataclasses import dataclass
 from pathlib import Path
 
-from ibkd.config import DISTILL_PRESETS, DataConfig, DistillConfig, RunConfig, preset
+from ibkd import recipes
+from ibkd.config import DataConfig
 from ibkd.data import lm_text
 from ibkd.data.prepare import lm_sentences
 from ibkd.data.splits import load_splits
@@ -17,7 +16,7 @@ from ibkd.data.vocab import EOS, build_text_vocab
 from ibkd.errors import IbkdError
 from ibkd.experiments import Scenario, register
 from ibkd.experiments.figures import plot_groups_by, pyplot, save, style
-from ibkd.experiments.grid import GridRun, pick_budget
+from ibkd.experiments.grid import GridRun, pick_seeds
 from ibkd.experiments.hard_claims import hard_sets
 from ibkd.experiments.hard_claims import section as hard_section
 from ibkd.experiments.results import Group, Run, cell, find_group
@@ -33,11 +32,7 @@ from ibkd.experiments.verdicts import (
 )
 from ibkd.metrics import unigram_perplexity
 from ibkd.models import model_presets
-from ibkd.presets import LM_QUICK, QUICK, vocab_size
 from ibkd.text import count
-
-# the large transfer set in a merged data folder (docs/hard_data.md, `ibkd data transfer`)
-STANDARD_TRANSFER = "transfer-pool.tsv.gz"
 
 # the paper's column order: weakest bias to strongest
 CLS_MODELS = ("transformer", "transformer-seq", "utransformer-seq", "lstm")
@@ -45,13 +40,14 @@ LM_MODELS = ("lstm", "small-lstm", "transformer", "small-transformer")
 LM_PAIRS = (("lstm", "transformer"), ("small-lstm", "transformer"))
 
 
-def cls_models(budget: str) -> tuple[str, ...]:
-    """The students of the classification grid for a preset budget (quick | paper): the
-    paper's four (`CLS_MODELS`, its column order), then every other model registered with a
-    classification preset of that budget (`ibkd.models.register`), in registry order. A model
+def cls_models(sizes: str) -> tuple[str, ...]:
+    """The students of the classification grid for the model sizes `sizes` (a budget's
+    `models`: quick | paper): the paper's four (`CLS_MODELS`, its column order), then every
+    other model registered with a classification preset of those sizes
+    (`ibkd.models.register`), in registry order. A model
     registered before the grid is built is trained alone, distilled from each teacher row and
     shown in the report's tables like the paper's."""
-    return CLS_MODELS + tuple(m for m in model_presets("cls", budget) if m not in CLS_MODELS)
+    return CLS_MODELS + tuple(m for m in model_presets("cls", sizes) if m not in CLS_MODELS)
 
 
 def students(groups: dict[str, Group]) -> list[str]:
@@ -61,85 +57,8 @@ def students(groups: dict[str, Group]) -> list[str]:
     return [*CLS_MODELS, *extra]
 
 
-@dataclass(frozen=True)
-class Budget:
-    """A named budget of scenario 1: preset, seeds, which teacher rows, and the quick
-    budget's departures from the paper (transfer set, temperature, control row); `note` is a
-    template filled from the runs' configs by `notes`."""
-
-    preset: str
-    seeds: int
-    cls_teachers: tuple[str, ...]  # which teacher rows of the paper's table to run
-    lm_seeds: int | None = None  # the LM setup's, when not `seeds`
-    # classification, beyond the paper: distilled students also learn the teacher's answers on
-    # the transfer set (the teacher itself and the no-KD row train on the gold rows only) ...
-    transfer: str | None = None
-    temperature: float | None = None  # ... at this temperature instead of the paper's T = 1
-    control: bool = False  # add the row "no teacher, + transfer set" (labelled by the verb's tag)
-    self_distill: bool = True  # the teacher distilled into its own architecture
-    distill_epochs: int | None = None  # distilled students' epochs, when not the preset's
-    note: str = ""
-
-
-BUDGETS = {
-    # Chosen by measurement on the shipped data (benchmarks/quick_recipe.py; README, "What it
-    # takes on the default data"): with the paper's recipe (same training rows, T = 1) no gain
-    # shows on 13.8K rows; the teacher's answers on the transfer set at T = 3 (the best mean
-    # validation accuracy among T = 1, 2, 3, 5) do, and the control row shows that the extra
-    # inputs alone do not.
-    "quick": Budget(
-        "quick",
-        3,
-        ("lstm",),
-        lm_seeds=LM_QUICK.seeds,
-        transfer=QUICK.transfer,
-        temperature=QUICK.temperature,
-        control=True,
-        self_distill=False,
-        note="quick budget: the no-KD and LSTM-teacher rows (no LSTM -> LSTM); "
-        "distilled students learn the teacher's answers on the training rows "
-        "plus the transfer set at T = {temperature}; the row `none + transfer` trains on "
-        "the same inputs with the verb's tag as label, without a teacher",
-    ),
-    # The four-corpus data of docs/hard_data.md (`--data` names its merged folder): the teacher's
-    # recipe is the quick LSTM's (lr 6e-3, chosen on validation by benchmarks/hard_agreement.py),
-    # which reaches the issue's bar there (docs/results/teacher_curve_merged4.json); students
-    # are distilled on the large transfer set made from the unlabelled pool, pure distillation
-    # (alpha = 1) at the quick recipe's T = 3, for 4 epochs over ~3x the rows: what fits the
-    # budget's hour on a 2-core CPU (docs/scenario1.md, "The standard budget").
-    "standard": Budget(
-        "quick",
-        5,
-        ("lstm",),
-        transfer=STANDARD_TRANSFER,
-        temperature=QUICK.temperature,
-        self_distill=False,
-        distill_epochs=4,
-        note="standard budget: quick model sizes trained on the merged data of "
-        "docs/hard_data.md; distilled students learn the teacher's answers (alpha = 1, "
-        "T = {temperature}) on the training rows plus the large transfer set made from the "
-        "unlabelled pool (" + STANDARD_TRANSFER + "), 4 epochs; the no-KD rows train 6 epochs "
-        "on the gold rows",
-    ),
-    "paper": Budget("paper", 4, CLS_MODELS),
-}
-
+SCENARIO = "scenario1"  # its budgets: ibkd/configs/scenario1/*.toml (`ibkd.recipes`)
 CONTROL_ROW = "none + transfer"
-
-
-def transfer_path(budget: Budget, data: str) -> str | None:
-    """The transfer set a budget's distilled students learn on: `default` (the shipped one),
-    or, for a budget whose set lives in its data folder (`standard`), that file. Raises
-    `IbkdError` naming --data when the folder has none (build it as docs/hard_data.md says)."""
-    if budget.transfer != STANDARD_TRANSFER:
-        return budget.transfer
-    path = Path(data) / STANDARD_TRANSFER
-    if data == "default" or not path.is_file():
-        raise IbkdError(
-            f"--data {data}: the standard budget needs a merged data folder with its large "
-            f"transfer set {STANDARD_TRANSFER} (build both as docs/hard_data.md says)"
-        )
-    return str(path)
 
 
 # PAPER.md, classification: rows teacher (None = no distillation), columns student
@@ -171,36 +90,16 @@ PAPER_LM = {
 }  # fmt: skip
 
 
-def _run(
-    setup: str, student: str, row: str | None, seed: int, budget: Budget, data: str
-) -> GridRun:
-    """One run: `row` is the teacher's model (None: no teacher, or CONTROL_ROW)."""
-    model, train = preset(setup, student, budget.preset)
-    text = lm_text.resolve(None) if setup == "lm" else None  # --lm-text / $IBKD_LM_TEXT / cache
+def grid_run(setup: str, student: str, row: str | None, seed: int, budget: str, data: str
+             ) -> GridRun:  # fmt: skip
+    """One run of the grid (its config: `ibkd.recipes.run_config`): `row` is the teacher's
+    model (None: no teacher; CONTROL_ROW: no teacher, the budget's transfer set labelled by the
+    verb's tag)."""
     teacher = row if row not in (None, CONTROL_ROW) else None
-    distill, transfer = None, None
-    if teacher is not None:
-        distill = DistillConfig(teacher="", **DISTILL_PRESETS[setup])
-        if setup == "cls":
-            transfer = transfer_path(budget, data)
-            distill.temperature = budget.temperature or distill.temperature
-            if budget.distill_epochs is not None:
-                train = dataclasses.replace(train, epochs=budget.distill_epochs)
-    if row == CONTROL_ROW:
-        transfer = transfer_path(budget, data)
-    cfg = RunConfig(
-        setup=setup,
-        model=model,
-        seed=seed,
-        data=DataConfig(
-            data=data,
-            transfer=transfer,
-            lm_text=text,
-            vocab_size=vocab_size(setup, budget.preset, lm_text=text),
-        ),
-        train=train,
-        distill=distill,
-    )
+    cfg = recipes.run_config(
+        setup, student, budget, teacher=recipes.Teacher() if teacher else None, seed=seed,
+        data=data, control=row == CONTROL_ROW,
+    )  # fmt: skip
     name = {None: student, CONTROL_ROW: f"{student}--transfer"}.get(row, f"{student}--from-{row}")
     group = (
         student if row is None else f"{row} -> {student}" if teacher else f"{student} + transfer"
@@ -217,31 +116,31 @@ def _run(
 def grid(
     setup: str = "cls", budget: str = "quick", *, seeds: int | None = None, data: str = "default"
 ) -> list[GridRun]:
-    """The runs of scenario 1. Student seed k learns from teacher seed k."""
-    b, n = pick_budget(BUDGETS, budget, seeds)
-    if setup == "lm" and budget == "standard":
-        raise IbkdError("--budget standard: a classification budget (--setup cls); the LMs "
-                        "have quick and paper")
-    if setup == "lm" and seeds is None and b.lm_seeds is not None:
-        n = b.lm_seeds
+    """The runs of scenario 1 under budget `budget` (ibkd/configs/scenario1/BUDGET.toml):
+    classification, every student alone, taught by each of the budget's teacher rows and (if
+    the budget has it) the control row; LM, the paper's four LMs and two pairs. Student seed k
+    learns from teacher seed k."""
+    if setup not in ("cls", "lm"):
+        raise IbkdError(f"--setup {setup!r}: expected cls or lm")
+    b = recipes.budget(SCENARIO, budget).recipe(setup)
+    n = pick_seeds(b, seeds)
     runs = []
     for seed in range(n):
         if setup == "cls":
-            models = cls_models(b.preset)
-            runs += [_run("cls", m, None, seed, b, data) for m in models]
+            models = cls_models(recipes.budget(SCENARIO, budget).models)
+            runs += [grid_run("cls", m, None, seed, budget, data) for m in models]
             runs += [
-                _run("cls", s, t, seed, b, data)
-                for t in b.cls_teachers
+                grid_run("cls", s, t, seed, budget, data)
+                for t in b.teachers
                 for s in models
                 if b.self_distill or s != t
             ]
             if b.control:
-                runs += [_run("cls", s, CONTROL_ROW, seed, b, data) for s in models if s != "lstm"]
-        elif setup == "lm":
-            runs += [_run("lm", m, None, seed, b, data) for m in LM_MODELS]
-            runs += [_run("lm", s, t, seed, b, data) for t, s in LM_PAIRS]
+                runs += [grid_run("cls", s, CONTROL_ROW, seed, budget, data)
+                         for s in models if s != "lstm"]  # fmt: skip
         else:
-            raise IbkdError(f"--setup {setup!r}: expected cls or lm")
+            runs += [grid_run("lm", m, None, seed, budget, data) for m in LM_MODELS]
+            runs += [grid_run("lm", s, t, seed, budget, data) for t, s in LM_PAIRS]
     return runs
 
 
@@ -652,7 +551,9 @@ def notes(budget: str, configs: list[dict]) -> str:
             if kd
             else ""
         )
-    note = BUDGETS[budget].note if budget in BUDGETS else ""
+    known = budget in recipes.budget_names(SCENARIO)
+    recipe = recipes.budget(SCENARIO, budget).setups.get("cls") if known else None
+    note = recipe.note if recipe is not None else ""
     temps = sorted({c["distill"]["temperature"] for c in configs if c.get("distill")})
     return note.format(temperature=" / ".join(f"{t:g}" for t in temps) or "?")
 
@@ -661,7 +562,7 @@ register(
     Scenario(
         name="scenario1",
         help="LSTM -> Transformers on subject-verb agreement",
-        budgets=tuple(BUDGETS),
+        budgets=recipes.budget_names(SCENARIO),
         setups=("cls", "lm"),
         grid=grid,
         prepare=prepare,

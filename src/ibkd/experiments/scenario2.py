@@ -5,20 +5,18 @@ The grid as data, and the paper's numbers (PAPER.md, exact) that the report sets
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from ibkd.config import DISTILL_PRESETS, DataConfig, DistillConfig, RunConfig, preset
+from ibkd import recipes
 from ibkd.data import mnist
 from ibkd.experiments import Scenario, register
 from ibkd.experiments.figures import color, plot_reliability, pyplot, save, teacher_mark
-from ibkd.experiments.grid import GridRun, pick_budget
+from ibkd.experiments.grid import GridRun, pick_seeds
 from ibkd.experiments.results import Group, find_group, fmt
 from ibkd.experiments.transferred import ShareSet, share_section
 from ibkd.experiments.verdicts import METHOD, claim3, compare, fewest, unjudged, verdict
-from ibkd.presets import MNIST_QUICK_EPOCHS
 
 MODELS = ("cnn", "mlp")
 PAIRS = (("cnn", "mlp"), ("mlp", "mlp"), ("cnn", "cnn"), ("mlp", "cnn"))  # teacher, student
@@ -32,27 +30,7 @@ TEST_SETS = {
 }
 
 
-@dataclass(frozen=True)
-class Budget:
-    """A named budget of scenario 2: preset, seeds, per-model epochs and its note (a
-    template filled from the runs' configs by `notes`)."""
-
-    preset: str
-    seeds: int
-    epochs: dict[str, int] = field(default_factory=dict)  # per model, overriding the preset
-    note: str = ""
-
-
-BUDGETS = {
-    "quick": Budget(
-        "quick",
-        3,
-        MNIST_QUICK_EPOCHS,
-        note="quick budget: a CNN with {cnn_width} filters per layer, {cnn_epochs}; "
-        "the MLP {mlp_epochs} (Reflect trained up to 400)",
-    ),
-    "paper": Budget("paper", 4),
-}
+SCENARIO = "scenario2"  # its budgets: ibkd/configs/scenario2/*.toml (`ibkd.recipes`)
 
 # PAPER.md, scenario 2: (mean, std) for accuracy and ECE on MNIST / Scaled / Translated
 PAPER = {
@@ -73,18 +51,13 @@ PAPER = {
 }  # fmt: skip
 
 
-def _run(student: str, teacher: str | None, seed: int, budget: Budget, data: str) -> GridRun:
-    model, train = preset("mnist", student, budget.preset)
-    train.epochs = budget.epochs.get(student, train.epochs)
-    distill = DistillConfig(teacher="", **DISTILL_PRESETS["mnist"]) if teacher else None
-    cfg = RunConfig(
-        setup="mnist",
-        model=model,
-        seed=seed,
-        data=DataConfig(data=data),
-        train=train,
-        distill=distill,
-    )
+def grid_run(student: str, teacher: str | None, seed: int, budget: str, data: str) -> GridRun:
+    """One run of the grid (its config: `ibkd.recipes.run_config`): `student` alone, or taught
+    by the run of model `teacher` of the same seed."""
+    cfg = recipes.run_config(
+        "mnist", student, budget, teacher=recipes.Teacher() if teacher else None, seed=seed,
+        data=data,
+    )  # fmt: skip
     name = student if teacher is None else f"{student}--from-{teacher}"
     return GridRun(
         f"{name}/seed{seed}",
@@ -101,10 +74,11 @@ def grid(budget: str = "quick", *, seeds: int | None = None, data: str = "defaul
     learns from teacher seed k. Listed longest first (the teachers of every seed, then the CNN
     students, then the MLP students), the order the runner starts them in, so that a pool's
     last minutes are not one CNN training alone."""
-    b, n = pick_budget(BUDGETS, budget, seeds)
-    runs = [_run(m, None, seed, b, data) for m in MODELS for seed in range(n)]
+    n = pick_seeds(recipes.budget(SCENARIO, budget).recipe("mnist"), seeds)
+    runs = [grid_run(m, None, seed, budget, data) for m in MODELS for seed in range(n)]
     for student in MODELS:
-        runs += [_run(s, t, seed, b, data) for t, s in PAIRS if s == student for seed in range(n)]
+        runs += [grid_run(s, t, seed, budget, data)
+                 for t, s in PAIRS if s == student for seed in range(n)]  # fmt: skip
     return runs
 
 
@@ -266,7 +240,8 @@ def claim_convolution(groups) -> str:
 
 def notes(budget: str, configs: list[dict]) -> str:
     """The budget's note, its widths and epochs read from the runs' configs."""
-    note = BUDGETS[budget].note if budget in BUDGETS else ""
+    known = budget in recipes.budget_names(SCENARIO)
+    note = recipes.budget(SCENARIO, budget).recipe("mnist").note if known else ""
 
     def seen(model: str, get) -> str:
         values = sorted({get(c) for c in configs if c["model"]["name"] == model}, key=str)
@@ -287,7 +262,7 @@ register(
     Scenario(
         name="scenario2",
         help="CNN -> MLP on MNIST, tested on shifted digits",
-        budgets=tuple(BUDGETS),
+        budgets=recipes.budget_names(SCENARIO),
         setups=("mnist",),
         grid=grid,
         prepare=prepare,

@@ -198,7 +198,7 @@ def architecture(name: str) -> Architecture:
 def model_presets(setup: str, budget: str) -> dict[str, ModelConfig]:
     """Model name -> preset config for `setup` (cls | lm | mnist) and `budget` (paper | quick),
     across every architecture, in `architectures()` order. The configs are the registry's own:
-    copy them before changing them (`config.preset` does)."""
+    copy them before changing them (`ibkd.recipes.preset` does)."""
     return {m.name: m for a in architectures().values() for m in a.presets.get((setup, budget), ())}
 
 
