@@ -206,7 +206,8 @@ def profile(name: str, a: argparse.Namespace) -> dict:
     seconds["other"] = total - sum(v for k, v in seconds.items() if k != "other")
     return {
         "run": name,
-        "command": "ibkd " + " ".join(result["argv"][:-1]).replace(spec["out"], "RUN")
+        "command": "ibkd "
+        + " ".join(result["argv"]).replace(spec["out"], "RUN")
         + (f" (max_train_rows {result['max_train_rows']})" if result["max_train_rows"] else "")
         + " ; then scored on marvin-linzen as `ibkd reproduce` does",
         "finished": now(),
@@ -232,8 +233,11 @@ def main() -> int:
     p.add_argument("--threads", type=int, default=1, help="torch threads (a grid worker's: 1)")
     p.add_argument("--lm-rows", type=int, default=3000, help="LM: training sentences")
     p.add_argument("--lm-epochs", type=int, default=1, help="LM: epochs")
-    p.add_argument("--lm-text", default=os.environ.get("IBKD_LM_TEXT"),
-                   help="LM: the text folder (default $IBKD_LM_TEXT, else ibkd's default)")
+    p.add_argument(
+        "--lm-text",
+        default=os.environ.get("IBKD_LM_TEXT"),
+        help="LM: the text folder (default $IBKD_LM_TEXT, else ibkd's default)",
+    )
     p.add_argument("--out-dir", default=str(ROOT / "docs" / "results"))
     p.add_argument("--child", help=argparse.SUPPRESS)
     a = p.parse_args()
