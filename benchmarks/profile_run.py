@@ -36,9 +36,12 @@ phases add up to the measured total:
 The LM run trains on the first `--lm-rows` sentences of its text (`--lm-text`, e.g. PTB;
 `max_train_rows`) for `--lm-epochs` epochs, so that it ends in minutes; its validation and
 test sets are whole.
-Results: `OUT_DIR/profile_<run>.json` per run (seconds, shares of the total, calls, the
-machine, its load average before and after; `shares` are the robust figure on a shared
-machine). Run it under `nice -n 19` beside other jobs: the shares hold, the seconds stretch.
+Every phase is timed in wall seconds and in CPU seconds of the process (`time.process_time`;
+the whole child's from `getrusage`, for `other`). With one torch thread (`--threads 1`, a grid
+worker's) the CPU seconds are the work done, and their shares (`cpu_shares`) the robust figure
+on a machine shared with other jobs, where wall seconds stretch with the load.
+Results: `OUT_DIR/profile_<run>.json` per run (`seconds` and `shares` wall, `cpu_seconds`
+and `cpu_shares`, calls, the machine, its load average before and after).
 """
 
 from __future__ import annotations
@@ -46,11 +49,13 @@ from __future__ import annotations
 import time
 
 T_FIRST_LINE = time.time()  # the child's first line: the interpreter has started
+CPU_FIRST_LINE = time.process_time()  # the CPU time its start took
 
 import argparse  # noqa: E402
 import functools  # noqa: E402
 import json  # noqa: E402
 import os  # noqa: E402
+import resource  # noqa: E402
 import subprocess  # noqa: E402
 import sys  # noqa: E402
 import tempfile  # noqa: E402
@@ -69,13 +74,21 @@ RUNS = {  # name -> (setup, model)
 
 
 class Phases:
-    """Exclusive wall time per phase: a timed call inside another counts only to the inner
-    one (`wrap`); `seconds[name]` in seconds, `calls[name]` the number of calls."""
+    """Exclusive wall and CPU time per phase: a timed call inside another counts only to the
+    inner one (`wrap`); `seconds[name]` wall seconds, `cpu[name]` this process's CPU seconds
+    (`time.process_time`: what the phase cost, however busy the machine), `calls[name]`."""
 
     def __init__(self) -> None:
         self.seconds: dict[str, float] = dict.fromkeys(PHASES, 0.0)
+        self.cpu: dict[str, float] = dict.fromkeys(PHASES, 0.0)
         self.calls: dict[str, int] = dict.fromkeys(PHASES, 0)
-        self.stack: list[list] = []  # [name, start, seconds of the timed calls inside]
+        self.stack: list[list] = []  # [name, wall start, CPU start, wall and CPU inside]
+
+    def add(self, name: str, wall: float, cpu: float) -> None:
+        """Count `wall` and `cpu` seconds (and a call) to phase `name`."""
+        self.seconds[name] += wall
+        self.cpu[name] += cpu
+        self.calls[name] += 1
 
     def wrap(self, name: str, fn, inside: str | None = None):
         """`fn` timed as phase `name` (only when called inside phase `inside`, if given)."""
@@ -84,17 +97,18 @@ class Phases:
         def timed(*args, **kwargs):
             if inside is not None and (not self.stack or self.stack[-1][0] != inside):
                 return fn(*args, **kwargs)
-            frame = [name, time.perf_counter(), 0.0]
+            frame = [name, time.perf_counter(), time.process_time(), 0.0, 0.0]
             self.stack.append(frame)
             try:
                 return fn(*args, **kwargs)
             finally:
-                elapsed = time.perf_counter() - frame[1]
+                wall = time.perf_counter() - frame[1]
+                cpu = time.process_time() - frame[2]
                 self.stack.pop()
-                self.seconds[name] += elapsed - frame[2]
-                self.calls[name] += 1
+                self.add(name, wall - frame[3], cpu - frame[4])
                 if self.stack:
-                    self.stack[-1][2] += elapsed
+                    self.stack[-1][3] += wall
+                    self.stack[-1][4] += cpu
 
         return timed
 
@@ -108,7 +122,7 @@ def child(spec: dict) -> None:
     """Run one profiled command in this process; write {phase: seconds}, calls, steps and the
     run's metrics to spec["result"]."""
     phases = Phases()
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     import torch
 
     import ibkd.cli
@@ -116,8 +130,7 @@ def child(spec: dict) -> None:
     from ibkd import runs, suite_predictions
     from ibkd.data.batching import Encoded
 
-    phases.seconds["imports"] = time.perf_counter() - t0
-    phases.calls["imports"] = 1
+    phases.add("imports", time.perf_counter() - t0, time.process_time() - c0)
     train = ibkd.train
     patch(train, "prepare_data", phases, "data")
     patch(train, "train_run", phases, "run_setup")
@@ -161,15 +174,16 @@ def child(spec: dict) -> None:
     if code != 0:
         raise SystemExit(f"ibkd {' '.join(argv)}: exit status {code}")
     scorer = suite_predictions.SuiteScorer(suite_predictions.grid_suites([]), torch.device("cpu"))
-    t = time.perf_counter()
+    t, c = time.perf_counter(), time.process_time()
     scorer.read()
-    phases.seconds["suite_read"] += time.perf_counter() - t
-    phases.calls["suite_read"] += 1
+    phases.add("suite_read", time.perf_counter() - t, time.process_time() - c)
     scored = scorer(out)
     metrics = json.loads((Path(out) / "metrics.json").read_text())
     result = {
         "first_line": T_FIRST_LINE,
+        "cpu_first_line": CPU_FIRST_LINE,
         "seconds": phases.seconds,
+        "cpu": phases.cpu,
         "calls": phases.calls,
         "training": metrics["training"],
         "test": {k: v for k, v in metrics.get("test", {}).items() if isinstance(v, float)},
@@ -198,12 +212,17 @@ def profile(name: str, a: argparse.Namespace) -> dict:
         load_before = os.getloadavg()
         launched = time.time()
         t0 = time.perf_counter()
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)
         subprocess.run([sys.executable, __file__, "--child", json.dumps(spec)], check=True)
         total = time.perf_counter() - t0
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        total_cpu = (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime)
         result = json.loads(Path(spec["result"]).read_text())
-    seconds = result["seconds"]
+    seconds, cpu = result["seconds"], result["cpu"]
     seconds["process_start"] = result["first_line"] - launched
+    cpu["process_start"] = result["cpu_first_line"]
     seconds["other"] = total - sum(v for k, v in seconds.items() if k != "other")
+    cpu["other"] = total_cpu - sum(v for k, v in cpu.items() if k != "other")
     return {
         "run": name,
         "command": "ibkd "
@@ -212,8 +231,11 @@ def profile(name: str, a: argparse.Namespace) -> dict:
         + " ; then scored on marvin-linzen as `ibkd reproduce` does",
         "finished": now(),
         "wall_seconds": round(total, 2),
+        "cpu_seconds_total": round(total_cpu, 2),
         "seconds": {k: round(seconds[k], 3) for k in PHASES},
         "shares": {k: round(seconds[k] / total, 4) for k in PHASES},
+        "cpu_seconds": {k: round(cpu[k], 3) for k in PHASES},
+        "cpu_shares": {k: round(cpu[k] / total_cpu, 4) for k in PHASES},
         "calls": result["calls"],
         "training": result["training"],
         "test": result["test"],
@@ -250,9 +272,12 @@ def main() -> int:
         report = profile(name, a)
         path = Path(a.out_dir) / f"profile_{name}.json"
         path.write_text(dumps_json(report, indent=2) + "\n")
-        print(f"{name}: {report['wall_seconds']:.1f} s -> {path}")
+        wall, cpu = report["wall_seconds"], report["cpu_seconds_total"]
+        print(f"{name}: {wall:.1f} s wall, {cpu:.1f} s CPU -> {path}")
         for k in PHASES:
-            print(f"  {k:16s} {report['seconds'][k]:9.2f} s  {100 * report['shares'][k]:5.1f} %")
+            w, c = report["seconds"][k], report["cpu_seconds"][k]
+            print(f"  {k:16s} {w:9.2f} s {100 * report['shares'][k]:5.1f} %"
+                  f"  CPU {c:9.2f} s {100 * report['cpu_shares'][k]:5.1f} %")  # fmt: skip
     return 0
 
 
