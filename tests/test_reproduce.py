@@ -347,3 +347,56 @@ def test_one_run_identity_for_resume_and_grids(tmp_path, monkeypatch):
     asked.distill.temperature, asked.data.data = saved.distill.temperature, str(tmp_path / "d")
     assert stale_runs([GridRun("s", asked)], tmp_path / "grid") == {}
     assert check_folder(asked, tmp_path / "grid" / "s", resume=True) is None
+
+
+# ------------------------------------------------------------ GPUs: N runs per GPU, on a CPU
+
+
+def test_pool_workers_pack_n_runs_on_every_gpu_each_seeing_its_own(monkeypatch):
+    """`--runs-per-gpu N` (or `--workers`) on a CUDA machine: the pool's workers are dealt out
+    round robin over the visible GPUs, N per GPU, and each worker sees its GPU alone (its
+    `CUDA_VISIBLE_DEVICES`, set before CUDA starts in it); one run per GPU by default."""
+    import queue
+
+    import torch
+
+    from ibkd.experiments import executors
+    from ibkd.experiments.grid import default_workers
+
+    assert executors.gpu_slots(["0", "1"], 4) == ["0", "1", "0", "1"]
+    assert executors.gpu_slots(["GPU-a1"], 3) == ["GPU-a1"] * 3
+    assert executors.gpu_slots(["0", "1", "2"], 2) == ["0", "1"]  # fewer: spread
+    with pytest.raises(ValueError):
+        executors.gpu_slots([], 2)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "2, 5")  # the machine's GPUs 2 and 5
+    assert executors.visible_gpus() == ["2", "5"]
+    assert executors.pool_gpus("auto") == executors.pool_gpus("cuda") == ["2", "5"]
+    assert executors.pool_gpus("cuda:1") == executors.pool_gpus("cpu") == []
+    assert default_workers("auto") == 2 and default_workers("cuda:1") == 1
+    assert default_workers("cpu") == max(1, os.cpu_count() or 1)
+    slots = queue.Queue()
+    for gpu in executors.gpu_slots(executors.pool_gpus("auto"), 3):
+        slots.put(gpu)
+    seen = []
+    for _ in range(3):  # three workers start, each taking its slot
+        executors._take_gpu(slots)
+        seen.append(os.environ["CUDA_VISIBLE_DEVICES"])
+    assert seen == ["2", "5", "2"]
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
+    assert executors.visible_gpus() == []
+
+
+@pytest.mark.parametrize(
+    "option, message",
+    [
+        (["--runs-per-gpu", "2", "--device", "cpu"], "--runs-per-gpu: for runs on CUDA GPUs"),
+        (["--runs-per-gpu", "2", "--workers", "2"], "--runs-per-gpu and --workers: give one"),
+    ],
+)
+def test_runs_per_gpu_is_refused_where_it_cannot_apply(tmp_path, capsys, option, message):
+    out = tmp_path / "grid"
+    args = ["reproduce", "scenario1", "--out", str(out), "--no-progress", "--no-suites"]
+    assert main([*args, *option]) == 2
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1 and not out.exists()

@@ -414,3 +414,56 @@ def test_the_same_suite_on_a_hugging_face_causal_lm():
         [alone("the dog bark", 2), alone("the dogs barks", 2), alone("dogs barks the", 1)],
         rtol=1e-5,
     )
+
+
+def agreement_items():
+    """Marvin & Linzen-style items: 16 prefixes of 2 to 8 words, each followed by 4 verbs
+    (every prefix shared by 4 items, and by each item's two forms)."""
+    nouns = {"dog": "VBZ", "dogs": "VBP", "author": "VBZ", "authors": "VBP"}
+    verbs = [("barks", "bark"), ("laughs", "laugh"), ("is", "are"), ("swims", "swim")]
+    items = []
+    for head, number in nouns.items():
+        for rest in ("", "near the cat", "that the guards like", "that the cats near me saw"):
+            prefix = f"the {head} {rest}".split()
+            for singular, plural in verbs:
+                good, bad = (singular, plural) if number == "VBZ" else (plural, singular)
+                items.append(SuiteItem("c", len(items), tuple(prefix), (good,), (bad,),
+                                       number=number))  # fmt: skip
+    return items
+
+
+@pytest.mark.parametrize("arch", ["lstm", "transformer"])
+def test_lm_forms_after_a_shared_prefix_score_as_when_each_runs_alone(arch):
+    """The LM target comparison runs the model once per distinct prefix for every form that
+    follows it (both forms of an item, every verb after the same prefix): the same numbers,
+    bit for bit, as running it once per (prefix, form), good forms and bad forms apart."""
+    from ibkd.data.batching import encode_prefixes
+    from ibkd.data.vocab import UNK
+    from ibkd.evaluate import infer
+    from ibkd.models import build_model
+
+    items = agreement_items()
+    words = sorted({w for it in items for w in it.prefix + it.good + it.bad} - {"swim"})
+    vocab = Vocab(list(SPECIALS) + words)  # `swim` is <unk>: its items are skipped
+    torch.manual_seed(0)
+    model = build_model(tiny_config("lm", arch).model, len(vocab), "lm").eval()
+    pred, _ = predict_suite(model, vocab, "lm", items, CPU, lm_comparison=TARGET_FORMS)
+    assert list(pred["skip_reason"]).count(SKIP_OUT_OF_VOCABULARY) == 16
+    done = [it for it in items if not np.isnan(pred["score_good"][it.index])]
+    prefixes = [it.prefix for it in done]
+    assert len(done) == 48 and len(set(prefixes)) == 16
+
+    def alone(forms):  # the model run once per distinct (prefix, form), batched as before
+        keys = [(p, vocab.stoi.get(f[0], UNK)) for p, f in zip(prefixes, forms)]
+        unique = list(dict.fromkeys(keys))
+        got = {}
+        for b in infer(model, encode_prefixes([p for p, _ in unique], [0] * len(unique), vocab),
+                       CPU):  # fmt: skip
+            logp = torch.log_softmax(b.logits[torch.arange(len(b.index)), b.lengths - 1], -1)
+            for row, i in enumerate(b.index.tolist()):
+                got[unique[i]] = float(logp[row, unique[i][1]])
+        return np.array([got[k] for k in keys])
+
+    at = [it.index for it in done]
+    np.testing.assert_array_equal(pred["score_good"][at], alone([it.good for it in done]))
+    np.testing.assert_array_equal(pred["score_bad"][at], alone([it.bad for it in done]))

@@ -456,7 +456,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 def cmd_reproduce(args: argparse.Namespace) -> int:
     from ibkd.distributed import max_threads
-    from ibkd.experiments.executors import Ray, local
+    from ibkd.experiments.executors import Ray, local, pool_gpus
     from ibkd.experiments.grid import (
         Terminated,
         check_grid_folder,
@@ -504,8 +504,11 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
     if args.executor == "ray":
         executor = Ray(out, args.ray_address, args.cpus_per_run, args.gpus_per_run)
     else:
+        gpus = pool_gpus(args.device)
         workers = default_workers(args.device) if args.workers is None else args.workers
-        executor = local(workers, not args.no_progress)
+        if args.runs_per_gpu is not None:
+            workers = args.runs_per_gpu * len(gpus)
+        executor = local(workers, not args.no_progress, gpus)
     title = grid_title(args.scenario, args.grid, setup, args.budget, overrides)
     try:
         with sigterm_as_interrupt():
@@ -536,11 +539,29 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
 def _check_reproduce(args: argparse.Namespace, scenario, setup: str, reuse) -> None:
     """Options of `ibkd reproduce` that would be ignored, or fail every run, refused before
     anything runs: a --device this machine lacks (local executor), --suite where the scenario
-    scores none or with --no-suites, and --reuse of a grid of another scenario or setup."""
-    if args.executor == "local":
-        from ibkd.distributed import pick_device
+    scores none or with --no-suites, --reuse of a grid of another scenario or setup, and
+    --runs-per-gpu where it cannot apply."""
+    from ibkd.distributed import max_threads, pick_device
+    from ibkd.experiments.executors import pool_gpus
 
+    if args.executor == "local":
         pick_device(args.device)  # IbkdError: --device cuda: CUDA is not available ...
+    if args.runs_per_gpu is not None:
+        if args.executor != "local":
+            raise IbkdError("--runs-per-gpu: for the local executor (Ray: --gpus-per-run 1/N)")
+        if args.workers is not None:
+            raise IbkdError("--runs-per-gpu and --workers: give one of them")
+        gpus = pool_gpus(args.device)
+        if not gpus:
+            raise IbkdError(
+                f"--runs-per-gpu: for runs on CUDA GPUs (--device auto or cuda), and --device "
+                f"{args.device} on this machine gives none"
+            )
+        if not 1 <= args.runs_per_gpu * len(gpus) <= max_threads():
+            raise IbkdError(
+                f"--runs-per-gpu {args.runs_per_gpu}: expected >= 1 and at most "
+                f"{max_threads()} processes in all ({len(gpus)} GPU(s) here)"
+            )
     if args.suite and not scenario.scores_suites:
         raise IbkdError(f"--suite: {args.scenario} scores no targeted suites (scenario1 does)")
     if args.suite and args.no_suites:
@@ -1057,7 +1078,16 @@ def build_parser() -> argparse.ArgumentParser:
         "--workers",
         type=int,
         help="local executor: runs at a time, in separate processes, at most 4 per CPU "
-        "(default: one per CPU core on a CPU-only machine, 1 with a GPU)",
+        "(default: one per CPU core on a CPU-only machine, one per GPU with CUDA, spread over "
+        "the GPUs round robin)",
+    )
+    r.add_argument(
+        "--runs-per-gpu",
+        type=int,
+        metavar="N",
+        help="local executor with CUDA: N runs at a time on every visible GPU, each in its own "
+        "process that sees only its GPU (default: --workers', one run per GPU); small runs "
+        "leave a GPU mostly idle",
     )
     r.add_argument(
         "--batch-seeds",

@@ -151,14 +151,28 @@ def verb_number_probs(model, vocab: Vocab, prefixes: list[tuple[str, ...]], devi
     return out
 
 
-def next_token_logprobs(model, vocab: Vocab, prefixes, targets: list[int], device) -> np.ndarray:
-    """log P(target | prefix) for each (prefix, target id) (LM): [N], nats."""
+def next_token_logprobs(
+    model, vocab: Vocab, prefixes, targets: list[int], device, rows=None
+) -> np.ndarray:
+    """log P(target | prefix) (LM): [M] nats, the k-th after `prefixes[rows[k]]` (`rows` None:
+    after `prefixes[k]`, one target per prefix). The model runs once per prefix given, however
+    many targets ask for it (a suite's items share prefixes: Marvin & Linzen's 95,240 forms
+    follow 12,820 distinct prefixes); each target is read off that prefix's output row."""
     data = encode_prefixes(prefixes, [0] * len(prefixes), vocab)
     check_fits(model, data, "--suite")
-    out = np.zeros(len(prefixes))
-    tgt = torch.tensor(targets)
+    rows = np.arange(len(prefixes)) if rows is None else np.asarray(rows, dtype=np.int64)
+    if len(rows) != len(targets):
+        raise ValueError(f"{len(targets)} targets but {len(rows)} prefix rows")
+    by_prefix = np.argsort(rows, kind="stable")  # the queries, grouped by their prefix
+    bounds = np.searchsorted(rows[by_prefix], np.arange(len(prefixes) + 1))
+    out = np.zeros(len(targets))
+    tgt = torch.tensor(targets, dtype=torch.long)
     for b in infer(model, data, device):
         at = torch.arange(len(b.index), device=device)
-        logp = F.log_softmax(b.logits[at, b.lengths - 1], -1)
-        out[b.index.numpy()] = logp[at, tgt[b.index].to(device)].cpu().numpy()
+        logp = F.log_softmax(b.logits[at, b.lengths - 1], -1)  # [B, V]
+        spans = [(bounds[i], bounds[i + 1]) for i in b.index.tolist()]
+        queries = np.concatenate([by_prefix[lo:hi] for lo, hi in spans])
+        row_of = np.repeat(np.arange(len(spans)), [hi - lo for lo, hi in spans])
+        q = torch.from_numpy(queries)
+        out[queries] = logp[torch.from_numpy(row_of).to(device), tgt[q].to(device)].cpu().numpy()
     return out

@@ -24,7 +24,9 @@ sentence. Targeted suites are scored through them (`predict_with`), by
   (minicons' and lm-eval-harness' convention for pretrained LMs).
 
 Inputs are a string (split on whitespace) or a sequence of words. Repeated inputs are run
-once (suites repeat prefixes: Marvin & Linzen's 121,220 items have 12,820 distinct ones).
+once (suites repeat prefixes: Marvin & Linzen's 121,220 items have 12,820 distinct ones); an
+ibkd LM reads every one-word form after a prefix (both forms of an item, every verb that
+follows it) off one run of the model over that prefix (`form_scores`).
 """
 
 from __future__ import annotations
@@ -107,6 +109,13 @@ class Scorer:
     def known(self, word: str) -> bool:
         """Whether `word` is scored as itself (not as an unknown-word token)."""
         raise NotImplementedError
+
+    def form_scores(
+        self, prefixes: Sequence[Words], good: Sequence[Words], bad: Sequence[Words]
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """(log P(good | prefix), log P(bad | prefix)) per item: [N] each, nats; the target
+        comparison of a suite's two forms (`predict_with`)."""
+        return self.conditional_score(prefixes, good), self.conditional_score(prefixes, bad)
 
     def map_items(self, items: Sequence[SuiteItem]):
         """`items` prepared for scoring (an `ibkd.data.suites.vocabulary.MappedSuite`), each
@@ -201,15 +210,27 @@ class CausalLMScorer(_IbkdScorer):
         the model takes."""
         pairs = _pairs(prefixes, stimuli)
         if not eos and all(len(s) == 1 for _, s in pairs):
-            keys = [(p, self.vocab.stoi.get(s[0], UNK)) for p, s in pairs]
-            return distinct_rows(
-                lambda ks: next_token_logprobs(self.model, self.vocab, [p for p, _ in ks],
-                                               [t for _, t in ks], self.device), keys,
+            unique = list(dict.fromkeys(p for p, _ in pairs))  # each prefix run once
+            where = {p: i for i, p in enumerate(unique)}
+            return next_token_logprobs(
+                self.model, self.vocab, unique, [self.vocab.stoi.get(s[0], UNK) for _, s in pairs],
+                self.device, rows=[where[p] for p, _ in pairs],
             )  # fmt: skip
         return distinct_rows(
             lambda ks: continuation_logprobs(self.model, self.vocab, [p for p, _ in ks],
                                              [c for _, c in ks], self.device, eos=eos), pairs,
         )  # fmt: skip
+
+    def form_scores(
+        self, prefixes: Sequence[Words], good: Sequence[Words], bad: Sequence[Words]
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """`Scorer.form_scores` with the model run once per distinct prefix for both forms
+        (when every form is one word): the same numbers as two `conditional_score` calls."""
+        n = len(prefixes)
+        if len(good) != n or len(bad) != n:
+            raise ValueError(f"{n} prefixes but {len(good)} good and {len(bad)} bad forms")
+        both = self.conditional_score([*prefixes, *prefixes], [*good, *bad])
+        return both[:n], both[n:]
 
 
 class HFCausalLMScorer(Scorer):
@@ -384,9 +405,9 @@ def predict_with(
     )  # fmt: skip
     put(
         targets,
-        scorer.conditional_score([it.prefix for it in targets], [it.good[:1] for it in targets]),
-        scorer.conditional_score([it.prefix for it in targets], [it.bad[:1] for it in targets]),
-    )
+        *scorer.form_scores([it.prefix for it in targets], [it.good[:1] for it in targets],
+                            [it.bad[:1] for it in targets]),
+    )  # fmt: skip
     return pred | {"skip_reason": np.array(reasons, dtype=str)}, _info(mapped)
 
 

@@ -172,16 +172,59 @@ def extension_modules() -> tuple[str, ...]:
     return tuple(dict.fromkeys(n for n in names if n.split(".")[0] != "ibkd" and n not in skip))
 
 
-def _worker_start(parent: int, progress, modules: tuple[str, ...] = ()) -> None:
+def visible_gpus() -> list[str]:
+    """The CUDA devices this process may use, as `CUDA_VISIBLE_DEVICES` names them: its
+    entries when it is set (indices, `GPU-<uuid>` or MIG names; empty: none), else `0` to
+    `torch.cuda.device_count() - 1`; [] without CUDA."""
+    given = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if given is not None:
+        return [g.strip() for g in given.split(",") if g.strip()]
+    return [str(i) for i in range(torch.cuda.device_count())] if torch.cuda.is_available() else []
+
+
+def pool_gpus(device: str) -> list[str]:
+    """The GPUs a pool spreads its workers over for runs on `device`: `visible_gpus` for `auto`
+    on a machine with CUDA and for `cuda`; none for another device or a numbered one
+    (`cuda:1`: every run on that GPU)."""
+    if device == "cuda" or (device == "auto" and torch.cuda.is_available()):
+        return visible_gpus()
+    return []
+
+
+def gpu_slots(gpus: list[str], workers: int) -> list[str]:
+    """The GPU each of a pool's `workers` processes trains on (its `CUDA_VISIBLE_DEVICES`, so
+    that it sees that GPU alone, as `cuda:0`): round robin over `gpus`, so that `workers` =
+    N x len(gpus) packs N processes on every GPU and fewer spread over as many GPUs as they
+    can. ValueError for no GPU."""
+    if not gpus:
+        raise ValueError("no GPU to place the workers on")
+    return [gpus[k % len(gpus)] for k in range(workers)]
+
+
+def _take_gpu(slots) -> None:
+    """In a new pool worker: take the next GPU of the pool's queue `slots` (`gpu_slots`, one
+    entry per worker) and see that GPU alone, before anything in this process starts CUDA."""
+    import queue
+
+    try:
+        os.environ["CUDA_VISIBLE_DEVICES"] = slots.get(timeout=60)
+    except queue.Empty:  # more workers than slots: cannot happen with a pool of `workers`
+        pass
+
+
+def _worker_start(parent: int, progress, modules: tuple[str, ...] = (), gpus=None) -> None:
     """A pool worker's initializer: exit as soon as the grid process `parent` is gone (killed
     with SIGKILL, it cannot stop its workers), polled by a daemon thread; keep the queue that
     carries each run's step to the grid's progress display; import `modules`
-    (`extension_modules` of the grid process) so that what they register is known here too."""
+    (`extension_modules` of the grid process) so that what they register is known here too;
+    with `gpus` (a queue of `gpu_slots`), train on the GPU taken from it (`_take_gpu`)."""
     import importlib
     import threading
     import time
 
     global _PROGRESS
+    if gpus is not None:
+        _take_gpu(gpus)
     _PROGRESS = progress
     for module in modules:
         importlib.import_module(module)
@@ -251,18 +294,21 @@ MAX_LOST = 3  # a run lost to this many broken pools (its worker never found dea
 
 
 class Pool:
-    """`workers` processes on this machine, cores / workers torch threads each. Workers exit
+    """`workers` processes on this machine, cores / workers torch threads each; with `gpus`
+    (`visible_gpus` names), each process sees one of them alone (`gpu_slots`: round robin, so
+    N x len(gpus) workers pack N runs on every GPU). Workers exit
     when the grid process dies; each run's step is shown in the grid's progress display
     (`steps`: folder -> last step reported). A worker that dies (SIGKILL from the OOM killer, a
     crash) breaks a `ProcessPoolExecutor`: the run it held fails (`WorkerDied`), the pool is
     replaced by a fresh one and the other runs in flight or queued start again on it (resuming
     from their checkpoints)."""
 
-    def __init__(self, workers: int):
+    def __init__(self, workers: int, gpus: list[str] | None = None):
         import multiprocessing as mp
 
         self.ctx = mp.get_context("spawn")
         self.slots = workers
+        self.gpus = gpu_slots(gpus, workers) if gpus else None
         self.threads = max(1, (os.cpu_count() or 1) // workers)
         self.progress = self.ctx.Queue()
         self.steps: dict[str, int] = {}
@@ -275,11 +321,16 @@ class Pool:
         from concurrent.futures import ProcessPoolExecutor
 
         self.processes = {}
+        slots = None
+        if self.gpus is not None:  # a fresh pool's workers take their GPUs afresh
+            slots = self.ctx.Queue()
+            for gpu in self.gpus:
+                slots.put(gpu)
         return ProcessPoolExecutor(
             self.slots,
             mp_context=self.ctx,
             initializer=_worker_start,
-            initargs=(os.getpid(), self.progress, extension_modules()),
+            initargs=(os.getpid(), self.progress, extension_modules(), slots),
         )
 
     def _start(self, task: _Task) -> None:
@@ -403,9 +454,10 @@ def _died(exitcode: int | None) -> bool:
     return exitcode > 1 or -exitcode not in (signal.SIGTERM, signal.SIGINT)
 
 
-def local(workers: int, progress: bool = True) -> Executor:
-    """In this process for one worker (with the run's own progress bar), else a `Pool`."""
-    return Inline(progress) if workers <= 1 else Pool(workers)
+def local(workers: int, progress: bool = True, gpus: list[str] | None = None) -> Executor:
+    """In this process for one worker (with the run's own progress bar), else a `Pool` (its
+    workers spread over `gpus`, when given)."""
+    return Inline(progress) if workers <= 1 else Pool(workers, gpus)
 
 
 class Ray:

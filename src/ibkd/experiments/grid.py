@@ -22,7 +22,7 @@ from ibkd.data.mnist import FILES as MNIST_FILES
 from ibkd.data.splits import SPLIT_NAMES, VOCAB_FILE
 from ibkd.errors import IbkdError
 from ibkd.experiments import MAIN
-from ibkd.experiments.executors import Executor, local
+from ibkd.experiments.executors import Executor, local, pool_gpus
 from ibkd.files import atomic_write, dump_json
 from ibkd.recipes import apply_overrides
 from ibkd.runs import (
@@ -167,12 +167,16 @@ def resolved(run: GridRun, out: Path) -> RunConfig:
 
 def default_workers(device: str = "auto") -> int:
     """A process per core on a CPU-only machine (small models use one core better than two
-    share one run); one at a time on a GPU."""
+    share one run); with CUDA, one run per GPU (`executors.pool_gpus`: each process sees its
+    own; one at a time on a named one, `cuda:1`); one at a time on Apple MPS."""
     import torch
 
-    if device != "cpu" and (
-        torch.cuda.is_available()
-        or (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available())
+    if device != "cpu" and torch.cuda.is_available():
+        return max(1, len(pool_gpus(device)))
+    if (
+        device != "cpu"
+        and getattr(torch.backends, "mps", None)
+        and torch.backends.mps.is_available()
     ):
         return 1
     return max(1, os.cpu_count() or 1)
