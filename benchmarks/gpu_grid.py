@@ -45,7 +45,7 @@ import torch
 
 import ibkd.train
 from ibkd import experiments
-from ibkd.config import RunConfig, preset
+from ibkd.config import RunConfig
 from ibkd.data import mnist
 from ibkd.data.batching import batches
 from ibkd.data.prepare import prepare_data
@@ -54,7 +54,9 @@ from ibkd.distributed import pick_device, seed_everything
 from ibkd.files import atomic_write, dumps_json
 from ibkd.losses import gold_loss
 from ibkd.models import build_model
+from ibkd.recipes import preset
 from ibkd.runs import environment, now
+from ibkd.tasks import get_task
 
 ROOT = Path(__file__).resolve().parent.parent
 MODELS = {
@@ -145,7 +147,7 @@ def train_rate(cfg: RunConfig, device: torch.device, seconds: float, warmup: int
     its clocks together)."""
     data = data_of(cfg)
     seed_everything(cfg.seed)
-    model = build_model(cfg.model, len(data.vocab) if data.vocab else 0, cfg.setup).to(device)
+    model = build_model(cfg.model, get_task(cfg.setup).shapes(data.vocab)).to(device)
     opt, _ = ibkd.train._optimizer([model], cfg, len(data.train))
     params = [p for p in model.parameters() if p.requires_grad]
     gen = torch.Generator().manual_seed(cfg.seed)

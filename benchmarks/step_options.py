@@ -34,15 +34,16 @@ from pathlib import Path
 
 import torch
 
-from ibkd.config import RunConfig, preset
+from ibkd.config import RunConfig
 from ibkd.data.batching import batches
 from ibkd.data.prepare import prepare_data
 from ibkd.data.vocab import PAD
 from ibkd.files import dumps_json
 from ibkd.losses import gold_loss
 from ibkd.models import build_model
-from ibkd.presets import vocab_size
+from ibkd.recipes import preset, vocab_size
 from ibkd.runs import environment, now
+from ibkd.tasks import get_task
 
 ROOT = Path(__file__).resolve().parent.parent
 OPTIONS = ("baseline", "foreach", "fused", "bf16", "compile")
@@ -94,7 +95,7 @@ def make_step(cfg: RunConfig, model, opt, params, bf16: bool):
 def measure(cfg: RunConfig, data, option: str, steps: int, initial) -> dict:
     """`steps` training steps with `option` from the weights `initial`: CPU seconds per step
     (and the compile's for `compile`), the trained weights."""
-    model = build_model(cfg.model, len(data.vocab), cfg.setup)
+    model = build_model(cfg.model, get_task(cfg.setup).shapes(data.vocab))
     model.load_state_dict(initial)
     params = [p for p in model.parameters() if p.requires_grad]
     kw = {"foreach": {"foreach": True}, "fused": {"fused": True}}.get(option, {"foreach": False})
@@ -167,7 +168,7 @@ def main() -> int:
         setup, name = spec.split(":")
         cfg, data = setup_data(setup, name, a.lm_text)
         torch.manual_seed(0)
-        initial = build_model(cfg.model, len(data.vocab), setup).state_dict()
+        initial = build_model(cfg.model, get_task(setup).shapes(data.vocab)).state_dict()
         best: dict[str, dict] = {}
         for _ in range(a.repeat):
             for option in options:
