@@ -51,7 +51,7 @@ from ibkd.experiments import get as get_scenario
 from ibkd.experiments import grid_names, scenario_of, scenarios
 from ibkd.experiments import names as scenario_names
 from ibkd.files import check_output, dumps_json
-from ibkd.models import describe_models
+from ibkd.models import LM_SOFTMAXES, describe_models
 from ibkd.presets import DISTILL, distill_settings, vocab_size
 from ibkd.signals import interrupt_name, interrupt_status, sigterm_as_interrupt
 from ibkd.text import count
@@ -272,6 +272,8 @@ RESUMED = {
     "kd_scale": (lambda c, s: c.distill and c.distill.kd_scale, lambda v: v),
     "teacher_dropout": (lambda c, s: c.distill and c.distill.teacher_dropout, lambda v: v),
     "no_teacher_cache": (lambda c, s: c.distill and not c.distill.cache_teacher, lambda v: v),
+    "teacher_cache": (lambda c, s: c.distill and c.distill.teacher_cache, lambda v: v),
+    "lm_softmax": (lambda c, s: getattr(c.model, "lm_softmax", None), lambda v: v),
 }  # fmt: skip
 
 
@@ -389,6 +391,11 @@ def run_config(args: argparse.Namespace):
         )
     budget = args.preset or "paper"
     model, train = preset(setup, args.model, budget)
+    if getattr(args, "lm_softmax", None) is not None:
+        if not hasattr(model, "lm_softmax"):
+            raise IbkdError(f"--lm-softmax: for language models (lstm, transformer), not "
+                            f"{args.model}")  # fmt: skip
+        model.lm_softmax = args.lm_softmax
     for option in ("epochs", "batch_size", "lr", "aux_lm"):
         if getattr(args, option) is not None:
             setattr(train, option, getattr(args, option))
@@ -420,6 +427,7 @@ def run_config(args: argparse.Namespace):
             kd_scale=args.kd_scale or "t2",
             teacher_dropout=bool(args.teacher_dropout),
             cache_teacher=not args.no_teacher_cache,
+            teacher_cache=args.teacher_cache or "none",
         )
     if args.transfer is not None:
         transfer = None if args.transfer == "none" else _absolute(args.transfer)
@@ -754,9 +762,10 @@ def _add_run_options(p: argparse.ArgumentParser, distill: bool) -> None:
     if not distill:  # a student shares its teacher's vocabulary
         p.add_argument(
             "--lm-text",
-            metavar="FOLDER",
+            metavar="PATH",
             help="LM: the text to train on, a folder with train, valid and test sentences "
-            "(ptb.train.txt or train.txt, ...; gzipped or not); `none`: the agreement rows' "
+            "(ptb.train.txt or train.txt, ...; gzipped or not) or a text pool file (source<TAB>"
+            "tokens; about 1%% each held out for validation and test); `none`: the agreement rows' "
             "sentences (default: $IBKD_LM_TEXT, else the PTB of `ibkd data fetch-ptb`)",
         )
         p.add_argument(
@@ -801,6 +810,12 @@ def _add_run_options(p: argparse.ArgumentParser, distill: bool) -> None:
         action="store_true",
         default=None,
         help="also write TensorBoard event files into the run folder (needs ibkd[tensorboard])",
+    )
+    p.add_argument(
+        "--lm-softmax",
+        choices=LM_SOFTMAXES,
+        help="LM: the output layer, full (the default) or adaptive (Grave et al. 2017's "
+        "adaptive softmax, clusters by frequency rank: another model, faster to train)",
     )
     if distill:
         p.add_argument("--teacher", help="the teacher's (finished) run folder")
@@ -853,6 +868,13 @@ def _add_run_options(p: argparse.ArgumentParser, distill: bool) -> None:
             action="store_true",
             default=None,
             help="recompute the teacher's outputs at every step",
+        )
+        p.add_argument(
+            "--teacher-cache",
+            metavar="none|full|topk:K",
+            help="LM: compute a finished teacher's outputs at every training token once: full "
+            "(exact; refused above $IBKD_TEACHER_CACHE_GB, default 4 GB) or topk:K (its K "
+            "most probable words and the rest's mass: an approximation); default none",
         )
 
 
@@ -1108,7 +1130,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     r.add_argument(
         "--lm-text",
-        metavar="FOLDER",
+        metavar="PATH",
         help="--setup lm: the text the language models train on (as for `ibkd train`; "
         "default: $IBKD_LM_TEXT, else the PTB of `ibkd data fetch-ptb`)",
     )

@@ -58,6 +58,10 @@ class ModelConfig:
         return object.__new__(cls)
 
 
+LM_SOFTMAXES = ("full", "adaptive")
+"""A language model's output layers (`lm_softmax`; `ibkd.models.lm_head`): the full softmax,
+or the adaptive softmax of Grave et al. 2017 (another model, not an approximation of a loss)"""
+
 Builder = Callable[[ModelConfig, int, str], "nn.Module"]
 """(config, vocabulary size (0 for images), setup: cls | lm | mnist) -> the model"""
 
