@@ -316,7 +316,8 @@ def lm_softmax_speed(
 def lm_teacher_share(
     steps: int = 20, repeat: int = 2, student_softmax: str = "full", teacher_cache: str = "none"
 ) -> dict:
-    """Seconds of the frozen LSTM teacher's forward pass (`Teacher.scored_logits`) and of the
+    """CPU seconds (this process's: on a shared machine the work done, `StepClock`'s note) of
+    the frozen LSTM teacher's forward pass (`Teacher.scored_logits`) and of the
     whole distilled step (`ibkd.train._task_loss`, backward, optimizer; the teacher's pass
     included) over `steps` batches of the quick Transformer student, the best of `repeat`.
     `student_softmax`: the student's output layer (adaptive: its log_prob at every distilled
@@ -336,9 +337,9 @@ def lm_teacher_share(
     teacher = Teacher(teacher_model, distill, run=object())  # frozen
     cache_s = 0.0
     if teacher_cache != "none":
-        t0 = time.perf_counter()
+        t0 = time.process_time()
         teacher.cache_lm(data.train, len(data.vocab), torch.device("cpu"))
-        cache_s = time.perf_counter() - t0
+        cache_s = time.process_time() - t0
     run = SimpleNamespace(model=student, net=student, teacher=teacher,
                           cfg=SimpleNamespace(setup="lm", distill=distill))  # fmt: skip
     opt = torch.optim.AdamW(student.parameters(), lr=1e-3)
@@ -349,14 +350,14 @@ def lm_teacher_share(
         t_teacher = t_step = 0.0
         for index in order[:steps]:
             tokens, lengths, targets = data.train.batch(index)
-            t0 = time.perf_counter()
+            t0 = time.process_time()
             teacher.scored_logits(tokens, lengths, targets != PAD, index)
-            t1 = time.perf_counter()
+            t1 = time.process_time()
             parts = _task_loss(run, index, tokens, lengths, targets)
             opt.zero_grad(set_to_none=True)
             parts.total.backward()
             opt.step()
-            t_teacher, t_step = t_teacher + t1 - t0, t_step + time.perf_counter() - t1
+            t_teacher, t_step = t_teacher + t1 - t0, t_step + time.process_time() - t1
         best = min(best, (t_teacher, t_step), key=lambda p: p[1])
     return {"steps": steps, "vocabulary": len(data.vocab), "student_softmax": student_softmax,
             "teacher_cache": teacher_cache, "teacher_cache_build_s": round(cache_s, 2),

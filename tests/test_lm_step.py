@@ -311,5 +311,5 @@ def test_topk_teacher_cache_is_the_named_approximation():
         parse_spec("topk:0")
     check_fits(CacheSpec("full"), 919_934, 400)  # 1.5 GB: within the default 4 GB
     with pytest.raises(IbkdError, match=r"919,934 tokens x 9,995 words x 4 bytes = 36.8 GB "
-                                        r"exceeds the 4.0 GB limit"):  # fmt: skip
+                                        r"exceeds the 4 GB limit"):  # fmt: skip
         check_fits(CacheSpec("full"), 919_934, 9_995)

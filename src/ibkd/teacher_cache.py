@@ -98,7 +98,7 @@ def check_fits(spec: CacheSpec, tokens: int, vocab_size: int) -> None:
                 else f"{tokens:,} tokens x ({spec.k} x 8 + 4) bytes")  # fmt: skip
         raise IbkdError(
             f"--teacher-cache {spec.kind}{':' + str(spec.k) if spec.k else ''}: {what} = "
-            f"{need / 1e9:.1f} GB exceeds the {limit / 1e9:.1f} GB limit (${LIMIT_ENV}); use "
+            f"{need / 1e9:.3g} GB exceeds the {limit / 1e9:.3g} GB limit (${LIMIT_ENV}); use "
             "--teacher-cache topk:K or none"
         )
 
