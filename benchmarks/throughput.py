@@ -15,8 +15,14 @@ the LM and scenario 2's models, whose "tokens" are images):
   training time (the caching pass included) and whole-run wall time;
 - `--parts lm-teacher`: the share of a distilled LM step (quick Transformer from the quick
   LSTM, KD at T = 1, alpha = 0.9, on `--lm-text`) spent in the frozen teacher's forward pass:
-  the most that caching the teacher's outputs could save (an LM teacher is not cached: its
-  full distribution does not fit in memory).
+  the most that caching the teacher's outputs could save; then the same step with an adaptive
+  softmax student (its log_prob over the whole vocabulary at every distilled position) and
+  with the teacher's outputs from a `topk:64` cache (`ibkd.teacher_cache`; PTB's full
+  distribution does not fit in memory);
+- `--parts lm-softmax`: the quick LSTM and Transformer LMs (`--models` picks) with the full and
+  the adaptive softmax (`--lm-softmax`), back to back in this process, `--repeat` times in
+  alternating order, on `--lm-text`: tokens/s of ibkd's step and of the bare loop (its
+  adaptive softmax trained with the same loss, `AdaptiveHead.loss`).
 
     python benchmarks/throughput.py [--rows 3000] [--setups cls lm mnist] [--parts models distill]
         [--presets quick paper] [--lm-vocab all preset] [--threads N] [--device cpu|cuda]
@@ -43,6 +49,7 @@ import argparse
 import dataclasses
 import os
 import platform
+import shutil
 import tempfile
 import time
 from pathlib import Path
@@ -59,6 +66,7 @@ from ibkd.data.prepare import prepare_data
 from ibkd.data.vocab import PAD
 from ibkd.files import dumps_json
 from ibkd.models import build_model
+from ibkd.models.lm_head import is_adaptive
 from ibkd.recipes import preset, vocab_size
 from ibkd.tasks import get_task
 from ibkd.train import train_run
@@ -139,7 +147,10 @@ def bare_loop(
             data.lengths, cfg.train.batch_size, shuffle=True, generator=gen, bucket=bucket
         ):
             tokens, lengths, targets = (t.to(device) for t in data.batch(index))
-            if setup == "lm" and scored:
+            if setup == "lm" and scored and is_adaptive(model.head):  # its own loss
+                mask = targets != PAD
+                loss = model.head.loss(model.features(tokens, lengths)[mask], targets[mask])
+            elif setup == "lm" and scored:
                 mask = targets != PAD
                 loss = F.cross_entropy(model.head(model.features(tokens, lengths)[mask]),
                                        targets[mask])  # fmt: skip
@@ -165,8 +176,11 @@ THREADS = None  # --threads
 LM_TEXT = None  # --lm-text
 
 
-def config(setup, name, preset_name, rows, epochs, seed=0, vocab_size=None, **distill):
+def config(setup, name, preset_name, rows, epochs, seed=0, vocab_size=None, lm_softmax=None,
+           **distill):  # fmt: skip
     model, train = preset(setup, name, preset_name)
+    if lm_softmax is not None:
+        model.lm_softmax = lm_softmax
     train = dataclasses.replace(train, epochs=epochs, device=DEVICE, patience=epochs + 1)
     text = LM_TEXT if setup == "lm" else None
     return RunConfig(
@@ -181,18 +195,20 @@ def config(setup, name, preset_name, rows, epochs, seed=0, vocab_size=None, **di
 
 def measure(
     setup, name, preset_name, rows, epochs, tmp: Path, repeat: int, vocab_size=None,
-    lm_step: str = "scored",
+    lm_step: str = "scored", lm_softmax: str | None = None,
 ) -> dict:  # fmt: skip
     """Best of `repeat` alternating measurements of each loop (a 2-core machine is noisy);
     `vocab_size`: the run's vocabulary cap (None: every training word); `lm_step`: `scored`
-    or `plain` (the module note)."""
-    cfg = config(setup, name, preset_name, rows, epochs, vocab_size=vocab_size)
+    or `plain` (the module note); `lm_softmax`: the LM's output layer (None: the preset's)."""
+    cfg = config(setup, name, preset_name, rows, epochs, vocab_size=vocab_size,
+                 lm_softmax=lm_softmax)  # fmt: skip
     data = prepare_data(cfg)
     scored = setup == "lm" and lm_step == "scored"
     tokens = step_tokens(cfg, data.train, epochs)
     ours = bare = ours_cpu = bare_cpu = 0.0
     for r in range(repeat):
-        folder = tmp / f"{setup}-{name}-{preset_name}-{vocab_size}-{lm_step}-{r}"
+        folder = tmp / f"{setup}-{name}-{preset_name}-{vocab_size}-{lm_step}-{lm_softmax}-{r}"
+        shutil.rmtree(folder, ignore_errors=True)  # a fresh run each time
         for loop in ("ibkd", "bare") if r % 2 == 0 else ("bare", "ibkd"):  # alternating
             clock = StepClock()
             if loop == "ibkd":
@@ -220,6 +236,7 @@ def measure(
         "vocabulary": len(data.vocab) if data.vocab else None,
         "lm_text": cfg.data.lm_text,
         "lm_step": lm_step if setup == "lm" else None,
+        "lm_softmax": getattr(cfg.model, "lm_softmax", None) if setup == "lm" else None,
         "ibkd_tok_s": ours,
         "bare_tok_s": round(bare),
         "ibkd_vs_bare": round(ours / bare, 3),
@@ -272,23 +289,65 @@ def distill_cost(rows: int, epochs: int, preset_name: str, tmp: Path, repeat: in
     }
 
 
-def lm_teacher_share(steps: int = 20, repeat: int = 2) -> dict:
-    """Seconds of the frozen LSTM teacher's forward pass (`Teacher.scored_logits`) and of the
+def lm_softmax_speed(
+    names: list[str], rows: int, epochs: int, tmp: Path, repeat: int
+) -> list[dict]:
+    """Each LM `names` (quick) with the full and the adaptive softmax, measured back to back in
+    this process (`measure`, one measurement of each loop at a time), `repeat` times in
+    alternating order; each figure the best of its `repeat`, and the adaptive / full ratios."""
+    out = []
+    for name in names:
+        best: dict[str, dict] = {}
+        for r in range(repeat):
+            for softmax in ("full", "adaptive") if r % 2 == 0 else ("adaptive", "full"):
+                row = measure("lm", name, "quick", rows, epochs, tmp, 1, None, "scored", softmax)
+                keep = best.setdefault(softmax, row)
+                for key in ("ibkd_tok_s", "bare_tok_s", "ibkd_cpu_tok_s", "bare_cpu_tok_s"):
+                    keep[key] = max(keep[key], row[key])
+        for row in best.values():
+            row["ibkd_vs_bare"] = round(row["ibkd_tok_s"] / row["bare_tok_s"], 3)
+            row["ibkd_vs_bare_cpu"] = round(row["ibkd_cpu_tok_s"] / row["bare_cpu_tok_s"], 3)
+            out.append(row)
+        full, adaptive = best["full"], best["adaptive"]
+        out.append(
+            {
+                "model": name,
+                "adaptive_vs_full_cpu": {
+                    k: round(adaptive[k] / full[k], 3) for k in ("ibkd_cpu_tok_s", "bare_cpu_tok_s")
+                },
+            }
+        )
+    return out
+
+
+def lm_teacher_share(
+    steps: int = 20, repeat: int = 2, student_softmax: str = "full", teacher_cache: str = "none"
+) -> dict:
+    """CPU seconds (this process's: on a shared machine the work done, `StepClock`'s note) of
+    the frozen LSTM teacher's forward pass (`Teacher.scored_logits`) and of the
     whole distilled step (`ibkd.train._task_loss`, backward, optimizer; the teacher's pass
-    included) over `steps` batches of the quick Transformer student, the best of `repeat`."""
+    included) over `steps` batches of the quick Transformer student, the best of `repeat`.
+    `student_softmax`: the student's output layer (adaptive: its log_prob at every distilled
+    position); `teacher_cache`: the teacher's outputs from a cache of those batches'
+    examples (`ibkd.teacher_cache`; built first, its seconds reported apart)."""
     from types import SimpleNamespace
 
     from ibkd.distill import Teacher
     from ibkd.train import _task_loss
 
-    cfg = config("lm", "transformer", "quick", 64 * steps, 1)
+    cfg = config("lm", "transformer", "quick", 64 * steps, 1, lm_softmax=student_softmax)
     data = prepare_data(cfg)
     torch.manual_seed(0)
     shapes = get_task("lm").shapes(data.vocab)
     student = build_model(cfg.model, shapes)
     teacher_model = build_model(preset("lm", "lstm", "quick")[0], shapes).eval()
-    distill = DistillConfig("teacher", alpha=0.9)
+    distill = DistillConfig("teacher", alpha=0.9, teacher_cache=teacher_cache)
     teacher = Teacher(teacher_model, distill, run=object())  # frozen
+    cache_s = 0.0
+    if teacher_cache != "none":
+        t0 = time.process_time()
+        teacher.cache_lm(data.train, len(data.vocab), torch.device("cpu"))
+        cache_s = time.process_time() - t0
     run = SimpleNamespace(model=student, net=student, teacher=teacher,
                           cfg=SimpleNamespace(setup="lm", distill=distill))  # fmt: skip
     opt = torch.optim.AdamW(student.parameters(), lr=1e-3)
@@ -299,17 +358,18 @@ def lm_teacher_share(steps: int = 20, repeat: int = 2) -> dict:
         t_teacher = t_step = 0.0
         for index in order[:steps]:
             tokens, lengths, targets = data.train.batch(index)
-            t0 = time.perf_counter()
-            teacher.scored_logits(tokens, lengths, targets != PAD)
-            t1 = time.perf_counter()
+            t0 = time.process_time()
+            teacher.scored_logits(tokens, lengths, targets != PAD, index)
+            t1 = time.process_time()
             parts = _task_loss(run, index, tokens, lengths, targets)
             opt.zero_grad(set_to_none=True)
             parts.total.backward()
             opt.step()
-            t_teacher, t_step = t_teacher + t1 - t0, t_step + time.perf_counter() - t1
+            t_teacher, t_step = t_teacher + t1 - t0, t_step + time.process_time() - t1
         best = min(best, (t_teacher, t_step), key=lambda p: p[1])
-    return {"steps": steps, "vocabulary": len(data.vocab), "teacher_forward_s": round(best[0], 2),
-            "distilled_step_s": round(best[1], 2),
+    return {"steps": steps, "vocabulary": len(data.vocab), "student_softmax": student_softmax,
+            "teacher_cache": teacher_cache, "teacher_cache_build_s": round(cache_s, 2),
+            "teacher_forward_s": round(best[0], 2), "distilled_step_s": round(best[1], 2),
             "teacher_share": round(best[0] / best[1], 3)}  # fmt: skip
 
 
@@ -360,7 +420,7 @@ def main() -> None:
     )
     ap.add_argument(
         "--parts", nargs="+", default=["models", "distill"],
-        choices=["models", "distill", "lm-teacher"],
+        choices=["models", "distill", "lm-teacher", "lm-softmax"],
     )  # fmt: skip
     ap.add_argument("--repeat", type=int, default=2, help="best of N measurements")
     ap.add_argument(
@@ -432,8 +492,18 @@ def main() -> None:
             results["lm_padding"] = padding_share(args.lm_text)
             print(dumps_json(results["lm_padding"], indent=None), flush=True)
         if "lm-teacher" in args.parts:
-            results["lm_teacher"] = lm_teacher_share(repeat=args.repeat)
-            print(dumps_json(results["lm_teacher"], indent=None), flush=True)
+            results["lm_teacher"] = []
+            for softmax, cache in (("full", "none"), ("adaptive", "none"), ("full", "topk:64")):
+                row = lm_teacher_share(repeat=args.repeat, student_softmax=softmax,
+                                       teacher_cache=cache)  # fmt: skip
+                results["lm_teacher"].append(row)
+                print(dumps_json(row, indent=None), flush=True)
+        if "lm-softmax" in args.parts:
+            names = [m for m in ("lstm", "transformer") if m in (args.models or [m])]
+            results["lm_softmax"] = lm_softmax_speed(names, args.rows, args.epochs, tmp,
+                                                     args.repeat)  # fmt: skip
+            for row in results["lm_softmax"]:
+                print(dumps_json(row, indent=None), flush=True)
         for preset_name in args.presets if "distill" in args.parts else []:
             row = distill_cost(
                 args.distill_rows, args.distill_epochs, preset_name, tmp, args.repeat

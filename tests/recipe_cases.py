@@ -109,7 +109,14 @@ def cli_argvs(root: Path) -> dict[str, list[str]]:
                 for t in models:
                     teacher = str(root / "teachers" / f"{setup}-{preset}-{t}")
                     out[f"distill/{setup}/{preset}/{t}->{m}"] = [
-                        "distill", "--teacher", teacher, "--model", m, "--preset", preset]
+                        "distill",
+                        "--teacher",
+                        teacher,
+                        "--model",
+                        m,
+                        "--preset",
+                        preset,
+                    ]
                     out[f"online/{setup}/{preset}/{t}->{m}"] = [
                         "distill", "--setup", setup, "--online", t, "--model", m,
                         "--preset", preset]  # fmt: skip
@@ -137,11 +144,38 @@ def cli_argvs(root: Path) -> dict[str, list[str]]:
         "transformer", "--preset", "quick", "--data", str(root / "merged")]  # fmt: skip
     for preset in ("paper", "quick"):
         out[f"train/lm/{preset}/lstm/lm-text"] = [
-            "train", "--setup", "lm", "--model", "lstm", "--preset", preset, "--lm-text", text]
+            "train",
+            "--setup",
+            "lm",
+            "--model",
+            "lstm",
+            "--preset",
+            preset,
+            "--lm-text",
+            text,
+        ]
         out[f"train/lm/{preset}/lstm/vocab-size"] = [
-            "train", "--setup", "lm", "--model", "lstm", "--preset", preset, "--vocab-size", "50"]
+            "train",
+            "--setup",
+            "lm",
+            "--model",
+            "lstm",
+            "--preset",
+            preset,
+            "--vocab-size",
+            "50",
+        ]
         out[f"train/cls/{preset}/lstm/vocab-size-0"] = [
-            "train", "--setup", "cls", "--model", "lstm", "--preset", preset, "--vocab-size", "0"]
+            "train",
+            "--setup",
+            "cls",
+            "--model",
+            "lstm",
+            "--preset",
+            preset,
+            "--vocab-size",
+            "0",
+        ]
     out["train/cls/default-preset/lstm"] = ["train", "--setup", "cls", "--model", "lstm"]
     return out
 

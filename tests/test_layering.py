@@ -38,7 +38,8 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
         "ibkd.predictions", "ibkd.metrics", "ibkd.representations", "ibkd.distributed",
     )),
     ("data", ("ibkd.data", "ibkd.data.*")),
-    ("models and losses", ("ibkd.models", "ibkd.models.*", "ibkd.losses", "ibkd.losses.*")),
+    ("models and losses", ("ibkd.models", "ibkd.models.*", "ibkd.losses", "ibkd.losses.*",
+                           "ibkd.teacher_cache")),
     ("run settings", ("ibkd.config", "ibkd.recipes", "ibkd.tasks")),
     ("runs and inference", (
         "ibkd.data.prepare", "ibkd.runs", "ibkd.resume", "ibkd.evaluate", "ibkd.tasks.*",

@@ -190,3 +190,33 @@ def test_fetch_ptb_checks_each_file_against_its_pinned_digest(tmp_path, monkeypa
     folder = lm_text.fetch_ptb(urls=(good,))
     assert folder == tmp_path / "cache" / "ptb" and lm_text.is_text_folder(folder)
     assert lm_text.resolve(None) == str(folder.resolve())
+
+
+def test_pool_file_is_an_lm_text_with_hashed_held_out_sentences(tmp_path, monkeypatch):
+    """A text pool file (`source<TAB>tokens`) is an LM text: its sentences PTB-like, split by
+    a hash of the sentence (about 1% validation, 1% test), and none of the held-out ones (nor
+    another spelling of one: `The DOG3 runs !` is `the dog3 runs`) trained on; `--lm-text`
+    takes it, stored absolute; a file that is not a pool is refused naming it."""
+    keys = [("the", f"dog{i}", "runs") for i in range(400)]
+    by_split = {s: [k for k in keys if lm_text.pool_split(k) == s] for s in lm_text.SPLITS}
+    assert 0 < len(by_split["valid"]) < 12 and 0 < len(by_split["test"]) < 12
+    chosen = by_split["train"][:5] + by_split["valid"][:2] + by_split["test"][:2]
+    lines = [f"brown\tThe {k[1].upper()} runs ." for k in chosen]
+    lines.append(f"ptb\t{' '.join(by_split['valid'][0])} N <unk>")  # another sentence
+    lines.append(f"brown\tthe {by_split['test'][0][1]} runs")  # a test sentence again
+    pool = tmp_path / "pool.tsv"
+    pool.write_text("source\ttokens\n" + "".join(f"{x}\n" for x in lines))
+    text = lm_text.read_text(lm_text.resolve(str(pool)))
+    assert text.valid == by_split["valid"][:2] and len(text.test) == 3
+    assert ("the", by_split["valid"][0][1], "runs", "N", "<unk>") in (text.train + text.valid
+                                                                     + text.test)  # fmt: skip
+    kept, dropped = lm_text.training_sentences(text)
+    assert set(kept) == set(text.train) and not set(kept) & set(text.valid + text.test)
+    assert set(by_split["train"][:5]) <= set(kept)
+    cfg = lm_config(agreement_folder(tmp_path), pool)
+    assert len(prepare_data(cfg).train) == len(text.train)
+    (tmp_path / "not-pool.tsv").write_text("prefix\tverb_pos\nthe dog\tVBZ\n")
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(IbkdError, match="--lm-text not-pool.tsv: expected a folder .* or a text "
+                                        "pool file"):  # fmt: skip
+        lm_text.resolve("not-pool.tsv")

@@ -51,7 +51,8 @@ def test_a_new_budget_is_a_new_file(configs):
     `ibkd train --setup mnist`, with its numbers; the other budgets are unchanged."""
     text = (configs / "scenario2" / "quick.toml").read_text()
     (configs / "scenario2" / "tiny.toml").write_text(
-        text.replace("seeds = 3", "seeds = 1").replace("epochs = 20", "epochs = 2"))
+        text.replace("seeds = 3", "seeds = 1").replace("epochs = 20", "epochs = 2")
+    )
     assert recipes.budget_names("scenario2") == ("paper", "quick", "tiny")
     runs = get("scenario2").grid(budget="tiny", setup="mnist")
     assert {r.config.seed for r in runs} == {0} and len(runs) == 6

@@ -28,6 +28,7 @@ from ibkd.suite_predictions import (
     save_suite,
     score_suite_into,
 )
+from ibkd.tasks import get_task
 from ibkd.train import train_run
 
 WORDS = ("the", "dog", "dogs", "barks", "bark")
@@ -446,7 +447,7 @@ def test_lm_forms_after_a_shared_prefix_score_as_when_each_runs_alone(arch):
     words = sorted({w for it in items for w in it.prefix + it.good + it.bad} - {"swim"})
     vocab = Vocab(list(SPECIALS) + words)  # `swim` is <unk>: its items are skipped
     torch.manual_seed(0)
-    model = build_model(tiny_config("lm", arch).model, len(vocab), "lm").eval()
+    model = build_model(tiny_config("lm", arch).model, get_task("lm").shapes(vocab)).eval()
     pred, _ = predict_suite(model, vocab, "lm", items, CPU, lm_comparison=TARGET_FORMS)
     assert list(pred["skip_reason"]).count(SKIP_OUT_OF_VOCABULARY) == 16
     done = [it for it in items if not np.isnan(pred["score_good"][it.index])]

@@ -213,4 +213,3 @@ def test_the_docs_three_files_build_the_scenario(docs_files, tmp_path):
         cfg.validate()
         model = models.build_model(cfg.model, task.shapes(None)).eval()
         assert model(valid.images[:5]).shape == (5, 4)
-

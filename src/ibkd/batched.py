@@ -65,8 +65,9 @@ def unbatchable(cfg: RunConfig) -> str | None:
     if cfg.setup != "cls":
         return f"setup {cfg.setup}: batched training is for classification runs"
     if cfg.model.arch not in BATCHED_ARCHS:
-        return (f"model {cfg.model.name} ({cfg.model.arch}): not vmappable"
-                + (" (aten::lstm has no vmap batching rule)" if cfg.model.arch == "lstm" else ""))
+        return f"model {cfg.model.name} ({cfg.model.arch}): not vmappable" + (
+            " (aten::lstm has no vmap batching rule)" if cfg.model.arch == "lstm" else ""
+        )
     if cfg.train.compile:
         return "--compile: compiled models train one at a time"
     if cfg.train.aux_lm > 0:
@@ -246,14 +247,19 @@ class Stacked:
         with torch.autocast("cuda", torch.bfloat16, cfg.train.precision == "bf16"):
             logits = self.forward(self.params, tokens, lengths)  # [R, B, C]
             parts = [
-                _loss(run, index, logits[k, : len(index)],
-                      *(train._to_device(t, device) for t in batch))  # fmt: skip
+                _loss(
+                    run,
+                    index,
+                    logits[k, : len(index)],
+                    *(train._to_device(t, device) for t in batch),
+                )  # fmt: skip
                 for k, (run, index, batch) in enumerate(zip(runs, indexes, batches))
             ]
         self.opt.zero_grad(set_to_none=True)
         torch.stack([p.total for p in parts]).sum().backward()
-        norms = clip_per_run([p.grad for p in self.params.values() if p.grad is not None],
-                             cfg.train.clip)
+        norms = clip_per_run(
+            [p.grad for p in self.params.values() if p.grad is not None], cfg.train.clip
+        )
         self.opt.step()
         self.sched.step()
         values = torch.cat(  # one device sync for everything logged

@@ -38,7 +38,7 @@ from ibkd.experiments import get as get_scenario
 from ibkd.experiments import grid_names, scenario_of, scenarios
 from ibkd.experiments import names as scenario_names
 from ibkd.files import check_output, dumps_json
-from ibkd.models import describe_models
+from ibkd.models import LM_SOFTMAXES, describe_models
 from ibkd.signals import interrupt_name, interrupt_status, sigterm_as_interrupt
 from ibkd.tasks import task_names
 from ibkd.text import count
@@ -259,6 +259,8 @@ RESUMED = {
     "kd_scale": (lambda c, s: c.distill and c.distill.kd_scale, lambda v: v),
     "teacher_dropout": (lambda c, s: c.distill and c.distill.teacher_dropout, lambda v: v),
     "no_teacher_cache": (lambda c, s: c.distill and not c.distill.cache_teacher, lambda v: v),
+    "teacher_cache": (lambda c, s: c.distill and c.distill.teacher_cache, lambda v: v),
+    "lm_softmax": (lambda c, s: getattr(c.model, "lm_softmax", None), lambda v: v),
 }  # fmt: skip
 
 
@@ -386,7 +388,8 @@ OVERRIDES = {
     "aux_lm": "train.aux_lm", "device": "train.device", "precision": "train.precision",
     "temperature": "distill.temperature", "alpha": "distill.alpha", "kd_loss": "distill.loss",
     "kd_scale": "distill.kd_scale", "teacher_calibration": "distill.calibration",
-    "teacher_dropout": "distill.teacher_dropout",
+    "teacher_dropout": "distill.teacher_dropout", "teacher_cache": "distill.teacher_cache",
+    "lm_softmax": "model.lm_softmax",
 }  # fmt: skip
 
 
@@ -706,9 +709,10 @@ def _add_run_options(p: argparse.ArgumentParser, distill: bool) -> None:
     if not distill:  # a student shares its teacher's vocabulary
         p.add_argument(
             "--lm-text",
-            metavar="FOLDER",
+            metavar="PATH",
             help="LM: the text to train on, a folder with train, valid and test sentences "
-            "(ptb.train.txt or train.txt, ...; gzipped or not); `none`: the agreement rows' "
+            "(ptb.train.txt or train.txt, ...; gzipped or not) or a text pool file (source<TAB>"
+            "tokens; about 1%% each held out for validation and test); `none`: the agreement rows' "
             "sentences (default: $IBKD_LM_TEXT, else the PTB of `ibkd data fetch-ptb`)",
         )
         p.add_argument(
@@ -754,6 +758,12 @@ def _add_run_options(p: argparse.ArgumentParser, distill: bool) -> None:
         default=None,
         help="also write TensorBoard event files into the run folder (needs ibkd[tensorboard])",
     )
+    p.add_argument(
+        "--lm-softmax",
+        choices=LM_SOFTMAXES,
+        help="LM: the output layer, full (the default) or adaptive (Grave et al. 2017's "
+        "adaptive softmax, clusters by frequency rank: another model, faster to train)",
+    )
     if distill:
         p.add_argument("--teacher", help="the teacher's (finished) run folder")
         p.add_argument(
@@ -773,7 +783,8 @@ def _add_run_options(p: argparse.ArgumentParser, distill: bool) -> None:
             "--temperature",
             type=float,
             help="softmax temperature T > 0 (default: the preset's; "
-            + recipes.describe_distill("temperature") + ")",
+            + recipes.describe_distill("temperature")
+            + ")",
         )
         p.add_argument(
             "--alpha",
@@ -803,6 +814,13 @@ def _add_run_options(p: argparse.ArgumentParser, distill: bool) -> None:
             action="store_true",
             default=None,
             help="recompute the teacher's outputs at every step",
+        )
+        p.add_argument(
+            "--teacher-cache",
+            metavar="none|full|topk:K",
+            help="LM: compute a finished teacher's outputs at every training token once: full "
+            "(exact; refused above $IBKD_TEACHER_CACHE_GB, default 4 GB) or topk:K (its K "
+            "most probable words and the rest's mass: an approximation); default none",
         )
 
 
@@ -1060,7 +1078,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     r.add_argument(
         "--lm-text",
-        metavar="FOLDER",
+        metavar="PATH",
         help="--setup lm: the text the language models train on (as for `ibkd train`; "
         "default: $IBKD_LM_TEXT, else the PTB of `ibkd data fetch-ptb`)",
     )

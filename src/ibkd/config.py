@@ -22,7 +22,7 @@ import yaml
 from ibkd.data.vocab import SPECIALS
 from ibkd.errors import IbkdError
 from ibkd.files import atomic_write
-from ibkd.models import ModelConfig, config_from_dict
+from ibkd.models import LM_SOFTMAXES, ModelConfig, config_from_dict
 from ibkd.models import model_names as model_names  # re-exported: the registry's preset names
 from ibkd.tasks import OPTIONS, get_task, task_names, tasks_taking
 
@@ -51,9 +51,10 @@ class DataConfig:
     # by the verb's tag otherwise
     transfer: str | None = None
     # the language model's text (`ibkd.data.lm_text`): an absolute folder with train, valid and
-    # test sentences; the LM trains on every training sentence, its vocabulary is built from
-    # them and its perplexity is measured on the held-out ones; None: the agreement rows'
-    # sentences (configs saved before it existed load as None)
+    # test sentences, or a text pool file (its held-out sentences chosen by a hash); the LM
+    # trains on every training sentence, its vocabulary is built from them and its perplexity
+    # is measured on the held-out ones; None: the agreement rows' sentences (configs saved
+    # before it existed load as None)
     lm_text: str | None = None
 
 
@@ -97,6 +98,9 @@ class DistillConfig:
     teacher_dropout: bool = False  # Reflect computed the teacher's targets with dropout on
     cache_teacher: bool = True  # compute the (deterministic) teacher outputs once, when possible
     calibration: str = "none"  # none | temperature: fit T_cal on the teacher's validation NLL
+    # a frozen LM teacher's outputs at every training token computed once (`ibkd.teacher_cache`):
+    # none, full (exact; refused above a memory limit) or topk:K (an approximation)
+    teacher_cache: str = "none"
     # online distillation: the teacher's model config (`ModelConfig.to_dict()`), trained from
     # scratch on gold labels in the student's loop; None: a finished teacher run (`teacher`)
     online: dict | None = None
@@ -160,6 +164,7 @@ class RunConfig:
                 _check_types(part, where, name)
         if self.setup not in task_names():
             raise IbkdError(f"{where}: setup {self.setup!r}, expected one of {task_names()}")
+        _check_lm_softmax(self.model, self.setup, where)
         _check_range("--seed", self.seed, low=0, high=SEED_LIMIT - 1)
         t = self.train
         _check_range("--epochs", t.epochs, low=1)
@@ -190,7 +195,7 @@ class RunConfig:
                 raise IbkdError(
                     f"--kd-scale {self.distill.kd_scale!r}: expected one of {', '.join(KD_SCALES)}"
                 )
-            _check_distill(self.distill)
+            _check_distill(self.distill, self.setup)
             _check_range("--alpha", self.distill.alpha, low=0, high=1)
             _check_range("--temperature", self.distill.temperature, low=0, open_low=True)
         _check_task_options(self)
@@ -229,6 +234,28 @@ class RunConfig:
         return cls.from_dict(data, where=str(path))
 
 
+def _check_lm_softmax(model: ModelConfig, setup: str, where: str) -> None:
+    """A model's `lm_softmax` is one of `LM_SOFTMAXES` (`adaptive`: language models only) and
+    its `adaptive_cutoffs`, when given, strictly increasing ids >= 1 (below the vocabulary's
+    size: checked when the model is built); IbkdError naming the option otherwise."""
+    softmax = getattr(model, "lm_softmax", "full")
+    if softmax not in LM_SOFTMAXES:
+        raise IbkdError(
+            f"{where}: --lm-softmax (model.lm_softmax) {softmax!r}: expected one of "
+            f"{', '.join(LM_SOFTMAXES)}"
+        )
+    if softmax != "full" and setup != "lm":
+        raise IbkdError(f"--lm-softmax {softmax}: for the language-model setup (lm), not {setup}")
+    cutoffs = getattr(model, "adaptive_cutoffs", None)
+    if cutoffs is not None and (
+        not cutoffs or cutoffs[0] < 1 or any(a >= b for a, b in zip(cutoffs, cutoffs[1:]))
+    ):
+        raise IbkdError(
+            f"{where}: model.adaptive_cutoffs {cutoffs}: expected strictly increasing "
+            "vocabulary ids >= 1"
+        )
+
+
 def _check_task_options(cfg: RunConfig) -> None:
     """The options that only some tasks take (`ibkd.tasks.OPTIONS`: `--aux-lm`, `--lm-text`,
     `--transfer`, `--teacher-calibration`), given only to a task that takes them
@@ -246,7 +273,7 @@ def _check_task_options(cfg: RunConfig) -> None:
             raise IbkdError(f"{flag}: for {tasks_taking(option)}, not {cfg.setup}")
 
 
-def _check_distill(d: DistillConfig) -> None:
+def _check_distill(d: DistillConfig, setup: str) -> None:
     """The teacher's source (a run folder or --online, not both) and the calibration;
     IbkdError naming the option (the setups they apply to: `_check_task_options`)."""
     if d.calibration not in CALIBRATIONS:
@@ -262,6 +289,7 @@ def _check_distill(d: DistillConfig) -> None:
             "not use the teacher's probabilities, so calibrating them would change nothing "
             "(use --kd-loss kd, or no calibration)"
         )
+    _check_teacher_cache(d, setup)
     if d.online is None:
         return
     if d.teacher:
@@ -271,6 +299,31 @@ def _check_distill(d: DistillConfig) -> None:
     if not isinstance(d.online, dict):
         raise IbkdError(f"distill.online: expected a model config mapping, got {d.online!r}")
     config_from_dict(d.online, "--online")
+
+
+def _check_teacher_cache(d: DistillConfig, setup: str) -> None:
+    """`--teacher-cache` is none, full or topk:K, and anything but none only for a frozen LM
+    teacher without dropout and a loss of its outputs alone; IbkdError naming the option."""
+    from ibkd.losses import LOSSES
+    from ibkd.teacher_cache import parse_spec
+
+    if not parse_spec(d.teacher_cache).enabled:
+        return
+    flag = f"--teacher-cache {d.teacher_cache}"
+    loss = LOSSES.get(d.loss)
+    why = (
+        f"for the language-model setup (lm), not {setup} (a classification teacher's outputs "
+        "are cached whole already)" if setup != "lm"
+        else "caches a finished teacher's outputs, not --online's" if d.online is not None
+        else "the teacher's outputs with --teacher-dropout are random, not cacheable"
+        if d.teacher_dropout
+        else "not with --no-teacher-cache" if not d.cache_teacher
+        else f"caches the teacher's outputs only, and --kd-loss {d.loss} needs its "
+        "representations" if loss is not None and loss.representations
+        else None
+    )  # fmt: skip
+    if why is not None:
+        raise IbkdError(f"{flag}: {why}")
 
 
 _TYPE_NAMES = {"int": "an integer", "float": "a number", "str": "a string", "bool": "true or false"}

@@ -34,7 +34,9 @@ from ibkd.evaluate import infer
 from ibkd.losses import LOSSES
 from ibkd.metrics import decisions, ece
 from ibkd.models import Shapes, build_model, config_from_dict
+from ibkd.models.common import padding_mask
 from ibkd.runs import LoadedRun, load_run
+from ibkd.teacher_cache import LMTeacherCache, parse_spec
 
 T_BOUNDS = (0.05, 20.0)  # the temperature search's range (a bounded 1-D search on log T)
 
@@ -50,6 +52,7 @@ class Teacher:
         if not self.is_online:
             self.model.requires_grad_(False)
         self.cached: torch.Tensor | None = None
+        self.lm_cache: LMTeacherCache | None = None  # an LM teacher's (`--teacher-cache`)
         self.cached_repr: torch.Tensor | None = None
         self.representations = LOSSES[cfg.loss].representations
         self.temperature = 1.0
@@ -96,20 +99,32 @@ class Teacher:
             return self.model.head(h).float() / self.temperature, h
 
     def scored_logits(
-        self, tokens: torch.Tensor, lengths: torch.Tensor, mask: torch.Tensor
-    ) -> torch.Tensor:
+        self, tokens: torch.Tensor, lengths: torch.Tensor, mask: torch.Tensor,
+        index: torch.Tensor | None = None,
+    ) -> torch.Tensor:  # fmt: skip
         """A frozen LM teacher's logits / T_cal at the positions where `mask` [B, L] is True:
-        [N, V] float32, its output layer applied there only (`outputs` gives [B, L, V])."""
+        [N, V] float32, its output layer applied there only (`outputs` gives [B, L, V]). From
+        its LM cache (`cache_lm`) when it has one and the batch's training examples `index`
+        are given."""
+        if self.lm_cache is not None and index is not None:
+            return self.lm_cache.logits(index, tokens.device)
         self.model.train(self.cfg.teacher_dropout)
         with torch.no_grad():
             h = self.model.features(tokens, lengths)[mask]
             return self.model.head(h).float() / self.temperature
 
+    def cache_lm(self, encoded, vocab_size: int, device: torch.device) -> None:
+        """Compute a frozen LM teacher's outputs at every scored token of the training set
+        `encoded` once, as `DistillConfig.teacher_cache` says (`ibkd.teacher_cache`: `full`,
+        exact; `topk:K`, the named approximation)."""
+        spec = parse_spec(self.cfg.teacher_cache)
+        self.lm_cache = LMTeacherCache.build(spec, self.scored_logits, encoded, vocab_size,
+                                             device)  # fmt: skip
+
     def cache(self, encoded, device: torch.device, batch_size: int = 512) -> None:
         """Compute the teacher's logits / T_cal (and, when the loss needs them, its penultimate
         representations) for every example of `encoded` once: [N, C] (and [N, H]) float32 on
-        the CPU. Classification and images only: the LM's [N, L, V] would not fit in memory and
-        is not cached."""
+        the CPU. Classification and images; an LM teacher's are cached by `cache_lm`."""
         out = rep = None
         for b in infer(self.model, encoded, device, batch_size):
             z = b.logits.cpu() / self.temperature
@@ -128,6 +143,11 @@ class Teacher:
         """(logits, representation or None) for the training examples `index` (their inputs
         `tokens`, `lengths`): from the cache when there is one. The representation is None
         unless the loss needs it."""
+        if self.lm_cache is not None:  # [B, L, V]: the cached rows at the scored positions
+            rows = self.lm_cache.logits(index, tokens.device)
+            logits = rows.new_zeros(*tokens.shape, rows.shape[-1])
+            logits[padding_mask(lengths, tokens.shape[1])] = rows
+            return logits, None
         if self.cached is not None:
             logits = self.cached[index].to(tokens.device, non_blocking=True)
             if self.cached_repr is None:

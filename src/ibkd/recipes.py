@@ -306,17 +306,24 @@ def online_model(setup: str, name: str, budget_name: str) -> dict:
 
 
 def apply_overrides(cfg: RunConfig, overrides: Mapping[str, Any]) -> None:
-    """Set `section.field` (`train.epochs`, `data.transfer`, `distill.loss`, or `seed`) of
-    `cfg` to each value, in place. Raises `IbkdError` for an unknown key, or a `distill.*` one
-    of a run without distillation."""
+    """Set `section.field` (`train.epochs`, `data.transfer`, `distill.loss`, `model.lm_softmax`
+    or `seed`) of `cfg` to each value, in place. Raises `IbkdError` for an unknown key, a
+    `distill.*` one of a run without distillation, or a `model.*` field the model's config
+    does not have (naming the model)."""
     for key, value in overrides.items():
         section, _, name = key.rpartition(".")
         part = cfg if not section else getattr(cfg, section, None)
-        if section and section not in ("data", "train", "distill"):
-            raise IbkdError(f"override {key!r}: expected data.*, train.*, distill.* or seed")
+        if section and section not in ("data", "train", "distill", "model"):
+            raise IbkdError(
+                f"override {key!r}: expected data.*, train.*, distill.*, model.* or seed"
+            )
         if part is None:
             raise IbkdError(f"override {key!r}: the run is not distilled")
-        if name not in _fields(type(part)):
+        if section == "model":
+            if not hasattr(part, name):
+                raise IbkdError(f"--{name.replace('_', '-')}: not an option of the "
+                                f"{part.name} model")  # fmt: skip
+        elif name not in _fields(type(part)):
             raise IbkdError(f"override {key!r}: {type(part).__name__} has no field {name!r}")
         setattr(part, name, value)
 

@@ -42,6 +42,7 @@ from ibkd.files import atomic_write, dump_json
 from ibkd.losses import LOSSES, LossParts, aux_lm, gold_loss, masked_cross_entropy
 from ibkd.metrics import compute_metrics, fidelity
 from ibkd.models import build_model, config_from_dict
+from ibkd.models.lm_head import is_adaptive
 from ibkd.predictions import load_predictions, save_predictions
 from ibkd.resume import check_inputs, input_fingerprints, read_started, write_started
 from ibkd.runs import (
@@ -59,6 +60,8 @@ from ibkd.runs import (
     user_os_error,
 )
 from ibkd.tasks import get_task
+from ibkd.teacher_cache import check_fits as check_cache_fits
+from ibkd.teacher_cache import parse_spec
 
 LOG_FIELDS = ["step", "epoch", "loss", "ce", "kd", "lr", "grad_norm", "tokens_per_s"]
 EPOCH_FIELDS = ["epoch", "step", "train_loss", "valid_loss", "valid_accuracy", "best",
@@ -105,6 +108,7 @@ class Run:
     companions: nn.ModuleDict = field(default_factory=nn.ModuleDict)
     best_companions: dict | None = None  # their state at the model's best epoch
     last_checkpoint: int | None = None  # the step of checkpoint.pt (None: none written yet)
+
 
 def _user_errors(fn):
     """OSErrors a user can fix (full disk, read-only folder) become one IbkdError line."""
@@ -227,6 +231,9 @@ def run_steps(
         inputs = input_fingerprints(data, teacher.run.path if teacher and not online else None)
         if started is not None:
             check_inputs(out, started.get("inputs", {}), inputs, cfg)
+        cache_spec = parse_spec(cfg.distill.teacher_cache) if teacher is not None else None
+        if cache_spec is not None and cache_spec.enabled:  # refused before anything is written
+            check_cache_fits(cache_spec, int(data.train.lengths.sum()), len(data.vocab))
         if teacher is not None and cfg.distill.calibration == "temperature":
             teacher.calibrate(data.valid, device)  # deterministic: the same fit on a resume
             teacher_predictions = {  # fidelity: against what the student learns to match
@@ -269,6 +276,10 @@ def run_steps(
         if teacher is not None and teacher.cacheable and not task.per_token:
             t0 = time.perf_counter()
             teacher.cache(data.train, device)
+            run.cache_seconds = time.perf_counter() - t0
+        elif cache_spec is not None and cache_spec.enabled:  # an LM teacher (`--teacher-cache`)
+            t0 = time.perf_counter()
+            teacher.cache_lm(data.train, len(data.vocab), device)
             run.cache_seconds = time.perf_counter() - t0
         log = stack.enter_context(
             contextlib.closing(CsvLog(out / "log.csv", LOG_FIELDS, log_rows, dist.is_rank0))
@@ -416,7 +427,7 @@ def _task_loss(run: Run, index, tokens, lengths, targets, features=None) -> Loss
     representation of the batch when the caller has it (not recomputed)."""
     mask = targets != PAD if get_task(run.cfg.setup).per_token else None
     if mask is not None and features is None and scored_only(run):
-        return _scored_lm_loss(run, tokens, lengths, targets, mask)
+        return _scored_lm_loss(run, index, tokens, lengths, targets, mask)
     if features is not None:
         logits = run.model.head(features)
     if run.teacher is None:
@@ -455,16 +466,26 @@ def scored_only(run: Run) -> bool:
     )
 
 
-def _scored_lm_loss(run: Run, tokens, lengths, targets, mask) -> LossParts:
+def _scored_lm_loss(run: Run, index, tokens, lengths, targets, mask) -> LossParts:
     """A language model's training loss with the output layer (and the teacher's) applied to
     the N scored (non-pad) positions only: logits [N, V] instead of [B, L, V]. The same loss
     as the masked one (every term is a mean over the scored positions), without the padded
-    positions' logits and the copy that masking them out of a [B, L, V] tensor makes."""
-    logits = run.model.head(run.model.features(tokens, lengths)[mask]).float()
+    positions' logits and the copy that masking them out of a [B, L, V] tensor makes. With
+    the adaptive softmax (`ibkd.models.lm_head`), training without a teacher takes its own
+    loss (each tail cluster only where a target is in it); distillation takes its
+    log-probabilities over the whole vocabulary at every scored position (the KL needs the
+    student's whole distribution). The teacher's outputs come from its cache where there is
+    one (`--teacher-cache`, the examples `index`)."""
+    head = run.model.head
+    h = run.model.features(tokens, lengths)[mask]
     gold = targets[mask]
     if run.teacher is None:
-        return gold_loss(logits, gold, None)
-    teacher_logits = run.teacher.scored_logits(tokens, lengths, mask)
+        if is_adaptive(head):
+            ce = head.loss(h, gold)
+            return LossParts(ce, ce, ce.new_zeros(()))
+        return gold_loss(head(h).float(), gold, None)
+    logits = head(h).float()
+    teacher_logits = run.teacher.scored_logits(tokens, lengths, mask, index)
     return LOSSES[run.cfg.distill.loss].fn(logits, teacher_logits, None, None, gold, None,
                                            run.cfg.distill)  # fmt: skip
 

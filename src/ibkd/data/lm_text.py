@@ -6,13 +6,20 @@ files, one sentence per line, tokens separated by spaces, plain or gzipped: Miko
 Treebank (`ptb.train.txt`, `ptb.valid.txt`, `ptb.test.txt`: 42,068 / 3,370 / 3,761 sentences,
 lower-cased, 10K words, rare words `<unk>`, numbers `N`), the text of which the default
 agreement rows were built (`data/default/BUILD.md`), or any folder with `train.txt`,
-`valid.txt`, `test.txt` (e.g. the text pool of a larger build).
+`valid.txt`, `test.txt`.
 
-Where a run's text comes from (`resolve`): `--lm-text PATH`, else `$IBKD_LM_TEXT`, else the
-cache's `ptb` folder (`ibkd data fetch-ptb` fills it from Mikolov's `simple-examples.tgz`, each
-file checked against its pinned SHA-256). The resolved folder is stored absolute in the run's
-config (`DataConfig.lm_text`) and is part of its identity. Without one, the LM trains on the
-agreement rows' own sentences (the fallback, said once).
+A text pool file (`source<TAB>tokens` lines under the header `source\ttokens`, as `ibkd data
+build --pool-out` and `ibkd data merge` write it, e.g. the four-corpus `pool.tsv.gz`) is a text
+too: its sentences made PTB-like (`ibkd.data.pool.sentence_key`: lower-cased, numbers `N`,
+punctuation dropped, PTB's `<unk>` and `N` kept), and split by a hash of each sentence
+(`pool_split`: CRC-32 of its words modulo 100, 0 validation, 1 test, the rest training; about
+1% each, the same on every machine), so that its held-out sentences are never trained on.
+
+Where a run's text comes from (`resolve`): `--lm-text PATH` (a folder or a pool file), else
+`$IBKD_LM_TEXT`, else the cache's `ptb` folder (`ibkd data fetch-ptb` fills it from Mikolov's
+`simple-examples.tgz`, each file checked against its pinned SHA-256). The resolved path is
+stored absolute in the run's config (`DataConfig.lm_text`) and is part of its identity.
+Without one, the LM trains on the agreement rows' own sentences (the fallback, said once).
 
 The training text never contains a validation or test sentence (`training_sentences` drops
 them): PTB's splits share a few short sentences.
@@ -24,10 +31,13 @@ import os
 import shutil
 import sys
 import tarfile
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
 from ibkd.data.download import cache_dir, content_digest, fetch
+from ibkd.data.pool import sentence_key
+from ibkd.data.transfer import POOL_HEADER, read_pool
 from ibkd.errors import IbkdError
 from ibkd.files import read_lines
 
@@ -73,21 +83,43 @@ def is_text_folder(folder: str | os.PathLike) -> bool:
     return all(split_file(folder, s) is not None for s in SPLITS)
 
 
+def is_pool_file(path: str | os.PathLike) -> bool:
+    """Whether `path` is a file whose first line is the text pool's header (plain or gzipped;
+    an unreadable file is not one)."""
+    path = Path(path)
+    if not path.is_file():
+        return False
+    try:
+        first = next(read_lines(path), None)
+    except IbkdError:
+        return False
+    return first is not None and first[1] == POOL_HEADER
+
+
+def pool_split(tokens: tuple[str, ...]) -> str:
+    """The split of a pool sentence: CRC-32 of its words (space-joined, UTF-8) modulo 100 is
+    0 for `valid`, 1 for `test`, otherwise `train`."""
+    bucket = zlib.crc32(" ".join(tokens).encode("utf-8")) % 100
+    return "valid" if bucket == 0 else "test" if bucket == 1 else "train"
+
+
 def resolve(given: str | None) -> str | None:
-    """The LM text folder of a new run, absolute: `given` (`--lm-text`; `none`: the agreement
-    rows' sentences), else `$IBKD_LM_TEXT` (`none` alike), else the cache's `ptb` folder when
-    it holds the files; None when there is none (the fallback: the agreement rows' sentences,
-    said once on stderr). Raises IbkdError for a given folder without the three files."""
+    """The LM text of a new run, absolute: `given` (`--lm-text`, a folder or a pool file;
+    `none`: the agreement rows' sentences), else `$IBKD_LM_TEXT` (`none` alike), else the
+    cache's `ptb` folder when it holds the files; None when there is none (the fallback: the
+    agreement rows' sentences, said once on stderr). Raises IbkdError for a given path that is
+    neither a folder with the three files nor a pool file."""
     global _said_fallback
     for source, value in (("--lm-text", given), (ENV, os.environ.get(ENV))):
         if value and value.lower() == "none":
             return None
         if value:
             folder = Path(value).expanduser().resolve()
-            if not is_text_folder(folder):
+            if not (is_text_folder(folder) or is_pool_file(folder)):
                 raise IbkdError(
                     f"{source} {value}: expected a folder with train, valid and test text files "
-                    f"(ptb.train.txt or train.txt, ...; gzipped or not)"
+                    f"(ptb.train.txt or train.txt, ...; gzipped or not) or a text pool file "
+                    f"(header {POOL_HEADER!r})"
                 )
             return str(folder)
     cached = cache_dir("ptb")
@@ -104,8 +136,11 @@ def resolve(given: str | None) -> str | None:
 
 
 def read_text(folder: str | os.PathLike) -> LMText:
-    """The three splits' sentences (empty lines skipped). Raises IbkdError for a missing file
-    or one that is not UTF-8 text (naming the file and line)."""
+    """The three splits' sentences (empty lines skipped) of a text folder, or of a pool file
+    (`read_pool_text`). Raises IbkdError for a missing file or one that is not UTF-8 text
+    (naming the file and line)."""
+    if Path(folder).is_file():
+        return read_pool_text(folder)
     out = {}
     for split in SPLITS:
         path = split_file(folder, split)
@@ -113,6 +148,18 @@ def read_text(folder: str | os.PathLike) -> LMText:
             raise IbkdError(f"--lm-text {folder}: no {split} file (ptb.{split}.txt or {split}.txt)")
         out[split] = [tuple(line.split()) for _, line in read_lines(path) if line.strip()]
     return LMText(out["train"], out["valid"], out["test"], Path(folder))
+
+
+def read_pool_text(path: str | os.PathLike) -> LMText:
+    """A text pool file as an LM text: each sentence PTB-like (`sentence_key`; one left
+    empty is skipped), in the split `pool_split` gives it. Raises IbkdError for a file that
+    is not a pool (naming the file and line)."""
+    out: dict[str, list[tuple[str, ...]]] = {split: [] for split in SPLITS}
+    for sentence in read_pool(path):
+        key = sentence_key(sentence.tokens)
+        if key:
+            out[pool_split(key)].append(key)
+    return LMText(out["train"], out["valid"], out["test"], Path(path))
 
 
 def training_sentences(

@@ -277,8 +277,10 @@ def run_grid(
                         handle = executor.submit(resolved(run, out), str(out / run.name))
                         running[handle] = run
                     else:
-                        handle = executor.submit_group([resolved(m, out) for m in members],
-                                                       [str(out / m.name) for m in members])
+                        handle = executor.submit_group(
+                            [resolved(m, out) for m in members],
+                            [str(out / m.name) for m in members],
+                        )
                         running[handle] = members
             if (
                 pending

@@ -78,6 +78,10 @@ class Shapes:
     """(channels, height, width) of image inputs; None for token inputs"""
 
 
+LM_SOFTMAXES = ("full", "adaptive")
+"""A language model's output layers (`lm_softmax`; `ibkd.models.lm_head`): the full softmax,
+or the adaptive softmax of Grave et al. 2017 (another model, not an approximation of a loss)"""
+
 Builder = Callable[[ModelConfig, Shapes], "nn.Module"]
 """(config, the task's input and output shapes) -> the model"""
 

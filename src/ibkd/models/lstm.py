@@ -16,6 +16,7 @@ from torch import nn
 
 from ibkd.models import ModelConfig, Shapes, register
 from ibkd.models.common import last_index
+from ibkd.models.lm_head import is_adaptive, output_layer
 
 
 @dataclass
@@ -37,6 +38,12 @@ class LSTMConfig(ModelConfig):
     tied: bool = True
     """LM: the output layer's weights are the input embedding's (Press & Wolf 2017; the top
     state is projected to `dim` first when `hidden` differs); false: a separate output matrix"""
+    lm_softmax: str = "full"
+    """LM: the output layer, `full` (a softmax over the vocabulary) or `adaptive` (Grave et al.
+    2017's adaptive softmax, clusters by frequency rank: another model; `ibkd.models.lm_head`)"""
+    adaptive_cutoffs: list[int] | None = None
+    """LM with `lm_softmax: adaptive`: the vocabulary ids where the head and each tail cluster
+    end (ids are frequency ranks after the 4 specials); None: 20% and 60% of the vocabulary"""
 
 
 def _lstm(name: str, dim: int, hidden: int, embed_dropout: float, dropout: float) -> LSTMConfig:
@@ -106,7 +113,8 @@ class LSTM(nn.Module):
     the last non-pad token and gives `shapes.n_classes` logits; the LM (`shapes.per_token`)
     projects each state to `dim` and ties its output to the input embedding, giving
     `shapes.n_classes` (its vocabulary's) logits per token (`tied`: false, a separate output
-    matrix). Token id 0 is padding (right-padded batches)."""
+    matrix; `lm_softmax: adaptive`: the adaptive softmax's log-probabilities,
+    `ibkd.models.lm_head`). Token id 0 is padding (right-padded batches)."""
 
     def __init__(self, cfg: LSTMConfig, shapes: Shapes):
         super().__init__()
@@ -122,8 +130,8 @@ class LSTM(nn.Module):
         )
         if self.per_token:
             self.proj = nn.Linear(hidden, cfg.dim) if hidden != cfg.dim else nn.Identity()
-            self.head = nn.Linear(cfg.dim, shapes.n_classes)
-            if cfg.tied:  # tied input/output embeddings
+            self.head = output_layer(cfg, cfg.dim, shapes.n_classes)
+            if cfg.tied and not is_adaptive(self.head):  # tied input/output embeddings
                 self.head.weight = self.embed.weight
         else:
             self.head = nn.Linear(hidden, shapes.n_classes)

@@ -20,6 +20,7 @@ from torch.nn import functional as F
 
 from ibkd.models import ModelConfig, Shapes, register
 from ibkd.models.common import last_index, padding_mask
+from ibkd.models.lm_head import is_adaptive, output_layer
 
 
 @dataclass
@@ -51,6 +52,12 @@ class TransformerConfig(ModelConfig):
     tied: bool = True
     """LM: the output layer's weights are the token embedding's (Press & Wolf 2017); false: a
     separate output matrix"""
+    lm_softmax: str = "full"
+    """LM: the output layer, `full` (a softmax over the vocabulary) or `adaptive` (Grave et al.
+    2017's adaptive softmax, clusters by frequency rank: another model; `ibkd.models.lm_head`)"""
+    adaptive_cutoffs: list[int] | None = None
+    """LM with `lm_softmax: adaptive`: the vocabulary ids where the head and each tail cluster
+    end (ids are frequency ranks after the 4 specials); None: 20% and 60% of the vocabulary"""
 
 
 def _transformer(
@@ -127,7 +134,8 @@ class Transformer(nn.Module):
     Vaswani et al. 2017 and Dehghani et al. 2019), as set by `TransformerConfig`, for the task's
     `shapes` (`ibkd.models.Shapes`). Classification gives `shapes.n_classes` logits per
     sequence; the LM (`shapes.per_token`, always causal) `shapes.n_classes` (its vocabulary's)
-    logits per token, its output tied to the token embedding (unless `tied` is false). Raises
+    logits per token, its output tied to the token embedding (unless `tied` is false;
+    `lm_softmax: adaptive`: the adaptive softmax's log-probabilities, `ibkd.models.lm_head`). Raises
     `ValueError` for an unknown `pool`."""
 
     def __init__(self, cfg: TransformerConfig, shapes: Shapes):
@@ -145,9 +153,12 @@ class Transformer(nn.Module):
             [make()] if cfg.shared_layers else [make() for _ in range(cfg.layers)]
         )
         self.ln_f = nn.LayerNorm(d)
-        self.head = nn.Linear(d, shapes.n_classes)
+        if self.per_token:
+            self.head = output_layer(cfg, d, shapes.n_classes)
+        else:
+            self.head = nn.Linear(d, shapes.n_classes)
         self._init()
-        if self.per_token and cfg.tied:
+        if self.per_token and cfg.tied and not is_adaptive(self.head):
             self.head.weight = self.tok.weight  # tied input/output embeddings
 
     def _init(self) -> None:

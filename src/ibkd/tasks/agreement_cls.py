@@ -47,9 +47,7 @@ class AgreementClassification:
         own = rows_vocab(train_rows, d, vocab)
         train = encode(train_rows, own, self.name)
         if d.transfer is not None:
-            train = concat(
-                train, transfer_examples(d.transfer, train_rows, own, d.max_train_rows)
-            )
+            train = concat(train, transfer_examples(d.transfer, train_rows, own, d.max_train_rows))
         return RunData(
             own,
             train,
@@ -69,9 +67,7 @@ class AgreementClassification:
         return class_predictions(model, data, device)
 
 
-def transfer_examples(
-    spec: str, train_rows, vocab: Vocab, limit: int | None = None
-) -> Encoded:
+def transfer_examples(spec: str, train_rows, vocab: Vocab, limit: int | None = None) -> Encoded:
     """The transfer prefixes that are not already training examples (the first `limit`),
     encoded for classification (`spec`: `default` for the shipped set, or a file)."""
     path = default_dir() / "transfer.tsv.gz" if spec == "default" else Path(spec)
