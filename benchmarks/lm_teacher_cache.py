@@ -25,12 +25,13 @@ from pathlib import Path
 import torch
 from torch.nn import functional as F
 
-from ibkd.config import DataConfig, DistillConfig, RunConfig, preset
+from ibkd.config import DataConfig, DistillConfig, RunConfig
 from ibkd.data import lm_text
 from ibkd.data.batching import encode_sentences
 from ibkd.data.vocab import PAD, Vocab
 from ibkd.distill import Teacher
 from ibkd.files import dumps_json
+from ibkd.recipes import preset
 from ibkd.runs import load_run
 from ibkd.teacher_cache import CacheSpec, cache_bytes
 from ibkd.train import train_run
