@@ -185,13 +185,14 @@ def write_teachers(root: Path) -> None:
     model's `ibkd train --preset` config."""
     from ibkd.cli import build_parser, run_config
 
+    parser = build_parser()
     for setup, models in MODELS.items():
         for preset in ("paper", "quick"):
             for t in models:
                 folder = root / "teachers" / f"{setup}-{preset}-{t}"
                 argv = ["train", "--setup", setup, "--model", t, "--preset", preset,
                         "--out", str(folder)]  # fmt: skip
-                run_config(build_parser().parse_args(argv)).save(folder / "config.yaml")
+                run_config(parser.parse_args(argv)).save(folder / "config.yaml")
 
 
 def cli_cases(root: Path) -> dict[str, dict]:
@@ -204,8 +205,9 @@ def cli_cases(root: Path) -> dict[str, dict]:
         _standard_data(root)
         write_teachers(root)
         out = {}
+        parser = build_parser()  # one parser: parse_args gives a fresh namespace each time
         for key, argv in cli_argvs(root).items():
-            args = build_parser().parse_args([*argv, "--out", str(root / "runs" / "x")])
+            args = parser.parse_args([*argv, "--out", str(root / "runs" / "x")])
             out[key] = run_config(args).to_dict()
         return out
     finally:

@@ -337,9 +337,12 @@ def test_skip_bad_rows_is_suggested_only_where_the_command_takes_it(cls_run, tmp
 # the documented synopsis is the parser's
 
 
-def _synopsis() -> list[tuple[list[str], str]]:
-    """(command path, its options text) per command of docs/cli.md's synopsis block."""
-    text = (DOCS / "cli.md").read_text(encoding="utf-8")
+def _synopsis(page: str = "docs/cli.md") -> list[tuple[list[str], str]]:
+    """(command path, its options text) per command of a page's synopsis block: docs/cli.md's
+    first code block, or the README's under "The `ibkd` command"."""
+    text = (DOCS.parent / page).read_text(encoding="utf-8")
+    if page == "README.md":
+        text = text.split("## The `ibkd` command", 1)[1]
     block = text.split("```\n", 2)[1]
     out: list[tuple[list[str], str]] = []
     for line in block.splitlines():
@@ -353,9 +356,10 @@ def _synopsis() -> list[tuple[list[str], str]]:
     return out
 
 
-def test_the_documented_synopsis_matches_the_parser():
+@pytest.mark.parametrize("page", ["docs/cli.md", "README.md"])
+def test_the_documented_synopsis_matches_the_parser(page):
     parsers = {path[1:]: p for path, p in _parsers(build_parser())}
-    commands = _synopsis()
+    commands = _synopsis(page)
     assert len(commands) >= 10
     for path, line in commands:
         key = tuple(path[:2]) if tuple(path[:2]) in parsers else tuple(path[:1])
