@@ -527,12 +527,12 @@ def end_epoch(run: Run, train_loss: float, epochs_log: CsvLog) -> dict:
 
 
 def finish(run: Run) -> dict:
-    """Predict valid and every test set with the best weights; write predictions, the final
-    checkpoint (the best weights: what a teacher or evaluation loads) and metrics.json, last
-    (rank 0; the other processes of a DDP run return {}). The predictions are the run's task's
-    (`ibkd.tasks`: `Task.predict`)."""
+    """Predict valid and every test set with the best weights and write the finished run folder
+    (`write_finished_run`: predictions, the final checkpoint with the best weights, what a
+    teacher or evaluation loads, and metrics.json, last; rank 0, the other processes of a DDP
+    run return {}). An online teacher's folder is written first, the same way
+    (`_save_online_teacher`), so that the student's fidelity is measured against it."""
     cfg, state, out = run.cfg, run.state, run.out
-    task = get_task(cfg.setup)
     if not run.dist.is_rank0:
         return {}
     if run.best_model is not None:
@@ -541,8 +541,7 @@ def finish(run: Run) -> dict:
         run.companions.load_state_dict(run.best_companions)
     if run.teacher is not None and run.teacher.is_online:
         run.teacher_predictions = _save_online_teacher(run)
-    metrics = {
-        "run": str(out), "model": cfg.model.name, "setup": cfg.setup, "seed": cfg.seed,
+    fields = {
         "teacher": (
             str(out / ONLINE_TEACHER) if run.teacher is not None and run.teacher.is_online
             else cfg.distill.teacher if cfg.distill else None
@@ -558,24 +557,57 @@ def finish(run: Run) -> dict:
             "parameters": sum(p.numel() for p in run.model.parameters()),
         },
     }  # fmt: skip
-    if run.teacher is not None and run.teacher.calibration is not None:
-        metrics["teacher_calibration"] = run.teacher.calibration
-    (out / "predictions").mkdir(exist_ok=True)
-    for name, split in [("valid", run.data.valid), *run.data.tests.items()]:
-        pred = task.predict(run.model, split, run.data.vocab, run.device)
-        save_predictions(out / "predictions" / f"{name}.npz", pred)
-        metrics[name] = compute_metrics(pred)
-        if run.teacher is not None:
-            metrics[name]["fidelity"] = fidelity(pred, run.teacher_predictions[name]) | {
-                "against": f"the calibrated teacher (T_cal = {run.teacher.temperature:.4g})"
-                if run.teacher.calibration is not None
-                else "the teacher"
-            }
+    against = None
+    if run.teacher is not None:
+        against = "the teacher"
+        if run.teacher.calibration is not None:
+            fields["teacher_calibration"] = run.teacher.calibration
+            against = f"the calibrated teacher (T_cal = {run.teacher.temperature:.4g})"
     run.best_model = run.best_companions = None
-    checkpoint(run, final=True)
+    metrics, _ = write_finished_run(
+        cfg, run.model, run.data, run.device, out, fields, training_state=_training_state(run),
+        reference=(run.teacher_predictions, against) if against is not None else None,
+    )  # fmt: skip
+    run.last_checkpoint = state.step
+    return metrics
+
+
+def write_finished_run(
+    cfg: RunConfig, model: nn.Module, data: RunData, device: torch.device, out: Path,
+    fields: dict, *, training_state: dict | None = None,
+    reference: tuple[dict[str, dict[str, np.ndarray]], str] | None = None,
+) -> tuple[dict, dict[str, dict[str, np.ndarray]]]:  # fmt: skip
+    """Write the finished run folder `out` of `model` trained with `cfg` on `data`, as
+    `ibkd.runs.load_run` reads it: config.yaml, vocab.json (where the task has a vocabulary),
+    predictions/NAME.npz of valid and every test set (the task's `Task.predict` on `device`),
+    checkpoint.pt marked finished (the model's weights; `training_state`: the rest of a
+    training run's state, as `checkpoint` saves it) and metrics.json, last: run, model, setup,
+    seed, then `fields` (what else the run records), then each split's metrics
+    (`ibkd.metrics`), with `reference` = (predictions by split, what they are) also its
+    fidelity to them. `out` exists. Returns (metrics, predictions by split). Used for every
+    run (`finish`) and for an online run's teacher (`_save_online_teacher`)."""
+    task = get_task(cfg.setup)
+    cfg.save(out / "config.yaml")
+    if data.vocab is not None:
+        data.vocab.save(out / "vocab.json")
+    metrics = {"run": str(out), "model": cfg.model.name, "setup": cfg.setup, "seed": cfg.seed,
+               **fields}  # fmt: skip
+    preds = {}
+    (out / "predictions").mkdir(exist_ok=True)
+    for name, split in [("valid", data.valid), *data.tests.items()]:
+        preds[name] = task.predict(model, split, data.vocab, device)
+        save_predictions(out / "predictions" / f"{name}.npz", preds[name])
+        metrics[name] = compute_metrics(preds[name])
+        if reference is not None:
+            metrics[name]["fidelity"] = fidelity(preds[name], reference[0][name]) | {
+                "against": reference[1]
+            }
+    save_checkpoint(out / "checkpoint.pt", model=model.state_dict(), finished=True,
+                    vocab_fingerprint=data.vocab.fingerprint if data.vocab is not None else None,
+                    config=config_identity(cfg), **(training_state or {}))  # fmt: skip
     with atomic_write(out / "metrics.json") as f:
         dump_json(metrics, f)
-    return metrics
+    return metrics, preds
 
 
 # ---------------------------------------------------------------------------------------------
@@ -621,29 +653,15 @@ ONLINE_TEACHER = "teacher"  # an online run's teacher: a run folder inside the s
 
 def _save_online_teacher(run: Run) -> dict[str, dict[str, np.ndarray]]:
     """Write an online run's teacher (its weights at the student's best epoch) as a finished
-    run folder `ONLINE_TEACHER` inside the student's (config.yaml, vocab.json, checkpoint.pt,
-    predictions, metrics.json), so that it loads with `ibkd.runs.load_run` and fidelity and
-    representational distance can be measured; returns its predictions by split."""
+    run folder `ONLINE_TEACHER` inside the student's (`write_finished_run`), so that it loads
+    with `ibkd.runs.load_run` and fidelity and representational distance can be measured;
+    returns its predictions by split."""
     cfg, out = run.cfg, run.out / ONLINE_TEACHER
-    model, task = run.teacher.model, get_task(cfg.setup)
     tcfg = RunConfig(setup=cfg.setup, model=config_from_dict(cfg.distill.online, "--online"),
                      seed=cfg.seed, data=cfg.data, train=cfg.train)  # fmt: skip
-    (out / "predictions").mkdir(parents=True, exist_ok=True)
-    tcfg.save(out / "config.yaml")
-    if run.data.vocab is not None:
-        run.data.vocab.save(out / "vocab.json")
-    save_checkpoint(out / "checkpoint.pt", model=model.state_dict(), finished=True,
-                    vocab_fingerprint=_fingerprint(run), config=config_identity(tcfg))  # fmt: skip
-    preds = {}
-    metrics = {"run": str(out), "model": tcfg.model.name, "setup": cfg.setup, "seed": cfg.seed,
-               "teacher": None, "online_student": str(run.out)}  # fmt: skip
-    for name, split in [("valid", run.data.valid), *run.data.tests.items()]:
-        preds[name] = task.predict(model, split, run.data.vocab, run.device)
-        save_predictions(out / "predictions" / f"{name}.npz", preds[name])
-        metrics[name] = compute_metrics(preds[name])
-    with atomic_write(out / "metrics.json") as f:
-        dump_json(metrics, f)
-    return preds
+    out.mkdir(exist_ok=True)
+    fields = {"teacher": None, "online_student": str(run.out)}
+    return write_finished_run(tcfg, run.teacher.model, run.data, run.device, out, fields)[1]
 
 
 def _wrap(model: nn.Module, cfg: RunConfig, dist: Dist, device: torch.device) -> nn.Module:
@@ -759,17 +777,25 @@ def _rng_state(device: torch.device) -> dict:
     return state
 
 
-def checkpoint(run: Run, final: bool = False) -> None:
-    """Save the full training state to checkpoint.pt (rank 0), atomically."""
+def _training_state(run: Run) -> dict:
+    """What a checkpoint holds beside the model's weights to continue training: the optimizer,
+    schedule, counters, RNG, best weights so far and the companions (theirs too)."""
+    return dict(
+        optimizer=run.opt.state_dict(), scheduler=run.sched.state_dict(),
+        state=asdict(run.state), rng=_rng_state(run.device), best_model=run.best_model,
+        companions=run.companions.state_dict(), best_companions=run.best_companions,
+    )  # fmt: skip
+
+
+def checkpoint(run: Run) -> None:
+    """Save the full training state to checkpoint.pt (rank 0), atomically (`finish` writes the
+    final one)."""
     if not run.dist.is_rank0:
         run.last_checkpoint = run.state.step
         return
     save_checkpoint(
-        run.out / "checkpoint.pt", model=run.model.state_dict(), optimizer=run.opt.state_dict(),
-        scheduler=run.sched.state_dict(), state=asdict(run.state),
-        rng=_rng_state(run.device), best_model=run.best_model,
-        vocab_fingerprint=_fingerprint(run), config=config_identity(run.cfg), finished=final,
-        companions=run.companions.state_dict(), best_companions=run.best_companions,
+        run.out / "checkpoint.pt", model=run.model.state_dict(), **_training_state(run),
+        vocab_fingerprint=_fingerprint(run), config=config_identity(run.cfg), finished=False,
     )  # fmt: skip
     run.last_checkpoint = run.state.step
 
