@@ -8,7 +8,7 @@ import importlib
 import json
 import re
 import sys
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from itertools import islice
 from pathlib import Path
 
@@ -221,3 +221,66 @@ def test_a_registered_model_and_metric_appear_in_a_grids_report(extension, small
         assert summary[group]["test"]["brier"]["mean"] == pytest.approx(by_hand)
         assert summary[group]["test"]["brier"]["n"] == 1
         assert f"| {group} | {by_hand:.4f} |" in lines
+
+
+# ------------------------------------------------- a distillation loss with its own trained part
+
+
+class LogTemperature(nn.Module):
+    """A learned distillation temperature T = exp(log_t), starting at T = 1."""
+
+    def __init__(self):
+        super().__init__()
+        self.log_t = nn.Parameter(torch.zeros(()))
+
+
+def test_a_loss_declares_its_trained_module_which_is_trained_and_checkpointed(
+    small_data, tmp_path
+):  # fmt: skip
+    """A loss registered with `trainable=build` gets the modules `build(student_width,
+    teacher_width)` returns as its `modules`; they train with the student (the temperature
+    moves from where it started) and are saved in the checkpoint under their names. A name
+    the loop gives its own companions (`teacher`) is refused before anything is written."""
+    from conftest import tiny_config
+    from torch.nn import functional as F
+
+    from ibkd.runs import load_checkpoint, load_run
+    from ibkd.train import train_run
+
+    widths, given = [], []
+
+    def build(student_width: int, teacher_width: int) -> dict[str, nn.Module]:
+        widths.append((student_width, teacher_width))
+        return {"temperature": LogTemperature()}
+
+    @losses.register("learned-t", trainable=build)
+    def learned_t(student_logits, teacher_logits, student_repr, teacher_repr, gold, mask, cfg,
+                  modules):  # fmt: skip
+        given.append(modules["temperature"])
+        t = modules["temperature"].log_t.exp()
+        kd = F.kl_div(F.log_softmax(student_logits / t, -1), F.softmax(teacher_logits / t, -1),
+                      reduction="batchmean")  # fmt: skip
+        return losses.with_gold(kd, student_logits, gold, mask, cfg)
+
+    losses.register("bad-name", trainable=lambda s, t: {"teacher": nn.Linear(s, t)})(
+        losses.LOSSES["kd"].fn
+    )
+    try:
+        teacher = tiny_config(arch="transformer").model
+        teacher.dim = 8  # another width than the student's 16
+        cfg = tiny_config(rows=48, teacher="", online=asdict(teacher), loss="learned-t")
+        cfg.data.data, cfg.train.epochs = str(small_data), 1
+        train_run(cfg, tmp_path / "run", progress=False)
+        student, online = load_run(tmp_path / "run"), load_run(tmp_path / "run" / "teacher")
+        assert widths == [(student.model.head.in_features, online.model.head.in_features)]
+        assert widths[0][0] != widths[0][1] and len(given) == 2  # 48 rows: 2 steps
+        saved = load_checkpoint(tmp_path / "run" / "checkpoint.pt")
+        log_t = saved["companions"]["temperature.log_t"]
+        assert log_t.item() != 0.0 and torch.equal(log_t, given[0].log_t.detach())
+        cfg.distill.loss = "bad-name"
+        with pytest.raises(IbkdError, match="--kd-loss bad-name: .*teacher are reserved"):
+            train_run(cfg, tmp_path / "bad", progress=False)
+        assert not (tmp_path / "bad").exists()  # refused before anything was written
+    finally:
+        losses.unregister("learned-t")
+        losses.unregister("bad-name")

@@ -5,6 +5,7 @@ import math
 
 import pytest
 import torch
+from torch import nn
 
 from ibkd.config import DistillConfig
 from ibkd.distill import fit_temperature
@@ -18,8 +19,10 @@ GOLD = torch.tensor([0, 0])
 
 def test_every_method_is_registered():
     assert {"kd", "hard", "similarity", "hint"} <= set(LOSSES)
-    assert LOSSES["similarity"].representations and not LOSSES["similarity"].projection
-    assert LOSSES["hint"].representations and LOSSES["hint"].projection
+    assert LOSSES["similarity"].representations and LOSSES["similarity"].trainable is None
+    assert LOSSES["hint"].representations
+    regressor = LOSSES["hint"].trainable(3, 5)["projection"]  # FitNets' r: H_s -> H_t
+    assert isinstance(regressor, nn.Linear) and regressor.weight.shape == (5, 3)
     assert not LOSSES["hard"].representations and not LOSSES["kd"].representations
 
 
@@ -53,12 +56,17 @@ def test_similarity_preserving_loss_by_hand():
 
 
 def test_hint_is_the_mean_squared_error_of_the_mapped_representation():
-    # (r(h_s) - h_t) = [[0, 1], [-1, 0]]: squares sum to 2 over 4 units -> 0.5
-    hs, ht = torch.tensor([[1.0, 2.0], [0.0, 1.0]]), torch.tensor([[1.0, 1.0], [1.0, 1.0]])
-    parts = LOSSES["hint"].fn(STUDENT, TEACHER, hs, ht, GOLD, None, CFG)
+    # r swaps the two units and adds 1: r(h_s) = [[3, 2], [2, 1]]; minus h_t = [[0, 1], [1, 0]]
+    # -> squares sum to 2 over 4 units -> 0.5
+    r = nn.Linear(2, 2)
+    with torch.no_grad():
+        r.weight.copy_(torch.tensor([[0.0, 1.0], [1.0, 0.0]]))
+        r.bias.fill_(1.0)
+    hs, ht = torch.tensor([[1.0, 2.0], [0.0, 1.0]]), torch.tensor([[3.0, 1.0], [1.0, 1.0]])
+    parts = LOSSES["hint"](STUDENT, TEACHER, hs, ht, GOLD, None, CFG, {"projection": r})
     assert parts.kd.item() == pytest.approx(0.5)
     half = DistillConfig(teacher="x", alpha=0.5)
-    p = LOSSES["hint"].fn(STUDENT, TEACHER, hs, ht, GOLD, None, half)
+    p = LOSSES["hint"](STUDENT, TEACHER, hs, ht, GOLD, None, half, {"projection": r})
     assert p.total.item() == pytest.approx(0.5 * 0.5 + 0.5 * 0.1641705, abs=1e-5)
 
 
@@ -71,10 +79,12 @@ def test_lm_losses_score_only_non_pad_positions(name):
     hs, ht = torch.randn(2, 3, 4), torch.randn(2, 3, 4)
     gold = torch.randint(1, 5, (2, 3))
     mask = torch.tensor([[True, True, False], [True, False, False]])
-    flat = LOSSES[name].fn(s[mask], t[mask], hs[mask], ht[mask], gold[mask], None, CFG)
+    loss = LOSSES[name]
+    modules = loss.trainable(4, 4) if loss.trainable is not None else None
+    flat = loss(s[mask], t[mask], hs[mask], ht[mask], gold[mask], None, CFG, modules)
     t2, ht2 = t.clone(), ht.clone()
     t2[~mask], ht2[~mask] = 1e3, -1e3
-    masked = LOSSES[name].fn(s, t2, hs, ht2, gold, mask, CFG)
+    masked = loss(s, t2, hs, ht2, gold, mask, CFG, modules)
     assert masked.kd.item() == pytest.approx(flat.kd.item(), rel=1e-6)
 
 

@@ -77,6 +77,8 @@ def unbatchable(cfg: RunConfig) -> str | None:
             return "--online: trains one run at a time"
         if LOSSES[cfg.distill.loss].representations:
             return f"--kd-loss {cfg.distill.loss}: a loss on representations trains one at a time"
+        if LOSSES[cfg.distill.loss].trainable is not None:
+            return f"--kd-loss {cfg.distill.loss}: a loss with trained modules trains one at a time"
     return None
 
 

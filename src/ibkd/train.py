@@ -4,8 +4,9 @@
 says what a run folder holds and when it may be resumed), build the model and optimizer, loop
 over epochs and batches (`train_step`), validate at each epoch's end (`end_epoch`), then predict
 every test set with the best weights and write the metrics (`finish`). Distillation only adds a
-teacher and a loss term (`ibkd.losses`); a loss with a learned map (`hint`) and an online teacher
-are trained beside the model (`Run.companions`: in the optimizer and the checkpoint).
+teacher and a loss term (`ibkd.losses`); a loss's own trained modules (the `hint` loss's map) and
+an online teacher are trained beside the model (`Run.companions`: in the optimizer and the
+checkpoint).
 
 Determinism: the same config and seed, on the same machine with the same library build and the
 same number of threads, give identical log.csv and epochs.csv (all but the timing columns
@@ -104,8 +105,10 @@ class Run:
     state: TrainState
     best_model: dict | None = None
     cache_seconds: float = 0.0
-    # trained beside the model: "projection" (a loss's learned map), "teacher" (online)
+    # trained beside the model: the distillation loss's own modules (`loss_modules`),
+    # "teacher" (an online teacher), "aux_lm" (`--aux-lm`'s output layer)
     companions: nn.ModuleDict = field(default_factory=nn.ModuleDict)
+    loss_modules: dict[str, nn.Module] = field(default_factory=dict)  # given to the loss
     best_companions: dict | None = None  # their state at the model's best epoch
     last_checkpoint: int | None = None  # the step of checkpoint.pt (None: none written yet)
 
@@ -185,7 +188,8 @@ def run_steps(
     dist, device = Dist.from_env(pick_device(cfg.train.device))
     if cfg.train.precision == "bf16" and device.type != "cuda":
         raise IbkdError(f"--precision bf16: for CUDA devices, not {device.type}")
-    if dist.enabled and cfg.distill is not None and LOSSES[cfg.distill.loss].representations:
+    loss = LOSSES[cfg.distill.loss] if cfg.distill is not None else None
+    if dist.enabled and loss is not None and (loss.representations or loss.trainable):
         raise IbkdError(f"--kd-loss {cfg.distill.loss}: not supported under torchrun")
     online = cfg.distill is not None and cfg.distill.online is not None
     if dist.enabled and online:
@@ -239,14 +243,15 @@ def run_steps(
             teacher_predictions = {  # fidelity: against what the student learns to match
                 k: calibrated_probs(v, teacher.temperature) for k, v in teacher_predictions.items()
             }
-        companions = _companions(cfg, model, teacher)
+        loss_modules = _loss_modules(cfg, model, teacher)
+        companions = _companions(loss_modules, teacher)
         if cfg.train.aux_lm > 0:
             companions[aux_lm.COMPANION] = aux_lm.output_layer(model, len(data.vocab))
         run = Run(
             cfg, out, data, teacher, teacher_predictions, device, dist, model,
             _wrap(model, cfg, dist, device),
             *_optimizer([model, companions], cfg, len(data.train)), TrainState(),
-            companions=companions,
+            companions=companions, loss_modules=loss_modules,
         )  # fmt: skip
 
         if resume:  # read before anything is written: a broken checkpoint or log changes nothing
@@ -438,8 +443,6 @@ def _task_loss(run: Run, index, tokens, lengths, targets, features=None) -> Loss
     if loss.representations:
         student_repr = run.model.features(tokens, lengths) if features is None else features
         logits = run.model.head(student_repr)
-        if loss.projection:
-            student_repr = run.companions["projection"](student_repr)
     elif features is None:
         logits = run.net(tokens, lengths)
     teacher_logits, teacher_repr = run.teacher.for_batch(index, tokens, lengths)
@@ -448,8 +451,8 @@ def _task_loss(run: Run, index, tokens, lengths, targets, features=None) -> Loss
         teacher_ce = masked_cross_entropy(teacher_logits, targets, mask)
         teacher_logits = teacher_logits.detach()
         teacher_repr = teacher_repr.detach() if teacher_repr is not None else None
-    parts = loss.fn(logits.float(), teacher_logits.float(), student_repr, teacher_repr, targets,
-                    mask, run.cfg.distill)  # fmt: skip
+    parts = loss(logits.float(), teacher_logits.float(), student_repr, teacher_repr, targets,
+                 mask, run.cfg.distill, run.loss_modules)  # fmt: skip
     if teacher_ce is not None:
         parts = LossParts(parts.total + teacher_ce, parts.ce, parts.kd)
     return parts
@@ -486,8 +489,8 @@ def _scored_lm_loss(run: Run, index, tokens, lengths, targets, mask) -> LossPart
         return gold_loss(head(h).float(), gold, None)
     logits = head(h).float()
     teacher_logits = run.teacher.scored_logits(tokens, lengths, mask, index)
-    return LOSSES[run.cfg.distill.loss].fn(logits, teacher_logits, None, None, gold, None,
-                                           run.cfg.distill)  # fmt: skip
+    return LOSSES[run.cfg.distill.loss](logits, teacher_logits, None, None, gold, None,
+                                        run.cfg.distill, run.loss_modules)  # fmt: skip
 
 
 def end_epoch(run: Run, train_loss: float, epochs_log: CsvLog) -> dict:
@@ -631,23 +634,38 @@ def _teacher_predictions(teacher: Teacher | None, data: RunData) -> dict:
     return out
 
 
-def _companions(cfg: RunConfig, model: nn.Module, teacher: Teacher | None) -> nn.ModuleDict:
-    """What trains beside the model: the loss's learned linear map from the model's
-    penultimate width to the teacher's (`projection`, FitNets' regressor) and an online
-    teacher's model (`teacher`); empty for plain training and a frozen teacher's `kd`."""
-    out = nn.ModuleDict()
-    if teacher is None:
-        return out
-    if LOSSES[cfg.distill.loss].projection:
-        width = teacher.model.head.in_features
-        out["projection"] = nn.Linear(model.head.in_features, width).to(
-            next(model.parameters()).device
+def _loss_modules(
+    cfg: RunConfig, model: nn.Module, teacher: Teacher | None
+) -> dict[str, nn.Module]:  # fmt: skip
+    """The distillation loss's own trained modules (`DistillLoss.trainable`: the `hint` loss's
+    `projection`), built for the model's and the teacher's penultimate widths, on the model's
+    device; {} without a teacher or for a loss without any. A name the training loop gives its
+    own companions raises IbkdError."""
+    if teacher is None or LOSSES[cfg.distill.loss].trainable is None:
+        return {}
+    student_width, teacher_width = model.head.in_features, teacher.model.head.in_features
+    modules = LOSSES[cfg.distill.loss].trainable(student_width, teacher_width)
+    taken = sorted(set(modules) & {ONLINE_COMPANION, aux_lm.COMPANION})
+    if taken:
+        raise IbkdError(
+            f"--kd-loss {cfg.distill.loss}: its trainable module name(s) {', '.join(taken)} are "
+            "reserved for what the training loop trains beside the model; rename them"
         )
-    if teacher.is_online:
-        out["teacher"] = teacher.model
+    device = next(model.parameters()).device
+    return {name: module.to(device) for name, module in modules.items()}
+
+
+def _companions(loss_modules: dict[str, nn.Module], teacher: Teacher | None) -> nn.ModuleDict:
+    """What trains beside the model: the distillation loss's own modules (`_loss_modules`,
+    under their names) and an online teacher's model (`ONLINE_COMPANION`); empty for plain
+    training and a frozen teacher's `kd`."""
+    out = nn.ModuleDict(loss_modules)
+    if teacher is not None and teacher.is_online:
+        out[ONLINE_COMPANION] = teacher.model
     return out
 
 
+ONLINE_COMPANION = "teacher"  # an online teacher's name among a run's companions
 ONLINE_TEACHER = "teacher"  # an online run's teacher: a run folder inside the student's
 
 

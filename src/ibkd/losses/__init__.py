@@ -9,15 +9,20 @@ A distillation loss is one file in this package that registers a function under 
         return LossParts(total=..., ce=..., kd=...)
 
 - `student_logits`, `teacher_logits`: [B, C] (classification, images) or [B, L, V] (LM), float32
-- `student_repr`, `teacher_repr`: the penultimate representations ([B, H] or [B, L, H]); None
-  unless the loss is registered with `representations=True` (then the teacher's representations
-  are cached beside its logits). A loss registered with `projection=True` gets the student's
-  representation through a learned linear map to the teacher's width (FitNets' regressor),
-  trained with the student: in its optimizer and saved in its checkpoint.
+- `student_repr`, `teacher_repr`: the penultimate representations ([B, H_s] or [B, L, H_s], and
+  H_t for the teacher's); None unless the loss is registered with `representations=True` (then
+  the teacher's representations are cached beside its logits)
 - `gold`: [B] class ids or [B, L] next-token ids (`<pad>` = 0 beyond each sentence)
 - `mask`: None (every example scores) or [B, L] bool, True at the positions that score (LM;
   a representation loss treats every scored token position as one example: `scored_rows`)
 - `cfg`: the run's `DistillConfig` (temperature, alpha, ...)
+
+A loss with trained parts of its own (FitNets' regressor in `hint.py`) declares them when it
+registers, `trainable=build`: `build(student_width, teacher_width)` returns them by name
+({name: nn.Module}, built for the models' penultimate widths H_s and H_t), the training loop
+trains them with the student (in its optimizer, gradients clipped on their own) and saves them
+in its checkpoint (`companions`, under these names), and the loss gets them as the keyword
+argument `modules` ({name: module}, on the run's device).
 
 It returns `LossParts`: the total that is minimised and its named terms, logged as the `ce`
 and `kd` columns of log.csv. RepDistiller (Tian et al. 2020) keeps each loss in its own file the
@@ -32,6 +37,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
+from torch import nn
 from torch.nn import functional as F
 
 
@@ -45,37 +51,49 @@ class LossParts:
     kd: torch.Tensor
 
 
+Trainable = Callable[[int, int], dict[str, nn.Module]]  # (H_s, H_t) -> a loss's own modules
+
+
 @dataclass(frozen=True)
 class DistillLoss:
     """A registered distillation loss: its function, whether it needs the penultimate
-    representations of student and teacher, whether the student's goes through a learned
-    linear map to the teacher's width first (`projection`), and whether it uses the teacher's
-    probabilities (`teacher_probabilities`; False for a loss that reads only the teacher's
-    representations or its top-1 decision, which calibrating the teacher leaves unchanged)."""
+    representations of student and teacher, whether it uses the teacher's probabilities
+    (`teacher_probabilities`; False for a loss that reads only the teacher's representations
+    or its top-1 decision, which calibrating the teacher leaves unchanged) and what builds its
+    own trained modules (`trainable`, see the module docstring; None: it has none)."""
 
     name: str
     fn: Callable[..., LossParts]
     representations: bool = False
-    projection: bool = False
     teacher_probabilities: bool = True
+    trainable: Trainable | None = None
+
+    def __call__(
+        self, student_logits, teacher_logits, student_repr, teacher_repr, gold, mask, cfg,
+        modules: dict[str, nn.Module] | None = None,
+    ) -> LossParts:  # fmt: skip
+        """The loss of a batch (arguments as in the module docstring); `modules`, the loss's
+        own trained modules by name, go to a loss that declares them (`trainable`)."""
+        args = (student_logits, teacher_logits, student_repr, teacher_repr, gold, mask, cfg)
+        if self.trainable is None:
+            return self.fn(*args)
+        return self.fn(*args, modules=modules)
 
 
 LOSSES: dict[str, DistillLoss] = {}
 
 
 def register(
-    name: str, *, representations: bool = False, projection: bool = False,
-    teacher_probabilities: bool = True,
+    name: str, *, representations: bool = False, teacher_probabilities: bool = True,
+    trainable: Trainable | None = None,
 ):  # fmt: skip
     """Decorator: register a distillation loss under `name` (see the module docstring for the
-    signature); `projection` implies `representations`. `teacher_probabilities=False` for a
-    loss that does not use the teacher's output distribution (`--teacher-calibration` is then
-    refused: it would change nothing)."""
+    signature). `teacher_probabilities=False` for a loss that does not use the teacher's output
+    distribution (`--teacher-calibration` is then refused: it would change nothing).
+    `trainable(student_width, teacher_width)`: the loss's own trained modules by name."""
 
     def add(fn: Callable[..., LossParts]) -> Callable[..., LossParts]:
-        LOSSES[name] = DistillLoss(
-            name, fn, representations or projection, projection, teacher_probabilities
-        )
+        LOSSES[name] = DistillLoss(name, fn, representations, teacher_probabilities, trainable)
         return fn
 
     return add

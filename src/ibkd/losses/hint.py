@@ -7,21 +7,31 @@ teacher's width, and the student matches the teacher's representation through it
 
 FitNets trains the hint stage first and KD after; here the hint is one term beside the gold loss
 (weighted by alpha), trained jointly, as RepDistiller (Tian et al. 2020) runs it. The regressor
-`r` (an `nn.Linear(H_s, H_t)`, made by the training loop because the loss is registered with
-`projection=True`) is in the optimizer and saved in the checkpoint. LM: every scored (non-pad)
+`r` (an `nn.Linear(H_s, H_t)`, declared by the loss: `regressor`) is trained with the student
+and saved in its checkpoint, as `projection`. LM: every scored (non-pad)
 token position is one example.
 """
 
 from __future__ import annotations
 
+from torch import nn
 from torch.nn import functional as F
 
 from ibkd.losses import LossParts, register, scored_rows, with_gold
 
 
-@register("hint", projection=True, teacher_probabilities=False)
-def hint(student_logits, teacher_logits, student_repr, teacher_repr, gold, mask, cfg) -> LossParts:
-    """alpha * MSE(r(h_s), h_t) + (1 - alpha) * CE on gold; `student_repr` arrives already
-    mapped to the teacher's width, [B, H_t] or [B, L, H_t]."""
-    distill = F.mse_loss(scored_rows(student_repr, mask), scored_rows(teacher_repr, mask))
+def regressor(student_width: int, teacher_width: int) -> dict[str, nn.Module]:
+    """FitNets' regressor r: a linear map from the student's penultimate width to the
+    teacher's, named `projection` (in the loss's `modules` and the checkpoint's companions)."""
+    return {"projection": nn.Linear(student_width, teacher_width)}
+
+
+@register("hint", representations=True, teacher_probabilities=False, trainable=regressor)
+def hint(
+    student_logits, teacher_logits, student_repr, teacher_repr, gold, mask, cfg, modules
+) -> LossParts:  # fmt: skip
+    """alpha * MSE(r(h_s), h_t) + (1 - alpha) * CE on gold: `student_repr` [B, H_s] or
+    [B, L, H_s] mapped by r = `modules["projection"]` to the teacher's width H_t."""
+    mapped = modules["projection"](student_repr)
+    distill = F.mse_loss(scored_rows(mapped, mask), scored_rows(teacher_repr, mask))
     return with_gold(distill, student_logits, gold, mask, cfg)
