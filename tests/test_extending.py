@@ -185,6 +185,41 @@ def test_the_docs_extensions_join_the_grids_and_the_cli(extension, tmp_path, cap
         suites.read_suite(path)
 
 
+def test_a_ray_task_imports_the_users_modules_before_it_trains(
+    extension, small_data, tmp_path, monkeypatch
+):  # fmt: skip
+    """A Ray task's arguments (`ray_payload`) unpickle in a worker that has not imported the
+    user's module (nor has its folder on sys.path), and the task (`ray_task`) imports it before
+    it trains: the GRU registered there trains, and the Brier score registered there is in the
+    run's metrics.json. (Ray itself is not started: the task's function is called as a worker
+    calls it, on its unpickled arguments.)"""
+    import pickle
+
+    from ibkd.experiments.executors import ray_payload, ray_task
+    from ibkd.experiments.scenario1 import grid
+
+    run = next(r for r in tiny(grid("cls", "quick", seeds=1)) if r.name == "gru/seed0")
+    run.config.data.data, run.config.data.transfer = str(small_data), None
+    run.config.model.dim = 8
+    folder = str(tmp_path / "gru")
+    sent = pickle.dumps(ray_payload(run.config, folder, None))
+    # a fresh worker: none of the module's registrations, the module not imported, not on the path
+    models.unregister("gru")
+    metrics.unregister("brier")
+    losses.unregister("soft-ce")
+    suites.unregister_format("pairs")
+    del sys.modules["ibkd_ext"]
+    monkeypatch.setattr(sys, "path", [p for p in sys.path if p != str(tmp_path / "ext")])
+    with pytest.raises(ModuleNotFoundError):
+        importlib.import_module("ibkd_ext")
+    ray_task(*pickle.loads(sent))
+    assert "gru" in models.architectures() and "ibkd_ext" in sys.modules
+    saved = json.loads((tmp_path / "gru" / "metrics.json").read_text())
+    with np.load(tmp_path / "gru" / "predictions" / "test.npz") as f:
+        by_hand = float(((f["probs"] - np.eye(2)[f["label"]]) ** 2).sum(1).mean())
+    assert saved["model"] == "gru" and saved["test"]["brier"] == pytest.approx(by_hand)
+
+
 @pytest.mark.slow
 def test_a_registered_model_and_metric_appear_in_a_grids_report(extension, small_data, tmp_path):
     """docs/extending.md's GRU and Brier score, registered in the user's module: the scenario 1

@@ -8,7 +8,9 @@ retried or re-run grid continues where it stopped.
 
 from __future__ import annotations
 
+import importlib
 import os
+import sys
 import traceback
 import uuid
 from collections.abc import Callable
@@ -160,7 +162,7 @@ def extension_modules() -> tuple[str, ...]:
     """The importable modules outside ibkd that registered a model (`ibkd.models.register`), a
     metric (`ibkd.metrics.register`), a distillation loss (`ibkd.losses.register`) or a suite
     format (`ibkd.data.suites.register_format`) in this process, in first-seen order. A spawned
-    pool worker starts with the built-in registries only; importing these modules there
+    pool worker or a Ray task starts with the built-in registries only; importing these there
     registers the same extensions again (a module registers what it defines when imported, as
     docs/extending.md shows). A script run as `__main__` is left out: spawn re-runs it in the
     worker as `__mp_main__`."""
@@ -212,13 +214,22 @@ def _take_gpu(slots) -> None:
         pass
 
 
+def import_extensions(modules: tuple[str, ...], paths: tuple[str, ...] = ()) -> None:
+    """In a worker (a pool process, a Ray task): import `modules` (`extension_modules` of the
+    grid process) so that what they register is known here too. `paths`: the grid process's
+    `sys.path`; its entries this process lacks are appended first, so that a module found
+    there is found here (the worker's own entries keep precedence)."""
+    sys.path.extend(p for p in paths if p not in sys.path)
+    for module in modules:
+        importlib.import_module(module)
+
+
 def _worker_start(parent: int, progress, modules: tuple[str, ...] = (), gpus=None) -> None:
     """A pool worker's initializer: exit as soon as the grid process `parent` is gone (killed
     with SIGKILL, it cannot stop its workers), polled by a daemon thread; keep the queue that
     carries each run's step to the grid's progress display; import `modules`
     (`extension_modules` of the grid process) so that what they register is known here too;
     with `gpus` (a queue of `gpu_slots`), train on the GPU taken from it (`_take_gpu`)."""
-    import importlib
     import threading
     import time
 
@@ -226,8 +237,7 @@ def _worker_start(parent: int, progress, modules: tuple[str, ...] = (), gpus=Non
     if gpus is not None:
         _take_gpu(gpus)
     _PROGRESS = progress
-    for module in modules:
-        importlib.import_module(module)
+    import_extensions(modules)  # a spawned worker starts with the grid process's sys.path
 
     def watch() -> None:
         while os.getppid() == parent:
@@ -460,11 +470,32 @@ def local(workers: int, progress: bool = True, gpus: list[str] | None = None) ->
     return Inline(progress) if workers <= 1 else Pool(workers, gpus)
 
 
+def ray_payload(cfg: RunConfig, folder: str, threads: int | None) -> tuple:
+    """The arguments of the Ray task (`ray_task`) that trains `cfg` into `folder` with
+    `threads` torch threads: this process's `extension_modules` and `sys.path`, and the config
+    as plain data (`RunConfig.to_dict`), so that the task's arguments unpickle in a worker that
+    has not imported the modules yet (a registered model's config class is theirs)."""
+    return extension_modules(), tuple(sys.path), cfg.to_dict(), folder, threads
+
+
+def ray_task(
+    modules: tuple[str, ...], paths: tuple[str, ...], config: dict, folder: str,
+    threads: int | None,
+) -> None:  # fmt: skip
+    """A Ray task (its arguments: `ray_payload`): import the grid process's extension modules
+    (`import_extensions`), then rebuild the run's config (now that what they register is
+    known) and train it (`train_one`)."""
+    import_extensions(modules, paths)
+    train_one(RunConfig.from_dict(config, f"{folder}: config"), folder, threads, False)
+
+
 class Ray:
     """Every run is a Ray task asking for `cpus_per_run` CPUs and `gpus_per_run` GPUs (a
     fraction shares a GPU); Ray places it. A task that fails is retried once (it resumes from
     its checkpoint), then reported. The grid folder must be on storage every node sees: that is
-    checked at start with a task on every node."""
+    checked at start with a task on every node. Each task first imports the modules that
+    registered a model, metric, loss or suite format in the grid process (`ray_task`), as a
+    pool worker does."""
 
     slots = None
 
@@ -491,7 +522,7 @@ class Ray:
                 log_to_driver=False,
             )
         self.threads = max(1, int(cpus_per_run))
-        self.task = ray.remote(train_one).options(
+        self.task = ray.remote(ray_task).options(
             num_cpus=cpus_per_run,
             num_gpus=gpus_per_run,
             max_retries=1,
@@ -502,7 +533,7 @@ class Ray:
     def submit(self, cfg: RunConfig, folder: str):
         """Start the run as a Ray task; its object ref is the handle."""
         # a GPU task sees only its own GPU(s) as cuda:0; "auto" picks it
-        return self.task.remote(cfg, folder, self.threads, False)
+        return self.task.remote(*ray_payload(cfg, folder, self.threads))
 
     def wait(self, handles):
         """Block until one task ends; its error is the task's own exception when it has one."""
