@@ -17,6 +17,7 @@ import pytest
 import torch
 from conftest import Killed, kill_at, tiny_config, without
 
+from ibkd import losses
 from ibkd.batched import check_group, clip_per_run, train_batched
 from ibkd.errors import IbkdError
 from ibkd.predictions import load_predictions
@@ -165,6 +166,16 @@ def test_groups_that_cannot_train_together_are_refused(small_data):
     lm = tiny_config(setup="lm", arch="transformer")
     with pytest.raises(IbkdError, match="setup lm"):
         check_group([lm])
+    # a loss with trained modules of its own (on the logits alone): each run would need its own
+    losses.register("learned", trainable=lambda s, t: {"scale": torch.nn.Linear(1, 1)})(
+        losses.LOSSES["kd"].fn
+    )
+    try:
+        learned = tiny_config(arch="transformer", teacher="t", loss="learned")
+        with pytest.raises(IbkdError, match="--kd-loss learned: a loss with trained modules"):
+            check_group([learned])
+    finally:
+        losses.unregister("learned")
 
 
 def test_a_grid_trains_a_cells_seeds_as_one_group(trained, small_data, tmp_path):
