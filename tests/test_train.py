@@ -288,12 +288,12 @@ def test_cpu_optimizer_update_is_the_per_tensor_loops_bit_for_bit(arch):
 
     import torch
 
-    from ibkd.models import build_model
+    from ibkd.models import Shapes, build_model
     from ibkd.train import _optimizer
 
     cfg = tiny_config("cls", arch)
     torch.manual_seed(0)
-    model = build_model(cfg.model, 50, "cls")
+    model = build_model(cfg.model, Shapes(n_classes=2, vocab_size=50))
     tokens = torch.randint(4, 50, (8, 7))
     lengths = torch.tensor([7, 7, 6, 5, 5, 4, 3, 2])
     labels = torch.randint(0, 2, (8,))
