@@ -73,8 +73,8 @@ def runs(arch, distill=None):
     if distill is not None:
         teacher = Teacher(lm(arch, seed=3), DistillConfig("t", **distill), run=object())
     cfg = SimpleNamespace(setup="lm", distill=DistillConfig("t", **distill) if distill else None)
-    fast = SimpleNamespace(model=model, net=model, teacher=teacher, cfg=cfg)
-    plain = SimpleNamespace(model=model, net=Wrapped(model), teacher=teacher, cfg=cfg)
+    fast = SimpleNamespace(model=model, net=model, teacher=teacher, cfg=cfg, loss_modules={})
+    plain = SimpleNamespace(model=model, net=Wrapped(model), teacher=teacher, cfg=cfg, loss_modules={})
     return fast, plain
 
 
@@ -148,7 +148,7 @@ def test_adaptive_softmax_loss_is_minus_its_log_prob_of_the_targets(arch):
         teacher = None if distill is None else Teacher(lm(arch, 3), cfg.distill, run=object())
         out = []
         for net in (model, Wrapped(model)):
-            run = SimpleNamespace(model=model, net=net, teacher=teacher, cfg=cfg)
+            run = SimpleNamespace(model=model, net=net, teacher=teacher, cfg=cfg, loss_modules={})
             model.zero_grad()
             parts = _task_loss(run, torch.arange(3), tokens, lengths, targets)
             parts.total.backward()
@@ -252,8 +252,8 @@ def cached_runs(arch, spec, **distill):
         teacher.cache_lm(data, V, torch.device("cpu"))
     cfg = SimpleNamespace(setup="lm", distill=dcfg)
     model = lm(arch)
-    fast = SimpleNamespace(model=model, net=model, teacher=teacher, cfg=cfg)
-    plain = SimpleNamespace(model=model, net=Wrapped(model), teacher=teacher, cfg=cfg)
+    fast = SimpleNamespace(model=model, net=model, teacher=teacher, cfg=cfg, loss_modules={})
+    plain = SimpleNamespace(model=model, net=Wrapped(model), teacher=teacher, cfg=cfg, loss_modules={})
     return fast, plain, data
 
 
