@@ -97,11 +97,13 @@ def same_run(a, b):
         torch.testing.assert_close(wa[k], wb[k], rtol=RTOL, atol=WEIGHT_ATOL)
 
 
+@pytest.mark.slow
 def test_a_run_trained_in_a_group_equals_the_run_trained_alone(trained):
     for seed in SEEDS:
         same_run(trained / "alone" / str(seed), trained / "group" / str(seed))
 
 
+@pytest.mark.slow
 def test_early_stopping_is_per_run(trained):
     """Seed 0 stops after epoch 2 and is finished at its own best epoch while seed 1 trains on
     to epoch 3 (each as alone: the folders' equality is the test above)."""
@@ -113,6 +115,7 @@ def test_early_stopping_is_per_run(trained):
     assert m[0]["steps"] < m[1]["steps"]
 
 
+@pytest.mark.slow
 def test_a_killed_group_resumes_to_the_same_runs(trained, small_data, tmp_path):
     """Killed at run 0's step 6 (its checkpoint of step 6 written, run 1's last one of step 5,
     the end of epoch 1), the group resumes: run 1 catches up alone, then both go on as one."""
@@ -178,6 +181,7 @@ def test_groups_that_cannot_train_together_are_refused(small_data):
         losses.unregister("learned")
 
 
+@pytest.mark.slow
 def test_a_grid_trains_a_cells_seeds_as_one_group(trained, small_data, tmp_path):
     """`run_grid(batch_seeds=True)` (`reproduce --batch-seeds`) trains the two seeds as one
     group (the same runs as the group above) and an LSTM, which cannot be vmapped, alone."""

@@ -5,12 +5,14 @@ import json
 import sys
 from pathlib import Path
 
+import pytest
 from conftest import fake_mnist, tiny_data
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
 import gpu_grid  # noqa: E402
 
 
+@pytest.mark.slow
 def test_gpu_grid_tiny_measures_every_model_and_extrapolates_every_grid(tmp_path):
     from ibkd import experiments
 

@@ -74,7 +74,9 @@ def runs(arch, distill=None):
         teacher = Teacher(lm(arch, seed=3), DistillConfig("t", **distill), run=object())
     cfg = SimpleNamespace(setup="lm", distill=DistillConfig("t", **distill) if distill else None)
     fast = SimpleNamespace(model=model, net=model, teacher=teacher, cfg=cfg, loss_modules={})
-    plain = SimpleNamespace(model=model, net=Wrapped(model), teacher=teacher, cfg=cfg, loss_modules={})
+    plain = SimpleNamespace(
+        model=model, net=Wrapped(model), teacher=teacher, cfg=cfg, loss_modules={}
+    )
     return fast, plain
 
 
@@ -253,7 +255,9 @@ def cached_runs(arch, spec, **distill):
     cfg = SimpleNamespace(setup="lm", distill=dcfg)
     model = lm(arch)
     fast = SimpleNamespace(model=model, net=model, teacher=teacher, cfg=cfg, loss_modules={})
-    plain = SimpleNamespace(model=model, net=Wrapped(model), teacher=teacher, cfg=cfg, loss_modules={})
+    plain = SimpleNamespace(
+        model=model, net=Wrapped(model), teacher=teacher, cfg=cfg, loss_modules={}
+    )
     return fast, plain, data
 
 

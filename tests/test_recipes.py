@@ -17,6 +17,7 @@ from ibkd.errors import IbkdError
 from ibkd.experiments import get
 
 
+@pytest.mark.slow
 def test_every_grid_and_preset_gives_the_recorded_run_configs(tmp_path):
     """Each budget's grids (scenario 1 cls quick/paper/standard and lm quick/paper with and
     without an LM text, scenario 2 quick/paper, both kd-methods studies) and each `ibkd
