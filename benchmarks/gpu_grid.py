@@ -42,6 +42,7 @@ from pathlib import Path
 from unittest import mock
 
 import torch
+from step_options import make_step  # benchmarks/: the same bare step
 
 import ibkd.train
 from ibkd import experiments
@@ -49,10 +50,8 @@ from ibkd.config import RunConfig
 from ibkd.data import mnist
 from ibkd.data.batching import batches
 from ibkd.data.prepare import prepare_data
-from ibkd.data.vocab import PAD
 from ibkd.distributed import pick_device, seed_everything
 from ibkd.files import atomic_write, dumps_json
-from ibkd.losses import gold_loss
 from ibkd.models import build_model
 from ibkd.recipes import preset
 from ibkd.runs import environment, now
@@ -155,20 +154,12 @@ def train_rate(cfg: RunConfig, device: torch.device, seconds: float, warmup: int
                     bucket=cfg.train.bucket)  # fmt: skip
     model.train()
 
+    train_step = make_step(cfg, model, opt, params, precision == "bf16" and device.type == "cuda",
+                           "cuda")  # fmt: skip
+
     def step(i: int) -> int:
         index = order[i % len(order)]
-        tokens, lengths, targets = (t.to(device) for t in data.train.batch(index))
-        with torch.autocast("cuda", torch.bfloat16, precision == "bf16" and device.type == "cuda"):
-            if cfg.setup == "lm":
-                mask = targets != PAD
-                logits = model.head(model.features(tokens, lengths)[mask]).float()
-                loss = gold_loss(logits, targets[mask], None).total
-            else:
-                loss = gold_loss(model(tokens, lengths).float(), targets, None).total
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(params, cfg.train.clip)
-        opt.step()
+        train_step(*(t.to(device) for t in data.train.batch(index)))
         return int(data.train.lengths[index].sum())
 
     for i in range(warmup):

@@ -73,11 +73,13 @@ def setup_data(setup: str, model: str, lm_text: str | None):
     return cfg, prepare_data(cfg)
 
 
-def make_step(cfg: RunConfig, model, opt, params, bf16: bool):
-    """One training step on a batch (tokens, lengths, targets)."""
+def make_step(cfg: RunConfig, model, opt, params, bf16: bool, device_type: str = "cpu"):
+    """One bare training step on a batch (tokens, lengths, targets): the loss (a language
+    model's output layer at the scored positions only), backward, clipping, the optimizer;
+    bf16 autocast on `device_type` when `bf16`. Also benchmarks/gpu_grid.py's step."""
 
     def step(tokens, lengths, targets):
-        with torch.autocast("cpu", torch.bfloat16, enabled=bf16):
+        with torch.autocast(device_type, torch.bfloat16, enabled=bf16):
             if cfg.setup == "lm":
                 mask = targets != PAD
                 logits = model.head(model.features(tokens, lengths)[mask]).float()

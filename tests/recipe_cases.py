@@ -143,39 +143,13 @@ def cli_argvs(root: Path) -> dict[str, list[str]]:
         "distill", "--teacher", str(root / "teachers" / "cls-quick-lstm"), "--model",
         "transformer", "--preset", "quick", "--data", str(root / "merged")]  # fmt: skip
     for preset in ("paper", "quick"):
-        out[f"train/lm/{preset}/lstm/lm-text"] = [
-            "train",
-            "--setup",
-            "lm",
-            "--model",
-            "lstm",
-            "--preset",
-            preset,
-            "--lm-text",
-            text,
-        ]
-        out[f"train/lm/{preset}/lstm/vocab-size"] = [
-            "train",
-            "--setup",
-            "lm",
-            "--model",
-            "lstm",
-            "--preset",
-            preset,
-            "--vocab-size",
-            "50",
-        ]
-        out[f"train/cls/{preset}/lstm/vocab-size-0"] = [
-            "train",
-            "--setup",
-            "cls",
-            "--model",
-            "lstm",
-            "--preset",
-            preset,
-            "--vocab-size",
-            "0",
-        ]
+        for key, setup, option, value in (
+            ("lm/{}/lstm/lm-text", "lm", "--lm-text", text),
+            ("lm/{}/lstm/vocab-size", "lm", "--vocab-size", "50"),
+            ("cls/{}/lstm/vocab-size-0", "cls", "--vocab-size", "0"),
+        ):
+            argv = ["train", "--setup", setup, "--model", "lstm", "--preset", preset, option]
+            out["train/" + key.format(preset)] = [*argv, value]
     out["train/cls/default-preset/lstm"] = ["train", "--setup", "cls", "--model", "lstm"]
     return out
 

@@ -121,16 +121,23 @@ def _fields(kind) -> dict[str, str]:
     return {f.name: str(f.type) for f in dataclasses.fields(kind)}
 
 
-def _settings(values: Any, kind, where: str) -> dict[str, Any]:
-    """A table of `kind`'s (TrainConfig's, DistillConfig's) fields, an integer given for a
-    float field read as a float (so that config.yaml writes it as the code's own numbers
-    would); `IbkdError` naming `where` for anything else than a table of known fields."""
+def _known_table(values: Any, kind, where: str, what: str) -> dict[str, str]:
+    """`kind`'s fields (`_fields`) after checking that `values` is a table of them only;
+    `IbkdError` naming `where` otherwise."""
     if not isinstance(values, dict):
-        raise IbkdError(f"{where}: expected a table of settings, got {values!r}")
+        raise IbkdError(f"{where}: expected {what}, got {values!r}")
     known = _fields(kind)
     unknown = sorted(set(values) - set(known))
     if unknown:
         raise IbkdError(f"{where}: unknown key(s) {unknown}; known: {sorted(known)}")
+    return known
+
+
+def _settings(values: Any, kind, where: str) -> dict[str, Any]:
+    """A table of `kind`'s (TrainConfig's, DistillConfig's) fields, an integer given for a
+    float field read as a float (so that config.yaml writes it as the code's own numbers
+    would); `IbkdError` naming `where` for anything else than a table of known fields."""
+    known = _known_table(values, kind, where, "a table of settings")
     return {
         k: float(v) if known[k].startswith("float") and type(v) is int else v
         for k, v in values.items()
@@ -139,12 +146,7 @@ def _settings(values: Any, kind, where: str) -> dict[str, Any]:
 
 def _setup_recipe(values: Any, where: str) -> SetupRecipe:
     """A setup's section of a budget file, checked: known keys of the right kinds."""
-    if not isinstance(values, dict):
-        raise IbkdError(f"{where}: expected a table, got {values!r}")
-    known = _fields(SetupRecipe)
-    unknown = sorted(set(values) - set(known))
-    if unknown:
-        raise IbkdError(f"{where}: unknown key(s) {unknown}; known: {sorted(known)}")
+    _known_table(values, SetupRecipe, where, "a table")
     v = dict(values)
     if not isinstance(v.get("seeds"), int) or isinstance(v.get("seeds"), bool) or v["seeds"] < 1:
         raise IbkdError(f"{where}.seeds: expected an integer >= 1, got {v.get('seeds')!r}")
