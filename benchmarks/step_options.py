@@ -12,10 +12,10 @@ same initial weights, dropout seed and batches, timed in this process's CPU seco
 machine), and the trained weights compared with the baseline's:
 
 - `baseline`: torch's defaults on a CPU (AdamW's per-tensor loop), as ibkd ran before;
-- `foreach`: AdamW's multi-tensor update (what `ibkd.train._optimizer` now uses on a CPU);
-- `fused`: AdamW's fused kernel;
+- `foreach`: AdamW's multi-tensor update (what `ibkd.train._optimizer` used on a CPU before `fused`);
+- `fused`: AdamW's fused kernel (what `ibkd.train._optimizer` uses on a CPU now);
 - `bf16`: the forward pass and loss under bf16 autocast on the CPU (only where the CPU has
-  native bf16 arithmetic, AMX or AVX512-BF16: `native_bf16`; skipped elsewhere);
+  native bf16 arithmetic, AMX or AVX512-BF16: `ibkd.distributed.native_bf16_cpu`; skipped elsewhere);
 - `compile`: `torch.compile` of the model (dynamic shapes), its compile time reported apart
   (the first step of each new batch shape), the step time on batches it has compiled for.
 
@@ -34,6 +34,7 @@ from pathlib import Path
 
 import torch
 
+from ibkd.distributed import native_bf16_cpu
 from ibkd.config import RunConfig
 from ibkd.data.batching import batches
 from ibkd.data.prepare import prepare_data
@@ -47,18 +48,6 @@ from ibkd.tasks import get_task
 
 ROOT = Path(__file__).resolve().parent.parent
 OPTIONS = ("baseline", "foreach", "fused", "bf16", "compile")
-
-
-def native_bf16() -> bool:
-    """Whether this CPU computes in bf16 natively (Intel AMX or AVX512-BF16; read from
-    /proc/cpuinfo's flags, else from torch's detected CPU capability)."""
-    try:
-        flags = Path("/proc/cpuinfo").read_text().split()
-    except OSError:
-        flags = []
-    if flags:
-        return "amx_bf16" in flags or "avx512_bf16" in flags
-    return "AMX" in torch.backends.cpu.get_cpu_capability()
 
 
 def setup_data(setup: str, model: str, lm_text: str | None):
@@ -163,7 +152,7 @@ def main() -> int:
     p.add_argument("--json", default=str(ROOT / "docs" / "results" / "step_options.json"))
     a = p.parse_args()
     torch.set_num_threads(a.threads)
-    native = native_bf16()
+    native = native_bf16_cpu()
     options = [o for o in a.options if o != "bf16" or native]
     results = []
     for spec in a.models:

@@ -3,6 +3,7 @@
 import json
 
 import pytest
+import torch
 from conftest import mini_grid
 
 from ibkd.experiments.grid import run_grid
@@ -128,17 +129,33 @@ def test_a_killed_run_resumes_under_torchrun(tmp_path):
     assert steps == list(range(1, metrics["training"]["steps"] + 1))
 
 
-def test_bf16_is_for_cuda_only(tmp_path):
+def test_bf16_is_for_cuda_and_native_bf16_cpus(tmp_path, monkeypatch):
+    """--precision bf16 trains on a CPU with native bf16 (the step under CPU autocast) and is
+    refused, before anything is written, on one without; fp16 is not a precision."""
     from conftest import tiny_config
 
+    from ibkd import distributed
     from ibkd.errors import IbkdError
     from ibkd.train import train_run
 
     cfg = tiny_config()
     cfg.train.precision = "bf16"
-    with pytest.raises(IbkdError, match="bf16: for CUDA devices, not cpu"):
+    monkeypatch.setattr(distributed, "native_bf16_cpu", lambda: False)
+    with pytest.raises(IbkdError, match="bf16: for CUDA devices and CPUs with native bf16"):
         train_run(cfg, tmp_path / "r", progress=False)
     assert not (tmp_path / "r").exists()  # refused before anything was written
+    monkeypatch.setattr(distributed, "native_bf16_cpu", lambda: True)
+    seen = []
+    real = torch.autocast
+
+    def spy(device_type, dtype=None, enabled=True, **kw):
+        seen.append((device_type, dtype, enabled))
+        return real(device_type, dtype, enabled=enabled, **kw)
+
+    monkeypatch.setattr(torch, "autocast", spy)
+    train_run(cfg, tmp_path / "r", progress=False)
+    assert ("cpu", torch.bfloat16, True) in seen
+    assert (tmp_path / "r" / "metrics.json").exists()
     cfg.train.precision = "fp16"
     with pytest.raises(IbkdError, match="precision 'fp16'"):
         cfg.validate()

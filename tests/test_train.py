@@ -280,10 +280,13 @@ def test_tensorboard_absent_is_one_line_before_writing(tmp_path, capsys):
 
 
 @pytest.mark.parametrize("arch", ["lstm", "transformer"])
-def test_cpu_optimizer_update_is_the_per_tensor_loops_bit_for_bit(arch):
-    """On a CPU the run's AdamW (`ibkd.train._optimizer`) updates all tensors at once
-    (`foreach`) for speed; 12 training steps of a model (warm-up and weight decay included)
-    end with the same weights, bit for bit, as with torch's per-tensor loop."""
+def test_cpu_optimizer_is_adamw_fused_and_agrees_with_the_per_tensor_loop(arch):
+    """On a CPU the run's AdamW (`ibkd.train._optimizer`) is torch's fused kernel for speed:
+    the same update rule as the per-tensor loop, its arithmetic in another order. After one
+    step the weights agree to float rounding (1e-6); after 12 (warm-up and weight decay
+    included) to 5e-4 (Adam divides by the root of small second moments, which magnifies the
+    rounding; the benchmark's 30 steps of the quick models end within 2e-4), while one step
+    moves them by the learning rate (1e-3 and more)."""
     import copy
 
     import torch
@@ -297,20 +300,23 @@ def test_cpu_optimizer_update_is_the_per_tensor_loops_bit_for_bit(arch):
     tokens = torch.randint(4, 50, (8, 7))
     lengths = torch.tensor([7, 7, 6, 5, 5, 4, 3, 2])
     labels = torch.randint(0, 2, (8,))
-    trained = []
-    for foreach in (True, False):
-        net = copy.deepcopy(model)
-        opt, sched = _optimizer([net], cfg, 1000)
-        assert opt.defaults["foreach"] is True  # CPU parameters: the multi-tensor update
-        for group in opt.param_groups:
-            group["foreach"] = foreach
-        torch.manual_seed(1)  # the same dropout masks
-        for _ in range(12):
-            loss = torch.nn.functional.cross_entropy(net(tokens, lengths), labels)
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-            sched.step()
-        trained.append(net.state_dict())
-    assert all(torch.equal(trained[0][k], trained[1][k]) for k in trained[0])
-    assert not torch.equal(trained[0]["head.weight"], model.state_dict()["head.weight"])
+    for steps, tolerance in ((1, 1e-6), (12, 5e-4)):
+        trained = []
+        for fused in (True, False):
+            net = copy.deepcopy(model)
+            opt, sched = _optimizer([net], cfg, 1000)
+            assert opt.defaults["fused"] is True  # CPU parameters: the fused kernel
+            for group in opt.param_groups:
+                group["fused"] = fused
+                group["foreach"] = False
+            torch.manual_seed(1)  # the same dropout masks
+            for _ in range(steps):
+                loss = torch.nn.functional.cross_entropy(net(tokens, lengths), labels)
+                opt.zero_grad()
+                loss.backward()
+                opt.step()
+                sched.step()
+            trained.append(net.state_dict())
+        diff = max((trained[0][k] - trained[1][k]).abs().max().item() for k in trained[0])
+        assert diff <= tolerance, (steps, diff)
+        assert not torch.equal(trained[0]["head.weight"], model.state_dict()["head.weight"])

@@ -49,6 +49,7 @@ from torch.func import functional_call, stack_module_state, vmap
 from ibkd import train
 from ibkd.config import RunConfig
 from ibkd.data.vocab import PAD
+from ibkd.distributed import autocast_bf16
 from ibkd.errors import IbkdError
 from ibkd.losses import LOSSES, LossParts, gold_loss
 from ibkd.runs import config_differences, user_os_error
@@ -246,7 +247,7 @@ class Stacked:
         tokens, lengths = _padded([(x, n) for x, n, _ in batches])
         tokens, lengths = train._to_device(tokens, device), train._to_device(lengths, device)
         self.base.train()
-        with torch.autocast("cuda", torch.bfloat16, cfg.train.precision == "bf16"):
+        with autocast_bf16(cfg.train.precision, device):
             logits = self.forward(self.params, tokens, lengths)  # [R, B, C]
             parts = [
                 _loss(

@@ -76,7 +76,7 @@ class TrainConfig:
     checkpoint_every: int = 500  # steps; also at each epoch's end
     device: str = "auto"  # auto | cpu | cuda | mps
     bucket: bool = True  # length-bucketed batches
-    precision: str = "fp32"  # fp32 | bf16 (autocast, CUDA only)
+    precision: str = "fp32"  # fp32 | bf16 (autocast: CUDA, CPUs with native bf16)
     compile: bool = False  # torch.compile the training model
     # classification: weight of an auxiliary next-word loss over the prefix (Enguehard et al.
     # 2017; `ibkd.losses.aux_lm`); 0: none (configs saved before it existed load as 0)

@@ -1,7 +1,7 @@
 """Where a run executes: its device, threads, seeding, and its processes under torchrun.
 
-One place for device choice, threads and seeding (`pick_device`, `set_threads`,
-`seed_everything`).
+One place for device choice, threads, precision and seeding (`pick_device`, `set_threads`,
+`autocast_bf16`, `seed_everything`).
 
 One run on several processes: `torchrun --nproc_per_node=N -m ibkd train|distill ...`.
 torchrun sets RANK, LOCAL_RANK and WORLD_SIZE; `Dist.from_env` joins the process group (NCCL
@@ -18,6 +18,7 @@ from __future__ import annotations
 import os
 import random
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -50,6 +51,31 @@ def pick_device(name: str = "auto") -> torch.device:
     elif device.type not in ("cpu", "cuda", "mps"):
         raise IbkdError(f"--device {name!r}: expected auto, cpu, cuda or mps")
     return device
+
+
+def native_bf16_cpu() -> bool:
+    """Whether this CPU computes in bf16 natively (Intel AMX or AVX512-BF16): read from
+    /proc/cpuinfo's flags where there is one, else from torch's detected CPU capability."""
+    try:
+        flags = Path("/proc/cpuinfo").read_text().split()
+    except OSError:
+        return "AMX" in torch.backends.cpu.get_cpu_capability()
+    return "amx_bf16" in flags or "avx512_bf16" in flags
+
+
+def autocast_bf16(precision: str, device: torch.device):
+    """The autocast context of a training step: bf16 autocast (torch.autocast; matrix products
+    in bf16, reductions and the optimizer's state in fp32) when `precision` is "bf16", off for
+    "fp32". bf16 runs on CUDA and on CPUs with native bf16 arithmetic (`native_bf16_cpu`);
+    IbkdError elsewhere (emulated bf16 on a CPU is slower than fp32; MPS)."""
+    if precision == "bf16" and not (
+        device.type == "cuda" or (device.type == "cpu" and native_bf16_cpu())
+    ):
+        raise IbkdError(
+            f"--precision bf16: for CUDA devices and CPUs with native bf16 (AMX or "
+            f"AVX512-BF16), not this {device.type}"
+        )
+    return torch.autocast(device.type, torch.bfloat16, enabled=precision == "bf16")
 
 
 def _mps_available() -> bool:
