@@ -21,6 +21,7 @@ Reads files only; imports no torch (the CLI builds its parser from the budgets' 
 from __future__ import annotations
 
 import copy
+import os
 import dataclasses
 import functools
 import sys
@@ -54,7 +55,9 @@ class SetupRecipe:
     a distilled student trains with beyond `train`'s; `transfer`: the transfer set distilled
     students (and the control row) also learn on (`default`, a path, or `{data}/FILE` in the
     run's data folder; None: none); `vocab_size`: the vocabulary cap when no LM text is used
-    (None: every training word); `teachers`: the teacher rows of a grid's table;
+    (None: every training word); `lm_text`: the language models' text when neither
+    `--lm-text` nor $IBKD_LM_TEXT names one (a path or `{data}/FILE`; None: the cache's PTB);
+    `text_vocab_size`: the vocabulary cap with an LM text (None: every word of the text); `teachers`: the teacher rows of a grid's table;
     `self_distill`: whether a teacher's architecture is also distilled into itself;
     `control`: whether the grid has the row "none + transfer"; `note`: the report's note, a
     template the scenario fills from the runs' configs."""
@@ -66,6 +69,8 @@ class SetupRecipe:
     distill_train: Mapping[str, Any] = field(default_factory=dict)
     transfer: str | None = None
     vocab_size: int | None = None
+    lm_text: str | None = None
+    text_vocab_size: int | None = None
     teachers: tuple[str, ...] = ()
     self_distill: bool = True
     control: bool = False
@@ -162,7 +167,8 @@ def _setup_recipe(values: Any, where: str) -> SetupRecipe:
     if not isinstance(v.get("teachers", []), list):
         raise IbkdError(f"{where}.teachers: expected a list of model names")
     v["teachers"] = tuple(v.get("teachers", ()))
-    for key, kinds in (("transfer", str), ("vocab_size", int), ("note", str),
+    for key, kinds in (("transfer", str), ("vocab_size", int), ("lm_text", str),
+                       ("text_vocab_size", int), ("note", str),
                        ("self_distill", bool), ("control", bool)):  # fmt: skip
         if key in v and not isinstance(v[key], kinds):
             raise IbkdError(f"{where}.{key}: {v[key]!r} is not a {kinds.__name__}")
@@ -252,29 +258,34 @@ def preset(setup: str, model: str, name: str = "paper") -> tuple[ModelConfig, Tr
 def vocab_size(setup: str, name: str, given: int | None = None,
                lm_text: str | None = None) -> int | None:  # fmt: skip
     """The vocabulary cap of a run: `given` (`--vocab-size`; 0: no cap), else budget `name`'s
-    (none for a language model with an LM text `lm_text`); None: every training word."""
+    (for a language model with an LM text `lm_text`, its `text_vocab_size`); None: every
+    training word."""
     if given is not None:
         return given or None
-    if setup == "lm" and lm_text is not None:
-        return None
-    return budget_of(setup, name).recipe(setup).vocab_size
+    recipe = budget_of(setup, name).recipe(setup)
+    return recipe.text_vocab_size if setup == "lm" and lm_text is not None else recipe.vocab_size
 
 
-def transfer_set(recipe: SetupRecipe, b: Budget, data: str) -> str | None:
-    """The transfer set a budget's distilled students learn on: `default` (the shipped one), a
-    path, or for `{data}/FILE` that file in the run's data folder. Raises `IbkdError` naming
-    --data when the folder has no such file (build it as docs/hard_data.md says)."""
-    transfer = recipe.transfer
-    if transfer is None or not transfer.startswith(DATA + "/"):
-        return transfer
-    name = transfer[len(DATA) + 1 :]
+def data_file(value: str | None, b: Budget, data: str, what: str) -> str | None:
+    """A file a budget names (`transfer`, `lm_text`): `default` or a path as given, or for
+    `{data}/FILE` that file in the run's data folder. Raises `IbkdError` naming --data when the
+    folder has no such file (build it as docs/hard_data.md says)."""
+    if value is None or not value.startswith(DATA + "/"):
+        return value
+    name = value[len(DATA) + 1 :]
     path = Path(data) / name
     if data == "default" or not path.is_file():
         raise IbkdError(
-            f"--data {data}: the {b.name} budget needs a merged data folder with its large "
-            f"transfer set {name} (build both as docs/hard_data.md says)"
+            f"--data {data}: the {b.name} budget needs a merged data folder with its {what} "
+            f"{name} (build both as docs/hard_data.md says)"
         )
     return str(path)
+
+
+def transfer_set(recipe: SetupRecipe, b: Budget, data: str) -> str | None:
+    """The transfer set a budget's distilled students learn on (`data_file` of its
+    `transfer`)."""
+    return data_file(recipe.transfer, b, data, "large transfer set")
 
 
 @dataclass(frozen=True)
@@ -343,7 +354,7 @@ def run_config(
       `distill_train` settings, and the recipe's `distill` settings as its DistillConfig.
     - data: `data` (a data path; None: the teacher's data, else `default`), with, for a
       language model, its LM text (`ibkd.data.lm_text.resolve(lm_text)`: `--lm-text`, else
-      $IBKD_LM_TEXT or the cache's PTB) and the vocabulary cap (`vocab_size`, `vocab` the
+      $IBKD_LM_TEXT, else the recipe's `lm_text`, else the cache's PTB) and the vocabulary cap (`vocab_size`, `vocab` the
       `--vocab-size` given); a student of a finished teacher shares the teacher's cap and LM
       text. A distilled student, and a `control` run (the grid's row "none + transfer"), also
       learns on the recipe's transfer set (`transfer_set`).
@@ -364,9 +375,11 @@ def run_config(
         )  # fmt: skip
         d = copy.deepcopy(d)
     else:
-        text = lm_texts.resolve(lm_text) if setup == "lm" else None
         if lm_text and setup != "lm":
             raise IbkdError(f"--lm-text: for the language-model setup (lm), not {setup}")
+        if setup == "lm" and not lm_text and not os.environ.get(lm_texts.ENV):
+            lm_text = data_file(recipe.lm_text, b, data or "default", "text pool")
+        text = lm_texts.resolve(lm_text) if setup == "lm" else None
         d = DataConfig(data=data or "default", lm_text=text,
                        vocab_size=vocab_size(setup, budget_name, vocab, lm_text=text))  # fmt: skip
     distill = None
