@@ -40,11 +40,16 @@ def _lm_text(root: Path) -> Path:
 
 
 def _standard_data(root: Path) -> Path:
-    """A data folder with the standard budget's large transfer set (only its presence counts)."""
+    """A data folder with the standard budget's large transfer set and text pool (only their
+    presence counts)."""
+    from ibkd.data.lm_text import POOL_HEADER
+
     folder = root / "merged"
     folder.mkdir(exist_ok=True)
     with gzip.open(folder / "transfer-pool.tsv.gz", "wt") as f:
         f.write("")
+    with gzip.open(folder / "pool.tsv.gz", "wt") as f:
+        f.write(f"{POOL_HEADER}\nptb\tthe key is here\n")
     return folder
 
 
@@ -64,6 +69,7 @@ def grid_cases(root: Path) -> dict[str, list[dict]]:
         ("scenario1", "main", "lm", "paper", "default", "none"),
         ("scenario1", "main", "lm", "quick", "default", text),
         ("scenario1", "main", "lm", "paper", "default", text),
+        ("scenario1", "main", "lm", "standard", merged, "budget"),  # the budget's own text
         ("scenario2", "main", "mnist", "quick", "default", None),
         ("scenario2", "main", "mnist", "paper", "default", None),
         ("scenario1", "kd-methods", "cls", "quick", "default", None),
@@ -75,9 +81,12 @@ def grid_cases(root: Path) -> dict[str, list[dict]]:
     old = os.environ.get("IBKD_LM_TEXT")
     try:
         for scenario, grid, setup, budget, data, lm in cases:
-            os.environ["IBKD_LM_TEXT"] = lm or "none"
-            key = f"{scenario}/{grid}/{setup}/{budget}" + ("/lm-text" if lm not in (None, "none")
-                                                         else "")  # fmt: skip
+            if lm == "budget":
+                os.environ.pop("IBKD_LM_TEXT", None)
+            else:
+                os.environ["IBKD_LM_TEXT"] = lm or "none"
+            key = f"{scenario}/{grid}/{setup}/{budget}" + (
+                "/lm-text" if lm not in (None, "none", "budget") else "")  # fmt: skip
             found = get(scenario, grid)
             runs = found.grid(budget=budget, seeds=None, data=data, setup=setup)
             out[key] = _grid_rows(runs)

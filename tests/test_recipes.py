@@ -82,9 +82,9 @@ def test_a_malformed_budget_file_is_refused_naming_file_and_key(configs, edit, m
 def test_unknown_budget_setup_or_model_is_one_clear_error():
     with pytest.raises(IbkdError, match=r"--budget 'huge': expected one of paper, quick, standard"):
         get("scenario1").grid(budget="huge", setup="cls")
-    with pytest.raises(IbkdError, match=r"--budget standard: has no lm recipe .*--setup lm: "
-                                        r"paper, quick"):  # fmt: skip
-        get("scenario1").grid(budget="standard", setup="lm")
+    with pytest.raises(IbkdError, match=r"--budget quick: has no lm recipe \(configs/scenario2/"
+                                        r"quick.toml has mnist\)"):  # fmt: skip
+        recipes.budget("scenario2", "quick").recipe("lm")
     with pytest.raises(IbkdError, match=r"--preset 'standard': for --setup mnist, expected one "
                                         r"of paper, quick"):  # fmt: skip
         recipes.run_config("mnist", "mlp", "standard")
@@ -92,3 +92,28 @@ def test_unknown_budget_setup_or_model_is_one_clear_error():
         recipes.run_config("cls", "gpt", "quick")
     with pytest.raises(IbkdError, match=r"--data default: the standard budget needs a merged"):
         recipes.run_config("cls", "transformer", "standard", teacher=recipes.Teacher())
+
+
+def test_a_budget_names_the_lm_text_which_an_explicit_one_overrides(tmp_path, monkeypatch):
+    """The standard budget's language models learn `{data}/pool.tsv.gz` with its 10,000 most
+    frequent words; `--lm-text` or $IBKD_LM_TEXT wins over it (and then the cap is the
+    budget's `text_vocab_size` too); a data folder without the pool is one clear error."""
+    from recipe_cases import _lm_text, _standard_data
+
+    merged, ptb = _standard_data(tmp_path), _lm_text(tmp_path)
+    monkeypatch.delenv("IBKD_LM_TEXT", raising=False)
+    cfg = recipes.run_config("lm", "lstm", "standard", data=str(merged))
+    assert cfg.data.lm_text == str((merged / "pool.tsv.gz").resolve())
+    assert cfg.data.vocab_size == 10000 and cfg.train.schedule == "constant"
+    given = recipes.run_config("lm", "lstm", "standard", data=str(merged), lm_text=str(ptb))
+    assert given.data.lm_text == str(ptb.resolve()) and given.data.vocab_size == 10000
+    monkeypatch.setenv("IBKD_LM_TEXT", str(ptb))
+    assert recipes.run_config("lm", "lstm", "standard", data=str(merged)).data.lm_text == str(
+        ptb.resolve()
+    )
+    monkeypatch.delenv("IBKD_LM_TEXT")
+    with pytest.raises(IbkdError, match=r"--data default: the standard budget needs a merged "
+                                        r"data folder with its text pool pool.tsv.gz"):  # fmt: skip
+        recipes.run_config("lm", "lstm", "standard")
+    quick = recipes.run_config("lm", "lstm", "quick", lm_text=str(ptb))
+    assert quick.data.vocab_size is None  # the quick budget: every word of an LM text

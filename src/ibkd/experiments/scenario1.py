@@ -533,8 +533,13 @@ def prepare(runs: list[GridRun], out: Path) -> None:
 
 
 def notes(budget: str, configs: list[dict]) -> str:
-    """The budget's note, its temperature read from the distilled runs' configs."""
-    if configs and configs[0]["setup"] == "lm":
+    """The budget's note (its recipe's `note`, the temperature read from the distilled runs'
+    configs; for a language-model grid without one, the quick budget's note made from the
+    configs)."""
+    setup = configs[0]["setup"] if configs else "cls"
+    known = budget in recipes.budget_names(SCENARIO)
+    recipe = recipes.budget(SCENARIO, budget).setups.get(setup) if known else None
+    if setup == "lm" and not (recipe is not None and recipe.note):
         if budget != "quick":
             return ""
         c = configs[0]
@@ -551,8 +556,6 @@ def notes(budget: str, configs: list[dict]) -> str:
             if kd
             else ""
         )
-    known = budget in recipes.budget_names(SCENARIO)
-    recipe = recipes.budget(SCENARIO, budget).setups.get("cls") if known else None
     note = recipe.note if recipe is not None else ""
     temps = sorted({c["distill"]["temperature"] for c in configs if c.get("distill")})
     return note.format(temperature=" / ".join(f"{t:g}" for t in temps) or "?")
