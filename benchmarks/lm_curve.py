@@ -10,9 +10,9 @@ test split:
 - agreement on the validation rows without attractors (`lm_budget.no_attractor_accuracy`);
 - Marvin & Linzen's constructions (the shipped suite), simple and in a sentential complement
   first, each item's two verb forms compared after the shared prefix;
-- the is / are preference after a singular and a plural subject (`the N` for 40 of the
-  suite's nouns): the mean log-odds difference, a direct read of whether the model's next
-  word depends on the subject's number at all.
+- the is / are preference after a singular and a plural subject (`the N` and `the Ns` for
+  the suite's 10 singular nouns `N`): the mean log-odds difference, a direct read of whether
+  the model's next word depends on the subject's number at all.
 
 Every epoch's row is appended to `--json` as it is scored, so a killed study keeps what it
 measured; a rerun resumes each run from its checkpoint (ibkd's resume) and rescores nothing
@@ -71,7 +71,10 @@ def is_are_gap(scorer: Scorer, nouns: list[str]) -> dict:
     are = scorer.conditional_score(pre, [("are",)] * len(pre))
     d = is_ - are
     gap = d[: len(nouns)] - d[len(nouns) :]
-    return {"mean": round(float(gap.mean()), 4), "share_positive": round(float((gap > 0).mean()), 4)}
+    return {
+        "mean": round(float(gap.mean()), 4),
+        "share_positive": round(float((gap > 0).mean()), 4),
+    }
 
 
 def scored(run, items: list, nouns: list[str]) -> dict:

@@ -12,10 +12,11 @@ same initial weights, dropout seed and batches, timed in this process's CPU seco
 machine), and the trained weights compared with the baseline's:
 
 - `baseline`: torch's defaults on a CPU (AdamW's per-tensor loop), as ibkd ran before;
-- `foreach`: AdamW's multi-tensor update (what `ibkd.train._optimizer` used on a CPU before `fused`);
+- `foreach`: AdamW's multi-tensor update (`ibkd.train._optimizer` on a CPU before `fused`);
 - `fused`: AdamW's fused kernel (what `ibkd.train._optimizer` uses on a CPU now);
 - `bf16`: the forward pass and loss under bf16 autocast on the CPU (only where the CPU has
-  native bf16 arithmetic, AMX or AVX512-BF16: `ibkd.distributed.native_bf16_cpu`; skipped elsewhere);
+  native bf16 arithmetic, AMX or AVX512-BF16: `ibkd.distributed.native_bf16_cpu`; skipped
+  elsewhere);
 - `compile`: `torch.compile` of the model (dynamic shapes), its compile time reported apart
   (the first step of each new batch shape), the step time on batches it has compiled for.
 
@@ -34,11 +35,11 @@ from pathlib import Path
 
 import torch
 
-from ibkd.distributed import native_bf16_cpu
 from ibkd.config import RunConfig
 from ibkd.data.batching import batches
 from ibkd.data.prepare import prepare_data
 from ibkd.data.vocab import PAD
+from ibkd.distributed import native_bf16_cpu
 from ibkd.files import dumps_json
 from ibkd.losses import gold_loss
 from ibkd.models import build_model

@@ -137,7 +137,9 @@ def bare_loop(
     device = torch.device(cfg.train.device)
     model = model.to(device)
     opt = torch.optim.AdamW(  # the kernel ibkd's own loop uses (`ibkd.train._optimizer`)
-        model.parameters(), lr=cfg.train.lr, weight_decay=cfg.train.weight_decay,
+        model.parameters(),
+        lr=cfg.train.lr,
+        weight_decay=cfg.train.weight_decay,
         fused=True if device.type == "cpu" else None,
     )
     model.train()

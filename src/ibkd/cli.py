@@ -626,7 +626,9 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 def _add_speed_options(p: argparse.ArgumentParser) -> None:
     p.add_argument(
-        "--precision", choices=("fp32", "bf16"), help="bf16: autocast on CUDA or a CPU with native bf16 (default fp32)"
+        "--precision",
+        choices=("fp32", "bf16"),
+        help="bf16: autocast on CUDA or a CPU with native bf16 (default fp32)",
     )
     p.add_argument(
         "--compile", action="store_true", default=None, help="torch.compile the training model"

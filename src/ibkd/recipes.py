@@ -21,9 +21,9 @@ Reads files only; imports no torch (the CLI builds its parser from the budgets' 
 from __future__ import annotations
 
 import copy
-import os
 import dataclasses
 import functools
+import os
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -57,10 +57,11 @@ class SetupRecipe:
     run's data folder; None: none); `vocab_size`: the vocabulary cap when no LM text is used
     (None: every training word); `lm_text`: the language models' text when neither
     `--lm-text` nor $IBKD_LM_TEXT names one (a path or `{data}/FILE`; None: the cache's PTB);
-    `text_vocab_size`: the vocabulary cap with an LM text (None: every word of the text); `teachers`: the teacher rows of a grid's table;
-    `self_distill`: whether a teacher's architecture is also distilled into itself;
-    `control`: whether the grid has the row "none + transfer"; `note`: the report's note, a
-    template the scenario fills from the runs' configs."""
+    `text_vocab_size`: the vocabulary cap with an LM text (None: every word of the text);
+    `teachers`: the teacher rows of a grid's table; `self_distill`: whether a teacher's
+    architecture is also distilled into itself; `control`: whether the grid has the row
+    "none + transfer"; `note`: the report's note, a template the scenario fills from the runs'
+    configs."""
 
     seeds: int
     train: Mapping[str, Any] = field(default_factory=dict)
@@ -354,10 +355,11 @@ def run_config(
       `distill_train` settings, and the recipe's `distill` settings as its DistillConfig.
     - data: `data` (a data path; None: the teacher's data, else `default`), with, for a
       language model, its LM text (`ibkd.data.lm_text.resolve(lm_text)`: `--lm-text`, else
-      $IBKD_LM_TEXT, else the recipe's `lm_text`, else the cache's PTB) and the vocabulary cap (`vocab_size`, `vocab` the
-      `--vocab-size` given); a student of a finished teacher shares the teacher's cap and LM
-      text. A distilled student, and a `control` run (the grid's row "none + transfer"), also
-      learns on the recipe's transfer set (`transfer_set`).
+      $IBKD_LM_TEXT, else the recipe's `lm_text`, else the cache's PTB) and the vocabulary
+      cap (`vocab_size`, `vocab` the `--vocab-size` given); a student of a finished teacher
+      shares the teacher's cap and LM text. A distilled student, and a `control` run (the
+      grid's row "none + transfer"), also learns on the recipe's transfer set
+      (`transfer_set`).
 
     Raises `IbkdError` naming the option for an unknown setup, budget or model, `--lm-text`
     outside the LM setup, or a setting out of range (`RunConfig.validate`).
