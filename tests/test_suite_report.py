@@ -72,7 +72,11 @@ def test_grid_runs_are_scored_once_and_reported(tmp_path, setup):
         assert section.count(row) == 2, row  # by construction and by attractor count
     assert " ± " in section  # two seeds
     assert "the LSTM beats" in section and "against transformer alone" in section
-    assert "could not be checked" in section  # no unverified published number
+    # the published reference row, with its source, under the columns it covers
+    reference = (
+        "| *LSTM LM, ~90M words of Wikipedia (Shen et al. 2019, ICLR, Table 3)* | – | 0.68 |"
+    )
+    assert reference in section and "Rows in italics are published reference numbers" in section
     assert (grid / "figures" / "suite_ml.png").stat().st_size > 1000
     hard = text[text.index("## The claims on the hard cases") :]
     claim = "Claim 2: the LSTM teacher" if setup == "cls" else "Claim 4: the LSTM agrees better"
