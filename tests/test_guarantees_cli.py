@@ -193,7 +193,7 @@ def test_help_says_what_is_required_and_every_setup_and_default(capsys):
     assert "usage: ibkd distill (--teacher RUN | --online MODEL" in distill
     # the defaults read from the budget files (ibkd/configs/SCENARIO/BUDGET.toml)
     assert ("T > 0 (default: the preset's; paper: cls 1, lm 1, mnist 5; quick: cls 3, lm 1, "
-            "mnist 5; standard: cls 3)") in distill  # fmt: skip
+            "mnist 5; standard: cls 3, lm 1)") in distill  # fmt: skip
     assert "(default: the preset's; paper: cls 1, lm 0.9, mnist 1;" in distill
     reproduce = _help(capsys, "reproduce")
     assert "quick (default)" in reproduce
