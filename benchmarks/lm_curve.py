@@ -7,7 +7,8 @@ without the decay), and after every epoch scores what a budget may be chosen on,
 test split:
 
 - validation perplexity (the LM text's held-out validation sentences);
-- agreement on the validation rows without attractors (`lm_budget.no_attractor_accuracy`);
+- agreement on the validation rows without attractors (`lm_budget.no_attractor_accuracy`,
+  imported from the budget study beside this file);
 - Marvin & Linzen's constructions (the shipped suite), simple and in a sentential complement
   first, each item's two verb forms compared after the shared prefix;
 - the is / are preference after a singular and a plural subject (`the N` and `the Ns` for
@@ -34,6 +35,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from lm_budget import no_attractor_accuracy  # the same measure as the budget study
 
 from ibkd import train as train_module
 from ibkd.config import DataConfig, RunConfig
@@ -47,14 +49,6 @@ from ibkd.suite_predictions import predict_suite
 from ibkd.tasks import get_task
 
 FIRST = ("simple_agrmt", "sent_comp")
-
-
-def no_attractor_accuracy(pred: dict) -> tuple[float, int]:
-    """(accuracy, rows) on the validation rows without attractors whose two verb forms are
-    both in the vocabulary: log P(verb) > log P(other form)."""
-    keep = pred["other_known"] & (pred["n_diff_intervening"] == 0)
-    correct = pred["verb_logprob"][keep] > pred["other_logprob"][keep]
-    return (float(correct.mean()) if keep.any() else math.nan), int(keep.sum())
 
 
 def suite_items() -> list:
