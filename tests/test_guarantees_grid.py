@@ -59,7 +59,9 @@ def _status(out: Path) -> dict[str, str]:
 @pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs Linux /proc")
 def test_a_killed_pool_worker_is_one_failed_run_and_the_grid_goes_on(tmp_path, small_data):
     runs = mini_grid(small_data, keep=("lstm", "transformer"), epochs=3)
-    runs[0].config.train.epochs = 500  # the victim: killed long before it could finish
+    # The victim never ends by itself (500 epochs of this tiny model take about a second, less
+    # than the grid may need to learn its worker's pid on a loaded machine).
+    runs[0].config.train.epochs = 10**7
     victim = str(tmp_path / "lstm" / "seed0")
     pool = Pool(2)
     killed = []
@@ -72,6 +74,9 @@ def test_a_killed_pool_worker_is_one_failed_run_and_the_grid_goes_on(tmp_path, s
                 os.kill(pid, signal.SIGKILL)
                 killed.append(pid)
             time.sleep(0.05)
+        if not killed:  # never found training: end the grid so that the test fails, not hangs
+            for process in list(pool.processes.values()):
+                process.kill()
 
     killer = threading.Thread(target=kill_when_training, daemon=True)
     killer.start()
@@ -189,7 +194,7 @@ def _alive(pid: int) -> bool:
 @pytest.mark.slow
 @pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs Linux /proc")
 def test_sigterm_stops_a_grid_like_ctrl_c(tmp_path, small_data):
-    runs = mini_grid(small_data, keep=("lstm",), epochs=500)
+    runs = mini_grid(small_data, keep=("lstm",), epochs=10**7)  # never ends by itself
     folder = str(tmp_path / "lstm" / "seed0")
     pool = Pool(1)
     sent = []
@@ -201,6 +206,8 @@ def test_sigterm_stops_a_grid_like_ctrl_c(tmp_path, small_data):
                 os.kill(os.getpid(), signal.SIGTERM)
                 sent.append(pool.pids[folder])
             time.sleep(0.05)
+        if not sent:  # never found training: stop the grid so that the test fails, not hangs
+            os.kill(os.getpid(), signal.SIGTERM)
 
     before = signal.getsignal(signal.SIGTERM)
     thread = threading.Thread(target=terminate_when_training, daemon=True)
