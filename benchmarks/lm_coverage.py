@@ -11,11 +11,14 @@ Vocabularies: PTB's (its training split less its held-out sentences, 9,995 entri
 LM on `--lm-text PTB` has) and the text pool's (`--pool`: e.g. the four-corpus
 `pool.tsv.gz`, read as an LM text by `ibkd.data.lm_text`, its hash-chosen held-out sentences
 and the default agreement data's validation and test sentences excluded), capped at each of
-`--sizes` entries (`all`: every training word). For each: the vocabulary's size, the items
-scored, the coverage and the verb forms of unscored items that are outside it.
+`--sizes` entries (`all`: every training word); with `--signatures`, the pool's vocabularies
+built with unknown-word signatures (`--unk-signatures`: a rare verb is `<unk-s>` or `<unk>`,
+`ibkd.data.vocab`), where an item is scored when its two forms map to different tokens,
+neither `<unk>`. For each: the vocabulary's size, the items scored, the coverage and the verb
+forms of unscored items that are outside it.
 
-    python benchmarks/lm_coverage.py --ptb PTB_DIR --pool POOL [--sizes 10000 20000 all]
-        [--json docs/results/lm_coverage.json]
+    python benchmarks/lm_coverage.py [--ptb PTB_DIR] --pool POOL [--sizes 10000 20000 all]
+        [--signatures] [--json docs/results/lm_coverage.json]
 """
 
 from __future__ import annotations
@@ -66,25 +69,30 @@ def coverage(vocab, items) -> dict:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--ptb", type=Path, required=True, help="PTB's folder (ptb.train.txt ...)")
+    ap.add_argument("--ptb", type=Path, help="PTB's folder (ptb.train.txt ...)")
     ap.add_argument("--pool", type=Path, required=True, help="a text pool file")
     ap.add_argument("--sizes", nargs="+", default=["10000", "20000", "all"])
+    ap.add_argument("--signatures", action="store_true",
+                    help="the pool's vocabularies with unknown-word signatures")
     ap.add_argument("--json", type=Path, default=Path("docs/results/lm_coverage.json"))
     args = ap.parse_args()
     items = read_suite(SUITE)
     splits = load_splits("default")
     held = [tuple(r.tokens) for r in (*splits.valid, *splits.test)]
     results = {"suite": SUITE, "items": len(items), "vocabularies": []}
-    texts = [("ptb", str(args.ptb), ["all"]), ("pool", str(args.pool), args.sizes)]
+    texts = [("ptb", str(args.ptb), ["all"])] if args.ptb else []
+    texts.append(("pool", str(args.pool), args.sizes))
     for name, path, sizes in texts:
         t0 = time.perf_counter()
         text = lm_text.read_text(lm_text.resolve(path))
         sentences, dropped = lm_text.training_sentences(text, held)
         for size in sizes:
-            vocab = build_text_vocab(sentences, max_size=None if size == "all" else int(size))
+            sig = args.signatures and name == "pool"
+            vocab = build_text_vocab(sentences, max_size=None if size == "all" else int(size),
+                                     signatures=sig)  # fmt: skip
             row = {"text": name, "path": path, "training_sentences": len(sentences),
                    "training_tokens": sum(map(len, sentences)), "held_out_dropped": dropped,
-                   "size": size, **coverage(vocab, items),
+                   "size": size, "signatures": sig, **coverage(vocab, items),
                    "seconds": round(time.perf_counter() - t0, 1)}  # fmt: skip
             results["vocabularies"].append(row)
             print(dumps_json({k: v for k, v in row.items() if k != "forms_outside"},

@@ -20,8 +20,8 @@ measured; a rerun resumes each run from its checkpoint (ibkd's resume) and resco
 already written. The per-epoch hook wraps `ibkd.train.end_epoch` (this script only).
 
     OMP_NUM_THREADS=1 python benchmarks/lm_curve.py --model lstm --lm-text POOL_OR_PTB \
-        --epochs 12 --batch-size 32 [--vocab-size 10000] [--out runs/lm-curve] \
-        [--json docs/results/lm_curve_lstm.json]
+        --epochs 12 --batch-size 32 [--vocab-size 10000] [--unk-signatures] \
+        [--out runs/lm-curve] [--json docs/results/lm_curve_lstm.json]
 """
 
 from __future__ import annotations
@@ -103,6 +103,8 @@ def main() -> None:
     ap.add_argument("--batch-size", type=int, default=32)
     ap.add_argument("--lr", type=float, help="default: the quick preset's")
     ap.add_argument("--vocab-size", type=int, help="cap (specials included); default: the text's")
+    ap.add_argument("--unk-signatures", action="store_true",
+                    help="words outside the vocabulary are their signatures (<unk-s>, ...)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", type=Path, default=Path("runs/lm-curve"))
     ap.add_argument("--json", type=Path)
@@ -114,9 +116,11 @@ def main() -> None:
         train_cfg, epochs=args.epochs, patience=args.epochs + 1, batch_size=args.batch_size,
         schedule="constant", lr=args.lr or train_cfg.lr, device="cpu",
     )  # fmt: skip
-    data = DataConfig(lm_text=text, vocab_size=args.vocab_size, max_train_rows=args.max_sentences)
+    data = DataConfig(lm_text=text, vocab_size=args.vocab_size, max_train_rows=args.max_sentences,
+                      unk_signatures=args.unk_signatures)  # fmt: skip
     cfg = RunConfig("lm", model_cfg, seed=args.seed, data=data, train=train_cfg)
-    folder = args.out / f"{args.model}-b{args.batch_size}-seed{args.seed}"
+    sig = "-sig" if args.unk_signatures else ""
+    folder = args.out / f"{args.model}-b{args.batch_size}{sig}-seed{args.seed}"
     out = args.json or Path(f"docs/results/lm_curve_{args.model}.json")
     old = json.loads(out.read_text()) if out.exists() else {}
     rows = old.get("epochs", [])
@@ -128,9 +132,10 @@ def main() -> None:
     def write() -> None:
         result = {"command": "python benchmarks/lm_curve.py " + " ".join(
                       f"--{k.replace('_', '-')} {v}" for k, v in vars(args).items()
-                      if v is not None and k != "json"),
+                      if v not in (None, False) and k != "json").replace(" True", ""),
                   "model": dataclasses.asdict(model_cfg), "train": dataclasses.asdict(train_cfg),
-                  "lm_text": str(text), "vocab_size": args.vocab_size, "epochs": rows,
+                  "lm_text": str(text), "vocab_size": args.vocab_size,
+                  "unk_signatures": args.unk_signatures, "epochs": rows,
                   "finished": now(), **environment()}  # fmt: skip
         out.parent.mkdir(parents=True, exist_ok=True)
         with atomic_write(out) as f:

@@ -102,6 +102,7 @@ def saved_runs(tmp_path):
      ("train", ["--precision", "bf16"], "--precision bf16 (started with fp32)"),
      ("train", ["--device", "cuda"], "--device cuda (started with cpu)"),
      ("train", ["--tensorboard"], "--tensorboard (started without it)"),
+     ("train", ["--unk-signatures"], "--unk-signatures (started without it)"),
      ("train", ["--preset", "paper"], "--preset paper (started with other model sizes)"),
      ("train", ["--lr", "0.1", "--seed", "3"],
       "--seed 3 (started with 0), --lr 0.1 (started with 0.01)"),

@@ -109,3 +109,54 @@ def test_a_run_s_vocabulary_cap_and_lm_sentences(tmp_path, monkeypatch):
     assert parse("--vocab-size", "500").data.vocab_size == 500
     with pytest.raises(IbkdError, match="--vocab-size"):
         parse("--vocab-size", "3")
+
+
+def test_unknown_word_signatures():
+    """With signatures, a word outside the vocabulary is its suffix class (a rare verb keeps
+    its number: admires -> <unk-s>), the classes come right after the specials and count
+    towards the cap, and the vocabulary says which convention it follows once saved."""
+    from ibkd.data.vocab import SIGNATURE_TOKENS, build_text_vocab, unk_signature
+
+    assert [unk_signature(w) for w in ("admires", "swims", "walked", "running", "quickly")] == [
+        "<unk-s>", "<unk-s>", "<unk-ed>", "<unk-ing>", "<unk-ly>"]  # fmt: skip
+    # no plural or 3rd-person -s: -ss, -us, -is; too short a stem; not a word
+    assert {unk_signature(w) for w in ("glass", "campus", "analysis", "is", "bed", "n's")} == {
+        "<unk>"}  # fmt: skip
+    sentences = [("the", "author", "laughs"), ("the", "authors", "laugh"), ("the", "dog")]
+    plain = build_text_vocab(sentences, max_size=7)
+    assert not plain.has_signatures and plain.encode(["admires"]) == [UNK]
+    assert build_text_vocab(sentences, signatures=False) == build_text_vocab(sentences)
+    signed = build_text_vocab(sentences, signatures=True,
+                              max_size=len(SPECIALS) + len(SIGNATURE_TOKENS) + 1)  # fmt: skip
+    assert signed.itos == [*SPECIALS, *SIGNATURE_TOKENS, "the"]
+    assert signed.decode(signed.encode(["the", "admires", "admire", "laughs", "walked"])) == [
+        "the", "<unk-s>", "<unk>", "<unk-s>", "<unk-ed>"]  # fmt: skip
+    assert signed.id_of("the") == signed.stoi["the"] and signed.id_of("bed") == UNK
+    with_all = build_text_vocab(sentences, signatures=True)
+    assert "laughs" in with_all and with_all.encode(["laughs"]) == [with_all.stoi["laughs"]]
+
+
+def test_a_run_s_unknown_word_signatures(tmp_path, monkeypatch):
+    """`--unk-signatures` builds the run's vocabulary with them (a resume refuses the other
+    setting: tests/test_guarantees_resume.py)."""
+    monkeypatch.setenv("IBKD_LM_TEXT", "none")
+    from ibkd.cli import build_parser, run_config
+    from ibkd.config import DataConfig, RunConfig
+    from ibkd.data.prepare import prepare_data
+    from ibkd.recipes import preset
+
+    rows = [make_row("the author laughs", 2, 3), make_row("the authors laugh", 2, 3, "VBP")]
+    folder = tmp_path / "data"
+    write_splits(Splits(rows, rows[:1], rows[:1], "test"), folder)
+    model, train = preset("lm", "small-lstm", "quick")
+    cfg = RunConfig("lm", model, data=DataConfig(str(folder), unk_signatures=True), train=train)
+    assert prepare_data(cfg).vocab.has_signatures
+    cfg.data.unk_signatures = False
+    assert not prepare_data(cfg).vocab.has_signatures
+
+    def parse(*options):
+        argv = ["train", "--setup", "lm", "--model", "lstm", "--out", str(tmp_path / "r")]
+        return run_config(build_parser().parse_args([*argv, *options]))
+
+    assert parse("--unk-signatures").data.unk_signatures is True
+    assert parse().data.unk_signatures is False

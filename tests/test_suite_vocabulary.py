@@ -141,3 +141,24 @@ def test_spacy_tags_rare_words_in_context():
     item = pair("the skaters that the guard", "likes", "like", "laugh")
     [it] = map_suite([item], v, "lm", tagger=tagger).items
     assert it.prefix == ("the", "NNS", "that", "the", "NN") and it.good == ("VBZ",)
+
+
+def test_signature_convention_keeps_a_rare_verb_s_number():
+    """In a vocabulary with unknown-word signatures a rare verb is its signature (admires ->
+    <unk-s>), so the item stays scorable; the coverage counts those tokens apart."""
+    from ibkd.data.vocab import SIGNATURE_TOKENS
+
+    v = vocab(*SIGNATURE_TOKENS, "the", "author", "authors", "admire")
+    assert oov_style(v) == "signature"
+    items = [pair("the author", "admires", "admire", "suzanne", number="VBZ"),
+             pair("the authors", "swim", "swims", number="VBP")]  # fmt: skip
+    out = map_suite(items, v, "lm")
+    assert not out.skipped
+    first, second = out.items
+    assert (first.good, first.bad) == (("<unk-s>",), ("admire",))
+    assert first.sentence_good == ("the", "author", "<unk-s>", "<unk>")
+    assert (second.good, second.bad) == (("<unk>",), ("<unk-s>",))
+    c = out.coverage.as_dict()
+    # words: the author admires suzanne + admire ; the authors swim + swims
+    assert (c["tokens"], c["known"], c["as_signature"], c["as_unk"]) == (9, 5, 2, 2)
+    assert c["style"] == "signature"

@@ -239,6 +239,7 @@ RESUMED = {
     "transfer": (lambda c, s: c.data.transfer,
                  lambda v: None if v == "none" else _absolute(v)),
     "vocab_size": (lambda c, s: c.data.vocab_size, lambda v: v or None),
+    "unk_signatures": (lambda c, s: c.data.unk_signatures, lambda v: v),
     "lm_text": (lambda c, s: c.data.lm_text, lambda v: lm_text.resolve(v)),
     "seed": (lambda c, s: c.seed, lambda v: v),
     "epochs": (lambda c, s: c.train.epochs, lambda v: v),
@@ -378,7 +379,8 @@ def run_config(args: argparse.Namespace):
     return recipes.run_config(
         args.setup, args.model, args.preset or "paper", teacher=teacher, seed=args.seed or 0,
         data=_absolute(args.data), lm_text=getattr(args, "lm_text", None),
-        vocab=getattr(args, "vocab_size", None), overrides=_overrides(args),
+        vocab=getattr(args, "vocab_size", None),
+        signatures=bool(getattr(args, "unk_signatures", None)), overrides=_overrides(args),
     )  # fmt: skip
 
 
@@ -722,6 +724,14 @@ def _add_run_options(p: argparse.ArgumentParser, distill: bool) -> None:
             type=int,
             help="keep the N most frequent training words (specials included), the rest <unk>; "
             "0: every training word (default: the preset's: 4000 for the quick LM, else 0)",
+        )
+        p.add_argument(
+            "--unk-signatures",
+            action="store_true",
+            default=None,
+            help="a word outside the vocabulary becomes its unknown-word signature (<unk-s>, "
+            "<unk-ed>, <unk-ing>, <unk-ly>, else <unk>), so that a rare verb keeps its number "
+            "(default: the preset's)",
         )
     p.add_argument("--seed", type=seed, help="seed, an integer in [0, 2^32 - 1] (default 0)")
     p.add_argument("--epochs", type=int, help="override the preset (>= 1)")

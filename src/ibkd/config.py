@@ -46,6 +46,9 @@ class DataConfig:
     # the vocabulary's size cap (specials included): the most frequent training words, the rest
     # `<unk>`; None keeps every training word
     vocab_size: int | None = None
+    # a word outside the vocabulary is its unknown-word signature (<unk-s>, <unk-ed>, ...:
+    # `ibkd.data.vocab`), not <unk>; for text with rare words left in (a text pool)
+    unk_signatures: bool = False
     # classification: extra training inputs, the prefix before every VBZ/VBP of the training
     # corpus (`default`: the shipped one, or a path); labelled by the teacher when distilling,
     # by the verb's tag otherwise

@@ -58,7 +58,8 @@ class SetupRecipe:
     (None: every training word); `lm_text`: the language models' text when neither
     `--lm-text` nor $IBKD_LM_TEXT names one (a path or `{data}/FILE`; None: the cache's PTB);
     `text_vocab_size`: the vocabulary cap with an LM text (None: every word of the text);
-    `teachers`: the teacher rows of a grid's table; `self_distill`: whether a teacher's
+    `unk_signatures`: words outside the vocabulary become their unknown-word signatures
+    (`ibkd.data.vocab`), not `<unk>`; `teachers`: the teacher rows of a grid's table; `self_distill`: whether a teacher's
     architecture is also distilled into itself; `control`: whether the grid has the row
     "none + transfer"; `note`: the report's note, a template the scenario fills from the runs'
     configs."""
@@ -72,6 +73,7 @@ class SetupRecipe:
     vocab_size: int | None = None
     lm_text: str | None = None
     text_vocab_size: int | None = None
+    unk_signatures: bool = False
     teachers: tuple[str, ...] = ()
     self_distill: bool = True
     control: bool = False
@@ -169,7 +171,7 @@ def _setup_recipe(values: Any, where: str) -> SetupRecipe:
         raise IbkdError(f"{where}.teachers: expected a list of model names")
     v["teachers"] = tuple(v.get("teachers", ()))
     for key, kinds in (("transfer", str), ("vocab_size", int), ("lm_text", str),
-                       ("text_vocab_size", int), ("note", str),
+                       ("text_vocab_size", int), ("unk_signatures", bool), ("note", str),
                        ("self_distill", bool), ("control", bool)):  # fmt: skip
         if key in v and not isinstance(v[key], kinds):
             raise IbkdError(f"{where}.{key}: {v[key]!r} is not a {kinds.__name__}")
@@ -345,7 +347,8 @@ def apply_overrides(cfg: RunConfig, overrides: Mapping[str, Any]) -> None:
 def run_config(
     setup: str | None, model: str, budget_name: str = "paper", *, teacher: Teacher | None = None,
     seed: int = 0, data: str | None = None, lm_text: str | None = None,
-    vocab: int | None = None, control: bool = False, overrides: Mapping[str, Any] | None = None,
+    vocab: int | None = None, signatures: bool = False, control: bool = False,
+    overrides: Mapping[str, Any] | None = None,
 ) -> RunConfig:  # fmt: skip
     """The config of one run: `model` trained under budget `budget_name`'s recipe for `setup`
     (None: the teacher's), alone or taught by `teacher`; then `overrides` (`section.field` ->
@@ -356,8 +359,9 @@ def run_config(
     - data: `data` (a data path; None: the teacher's data, else `default`), with, for a
       language model, its LM text (`ibkd.data.lm_text.resolve(lm_text)`: `--lm-text`, else
       $IBKD_LM_TEXT, else the recipe's `lm_text`, else the cache's PTB) and the vocabulary
-      cap (`vocab_size`, `vocab` the `--vocab-size` given); a student of a finished teacher
-      shares the teacher's cap and LM text. A distilled student, and a `control` run (the
+      cap (`vocab_size`, `vocab` the `--vocab-size` given), with unknown-word signatures
+      when the recipe or `signatures` (`--unk-signatures`) says so; a student of a finished
+      teacher shares the teacher's cap, signatures and LM text. A distilled student, and a `control` run (the
       grid's row "none + transfer"), also learns on the recipe's transfer set
       (`transfer_set`).
 
@@ -371,9 +375,10 @@ def run_config(
     b = budget_of(setup, budget_name)
     recipe = b.recipe(setup)
     model_cfg, train = preset(setup, model, budget_name)
-    if source is not None:  # a student shares its teacher's vocabulary cap and LM text
+    if source is not None:  # a student shares its teacher's vocabulary and LM text
         d = source.data if data is None else DataConfig(
-            data=data, vocab_size=source.data.vocab_size, lm_text=source.data.lm_text
+            data=data, vocab_size=source.data.vocab_size, lm_text=source.data.lm_text,
+            unk_signatures=source.data.unk_signatures,
         )  # fmt: skip
         d = copy.deepcopy(d)
     else:
@@ -383,7 +388,8 @@ def run_config(
             lm_text = data_file(recipe.lm_text, b, data or "default", "text pool")
         text = lm_texts.resolve(lm_text) if setup == "lm" else None
         d = DataConfig(data=data or "default", lm_text=text,
-                       vocab_size=vocab_size(setup, budget_name, vocab, lm_text=text))  # fmt: skip
+                       vocab_size=vocab_size(setup, budget_name, vocab, lm_text=text),
+                       unk_signatures=signatures or recipe.unk_signatures)  # fmt: skip
     distill = None
     if teacher is not None:
         for key, value in recipe.distill_train.items():

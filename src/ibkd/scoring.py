@@ -145,8 +145,9 @@ class _IbkdScorer(Scorer):
         self.model, self.vocab, self.device = model, vocab, torch.device(device)
 
     def known(self, word: str) -> bool:
-        """Whether `word` is in the run's vocabulary."""
-        return self.vocab.stoi.get(word, UNK) != UNK
+        """Whether `word` is in the run's vocabulary (or, in one with unknown-word signatures,
+        is a signature other than `<unk>`)."""
+        return self.vocab.id_of(word) != UNK
 
     def map_items(self, items: Sequence[SuiteItem]):
         """`map_suite` of `items` into the run's vocabulary, as its training data was mapped
@@ -213,7 +214,7 @@ class CausalLMScorer(_IbkdScorer):
             unique = list(dict.fromkeys(p for p, _ in pairs))  # each prefix run once
             where = {p: i for i, p in enumerate(unique)}
             return next_token_logprobs(
-                self.model, self.vocab, unique, [self.vocab.stoi.get(s[0], UNK) for _, s in pairs],
+                self.model, self.vocab, unique, [self.vocab.id_of(s[0]) for _, s in pairs],
                 self.device, rows=[where[p] for p, _ in pairs],
             )  # fmt: skip
         return distinct_rows(

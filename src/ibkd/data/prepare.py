@@ -54,10 +54,13 @@ def agreement_rows(d: DataConfig):
 
 
 def rows_vocab(train_rows: list[AgreementRow], d: DataConfig, vocab: Vocab | None) -> Vocab:
-    """The vocabulary of the training rows (capped at `d.vocab_size`), refused when a given
+    """The vocabulary of the training rows (capped at `d.vocab_size`, with unknown-word
+    signatures when `d.unk_signatures`), refused when a given
     `vocab` (the teacher's) differs from it (`check_same`)."""
-    own = build_vocab(train_rows, max_size=d.vocab_size)
-    check_same(vocab, own, lambda n: build_vocab(train_rows, max_size=n), d.vocab_size)
+    sig = d.unk_signatures
+    own = build_vocab(train_rows, max_size=d.vocab_size, signatures=sig)
+    check_same(vocab, own, lambda n: build_vocab(train_rows, max_size=n, signatures=sig),
+               d.vocab_size)  # fmt: skip
     return own
 
 

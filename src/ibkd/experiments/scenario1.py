@@ -194,7 +194,7 @@ def unigram_reference(config: dict) -> float:
         rows = splits.train[: d.max_train_rows] if d.max_train_rows else splits.train
         train, test = [r.tokens for r in lm_sentences(rows)], [r.tokens for r in splits.test]
     train = train[: d.max_train_rows] if d.max_train_rows else train
-    vocab = build_text_vocab(train, max_size=d.vocab_size)
+    vocab = build_text_vocab(train, max_size=d.vocab_size, signatures=d.unk_signatures)
     ids = lambda ss: [vocab.encode(s) + [EOS] for s in ss]  # noqa: E731
     return unigram_perplexity(ids(train), ids(test), len(vocab))
 

@@ -79,8 +79,8 @@ def predict(
     """A language model's per-example predictions on the agreement rows of `data`, in the
     format of `ibkd.predictions`: the rows' `meta()`; per sentence the summed next-token
     negative log-likelihood and token count; at the verb's position the log-probabilities of
-    the actual verb and of its other-number form (`other_known` False where either is not in
-    the vocabulary) and, with `features`, the representation there [N, H]; with held-out text
+    the actual verb and of its other-number form (`other_known` False where either is `<unk>`
+    or both are one token; a form outside a vocabulary with signatures is its signature) and, with `features`, the representation there [N, H]; with held-out text
     (`data.text`), its per-sentence sums (`text_nll`)."""
     n = len(data)
     rows = data.rows
@@ -88,7 +88,7 @@ def predict(
     verb_ids = torch.tensor(vocab.encode([r.tokens[r.verb_index - 1] for r in rows]))
     others = [other_form(r.verb, r.verb_pos) for r in rows]
     other_ids = torch.tensor(vocab.encode(others))
-    out["other_known"] = (other_ids != UNK).numpy() & (verb_ids != UNK).numpy()
+    out["other_known"] = ((other_ids != UNK) & (verb_ids != UNK) & (other_ids != verb_ids)).numpy()
     for key in ("sum_nll", "verb_logprob", "other_logprob"):
         out[key] = np.zeros(n, dtype=np.float64)
     out["n_tokens"] = np.zeros(n, dtype=np.int64)
@@ -139,9 +139,11 @@ def _lm_text_data(cfg: RunConfig, splits: Splits, vocab: Vocab | None) -> RunDat
     sentences, _ = lm_text.training_sentences(text, held)
     if not sentences:
         raise IbkdError(f"--lm-text {d.lm_text}: no training sentences")
-    own = build_text_vocab(sentences, max_size=d.vocab_size)
+    sig = d.unk_signatures
+    own = build_text_vocab(sentences, max_size=d.vocab_size, signatures=sig)
     sentences = sentences[: d.max_train_rows] if d.max_train_rows else sentences
-    check_same(vocab, own, lambda n: build_text_vocab(sentences, max_size=n), d.vocab_size)
+    check_same(vocab, own, lambda n: build_text_vocab(sentences, max_size=n, signatures=sig),
+               d.vocab_size)  # fmt: skip
 
     def rows_and_text(rows, held_out):
         out = encode(rows, own, "lm")

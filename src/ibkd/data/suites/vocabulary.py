@@ -1,14 +1,17 @@
 """A suite's words in a model's vocabulary, mapped the way the model's training data mapped
 rare words, and the items that mapping leaves unscorable.
 
-Two conventions:
+Three conventions:
 - `unk`: a word outside the vocabulary is `<unk>` (PTB's convention; the shipped default data).
+- `signature`: a word outside the vocabulary is its unknown-word signature (`<unk-s>`, ...;
+  `ibkd.data.vocab.unk_signature`), in a vocabulary built with them (`--unk-signatures`).
 - `pos`: a word outside the vocabulary is its POS tag (Linzen, Dupoux & Goldberg 2016, whose
   `agr_50_mostcommon_10K` file keeps the 10K most frequent words and writes the rest as their
   tag, so that a rare plural noun keeps its number: NN/NNS, VBZ/VBP, ...). The tags come from
   the parser `ibkd data build` uses (spaCy's tagger, on the whole sentence); a tag the
   vocabulary lacks, or any word when spaCy is not installed, becomes `<unk>`.
-The convention is read off the vocabulary: it is `pos` when NN, NNS, VBZ and VBP are entries.
+The convention is read off the vocabulary: it is `pos` when NN, NNS, VBZ and VBP are entries,
+`signature` when the signature tokens are.
 
 An item whose two alternatives become identical after mapping cannot be scored (both verbs of
 "All mirrors disgust / disgusts Suzanne." are `<unk>`): it is skipped and counted. A verb given
@@ -29,7 +32,7 @@ from ibkd.data.verbs import other_form
 from ibkd.data.vocab import SPECIALS, UNK, Vocab
 from ibkd.errors import IbkdError
 
-UNK_STYLE, POS_STYLE = "unk", "pos"
+UNK_STYLE, POS_STYLE, SIGNATURE_STYLE = "unk", "pos", "signature"
 POS_PLACEHOLDERS = ("NN", "NNS", "VBZ", "VBP")
 UNK_TOKEN = SPECIALS[UNK]
 Tagger = Callable[[Sequence[tuple[str, ...]]], list[list[str]]]
@@ -41,18 +44,22 @@ SKIP_IDENTICAL = "alternatives identical after vocabulary mapping"
 
 def oov_style(vocab: Vocab) -> str:
     """`pos` when the vocabulary holds the POS placeholders NN, NNS, VBZ, VBP (data built with
-    Linzen's convention), else `unk`."""
-    return POS_STYLE if all(t in vocab for t in POS_PLACEHOLDERS) else UNK_STYLE
+    Linzen's convention), `signature` when it holds the unknown-word signatures, else `unk`."""
+    if all(t in vocab for t in POS_PLACEHOLDERS):
+        return POS_STYLE
+    return SIGNATURE_STYLE if vocab.has_signatures else UNK_STYLE
 
 
 @dataclass
 class Coverage:
     """Word tokens of the suite's sentences (the grammatical one, and each wrong form): how many
-    are in the vocabulary, written as a POS tag, or `<unk>`. `tagger`: what gave the tags."""
+    are in the vocabulary, written as a POS tag, as an unknown-word signature other than
+    `<unk>`, or `<unk>`. `tagger`: what gave the tags."""
 
     tokens: int = 0
     known: int = 0
     as_pos: int = 0
+    as_signature: int = 0
     as_unk: int = 0
     style: str = UNK_STYLE
     tagger: str = "none"
@@ -63,6 +70,7 @@ class Coverage:
         return dataclasses.asdict(self) | {
             "known_share": self.known / n,
             "pos_share": self.as_pos / n,
+            "signature_share": self.as_signature / n,
             "unk_share": self.as_unk / n,
         }
 
@@ -128,8 +136,12 @@ class _Mapper:
             out = w
         else:
             tag = self.tags.get(sentence, [None] * len(sentence))[i]
-            out = tag if self.style == POS_STYLE and tag in self.vocab else UNK_TOKEN
-            self.coverage.as_pos += count and out != UNK_TOKEN
+            if self.style == POS_STYLE:
+                out = tag if tag in self.vocab else UNK_TOKEN
+                self.coverage.as_pos += count and out != UNK_TOKEN
+            else:
+                out = self.vocab.unknown_token(w) if self.style == SIGNATURE_STYLE else UNK_TOKEN
+                self.coverage.as_signature += count and out != UNK_TOKEN
             self.coverage.as_unk += count and out == UNK_TOKEN
         self.coverage.tokens += count
         return out
@@ -155,7 +167,7 @@ def map_suite(
 ) -> MappedSuite:  # fmt: skip
     """Map `items` into `vocab` for scoring in `setup` ("cls" or "lm").
 
-    `style`: `unk` or `pos` (default: `oov_style(vocab)`); `tagger` gives POS tags for the `pos`
+    `style`: `unk`, `pos` or `signature` (default: `oov_style(vocab)`); `tagger` gives POS tags for the `pos`
     style (default: spaCy's, when installed). Skipped, with the reason counted: sentence-only
     pairs in the classification setup, items whose verb number cannot be told (classification),
     and items whose two alternatives are identical after mapping. Linzen-format items (no wrong
