@@ -8,7 +8,7 @@ signatures (`build_text_vocab(signatures=True)`), the signature of its suffix: `
 Berkeley parser's unknown words, Petrov et al. 2006, as RNNG's language models map rare words,
 Dyer et al. 2016). A rare verb keeps its number that way: `admires` is `<unk-s>`, `admire` a
 word of its own or `<unk>`, so an agreement item with a rare verb can still be scored. The
-vocabulary says which convention it follows (`has_signatures`: it lists `<unk-s>`).
+vocabulary says which convention it follows (`has_signatures`: it lists the signature tokens).
 """
 
 from __future__ import annotations
