@@ -11,9 +11,11 @@ at a time:
 - `standard: T=3 + pool`: the standard budget's recipe (T = 3, alpha = 1, the training rows
   plus the large transfer set made from the unlabelled pool, 4 epochs);
 - `mixed: alpha=0.5 + pool`: half the loss on the parser's label of each input (the verb's tag);
-- `patient: T=3 + pool, 6 ep`: 1.5 times the distillation epochs (Beyer et al. 2022);
-- `hard xK + pool` (with `--hard-transfer FILE`): a transfer set written with `ibkd data
-  transfer --hard-repeat K`, the hard configurations weighted K times.
+- `patient: T=3 + pool, 6 ep` and `8 ep`: 1.5 and 2 times the distillation epochs (Beyer et
+  al. 2022);
+- `hard: FILE + pool` (with `--hard-transfer FILE`): a transfer set written with `ibkd data
+  transfer --hard-repeat K`, the hard configurations weighted K times; and `hard: FILE + pool,
+  6 ep`, that lever combined with the patient schedule.
 
 Each recipe's transferred share (`ibkd.experiments.transferred`: (distilled - alone) /
 (teacher - alone), paired by seed, Fieller's 95% interval) is measured on the validation
@@ -54,6 +56,7 @@ VARIANTS = {
     STANDARD: (None, None, "pool", None),
     "mixed: alpha=0.5 + pool": (3.0, 0.5, "pool", None),
     "patient: T=3 + pool, 6 ep": (3.0, 1.0, "pool", 6),
+    "patient: T=3 + pool, 8 ep": (3.0, 1.0, "pool", 8),
 }
 SETS = {  # label: (where, key)
     "valid, >= 1 attractor": ("valid", "1"),
@@ -146,7 +149,9 @@ def main() -> None:
              "hard": args.hard_transfer}  # fmt: skip
     variants = {v: VARIANTS[v] for v in [*args.variants, STANDARD]}
     if args.hard_transfer:
-        variants[f"hard: {Path(args.hard_transfer).name} + pool"] = (None, None, "hard", None)
+        hard = f"hard: {Path(args.hard_transfer).name} + pool"
+        variants[hard] = (None, None, "hard", None)
+        variants[f"{hard}, 6 ep"] = (3.0, 1.0, "hard", 6)
     runs, names = study(args.data, args.seeds, args.students, variants, Path(args.grid),
                         args.out, smoke)  # fmt: skip
     scorer = SuiteScorer(grid_suites(), "cpu").read()
