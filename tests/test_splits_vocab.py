@@ -138,7 +138,8 @@ def test_unknown_word_signatures():
 
 def test_a_run_s_unknown_word_signatures(tmp_path, monkeypatch):
     """`--unk-signatures` builds the run's vocabulary with them (a resume refuses the other
-    setting: tests/test_guarantees_resume.py)."""
+    setting: tests/test_guarantees_resume.py); it needs a vocabulary cap that leaves room for a
+    word beside the specials and signatures, and a setup with words (not mnist)."""
     monkeypatch.setenv("IBKD_LM_TEXT", "none")
     from ibkd.cli import build_parser, run_config
     from ibkd.config import DataConfig, RunConfig
@@ -158,5 +159,30 @@ def test_a_run_s_unknown_word_signatures(tmp_path, monkeypatch):
         argv = ["train", "--setup", "lm", "--model", "lstm", "--out", str(tmp_path / "r")]
         return run_config(build_parser().parse_args([*argv, *options]))
 
-    assert parse("--unk-signatures").data.unk_signatures is True
-    assert parse().data.unk_signatures is False
+    assert parse("--unk-signatures", "--vocab-size", "9").data.unk_signatures is True
+    assert parse("--vocab-size", "9").data.unk_signatures is False
+    with pytest.raises(IbkdError, match=r"--unk-signatures: needs a vocabulary cap \(--vocab"):
+        parse("--unk-signatures")
+    with pytest.raises(IbkdError, match="--vocab-size 8: expected a value >= 9"):
+        parse("--unk-signatures", "--vocab-size", "8")
+    with pytest.raises(IbkdError, match="--unk-signatures: for .*, not mnist"):
+        run_config(build_parser().parse_args(["train", "--setup", "mnist", "--model", "mlp",
+                                              "--out", str(tmp_path / "m"), "--unk-signatures"]))
+
+
+def test_the_train_summary_says_n_a_where_no_example_was_scored(tmp_path, monkeypatch, capsys):
+    """A metric with no scored example (metrics.json: null; e.g. an LM whose vocabulary leaves
+    every agreement row unscorable) is printed as n/a, not a traceback."""
+    import ibkd.train
+    from ibkd.cli import main
+
+    metrics = {"run": str(tmp_path / "r"), "model": "lstm", "teacher": None,
+               "training": {"epochs": 1, "best_epoch": 1, "seconds": 1.0, "device": "cpu"},
+               "test": {"mu_accuracy": None, "d_accuracy": None, "a_accuracy": None,
+                        "ece": None, "perplexity": 12.5}}  # fmt: skip
+    monkeypatch.setattr(ibkd.train, "train_run", lambda *a, **k: metrics)
+    argv = ["train", "--setup", "lm", "--model", "lstm", "--out", str(tmp_path / "r"),
+            "--no-progress"]  # fmt: skip
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    assert "test: perplexity 12.5  agreement µ-accuracy n/a  D-accuracy n/a  A-accuracy n/a" in out

@@ -7,6 +7,7 @@ import torch
 from ibkd.data.suites import SuiteItem
 from ibkd.data.suites.vocabulary import (
     SKIP_IDENTICAL,
+    SKIP_NO_WORD,
     SKIP_NUMBER,
     SKIP_SENTENCE_PAIR,
     map_suite,
@@ -148,17 +149,20 @@ def test_signature_convention_keeps_a_rare_verb_s_number():
     <unk-s>), so the item stays scorable; the coverage counts those tokens apart."""
     from ibkd.data.vocab import SIGNATURE_TOKENS
 
-    v = vocab(*SIGNATURE_TOKENS, "the", "author", "authors", "admire")
+    v = vocab(*SIGNATURE_TOKENS, "the", "author", "authors", "admire", "swim")
     assert oov_style(v) == "signature"
     items = [pair("the author", "admires", "admire", "suzanne", number="VBZ"),
-             pair("the authors", "swim", "swims", number="VBP")]  # fmt: skip
+             pair("the authors", "swim", "swims", number="VBP"),
+             pair("the author", "brings", "bring", number="VBZ")]  # fmt: skip
     out = map_suite(items, v, "lm")
-    assert not out.skipped
+    # brings / bring, both rare: <unk-s> against <unk-ing> says nothing about agreement
+    assert out.skipped == {SKIP_NO_WORD: 1}
     first, second = out.items
     assert (first.good, first.bad) == (("<unk-s>",), ("admire",))
     assert first.sentence_good == ("the", "author", "<unk-s>", "<unk>")
-    assert (second.good, second.bad) == (("<unk>",), ("<unk-s>",))
+    assert (second.good, second.bad) == (("swim",), ("<unk-s>",))
     c = out.coverage.as_dict()
-    # words: the author admires suzanne + admire ; the authors swim + swims
-    assert (c["tokens"], c["known"], c["as_signature"], c["as_unk"]) == (9, 5, 2, 2)
+    # words: the author admires suzanne + admire ; the authors swim + swims ; the author
+    # brings + bring
+    assert (c["tokens"], c["known"], c["as_signature"], c["as_unk"]) == (13, 8, 4, 1)
     assert c["style"] == "signature"

@@ -448,15 +448,22 @@ def cmd_train(args: argparse.Namespace) -> int:
     for split, m in metrics.items():
         if not isinstance(m, dict) or "mu_accuracy" not in m:
             continue
-        text = f"µ-accuracy {m['mu_accuracy']:.4f}"
+        text = f"µ-accuracy {_number(m['mu_accuracy'])}"
         if "d_accuracy" in m:
-            text += f"  D-accuracy {m['d_accuracy']:.4f}  A-accuracy {m['a_accuracy']:.4f}"
-        text += f"  ECE {m['ece']:.4f}"
+            text += (f"  D-accuracy {_number(m['d_accuracy'])}  "
+                     f"A-accuracy {_number(m['a_accuracy'])}")  # fmt: skip
+        text += f"  ECE {_number(m['ece'])}"
         if "perplexity" in m:
-            text = f"perplexity {m['perplexity']:.1f}  agreement {text}"
+            text = f"perplexity {_number(m['perplexity'], '.1f')}  agreement {text}"
         print(f"  {split}: {text}")
     print(f"  all metrics: {Path(metrics['run']) / 'metrics.json'}")
     return 0
+
+
+def _number(value: float | None, spec: str = ".4f") -> str:
+    """A metric for a summary line: `spec`-formatted, `n/a` where there is none (None: no
+    example scored, as metrics.json writes NaN)."""
+    return "n/a" if value is None else format(value, spec)
 
 
 def cmd_reproduce(args: argparse.Namespace) -> int:
@@ -609,10 +616,10 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         except OSError as e:
             raise user_os_error(e) from None
         groups = len(result["by_construction"])
-        mean = (f", {result['mean_over_constructions']:.4f} mean over its {groups} constructions"
-                if groups > 1 else "")  # fmt: skip
+        mean = (f", {_number(result['mean_over_constructions'])} mean over its {groups} "
+                "constructions" if groups > 1 else "")  # fmt: skip
         print(
-            f"{suite.name}: accuracy {result['accuracy']:.4f} pooled over "
+            f"{suite.name}: accuracy {_number(result['accuracy'])} pooled over "
             f"{count(result['scored'], 'item')}{mean} (coverage {result['coverage']:.1%}); "
             f"{suite_files(args.run, suite.name)[1]}"
         )

@@ -19,7 +19,7 @@ from typing import Any
 
 import yaml
 
-from ibkd.data.vocab import SPECIALS
+from ibkd.data.vocab import SIGNATURE_TOKENS, SPECIALS
 from ibkd.errors import IbkdError
 from ibkd.files import atomic_write
 from ibkd.models import LM_SOFTMAXES, ModelConfig, config_from_dict
@@ -182,8 +182,9 @@ class RunConfig:
         d = self.data
         if d.max_train_rows is not None:
             _check_range("--max-train-rows", d.max_train_rows, low=1)
-        if d.vocab_size is not None:
-            _check_range("--vocab-size", d.vocab_size, low=len(SPECIALS) + 1)
+        if d.vocab_size is not None:  # the specials (and signatures) and at least one word
+            first = len(SPECIALS) + (len(SIGNATURE_TOKENS) if d.unk_signatures else 0)
+            _check_range("--vocab-size", d.vocab_size, low=first + 1)
         _check_range(f"{where}: data.split_seed", d.split_seed, low=0, high=SEED_LIMIT - 1)
         _check_range(f"{where}: data.train_fraction", d.train_fraction, low=0, high=1)
         _check_range(f"{where}: data.valid_fraction", d.valid_fraction, low=0, high=1)
@@ -202,6 +203,11 @@ class RunConfig:
             _check_range("--alpha", self.distill.alpha, low=0, high=1)
             _check_range("--temperature", self.distill.temperature, low=0, open_low=True)
         _check_task_options(self)
+        if d.unk_signatures and d.vocab_size is None:
+            raise IbkdError(
+                "--unk-signatures: needs a vocabulary cap (--vocab-size N); with every training "
+                "word in the vocabulary, no training word is written as a signature"
+            )
         if self.train.precision not in ("fp32", "bf16"):
             raise IbkdError(f"{where}: precision {self.train.precision!r}, expected fp32 or bf16")
         if self.train.schedule not in ("cosine", "constant"):
@@ -261,7 +267,7 @@ def _check_lm_softmax(model: ModelConfig, setup: str, where: str) -> None:
 
 def _check_task_options(cfg: RunConfig) -> None:
     """The options that only some tasks take (`ibkd.tasks.OPTIONS`: `--aux-lm`, `--lm-text`,
-    `--transfer`, `--teacher-calibration`), given only to a task that takes them
+    `--transfer`, `--teacher-calibration`, `--unk-signatures`), given only to a task that takes them
     (`Task.options`); IbkdError naming the option and the setups that take it."""
     d = cfg.distill
     given = {
@@ -269,6 +275,7 @@ def _check_task_options(cfg: RunConfig) -> None:
         "lm_text": cfg.data.lm_text is not None,
         "transfer": cfg.data.transfer is not None,
         "calibration": d is not None and d.calibration != "none",
+        "unk_signatures": cfg.data.unk_signatures,
     }
     task = get_task(cfg.setup)
     for option, flag in OPTIONS.items():

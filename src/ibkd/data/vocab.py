@@ -30,12 +30,16 @@ PAD, UNK, BOS, EOS = range(4)
 # unknown-word signatures (module note): suffix -> token, tried in this order
 SIGNATURES = (("ing", "<unk-ing>"), ("ed", "<unk-ed>"), ("ly", "<unk-ly>"), ("s", "<unk-s>"))
 SIGNATURE_TOKENS = tuple(token for _, token in SIGNATURES)
+# the tokens that stand for a class of words outside the vocabulary, not for one word
+CLASS_TOKENS = (SPECIALS[UNK], *SIGNATURE_TOKENS)
 
 
 def unk_signature(word: str) -> str:
     """The signature token of a word outside a vocabulary (module note): the first suffix of
-    `SIGNATURES` the word ends with, after at least two other letters (`-s` not after `s`, so
-    that `class` or `glass` is no plural), else `<unk>`."""
+    `SIGNATURES` the (lower-cased) word ends with, after at least two other letters (`-s` not
+    after `s`, `u` or `i`, so that `class`, `campus` or `analysis` is no plural), else `<unk>`.
+    A suffix class, not a morphological analysis: `bring` is `<unk-ing>`, `news` `<unk-s>`."""
+    word = word.lower()
     for suffix, token in SIGNATURES:
         stem = word[: -len(suffix)]
         if word.endswith(suffix) and len(stem) >= 2 and stem.isalpha():
@@ -58,6 +62,8 @@ class Vocab:
         if len(self.stoi) != len(self.itos):
             raise ValueError("a vocabulary lists each token once")
         self.has_signatures = all(t in self.stoi for t in SIGNATURE_TOKENS)
+        # ids of the tokens that stand for a class of unknown words (`CLASS_TOKENS`)
+        self.class_ids = frozenset(self.stoi[t] for t in CLASS_TOKENS if t in self.stoi)
 
     def __len__(self) -> int:
         return len(self.itos)

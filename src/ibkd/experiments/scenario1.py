@@ -12,7 +12,7 @@ from ibkd.config import DataConfig
 from ibkd.data import lm_text
 from ibkd.data.prepare import lm_sentences
 from ibkd.data.splits import load_splits
-from ibkd.data.vocab import EOS, build_text_vocab
+from ibkd.data.vocab import EOS, build_text_vocab, build_vocab
 from ibkd.errors import IbkdError
 from ibkd.experiments import Scenario, register
 from ibkd.experiments.figures import plot_groups_by, pyplot, save, style
@@ -186,15 +186,17 @@ def unigram_reference(config: dict) -> float:
     the run's vocabulary (`metrics.unigram_perplexity`): what each LM must clearly beat."""
     d = DataConfig(**config["data"])
     splits = load_splits(d.data, seed=d.split_seed, fractions=(d.train_fraction, d.valid_fraction))
+    cap = {"max_size": d.vocab_size, "signatures": d.unk_signatures}
     if d.lm_text is not None:  # the LM text's training and held-out test sentences
         text = lm_text.read_text(d.lm_text)
         held = [tuple(r.tokens) for r in (*splits.valid, *splits.test)]
         train, test = lm_text.training_sentences(text, held)[0], text.test
-    else:
+        vocab = build_text_vocab(train, **cap)  # the whole text's, as the run's (agreement_lm)
+        train = train[: d.max_train_rows] if d.max_train_rows else train
+    else:  # the training rows' vocabulary (`rows_vocab`), their distinct sentences
         rows = splits.train[: d.max_train_rows] if d.max_train_rows else splits.train
         train, test = [r.tokens for r in lm_sentences(rows)], [r.tokens for r in splits.test]
-    train = train[: d.max_train_rows] if d.max_train_rows else train
-    vocab = build_text_vocab(train, max_size=d.vocab_size, signatures=d.unk_signatures)
+        vocab = build_vocab(rows, **cap)
     ids = lambda ss: [vocab.encode(s) + [EOS] for s in ss]  # noqa: E731
     return unigram_perplexity(ids(train), ids(test), len(vocab))
 

@@ -41,6 +41,7 @@ OPTIONS: dict[str, str] = {
     "lm_text": "--lm-text",
     "transfer": "--transfer",
     "calibration": "--teacher-calibration",
+    "unk_signatures": "--unk-signatures",
 }
 """The run options that only some tasks take (config field -> command-line option); a task
 lists those it takes in `Task.options`, and `RunConfig.validate` refuses the others."""

@@ -35,7 +35,7 @@ class AgreementClassification:
     description: str = "classification"
     per_token: bool = False
     has_vocab: bool = True
-    options: frozenset[str] = frozenset({"aux_lm", "transfer", "calibration"})
+    options: frozenset[str] = frozenset({"aux_lm", "transfer", "calibration", "unk_signatures"})
     prediction_keys: tuple[str, ...] = ("label", "features", *AGREEMENT_KEYS, "probs")
 
     def prepare(self, cfg: RunConfig, vocab: Vocab | None = None) -> RunData:

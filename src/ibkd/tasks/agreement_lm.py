@@ -40,7 +40,7 @@ class AgreementLM:
     description: str = "language-model"
     per_token: bool = True
     has_vocab: bool = True
-    options: frozenset[str] = frozenset({"lm_text"})
+    options: frozenset[str] = frozenset({"lm_text", "unk_signatures"})
     prediction_keys: tuple[str, ...] = ("label", "features", *AGREEMENT_KEYS, "sum_nll",
                                         "n_tokens", "verb_logprob", "other_logprob",
                                         "other_known")  # fmt: skip
@@ -79,8 +79,9 @@ def predict(
     """A language model's per-example predictions on the agreement rows of `data`, in the
     format of `ibkd.predictions`: the rows' `meta()`; per sentence the summed next-token
     negative log-likelihood and token count; at the verb's position the log-probabilities of
-    the actual verb and of its other-number form (`other_known` False where either is `<unk>`
-    or both are one token; a form outside a vocabulary with signatures is its signature) and, with `features`, the representation there [N, H]; with held-out text
+    the actual verb and of its other-number form (`other_known` False where either is `<unk>`,
+    both are one token, or both are unknown-word classes: a form outside a vocabulary with
+    signatures is its signature, and `<unk-s>` against `<unk-ing>` says nothing) and, with `features`, the representation there [N, H]; with held-out text
     (`data.text`), its per-sentence sums (`text_nll`)."""
     n = len(data)
     rows = data.rows
@@ -88,7 +89,10 @@ def predict(
     verb_ids = torch.tensor(vocab.encode([r.tokens[r.verb_index - 1] for r in rows]))
     others = [other_form(r.verb, r.verb_pos) for r in rows]
     other_ids = torch.tensor(vocab.encode(others))
-    out["other_known"] = ((other_ids != UNK) & (verb_ids != UNK) & (other_ids != verb_ids)).numpy()
+    classes = torch.tensor(sorted(vocab.class_ids))
+    both_classes = torch.isin(verb_ids, classes) & torch.isin(other_ids, classes)
+    out["other_known"] = ((other_ids != UNK) & (verb_ids != UNK) & (other_ids != verb_ids)
+                          & ~both_classes).numpy()  # fmt: skip
     for key in ("sum_nll", "verb_logprob", "other_logprob"):
         out[key] = np.zeros(n, dtype=np.float64)
     out["n_tokens"] = np.zeros(n, dtype=np.int64)

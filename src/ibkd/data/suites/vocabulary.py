@@ -14,7 +14,9 @@ The convention is read off the vocabulary: it is `pos` when NN, NNS, VBZ and VBP
 `signature` when the signature tokens are.
 
 An item whose two alternatives become identical after mapping cannot be scored (both verbs of
-"All mirrors disgust / disgusts Suzanne." are `<unk>`): it is skipped and counted. A verb given
+"All mirrors disgust / disgusts Suzanne." are `<unk>`): it is skipped and counted, as is, with
+signatures, an item whose two verb forms are both unknown-word classes (`<unk-s>` against
+`<unk-ing>`). A verb given
 as a placeholder tag (`VBZ`, as Linzen's data writes a rare verb) is compared with the other
 placeholder (`VBP`); see `ibkd.data.verbs.other_form`.
 """
@@ -29,7 +31,7 @@ from dataclasses import dataclass, field
 from ibkd.data.build import load_spacy
 from ibkd.data.suites.item import SENTENCE, SuiteItem, pair_number
 from ibkd.data.verbs import other_form
-from ibkd.data.vocab import SPECIALS, UNK, Vocab
+from ibkd.data.vocab import CLASS_TOKENS, SPECIALS, UNK, Vocab
 from ibkd.errors import IbkdError
 
 UNK_STYLE, POS_STYLE, SIGNATURE_STYLE = "unk", "pos", "signature"
@@ -40,6 +42,7 @@ Tagger = Callable[[Sequence[tuple[str, ...]]], list[list[str]]]
 SKIP_SENTENCE_PAIR = "a sentence pair only (scored by language models)"
 SKIP_NUMBER = "number of the verb form unknown"
 SKIP_IDENTICAL = "alternatives identical after vocabulary mapping"
+SKIP_NO_WORD = "both verb forms outside the vocabulary"
 
 
 def oov_style(vocab: Vocab) -> str:
@@ -212,6 +215,8 @@ def map_suite(
         m.count(good_s, skip=slice(len(it.prefix), len(it.prefix) + len(it.good)))
         if _identical(mapped, setup):
             out.skip(it, SKIP_IDENTICAL)
+        elif style == SIGNATURE_STYLE and _both_classes(mapped):
+            out.skip(it, SKIP_NO_WORD)
         else:
             out.items.append(mapped)
     return out
@@ -227,6 +232,14 @@ def _part(
         sentence, start = before + part, len(before)
         m.prepare([sentence])
     return tuple(m.word(sentence, i, count) for i in range(start, start + len(part)))
+
+
+def _both_classes(it: SuiteItem) -> bool:
+    """Whether both one-word forms of a mapped item are unknown-word classes (`<unk>` or a
+    signature): comparing `<unk-s>` with `<unk-ing>` (`brings` / `bring`, both rare) says
+    nothing about agreement, so such an item is not scored."""
+    return bool(it.bad) and len(it.good) == len(it.bad) == 1 and {
+        it.good[0], it.bad[0]} <= set(CLASS_TOKENS)  # fmt: skip
 
 
 def _identical(it: SuiteItem, setup: str) -> bool:
