@@ -3,7 +3,8 @@
 `lm_budget.py` trains a separate run per budget (each with its own cosine schedule), which
 multiplies the cost. This script trains each language model once, for `--epochs` epochs at a
 constant learning rate after the warm-up (so that epoch k of a long run is a run of k epochs
-without the decay), and after every epoch scores what a budget may be chosen on, never the
+without the decay; `--schedule cosine` decays it over the `--epochs` instead), and after every
+epoch scores what a budget may be chosen on, never the
 test split:
 
 - validation perplexity (the LM text's held-out validation sentences);
@@ -20,7 +21,7 @@ measured; a rerun resumes each run from its checkpoint (ibkd's resume) and resco
 already written. The per-epoch hook wraps `ibkd.train.end_epoch` (this script only).
 
     OMP_NUM_THREADS=1 python benchmarks/lm_curve.py --model lstm --lm-text POOL_OR_PTB \
-        --epochs 12 --batch-size 32 [--vocab-size 10000] [--unk-signatures] \
+        --epochs 12 --batch-size 32 [--vocab-size 10000] [--unk-signatures] [--schedule cosine] \
         [--out runs/lm-curve] [--json docs/results/lm_curve_lstm.json]
 """
 
@@ -102,6 +103,9 @@ def main() -> None:
     ap.add_argument("--epochs", type=int, default=12)
     ap.add_argument("--batch-size", type=int, default=32)
     ap.add_argument("--lr", type=float, help="default: the quick preset's")
+    ap.add_argument("--schedule", choices=("constant", "cosine"), default="constant",
+                    help="cosine: decay to 0 over --epochs (the curve is then that budget's only "
+                    "at its last epoch)")
     ap.add_argument("--vocab-size", type=int, help="cap (specials included); default: the text's")
     ap.add_argument("--unk-signatures", action="store_true",
                     help="words outside the vocabulary are their signatures (<unk-s>, ...)")
@@ -114,12 +118,12 @@ def main() -> None:
     model_cfg, train_cfg = preset("lm", args.model, "quick")
     train_cfg = dataclasses.replace(
         train_cfg, epochs=args.epochs, patience=args.epochs + 1, batch_size=args.batch_size,
-        schedule="constant", lr=args.lr or train_cfg.lr, device="cpu",
+        schedule=args.schedule, lr=args.lr or train_cfg.lr, device="cpu",
     )  # fmt: skip
     data = DataConfig(lm_text=text, vocab_size=args.vocab_size, max_train_rows=args.max_sentences,
                       unk_signatures=args.unk_signatures)  # fmt: skip
     cfg = RunConfig("lm", model_cfg, seed=args.seed, data=data, train=train_cfg)
-    sig = "-sig" if args.unk_signatures else ""
+    sig = ("-sig" if args.unk_signatures else "") + ("-cos" if args.schedule == "cosine" else "")
     folder = args.out / f"{args.model}-b{args.batch_size}{sig}-seed{args.seed}"
     out = args.json or Path(f"docs/results/lm_curve_{args.model}.json")
     old = json.loads(out.read_text()) if out.exists() else {}
