@@ -72,8 +72,11 @@ def main() -> None:
     ap.add_argument("--ptb", type=Path, help="PTB's folder (ptb.train.txt ...)")
     ap.add_argument("--pool", type=Path, required=True, help="a text pool file")
     ap.add_argument("--sizes", nargs="+", default=["10000", "20000", "all"])
-    ap.add_argument("--signatures", action="store_true",
-                    help="the pool's vocabularies with unknown-word signatures")
+    ap.add_argument(
+        "--signatures",
+        action="store_true",
+        help="the pool's vocabularies with unknown-word signatures",
+    )
     ap.add_argument("--json", type=Path, default=Path("docs/results/lm_coverage.json"))
     args = ap.parse_args()
     items = read_suite(SUITE)

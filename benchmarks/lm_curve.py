@@ -103,12 +103,19 @@ def main() -> None:
     ap.add_argument("--epochs", type=int, default=12)
     ap.add_argument("--batch-size", type=int, default=32)
     ap.add_argument("--lr", type=float, help="default: the quick preset's")
-    ap.add_argument("--schedule", choices=("constant", "cosine"), default="constant",
-                    help="cosine: decay to 0 over --epochs (the curve is then that budget's only "
-                    "at its last epoch)")
+    ap.add_argument(
+        "--schedule",
+        choices=("constant", "cosine"),
+        default="constant",
+        help="cosine: decay to 0 over --epochs (the curve is then that budget's only "
+        "at its last epoch)",
+    )
     ap.add_argument("--vocab-size", type=int, help="cap (specials included); default: the text's")
-    ap.add_argument("--unk-signatures", action="store_true",
-                    help="words outside the vocabulary are their signatures (<unk-s>, ...)")
+    ap.add_argument(
+        "--unk-signatures",
+        action="store_true",
+        help="words outside the vocabulary are their signatures (<unk-s>, ...)",
+    )
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", type=Path, default=Path("runs/lm-curve"))
     ap.add_argument("--json", type=Path)

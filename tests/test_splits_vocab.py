@@ -166,8 +166,8 @@ def test_a_run_s_unknown_word_signatures(tmp_path, monkeypatch):
     with pytest.raises(IbkdError, match="--vocab-size 8: expected a value >= 9"):
         parse("--unk-signatures", "--vocab-size", "8")
     with pytest.raises(IbkdError, match="--unk-signatures: for .*, not mnist"):
-        run_config(build_parser().parse_args(["train", "--setup", "mnist", "--model", "mlp",
-                                              "--out", str(tmp_path / "m"), "--unk-signatures"]))
+        argv = ["train", "--setup", "mnist", "--model", "mlp", "--out", str(tmp_path / "m")]
+        run_config(build_parser().parse_args([*argv, "--unk-signatures"]))
 
 
 def test_the_train_summary_says_n_a_where_no_example_was_scored(tmp_path, monkeypatch, capsys):

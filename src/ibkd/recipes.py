@@ -59,10 +59,10 @@ class SetupRecipe:
     `--lm-text` nor $IBKD_LM_TEXT names one (a path or `{data}/FILE`; None: the cache's PTB);
     `text_vocab_size`: the vocabulary cap with an LM text (None: every word of the text);
     `unk_signatures`: words outside the vocabulary become their unknown-word signatures
-    (`ibkd.data.vocab`), not `<unk>`; `teachers`: the teacher rows of a grid's table; `self_distill`: whether a teacher's
-    architecture is also distilled into itself; `control`: whether the grid has the row
-    "none + transfer"; `note`: the report's note, a template the scenario fills from the runs'
-    configs."""
+    (`ibkd.data.vocab`), not `<unk>`; `teachers`: the teacher rows of a grid's table;
+    `self_distill`: whether a teacher's architecture is also distilled into itself; `control`:
+    whether the grid has the row "none + transfer"; `note`: the report's note, a template the
+    scenario fills from the runs' configs."""
 
     seeds: int
     train: Mapping[str, Any] = field(default_factory=dict)
@@ -361,9 +361,9 @@ def run_config(
       $IBKD_LM_TEXT, else the recipe's `lm_text`, else the cache's PTB) and the vocabulary
       cap (`vocab_size`, `vocab` the `--vocab-size` given), with unknown-word signatures
       when the recipe or `signatures` (`--unk-signatures`) says so; a student of a finished
-      teacher shares the teacher's cap, signatures and LM text. A distilled student, and a `control` run (the
-      grid's row "none + transfer"), also learns on the recipe's transfer set
-      (`transfer_set`).
+      teacher shares the teacher's cap, signatures and LM text. A distilled student, and a
+      `control` run (the grid's row "none + transfer"), also learns on the recipe's transfer
+      set (`transfer_set`).
 
     Raises `IbkdError` naming the option for an unknown setup, budget or model, `--lm-text`
     outside the LM setup, or a setting out of range (`RunConfig.validate`).

@@ -81,8 +81,9 @@ def predict(
     negative log-likelihood and token count; at the verb's position the log-probabilities of
     the actual verb and of its other-number form (`other_known` False where either is `<unk>`,
     both are one token, or both are unknown-word classes: a form outside a vocabulary with
-    signatures is its signature, and `<unk-s>` against `<unk-ing>` says nothing) and, with `features`, the representation there [N, H]; with held-out text
-    (`data.text`), its per-sentence sums (`text_nll`)."""
+    signatures is its signature, and `<unk-s>` against `<unk-ing>` says nothing) and, with
+    `features`, the representation there [N, H]; with held-out text (`data.text`), its
+    per-sentence sums (`text_nll`)."""
     n = len(data)
     rows = data.rows
     out: dict[str, np.ndarray] = data.meta()

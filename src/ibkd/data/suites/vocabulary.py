@@ -170,12 +170,13 @@ def map_suite(
 ) -> MappedSuite:  # fmt: skip
     """Map `items` into `vocab` for scoring in `setup` ("cls" or "lm").
 
-    `style`: `unk`, `pos` or `signature` (default: `oov_style(vocab)`); `tagger` gives POS tags for the `pos`
-    style (default: spaCy's, when installed). Skipped, with the reason counted: sentence-only
-    pairs in the classification setup, items whose verb number cannot be told (classification),
-    and items whose two alternatives are identical after mapping. Linzen-format items (no wrong
-    form) get the other-number form of their verb (`other_form`: `VBZ` <-> `VBP` for a
-    placeholder). Returns the mapped items with `number` filled in where it is known."""
+    `style`: `unk`, `pos` or `signature` (default: `oov_style(vocab)`); `tagger` gives POS tags
+    for the `pos` style (default: spaCy's, when installed). Skipped, with the reason counted:
+    sentence-only pairs in the classification setup, items whose verb number cannot be told
+    (classification), items whose two alternatives are identical after mapping, and (signature
+    convention) items whose two one-word forms are both unknown-word classes. Linzen-format
+    items (no wrong form) get the other-number form of their verb (`other_form`: `VBZ` <->
+    `VBP` for a placeholder). Returns the mapped items with `number` filled in where it is known."""
     style = style or oov_style(vocab)
     if style == POS_STYLE and tagger is None:
         tagger = spacy_tagger()
