@@ -160,6 +160,9 @@ def cli_argvs(root: Path) -> dict[str, list[str]]:
             argv = ["train", "--setup", setup, "--model", "lstm", "--preset", preset, option]
             out["train/" + key.format(preset)] = [*argv, value]
     out["train/cls/default-preset/lstm"] = ["train", "--setup", "cls", "--model", "lstm"]
+    out["online/lm/quick/lstm->transformer/text-options"] = [
+        "distill", "--setup", "lm", "--online", "lstm", "--model", "transformer", "--preset",
+        "quick", "--lm-text", text, "--vocab-size", "50", "--unk-signatures"]  # fmt: skip
     return out
 
 

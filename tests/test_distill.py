@@ -223,6 +223,11 @@ def test_each_method_through_the_cli(tmp_path, monkeypatch, capsys):
     assert main([*student, "--setup", "cls", "--online", "lstm", "--out", "x",
                  "--teacher-calibration", "temperature"]) == 2  # fmt: skip
     assert "--teacher-calibration: calibrates a finished teacher" in capsys.readouterr().err
+    # the LM text and vocabulary are the teacher's, so a --teacher's student refuses them
+    assert main([*student, "--teacher", "t", "--vocab-size", "50", "--unk-signatures",
+                 "--out", "x"]) == 2  # fmt: skip
+    assert ("distill: --vocab-size, --unk-signatures with --teacher: a student shares its "
+            "teacher's vocabulary") in capsys.readouterr().err  # fmt: skip
 
 
 def test_old_configs_load_as_kd_without_calibration_or_online():

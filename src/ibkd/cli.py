@@ -363,6 +363,13 @@ def run_config(args: argparse.Namespace):
         raise IbkdError(f"distill: needs {which} --teacher RUN_DIR and --online MODEL")
     teacher = None
     if getattr(args, "teacher", None):
+        shared = [f"--{d.replace('_', '-')}" for d in ("lm_text", "vocab_size", "unk_signatures")
+                  if getattr(args, d, None) is not None]  # fmt: skip
+        if shared:
+            raise IbkdError(
+                f"distill: {', '.join(shared)} with --teacher: a student shares its teacher's "
+                "vocabulary and text (these options are for --online)"
+            )
         folder = _absolute(args.teacher)
         teacher = recipes.Teacher(folder, recipes.teacher_config(args.teacher))
     elif online:
@@ -717,29 +724,32 @@ def _add_run_options(p: argparse.ArgumentParser, distill: bool) -> None:
         "a file; `none`: no); labelled by the teacher when distilling, by the verb's tag "
         "otherwise",
     )
-    if not distill:  # a student shares its teacher's vocabulary
-        p.add_argument(
-            "--lm-text",
-            metavar="PATH",
-            help="LM: the text to train on, a folder with train, valid and test sentences "
-            "(ptb.train.txt or train.txt, ...; gzipped or not) or a text pool file (source<TAB>"
-            "tokens; about 1%% each held out for validation and test); `none`: the agreement rows' "
-            "sentences (default: $IBKD_LM_TEXT, else the PTB of `ibkd data fetch-ptb`)",
-        )
-        p.add_argument(
-            "--vocab-size",
-            type=int,
-            help="keep the N most frequent training words (specials included), the rest <unk>; "
-            "0: every training word (default: the preset's: 4000 for the quick LM, else 0)",
-        )
-        p.add_argument(
-            "--unk-signatures",
-            action="store_true",
-            default=None,
-            help="a word outside the vocabulary becomes its unknown-word signature (<unk-s>, "
-            "<unk-ed>, <unk-ing>, <unk-ly>, else <unk>), so that a rare verb keeps its number "
-            "(default: the preset's)",
-        )
+    # a student of --teacher shares its teacher's vocabulary and text: these are refused there
+    only = " (distill: with --online only; a --teacher's student shares its teacher's)"
+    p.add_argument(
+        "--lm-text",
+        metavar="PATH",
+        help="LM: the text to train on, a folder with train, valid and test sentences "
+        "(ptb.train.txt or train.txt, ...; gzipped or not) or a text pool file (source<TAB>"
+        "tokens; about 1%% each held out for validation and test); `none`: the agreement rows' "
+        "sentences (default: $IBKD_LM_TEXT, else the PTB of `ibkd data fetch-ptb`)"
+        + (only if distill else ""),
+    )
+    p.add_argument(
+        "--vocab-size",
+        type=int,
+        help="keep the N most frequent training words (specials included), the rest <unk>; "
+        "0: every training word (default: the preset's: 4000 for the quick LM, else 0)"
+        + (only if distill else ""),
+    )
+    p.add_argument(
+        "--unk-signatures",
+        action="store_true",
+        default=None,
+        help="a word outside the vocabulary becomes its unknown-word signature (<unk-s>, "
+        "<unk-ed>, <unk-ing>, <unk-ly>, else <unk>), so that a rare verb keeps its number "
+        "(default: the preset's)" + (only if distill else ""),
+    )
     p.add_argument("--seed", type=seed, help="seed, an integer in [0, 2^32 - 1] (default 0)")
     p.add_argument("--epochs", type=int, help="override the preset (>= 1)")
     p.add_argument("--batch-size", type=int, help="override the preset")
