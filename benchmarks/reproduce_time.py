@@ -36,6 +36,7 @@ def main() -> int:
     args = a.args[1:] if a.args[:1] == ["--"] else a.args
     command = [sys.executable, "-m", "ibkd", "reproduce", *args]
     load_before = os.getloadavg()
+    started = environment()  # the checkout and versions the command starts from
     t0 = time.perf_counter()
     done = subprocess.run(command, stderr=subprocess.PIPE, text=True)
     seconds = time.perf_counter() - t0
@@ -50,7 +51,7 @@ def main() -> int:
         "cores": os.cpu_count(),
         "load_average_before": [round(x, 2) for x in load_before],
         "load_average_after": [round(x, 2) for x in os.getloadavg()],
-        **environment(),
+        **started,
     }
     path = Path(a.record)
     entries = json.loads(path.read_text()) if path.exists() else []
