@@ -179,10 +179,13 @@ def test_the_train_summary_says_n_a_where_no_example_was_scored(tmp_path, monkey
     metrics = {"run": str(tmp_path / "r"), "model": "lstm", "teacher": None,
                "training": {"epochs": 1, "best_epoch": 1, "seconds": 1.0, "device": "cpu"},
                "test": {"mu_accuracy": None, "d_accuracy": None, "a_accuracy": None,
-                        "ece": None, "perplexity": 12.5}}  # fmt: skip
+                        "ece": None, "perplexity": 12.5},
+               "valid": {"mu_accuracy": 0.5, "ece": 0.1, "perplexity": float("nan")}}  # fmt: skip
     monkeypatch.setattr(ibkd.train, "train_run", lambda *a, **k: metrics)
     argv = ["train", "--setup", "lm", "--model", "lstm", "--out", str(tmp_path / "r"),
             "--no-progress"]  # fmt: skip
     assert main(argv) == 0
     out = capsys.readouterr().out
     assert "test: perplexity 12.5  agreement µ-accuracy n/a  D-accuracy n/a  A-accuracy n/a" in out
+    # no sentence held out: NaN perplexity
+    assert "valid: perplexity n/a  agreement µ-accuracy 0.5000  ECE 0.1000" in out

@@ -4,6 +4,7 @@ printed as one line, without a traceback, with a non-zero exit status."""
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import shlex
 import sys
@@ -468,9 +469,9 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def _number(value: float | None, spec: str = ".4f") -> str:
-    """A metric for a summary line: `spec`-formatted, `n/a` where there is none (None: no
-    example scored, as metrics.json writes NaN)."""
-    return "n/a" if value is None else format(value, spec)
+    """A metric for a summary line: `spec`-formatted, `n/a` where there is none (None or NaN:
+    no example scored, e.g. no held-out sentence for a perplexity; metrics.json writes null)."""
+    return "n/a" if value is None or math.isnan(value) else format(value, spec)
 
 
 def cmd_reproduce(args: argparse.Namespace) -> int:
