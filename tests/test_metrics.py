@@ -1,4 +1,5 @@
 import math
+import warnings
 
 import numpy as np
 import pytest
@@ -121,6 +122,11 @@ def test_lm_perplexity_agreement_and_coverage():
     assert m["coverage"] == {"scored": 2, "other_form_out_of_vocabulary": 1}
     d = decisions(pred)
     assert d.confidence[0] == pytest.approx(1 / (1 + math.exp(-1)))
+    # no held-out sentence: no perplexity (NaN, null in metrics.json), and no warning
+    held_out = {**pred, "text_sum_nll": np.zeros(0), "text_n_tokens": np.zeros(0, dtype=np.int64)}
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert math.isnan(perplexity(held_out))
 
 
 def test_perplexity_on_a_fixed_model():

@@ -168,6 +168,8 @@ def test_a_run_s_unknown_word_signatures(tmp_path, monkeypatch):
     with pytest.raises(IbkdError, match="--unk-signatures: for .*, not mnist"):
         argv = ["train", "--setup", "mnist", "--model", "mlp", "--out", str(tmp_path / "m")]
         run_config(build_parser().parse_args([*argv, "--unk-signatures"]))
+    with pytest.raises(IbkdError, match="--vocab-size: mnist's data has no vocabulary"):
+        run_config(build_parser().parse_args([*argv, "--vocab-size", "20"]))
 
 
 def test_the_train_summary_says_n_a_where_no_example_was_scored(tmp_path, monkeypatch, capsys):

@@ -268,7 +268,8 @@ def _check_lm_softmax(model: ModelConfig, setup: str, where: str) -> None:
 def _check_task_options(cfg: RunConfig) -> None:
     """The options that only some tasks take (`ibkd.tasks.OPTIONS`: `--aux-lm`, `--lm-text`,
     `--transfer`, `--teacher-calibration`, `--unk-signatures`), given only to a task that takes them
-    (`Task.options`); IbkdError naming the option and the setups that take it."""
+    (`Task.options`), and `--vocab-size` only to a task with a vocabulary (`Task.has_vocab`);
+    IbkdError naming the option and the setups that take it."""
     d = cfg.distill
     given = {
         "aux_lm": cfg.train.aux_lm > 0,
@@ -281,6 +282,8 @@ def _check_task_options(cfg: RunConfig) -> None:
     for option, flag in OPTIONS.items():
         if given[option] and option not in task.options:
             raise IbkdError(f"{flag}: for {tasks_taking(option)}, not {cfg.setup}")
+    if cfg.data.vocab_size is not None and not task.has_vocab:
+        raise IbkdError(f"--vocab-size: {cfg.setup}'s data has no vocabulary")
 
 
 def _check_distill(d: DistillConfig, setup: str) -> None:

@@ -228,10 +228,12 @@ def unigram_perplexity(train: list[list[int]], test: list[list[int]], vocab_size
 def perplexity(pred: Predictions) -> float:
     """exp of the token-averaged cross-entropy over non-pad tokens (LM): exp(sum `sum_nll` /
     sum `n_tokens`), from nats; over the split's held-out text sentences (`text_sum_nll`,
-    `text_n_tokens`) where the run had an LM text, else over the agreement rows' sentences."""
-    if "text_sum_nll" in pred:
-        return math.exp(pred["text_sum_nll"].sum() / pred["text_n_tokens"].sum())
-    return math.exp(pred["sum_nll"].sum() / pred["n_tokens"].sum())
+    `text_n_tokens`) where the run had an LM text, else over the agreement rows' sentences;
+    NaN where there is no token (metrics.json: null)."""
+    text = "text_sum_nll" in pred
+    nll, n = ("text_sum_nll", "text_n_tokens") if text else ("sum_nll", "n_tokens")
+    tokens = pred[n].sum()
+    return math.exp(pred[nll].sum() / tokens) if tokens else math.nan  # NaN: nothing held out
 
 
 def fidelity(student: Predictions, teacher: Predictions) -> dict:
