@@ -173,6 +173,23 @@ def test_a_resume_refuses_a_changed_split(tmp_path, split):
     assert snapshot(out) == before
 
 
+def test_a_changed_lm_text_is_named_with_the_data():
+    """An LM's splits hold its text's sentences, so a changed split names --lm-text too."""
+    from types import SimpleNamespace
+
+    from ibkd.resume import check_inputs
+
+    cfg = SimpleNamespace(data=SimpleNamespace(data="default", lm_text="/t/pool.tsv"),
+                          distill=None)  # fmt: skip
+    with pytest.raises(
+        IbkdError,
+        match=r"the train split of --data default and --lm-text "
+        r"/t/pool.tsv \(SHA-256 aaaaaaaaaaaa -> bbbbbbbbbbbb\)",
+    ):
+        check_inputs(Path("run"), {"train": "a" * 64, "valid": "v"},
+                     {"train": "b" * 64, "valid": "w"}, cfg)  # fmt: skip
+
+
 def test_a_resume_refuses_a_replaced_teacher(tmp_path):
     import shutil
 

@@ -742,8 +742,7 @@ def _add_run_options(p: argparse.ArgumentParser, distill: bool) -> None:
         help="keep the N most frequent training words (specials included), the rest <unk>; "
         "0: every training word (default: the preset's; the quick LM's 4000 only on the "
         "agreement rows' sentences, --lm-text none; a text's own words otherwise, 10,000 for "
-        "the standard budget's pool)"
-        + (only if distill else ""),
+        "the standard budget's pool)" + (only if distill else ""),
     )
     p.add_argument(
         "--unk-signatures",

@@ -108,10 +108,14 @@ def write_started(out: Path, threads: int, tensorboard: bool, inputs: dict[str, 
 
 def check_inputs(out: Path, recorded: dict[str, str], now: dict[str, str], cfg) -> None:
     """Refuse (IbkdError, one line) a resume whose inputs differ from those the run in `out`
-    started with, naming each changed split (with `--data`) or the teacher (`--teacher`). The
+    started with, naming each changed split (with `--data`, and an LM's `--lm-text`) or the
+    teacher (`--teacher`). The
     splits are fingerprinted as encoded with the training split's vocabulary, so a changed
     training split is named alone (the other splits' encodings change with it)."""
     changed = []
+    source = f"--data {cfg.data.data}"
+    if cfg.data.lm_text:  # an LM's splits hold its text's sentences too
+        source += f" and --lm-text {cfg.data.lm_text}"
     train_changed = recorded.get("train") != now.get("train")
     for key in sorted(set(recorded) | set(now), key=lambda k: (k != "teacher", k != "train", k)):
         encoded_with_another_vocabulary = train_changed and key not in ("train", "teacher")
@@ -123,13 +127,12 @@ def check_inputs(out: Path, recorded: dict[str, str], now: dict[str, str], cfg) 
                 "or config.yaml)"
             )
         elif key not in now:
-            changed.append(f"the {key} split of --data {cfg.data.data} (now absent)")
+            changed.append(f"the {key} split of {source} (now absent)")
         elif key not in recorded:
-            changed.append(f"the {key} split of --data {cfg.data.data} (new)")
+            changed.append(f"the {key} split of {source} (new)")
         else:
             changed.append(
-                f"the {key} split of --data {cfg.data.data} (SHA-256 {recorded[key][:12]} -> "
-                f"{now[key][:12]})"
+                f"the {key} split of {source} (SHA-256 {recorded[key][:12]} -> {now[key][:12]})"
             )
     if changed:
         raise IbkdError(
