@@ -122,6 +122,11 @@ def test_where_the_lm_text_comes_from(tmp_path, monkeypatch, capsys):
     with pytest.raises(IbkdError, match="--lm-text rows: expected a folder with train"):
         (tmp_path / "rows").mkdir()
         lm_text.resolve("rows")
+    with pytest.raises(IbkdError, match="--lm-text gone.tsv: no such file or folder$"):
+        lm_text.resolve("gone.tsv")
+    # a run's (or config.yaml's) text that has gone since: the path named, not a split file
+    with pytest.raises(IbkdError, match=r"--lm-text .*gone.tsv: no such file or folder$"):
+        lm_text.read_text(tmp_path / "gone.tsv")
 
 
 def test_cli_lm_text_option(tmp_path, monkeypatch):

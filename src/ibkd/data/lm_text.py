@@ -115,6 +115,8 @@ def resolve(given: str | None) -> str | None:
             return None
         if value:
             folder = Path(value).expanduser().resolve()
+            if not folder.exists():
+                raise IbkdError(f"{source} {value}: no such file or folder")
             if not (is_text_folder(folder) or is_pool_file(folder)):
                 raise IbkdError(
                     f"{source} {value}: expected a folder with train, valid and test text files "
@@ -137,10 +139,12 @@ def resolve(given: str | None) -> str | None:
 
 def read_text(folder: str | os.PathLike) -> LMText:
     """The three splits' sentences (empty lines skipped) of a text folder, or of a pool file
-    (`read_pool_text`). Raises IbkdError for a missing file or one that is not UTF-8 text
-    (naming the file and line)."""
+    (`read_pool_text`). Raises IbkdError for a missing path or file, or one that is not UTF-8
+    text (naming the file and line)."""
     if Path(folder).is_file():
         return read_pool_text(folder)
+    if not Path(folder).is_dir():  # e.g. moved since the run (or its config.yaml) named it
+        raise IbkdError(f"--lm-text {folder}: no such file or folder")
     out = {}
     for split in SPLITS:
         path = split_file(folder, split)
