@@ -109,9 +109,9 @@ def write_started(out: Path, threads: int, tensorboard: bool, inputs: dict[str, 
 def check_inputs(out: Path, recorded: dict[str, str], now: dict[str, str], cfg) -> None:
     """Refuse (IbkdError, one line) a resume whose inputs differ from those the run in `out`
     started with, naming each changed split (with `--data`, and an LM's `--lm-text`) or the
-    teacher (`--teacher`). The
-    splits are fingerprinted as encoded with the training split's vocabulary, so a changed
-    training split is named alone (the other splits' encodings change with it)."""
+    teacher (`--teacher`). The splits are fingerprinted as encoded with the training split's
+    vocabulary, so a changed training split is named alone (the other splits' encodings change
+    with it)."""
     changed = []
     source = f"--data {cfg.data.data}"
     if cfg.data.lm_text:  # an LM's splits hold its text's sentences too
