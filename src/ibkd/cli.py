@@ -364,7 +364,7 @@ def run_config(args: argparse.Namespace):
         raise IbkdError(f"distill: needs {which} --teacher RUN_DIR and --online MODEL")
     teacher = None
     if getattr(args, "teacher", None):
-        shared = [f"--{d.replace('_', '-')}" for d in ("lm_text", "vocab_size", "unk_signatures")
+        shared = [_flag(d) for d in ("lm_text", "vocab_size", "unk_signatures")
                   if getattr(args, d, None) is not None]  # fmt: skip
         if shared:
             raise IbkdError(
