@@ -123,6 +123,60 @@ def test_the_largest_seed_is_taken_and_a_config_yaml_seed_is_checked(tmp_path):
         assert not (tmp_path / "r").exists()
 
 
+@pytest.mark.parametrize(
+    ("argv", "option"),
+    [
+        (["train", "--setup", "lm", "--model", "lstm", "--lm-text", ""], "--lm-text"),
+        (["train", "--setup", "cls", "--model", "lstm", "--data", " "], "--data"),
+        (["train", "--setup", "cls", "--model", "lstm", "--transfer", ""], "--transfer"),
+        (["distill", "--teacher", "", "--model", "transformer"], "--teacher"),
+        (["evaluate", "", "--suite", "marvin-linzen"], "run"),
+        (["evaluate", "r", "--suite", "marvin-linzen", ""], "--suite"),
+        (["report", ""], "grid"),
+    ],
+)
+def test_an_empty_value_is_refused_not_taken_for_the_default(tmp_path, capsys, argv, option):
+    """`--lm-text "$UNSET"` does not fall back to the default text, nor `--data ''` to the
+    shipped data: every option and argument without a type of its own refuses a blank value."""
+    out = tmp_path / "r"
+    argv = [*argv, "--out", str(out)] if argv[0] in ("train", "distill") else argv
+    refused_by_the_parser(capsys, argv, f"argument {option}", "an empty value")
+    assert not out.exists()
+
+
+# one bad setting of each kind of check: the config key, the option, how to set it
+BAD_SETTINGS = [
+    ("train.epochs", "--epochs", lambda c: setattr(c.train, "epochs", 0)),
+    ("train.precision", "--precision", lambda c: setattr(c.train, "precision", "fp8")),
+    ("data.vocab_size", "--vocab-size", lambda c: setattr(c.data, "vocab_size", 2)),
+    ("data.lm_text", "--lm-text", lambda c: setattr(c.data, "lm_text", "/some/text")),
+    ("distill.loss", "--kd-loss", lambda c: setattr(c.distill, "loss", "nope")),
+    ("distill.alpha", "--alpha", lambda c: setattr(c.distill, "alpha", 2.0)),
+    ("distill.teacher_cache", "--teacher-cache",
+     lambda c: setattr(c.distill, "teacher_cache", "topk:0")),
+    ("distill.teacher_cache", "--teacher-cache",
+     lambda c: setattr(c.distill, "teacher_cache", "full")),  # for lm only
+    ("model.lm_softmax", "--lm-softmax", lambda c: setattr(c.model, "lm_softmax", "adaptive")),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("key", "flag", "spoil"), BAD_SETTINGS)
+def test_a_config_file_s_bad_setting_is_named_by_its_file_and_key(tmp_path, key, flag, spoil):
+    """A config built from options names the option; one read from a file (`--config`, a run's
+    config.yaml) names the file and the key it would have to edit."""
+    cfg = tiny_config(teacher=str(tmp_path / "t"))
+    spoil(cfg)
+    with pytest.raises(IbkdError) as from_options:
+        cfg.validate()
+    assert str(from_options.value).startswith(flag)
+    path = tmp_path / "config.yaml"
+    cfg.save(path)
+    with pytest.raises(IbkdError) as from_file:
+        RunConfig.load(path)
+    assert str(from_file.value).startswith(f"{path}: {key}")
+    assert "--" not in str(from_file.value)
+
+
 @pytest.mark.parametrize("value", ["0", "-1", str(MAX_SEEDS + 1), str(2**63)])
 def test_reproduce_seed_counts_out_of_range_are_refused(tmp_path, capsys, value):
     out = tmp_path / "g"

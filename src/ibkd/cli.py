@@ -83,9 +83,28 @@ def _seed_count(text: str) -> int:
     return value
 
 
+def _given(value: str) -> str:
+    """An argparse type for every option and argument without its own: a value that is not
+    empty or blank (`--lm-text ''` from an unset shell variable would otherwise fall back to
+    the default, silently)."""
+    if not value.strip():
+        raise argparse.ArgumentTypeError("an empty value; give one, or leave the option out")
+    return value
+
+
 class _Parser(argparse.ArgumentParser):
     """argparse's parser, but a mistake is one line, `ibkd: error: ...` (the command and how
-    to see its options named), exit status 2, as every other error of the command."""
+    to see its options named), exit status 2, as every other error of the command; an empty
+    value is a mistake (`_given`)."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.register("type", None, _given)  # the type of arguments that name none
+
+    def add_subparsers(self, **kwargs):
+        commands = super().add_subparsers(**kwargs)
+        commands.type = str  # a command's arguments are its own parser's to check
+        return commands
 
     def error(self, message: str):
         self.exit(2, f"ibkd: error: {message} (see `{self.prog} --help`)\n")

@@ -158,61 +158,69 @@ class RunConfig:
         cfg.validate(where)
         return cfg
 
-    def validate(self, where: str = "config") -> None:
-        """Check every field's type and range; raise IbkdError naming the option (or, for a
-        loaded config.yaml, the file and key) and what was expected."""
+    def validate(self, where: str | None = None) -> None:
+        """Check every field's type and range; raise IbkdError naming the command-line option
+        (`where` None: a config built from the options) or, for a config read from a file
+        (`where` the file), the file and the key, and what was expected."""
+        at = _Names(where)
         for name, part in (("model", self.model), ("data", self.data), ("train", self.train),
                            ("distill", self.distill), (None, self)):  # fmt: skip
             if part is not None:
-                _check_types(part, where, name)
+                _check_types(part, where or "config", name)
         if self.setup not in task_names():
-            raise IbkdError(f"{where}: setup {self.setup!r}, expected one of {task_names()}")
-        _check_lm_softmax(self.model, self.setup, where)
-        _check_range("--seed", self.seed, low=0, high=SEED_LIMIT - 1)
+            raise at.error(f"{at('setup')} {self.setup!r}, expected one of {task_names()}")
+        _check_lm_softmax(self.model, self.setup, at)
+        _check_range(at, "seed", self.seed, low=0, high=SEED_LIMIT - 1)
         t = self.train
-        _check_range("--epochs", t.epochs, low=1)
-        _check_range("--batch-size", t.batch_size, low=1)
-        _check_range("--lr", t.lr, low=0, open_low=True)
-        _check_range(f"{where}: train.weight_decay", t.weight_decay, low=0)
-        _check_range(f"{where}: train.warmup_steps", t.warmup_steps, low=0)
-        _check_range(f"{where}: train.clip", t.clip, low=0, open_low=True)
-        _check_range(f"{where}: train.patience", t.patience, low=1)
-        _check_range(f"{where}: train.checkpoint_every", t.checkpoint_every, low=1)
-        _check_range("--aux-lm", t.aux_lm, low=0)
+        _check_range(at, "train.epochs", t.epochs, low=1)
+        _check_range(at, "train.batch_size", t.batch_size, low=1)
+        _check_range(at, "train.lr", t.lr, low=0, open_low=True)
+        _check_range(at, "train.weight_decay", t.weight_decay, low=0)
+        _check_range(at, "train.warmup_steps", t.warmup_steps, low=0)
+        _check_range(at, "train.clip", t.clip, low=0, open_low=True)
+        _check_range(at, "train.patience", t.patience, low=1)
+        _check_range(at, "train.checkpoint_every", t.checkpoint_every, low=1)
+        _check_range(at, "train.aux_lm", t.aux_lm, low=0)
         d = self.data
         if d.max_train_rows is not None:
-            _check_range("--max-train-rows", d.max_train_rows, low=1)
+            _check_range(at, "data.max_train_rows", d.max_train_rows, low=1)
         if d.vocab_size is not None:  # the specials (and signatures) and at least one word
             first = len(SPECIALS) + (len(SIGNATURE_TOKENS) if d.unk_signatures else 0)
-            _check_range("--vocab-size", d.vocab_size, low=first + 1)
-        _check_range(f"{where}: data.split_seed", d.split_seed, low=0, high=SEED_LIMIT - 1)
-        _check_range(f"{where}: data.train_fraction", d.train_fraction, low=0, high=1)
-        _check_range(f"{where}: data.valid_fraction", d.valid_fraction, low=0, high=1)
+            _check_range(at, "data.vocab_size", d.vocab_size, low=first + 1)
+        _check_range(at, "data.split_seed", d.split_seed, low=0, high=SEED_LIMIT - 1)
+        _check_range(at, "data.train_fraction", d.train_fraction, low=0, high=1)
+        _check_range(at, "data.valid_fraction", d.valid_fraction, low=0, high=1)
         if self.distill is not None:
             from ibkd.losses import LOSSES
 
             if self.distill.loss not in LOSSES:
-                raise IbkdError(
-                    f"--kd-loss {self.distill.loss!r}: expected one of {', '.join(LOSSES)}"
+                raise at.error(
+                    f"{at('distill.loss')} {self.distill.loss!r}: expected one of "
+                    f"{', '.join(LOSSES)}"
                 )
             if self.distill.kd_scale not in KD_SCALES:
-                raise IbkdError(
-                    f"--kd-scale {self.distill.kd_scale!r}: expected one of {', '.join(KD_SCALES)}"
+                raise at.error(
+                    f"{at('distill.kd_scale')} {self.distill.kd_scale!r}: expected one of "
+                    f"{', '.join(KD_SCALES)}"
                 )
-            _check_distill(self.distill, self.setup)
-            _check_range("--alpha", self.distill.alpha, low=0, high=1)
-            _check_range("--temperature", self.distill.temperature, low=0, open_low=True)
-        _check_task_options(self)
+            _check_distill(self.distill, self.setup, at)
+            _check_range(at, "distill.alpha", self.distill.alpha, low=0, high=1)
+            _check_range(at, "distill.temperature", self.distill.temperature, low=0,
+                         open_low=True)  # fmt: skip
+        _check_task_options(self, at)
         if d.unk_signatures and d.vocab_size is None:
-            raise IbkdError(
-                "--unk-signatures: needs a vocabulary cap (--vocab-size N); with every training "
-                "word in the vocabulary, no training word is written as a signature"
+            raise at.error(
+                f"{at('data.unk_signatures')}: needs a vocabulary cap ({at('data.vocab_size')} "
+                "N); with every training word in the vocabulary, no training word is written as "
+                "a signature"
             )
         if self.train.precision not in ("fp32", "bf16"):
-            raise IbkdError(f"{where}: precision {self.train.precision!r}, expected fp32 or bf16")
+            raise at.error(
+                f"{at('train.precision')} {self.train.precision!r}, expected fp32 or bf16"
+            )
         if self.train.schedule not in ("cosine", "constant"):
-            raise IbkdError(
-                f"{where}: schedule {self.train.schedule!r}, expected cosine or constant"
+            raise at.error(
+                f"{at('train.schedule')} {self.train.schedule!r}, expected cosine or constant"
             )
 
     def save(self, path: str | os.PathLike) -> None:
@@ -243,100 +251,139 @@ class RunConfig:
         return cls.from_dict(data, where=str(path))
 
 
-def _check_lm_softmax(model: ModelConfig, setup: str, where: str) -> None:
+# the command-line option of each config key that has one (`ibkd train` / `ibkd distill`)
+FLAGS = {
+    "seed": "--seed", "train.epochs": "--epochs", "train.batch_size": "--batch-size",
+    "train.lr": "--lr", "train.aux_lm": "--aux-lm", "train.precision": "--precision",
+    "data.max_train_rows": "--max-train-rows", "data.vocab_size": "--vocab-size",
+    "data.unk_signatures": "--unk-signatures", "data.lm_text": "--lm-text",
+    "data.transfer": "--transfer", "model.lm_softmax": "--lm-softmax",
+    "distill.loss": "--kd-loss", "distill.kd_scale": "--kd-scale", "distill.alpha": "--alpha",
+    "distill.temperature": "--temperature", "distill.calibration": "--teacher-calibration",
+    "distill.teacher": "--teacher", "distill.online": "--online",
+    "distill.teacher_dropout": "--teacher-dropout", "distill.cache_teacher": "--no-teacher-cache",
+    "distill.teacher_cache": "--teacher-cache",
+}  # fmt: skip
+
+
+class _Names:
+    """How a config's errors name its settings: for a config built from the command line
+    (`file` None) by their options (`--epochs`; a key without one as itself), for one read from
+    a file by their keys (`train.epochs`), each message prefixed with the file."""
+
+    def __init__(self, file: str | None):
+        self.file = file
+
+    def __call__(self, key: str) -> str:
+        return FLAGS.get(key, key) if self.file is None else key
+
+    def error(self, message: str) -> IbkdError:
+        return IbkdError(message if self.file is None else f"{self.file}: {message}")
+
+
+def _check_lm_softmax(model: ModelConfig, setup: str, at: _Names) -> None:
     """A model's `lm_softmax` is one of `LM_SOFTMAXES` (`adaptive`: language models only) and
     its `adaptive_cutoffs`, when given, strictly increasing ids >= 1 (below the vocabulary's
-    size: checked when the model is built); IbkdError naming the option otherwise."""
+    size: checked when the model is built); IbkdError naming the setting otherwise."""
     softmax = getattr(model, "lm_softmax", "full")
     if softmax not in LM_SOFTMAXES:
-        raise IbkdError(
-            f"{where}: --lm-softmax (model.lm_softmax) {softmax!r}: expected one of "
-            f"{', '.join(LM_SOFTMAXES)}"
+        raise at.error(
+            f"{at('model.lm_softmax')} {softmax!r}: expected one of {', '.join(LM_SOFTMAXES)}"
         )
     if softmax != "full" and setup != "lm":
-        raise IbkdError(f"--lm-softmax {softmax}: for the language-model setup (lm), not {setup}")
+        raise at.error(
+            f"{at('model.lm_softmax')} {softmax}: for the language-model setup (lm), not {setup}"
+        )
     cutoffs = getattr(model, "adaptive_cutoffs", None)
     if cutoffs is not None and (
         not cutoffs or cutoffs[0] < 1 or any(a >= b for a, b in zip(cutoffs, cutoffs[1:]))
     ):
-        raise IbkdError(
-            f"{where}: model.adaptive_cutoffs {cutoffs}: expected strictly increasing "
+        raise at.error(
+            f"{at('model.adaptive_cutoffs')} {cutoffs}: expected strictly increasing "
             "vocabulary ids >= 1"
         )
 
 
-def _check_task_options(cfg: RunConfig) -> None:
+def _check_task_options(cfg: RunConfig, at: _Names) -> None:
     """The options that only some tasks take (`ibkd.tasks.OPTIONS`: `--aux-lm`, `--lm-text`,
     `--transfer`, `--teacher-calibration`, `--unk-signatures`), given only to a task that takes them
     (`Task.options`), and `--vocab-size` only to a task with a vocabulary (`Task.has_vocab`);
-    IbkdError naming the option and the setups that take it."""
+    IbkdError naming the setting and the setups that take it."""
     d = cfg.distill
-    given = {
-        "aux_lm": cfg.train.aux_lm > 0,
-        "lm_text": cfg.data.lm_text is not None,
-        "transfer": cfg.data.transfer is not None,
-        "calibration": d is not None and d.calibration != "none",
-        "unk_signatures": cfg.data.unk_signatures,
+    given = {  # each of `OPTIONS`: its config key, and whether the config sets it
+        "aux_lm": ("train.aux_lm", cfg.train.aux_lm > 0),
+        "lm_text": ("data.lm_text", cfg.data.lm_text is not None),
+        "transfer": ("data.transfer", cfg.data.transfer is not None),
+        "calibration": ("distill.calibration", d is not None and d.calibration != "none"),
+        "unk_signatures": ("data.unk_signatures", cfg.data.unk_signatures),
     }
     task = get_task(cfg.setup)
-    for option, flag in OPTIONS.items():
-        if given[option] and option not in task.options:
-            raise IbkdError(f"{flag}: for {tasks_taking(option)}, not {cfg.setup}")
+    for option in OPTIONS:
+        key, is_set = given[option]
+        if is_set and option not in task.options:
+            raise at.error(f"{at(key)}: for {tasks_taking(option)}, not {cfg.setup}")
     if cfg.data.vocab_size is not None and not task.has_vocab:
-        raise IbkdError(f"--vocab-size: {cfg.setup}'s data has no vocabulary")
+        raise at.error(f"{at('data.vocab_size')}: {cfg.setup}'s data has no vocabulary")
 
 
-def _check_distill(d: DistillConfig, setup: str) -> None:
+def _check_distill(d: DistillConfig, setup: str, at: _Names) -> None:
     """The teacher's source (a run folder or --online, not both) and the calibration;
-    IbkdError naming the option (the setups they apply to: `_check_task_options`)."""
+    IbkdError naming the setting (the setups they apply to: `_check_task_options`)."""
+    calibration, loss_name = at("distill.calibration"), at("distill.loss")
     if d.calibration not in CALIBRATIONS:
-        raise IbkdError(
-            f"--teacher-calibration {d.calibration!r}: expected one of {', '.join(CALIBRATIONS)}"
+        raise at.error(
+            f"{calibration} {d.calibration!r}: expected one of {', '.join(CALIBRATIONS)}"
         )
     from ibkd.losses import LOSSES
 
     loss = LOSSES.get(d.loss)
     if d.calibration != "none" and loss is not None and not loss.teacher_probabilities:
-        raise IbkdError(
-            f"--teacher-calibration {d.calibration} with --kd-loss {d.loss}: that loss does "
+        raise at.error(
+            f"{calibration} {d.calibration} with {loss_name} {d.loss}: that loss does "
             "not use the teacher's probabilities, so calibrating them would change nothing "
-            "(use --kd-loss kd, or no calibration)"
+            f"(use {loss_name} kd, or no calibration)"
         )
-    _check_teacher_cache(d, setup)
+    _check_teacher_cache(d, setup, at)
     if d.online is None:
         return
+    online = at("distill.online")
     if d.teacher:
-        raise IbkdError("--online: trains its own teacher; give it without --teacher")
+        raise at.error(f"{online}: trains its own teacher; give it without {at('distill.teacher')}")
     if d.calibration != "none":
-        raise IbkdError("--teacher-calibration: calibrates a finished teacher, not --online")
+        raise at.error(f"{calibration}: calibrates a finished teacher, not {online}")
     if not isinstance(d.online, dict):
-        raise IbkdError(f"distill.online: expected a model config mapping, got {d.online!r}")
-    config_from_dict(d.online, "--online")
+        raise at.error(f"distill.online: expected a model config mapping, got {d.online!r}")
+    config_from_dict(d.online, online if at.file is None else f"{at.file}: distill.online")
 
 
-def _check_teacher_cache(d: DistillConfig, setup: str) -> None:
+def _check_teacher_cache(d: DistillConfig, setup: str, at: _Names) -> None:
     """`--teacher-cache` is none, full or topk:K, and anything but none only for a frozen LM
-    teacher without dropout and a loss of its outputs alone; IbkdError naming the option."""
+    teacher without dropout and a loss of its outputs alone; IbkdError naming the setting."""
     from ibkd.losses import LOSSES
     from ibkd.teacher_cache import parse_spec
 
-    if not parse_spec(d.teacher_cache).enabled:
+    name = at("distill.teacher_cache")
+    try:
+        enabled = parse_spec(d.teacher_cache, name).enabled
+    except IbkdError as e:
+        raise at.error(str(e)) from None
+    if not enabled:
         return
-    flag = f"--teacher-cache {d.teacher_cache}"
     loss = LOSSES.get(d.loss)
     why = (
         f"for the language-model setup (lm), not {setup} (a classification teacher's outputs "
         "are cached whole already)" if setup != "lm"
-        else "caches a finished teacher's outputs, not --online's" if d.online is not None
-        else "the teacher's outputs with --teacher-dropout are random, not cacheable"
-        if d.teacher_dropout
-        else "not with --no-teacher-cache" if not d.cache_teacher
-        else f"caches the teacher's outputs only, and --kd-loss {d.loss} needs its "
+        else f"caches a finished teacher's outputs, not {at('distill.online')}'s"
+        if d.online is not None
+        else f"the teacher's outputs with {at('distill.teacher_dropout')} are random, not "
+        "cacheable" if d.teacher_dropout
+        else f"not with {at('distill.cache_teacher')}" if not d.cache_teacher
+        else f"caches the teacher's outputs only, and {at('distill.loss')} {d.loss} needs its "
         "representations" if loss is not None and loss.representations
         else None
     )  # fmt: skip
     if why is not None:
-        raise IbkdError(f"{flag}: {why}")
+        raise at.error(f"{name} {d.teacher_cache}: {why}")
 
 
 _TYPE_NAMES = {"int": "an integer", "float": "a number", "str": "a string", "bool": "true or false"}
@@ -372,12 +419,13 @@ def _check_types(obj: Any, where: str, path: str | None) -> None:
 
 
 def _check_range(
-    what: str, value: float, low: float | None = None, high: float | None = None,
+    at: _Names, key: str, value: float, low: float | None = None, high: float | None = None,
     open_low: bool = False,
 ) -> None:  # fmt: skip
-    """`value` is finite and within [low, high] (low excluded when `open_low`)."""
+    """`value` (of the setting `key`) is finite and within [low, high] (low excluded when
+    `open_low`); IbkdError naming the setting (`_Names`) otherwise."""
     if not math.isfinite(value):
-        raise IbkdError(f"{what} {value}: expected a finite number")
+        raise at.error(f"{at(key)} {value}: expected a finite number")
     too_low = low is not None and (value <= low if open_low else value < low)
     if too_low or (high is not None and value > high):
         bounds = (
@@ -385,4 +433,4 @@ def _check_range(
             if high is None
             else (f"in ({low}, {high}]" if open_low else f"in [{low}, {high}]")
         )
-        raise IbkdError(f"{what} {value}: expected a value {bounds}")
+        raise at.error(f"{at(key)} {value}: expected a value {bounds}")

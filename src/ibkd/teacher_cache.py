@@ -53,14 +53,15 @@ class CacheSpec:
         return self.kind != "none"
 
 
-def parse_spec(text: str) -> CacheSpec:
-    """`none`, `full` or `topk:K` (K an integer >= 1) -> a CacheSpec; IbkdError otherwise."""
+def parse_spec(text: str, name: str = "--teacher-cache") -> CacheSpec:
+    """`none`, `full` or `topk:K` (K an integer >= 1) -> a CacheSpec; IbkdError naming the
+    setting (`name`: the option, or a config file's key) otherwise."""
     if text in ("none", "full"):
         return CacheSpec(text)
     kind, _, k = text.partition(":")
     if kind == "topk" and k.isdigit() and int(k) >= 1:
         return CacheSpec("topk", int(k))
-    raise IbkdError(f"--teacher-cache {text!r}: expected none, full or topk:K (an integer K >= 1)")
+    raise IbkdError(f"{name} {text!r}: expected none, full or topk:K (an integer K >= 1)")
 
 
 def cache_bytes(spec: CacheSpec, tokens: int, vocab_size: int) -> int:
