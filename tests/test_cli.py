@@ -163,3 +163,9 @@ def test_train_config_file_reruns_a_grid_cell_exactly(tmp_path, capsys):
     err = capsys.readouterr().err.strip()
     assert code == 2 and len(err.splitlines()) == 1 and "--lr, --preset" in err, err
     assert not out.exists()
+    for option in ("--epochs", "--lr", "--vocab-size", "--aux-lm"):  # 0 is given, not absent
+        code = main(["train", "--config", str(first / "config.yaml"), "--out", str(out), option,
+                     "0"])  # fmt: skip
+        err = capsys.readouterr().err.strip()
+        assert code == 2 and f"edit it instead of giving {option}" in err, err
+        assert not out.exists()

@@ -142,6 +142,9 @@ def test_merge_keeps_every_corpus_split_apart(tmp_path, capsys):
     pa, pb = _write_part(tmp_path / "a", a), _write_part(tmp_path / "b", b)
     merged, dropped = merge([read_part("a", pa), read_part(*parse_part(f"ud={pb}"))])
     assert dropped.lines() == []
+    for blank in (f" ={pb}", "ud= ", f"={pb}", "ud="):  # a part needs a name and a folder
+        with pytest.raises(IbkdError, match="expected NAME=FOLDER or FOLDER"):
+            parse_part(blank)
     assert [r.sentence for r in merged.train] == ["the train dog barks"] * 3
     assert [r.sentence for r in merged.valid] == ["the valid dog barks"] * 2 + [
         "the valid ewt cat sleeps"

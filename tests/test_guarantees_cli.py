@@ -3,11 +3,13 @@ user reads"): mistakes a user can make are one line before anything runs, never 
 crash or a hang; every option is explained; what is printed reads right."""
 
 import argparse
+import dataclasses
 import re
 from pathlib import Path
 
 import pytest
 import torch
+import yaml
 from conftest import make_row, tiny_config
 
 from ibkd.cli import MAX_SEEDS, build_parser, main, run_config
@@ -127,7 +129,7 @@ def test_the_largest_seed_is_taken_and_a_config_yaml_seed_is_checked(tmp_path):
     ("argv", "option"),
     [
         (["train", "--setup", "lm", "--model", "lstm", "--lm-text", ""], "--lm-text"),
-        (["train", "--setup", "cls", "--model", "lstm", "--data", " "], "--data"),
+        (["train", "--setup", "cls", "--model", "lstm", "--data", " "], "--data/--data-dir"),
         (["train", "--setup", "cls", "--model", "lstm", "--transfer", ""], "--transfer"),
         (["distill", "--teacher", "", "--model", "transformer"], "--teacher"),
         (["evaluate", "", "--suite", "marvin-linzen"], "run"),
@@ -140,8 +142,14 @@ def test_an_empty_value_is_refused_not_taken_for_the_default(tmp_path, capsys, a
     shipped data: every option and argument without a type of its own refuses a blank value."""
     out = tmp_path / "r"
     argv = [*argv, "--out", str(out)] if argv[0] in ("train", "distill") else argv
-    refused_by_the_parser(capsys, argv, f"argument {option}", "an empty value")
+    refused_by_the_parser(capsys, argv, f"argument {option}: an empty value")
     assert not out.exists()
+
+
+def online_teacher(cfg: RunConfig, **change) -> None:
+    """Make `cfg` a student of an online teacher: its own model changed by `change`."""
+    cfg.distill.teacher = ""
+    cfg.distill.online = {**dataclasses.asdict(cfg.model), **change}
 
 
 # one bad setting of each kind of check: the config key, the option, how to set it
@@ -157,6 +165,14 @@ BAD_SETTINGS = [
     ("distill.teacher_cache", "--teacher-cache",
      lambda c: setattr(c.distill, "teacher_cache", "full")),  # for lm only
     ("model.lm_softmax", "--lm-softmax", lambda c: setattr(c.model, "lm_softmax", "adaptive")),
+    ("model.dim", "model.dim", lambda c: setattr(c.model, "dim", 0)),
+    ("model.layers", "model.layers", lambda c: setattr(c.model, "layers", 0)),
+    ("model.dropout", "model.dropout", lambda c: setattr(c.model, "dropout", 1.5)),
+    ("model.embed_dropout", "model.embed_dropout",
+     lambda c: setattr(c.model, "embed_dropout", -0.1)),
+    ("distill.online.dim", "distill.online.dim", lambda c: online_teacher(c, dim=0)),
+    ("distill.online.lm_softmax", "distill.online.lm_softmax",
+     lambda c: online_teacher(c, lm_softmax="bogus")),
 ]  # fmt: skip
 
 
@@ -175,6 +191,16 @@ def test_a_config_file_s_bad_setting_is_named_by_its_file_and_key(tmp_path, key,
         RunConfig.load(path)
     assert str(from_file.value).startswith(f"{path}: {key}")
     assert "--" not in str(from_file.value)
+
+
+@pytest.mark.parametrize("key", ["setup", "model"])
+def test_a_config_file_without_setup_or_model_is_one_line(tmp_path, key):
+    path = tmp_path / "config.yaml"
+    cfg = tiny_config().to_dict()
+    cfg[key] = None
+    path.write_text(yaml.safe_dump(cfg))
+    with pytest.raises(IbkdError, match=f"{path}: `{key}` is missing"):
+        RunConfig.load(path)
 
 
 @pytest.mark.parametrize("value", ["0", "-1", str(MAX_SEEDS + 1), str(2**63)])

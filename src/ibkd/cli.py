@@ -88,7 +88,7 @@ def _given(value: str) -> str:
     empty or blank (`--lm-text ''` from an unset shell variable would otherwise fall back to
     the default, silently)."""
     if not value.strip():
-        raise argparse.ArgumentTypeError("an empty value; give one, or leave the option out")
+        raise argparse.ArgumentTypeError("an empty value")
     return value
 
 
@@ -342,7 +342,9 @@ def _config_file(args: argparse.Namespace):
     given = [
         _flag(dest)
         for dest in RESUMED
-        if dest not in SETTINGS_OUTSIDE_CONFIG and getattr(args, dest, None) not in (None, False)
+        if dest not in SETTINGS_OUTSIDE_CONFIG
+        and getattr(args, dest, None) is not None
+        and getattr(args, dest) is not False  # 0 given
     ]
     if args.preset is not None:
         given.append("--preset")

@@ -144,8 +144,10 @@ class RunConfig:
                 raise IbkdError(f"{where}: `{path}`: {e}") from None
 
         d = dict(d)
-        if d.get("model") is not None:  # the architecture's own config class
-            d["model"] = config_from_dict(d["model"], where)
+        for key in ("setup", "model"):  # the keys without a default
+            if d.get(key) is None:
+                raise IbkdError(f"{where}: `{key}` is missing (every run config names one)")
+        d["model"] = config_from_dict(d["model"], where)  # the architecture's own config class
         sub = {
             "data": DataConfig,
             "train": TrainConfig,
@@ -169,7 +171,7 @@ class RunConfig:
                 _check_types(part, where or "config", name)
         if self.setup not in task_names():
             raise at.error(f"{at('setup')} {self.setup!r}, expected one of {task_names()}")
-        _check_lm_softmax(self.model, self.setup, at)
+        _check_model(self.model, self.setup, at)
         _check_range(at, "seed", self.seed, low=0, high=SEED_LIMIT - 1)
         t = self.train
         _check_range(at, "train.epochs", t.epochs, low=1)
@@ -281,25 +283,41 @@ class _Names:
         return IbkdError(message if self.file is None else f"{self.file}: {message}")
 
 
-def _check_lm_softmax(model: ModelConfig, setup: str, at: _Names) -> None:
-    """A model's `lm_softmax` is one of `LM_SOFTMAXES` (`adaptive`: language models only) and
-    its `adaptive_cutoffs`, when given, strictly increasing ids >= 1 (below the vocabulary's
-    size: checked when the model is built); IbkdError naming the setting otherwise."""
+# model sizes that are counts (>= 1; `hidden` 0 means "as `dim`"), checked for every
+# architecture that has them, as are dropout probabilities (any field named `*dropout`)
+MODEL_COUNTS = ("dim", "layers", "heads", "ff_mult", "max_len")
+
+
+def _check_model(model: ModelConfig, setup: str, at: _Names, prefix: str = "model") -> None:
+    """A model config's sizes (`MODEL_COUNTS` >= 1, `hidden` >= 0, `widths` a non-empty list of
+    counts), dropout probabilities in [0, 1], `lm_softmax` one of `LM_SOFTMAXES` (`adaptive`:
+    language models only) and `adaptive_cutoffs`, when given, strictly increasing ids >= 1
+    (below the vocabulary's size: checked when the model is built); IbkdError naming the setting
+    (`prefix.field`: `model`, or `distill.online` for an online teacher) otherwise."""
+    for f in fields(model):
+        value, key = getattr(model, f.name), f"{prefix}.{f.name}"
+        if f.name in MODEL_COUNTS or f.name == "hidden":
+            _check_range(at, key, value, low=0 if f.name == "hidden" else 1)
+        elif f.name.endswith("dropout"):
+            _check_range(at, key, value, low=0, high=1)
+        elif f.name == "widths" and (not value or min(value) < 1):
+            raise at.error(f"{at(key)} {value}: expected a non-empty list of widths >= 1")
     softmax = getattr(model, "lm_softmax", "full")
     if softmax not in LM_SOFTMAXES:
         raise at.error(
-            f"{at('model.lm_softmax')} {softmax!r}: expected one of {', '.join(LM_SOFTMAXES)}"
+            f"{at(prefix + '.lm_softmax')} {softmax!r}: expected one of {', '.join(LM_SOFTMAXES)}"
         )
     if softmax != "full" and setup != "lm":
         raise at.error(
-            f"{at('model.lm_softmax')} {softmax}: for the language-model setup (lm), not {setup}"
+            f"{at(prefix + '.lm_softmax')} {softmax}: for the language-model setup (lm), not "
+            f"{setup}"
         )
     cutoffs = getattr(model, "adaptive_cutoffs", None)
     if cutoffs is not None and (
         not cutoffs or cutoffs[0] < 1 or any(a >= b for a, b in zip(cutoffs, cutoffs[1:]))
     ):
         raise at.error(
-            f"{at('model.adaptive_cutoffs')} {cutoffs}: expected strictly increasing "
+            f"{at(prefix + '.adaptive_cutoffs')} {cutoffs}: expected strictly increasing "
             "vocabulary ids >= 1"
         )
 
@@ -353,7 +371,10 @@ def _check_distill(d: DistillConfig, setup: str, at: _Names) -> None:
         raise at.error(f"{calibration}: calibrates a finished teacher, not {online}")
     if not isinstance(d.online, dict):
         raise at.error(f"distill.online: expected a model config mapping, got {d.online!r}")
-    config_from_dict(d.online, online if at.file is None else f"{at.file}: distill.online")
+    where = online if at.file is None else f"{at.file}: distill.online"
+    teacher = config_from_dict(d.online, where)
+    _check_types(teacher, at.file or "config", "distill.online")
+    _check_model(teacher, setup, at, "distill.online")
 
 
 def _check_teacher_cache(d: DistillConfig, setup: str, at: _Names) -> None:

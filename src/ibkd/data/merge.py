@@ -38,7 +38,7 @@ def parse_part(spec: str) -> tuple[str, str]:
     if not eq:
         folder = spec
         name = "ptb" if spec == "default" else Path(spec).name
-    if not name or not folder:
+    if not name.strip() or not folder.strip():  # a blank name or folder too
         raise IbkdError(f"part {spec!r}: expected NAME=FOLDER or FOLDER")
     return name, folder
 
