@@ -169,6 +169,14 @@ class RunConfig:
                            ("distill", self.distill), (None, self)):  # fmt: skip
             if part is not None:
                 _check_types(part, where or "config", name)
+        for key, value in (
+            ("data.data", self.data.data),
+            ("data.transfer", self.data.transfer),
+            ("data.lm_text", self.data.lm_text),
+            ("train.device", self.train.device),
+        ):
+            if value is not None and not value.strip():
+                raise at.error(f"{at(key)}: an empty value")
         if self.setup not in task_names():
             raise at.error(f"{at('setup')} {self.setup!r}, expected one of {task_names()}")
         _check_model(self.model, self.setup, at)
@@ -257,6 +265,7 @@ class RunConfig:
 FLAGS = {
     "seed": "--seed", "train.epochs": "--epochs", "train.batch_size": "--batch-size",
     "train.lr": "--lr", "train.aux_lm": "--aux-lm", "train.precision": "--precision",
+    "train.device": "--device", "data.data": "--data",
     "data.max_train_rows": "--max-train-rows", "data.vocab_size": "--vocab-size",
     "data.unk_signatures": "--unk-signatures", "data.lm_text": "--lm-text",
     "data.transfer": "--transfer", "model.lm_softmax": "--lm-softmax",
